@@ -1,0 +1,29 @@
+"""jaxcell: differentiable, batched physics-based lithium-ion cell models in JAX.
+
+All physics runs in float64: jaxcell switches on `jax_enable_x64` when imported (the
+electrochemistry spans concentrations of 1e4 mol/m3 against tolerances of 1e-6, diffusivities
+of 1e-15 m2/s and exponential kinetics, which float32 cannot resolve).
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from .experiment import (  # noqa: E402
+    DriveCycle as DriveCycle,
+    Experiment as Experiment,
+    ExperimentError as ExperimentError,
+)
+from .models import AbstractCellModel as AbstractCellModel, SPM as SPM, SPMe as SPMe  # noqa: E402
+from .parameters import (  # noqa: E402
+    ParameterSet as ParameterSet,
+    ParameterValueError as ParameterValueError,
+    UnknownParameterError as UnknownParameterError,
+    available_parameter_sets as available_parameter_sets,
+    load_parameters as load_parameters,
+    stack as stack,
+)
+from .simulate import simulate as simulate  # noqa: E402
+from .solution import Solution as Solution, Status as Status, StepEnd as StepEnd  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,216 @@
+"""Cycling protocols in PyBaMM's step language, compiled to a static sequence of steps."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+ACCEPTED_FORMS = """Accepted step forms (PyBaMM's language):
+  "Discharge at 1C until 2.5 V"        "Charge at C/2 until 4.2 V"
+  "Discharge at 0.5 A for 30 minutes"  "Charge at 500 mA until 4.1 V"
+  "Discharge at 2 W for 10 minutes"    "Hold at 4.2 V until C/50"  (also "until 50 mA")
+  "Rest for 1 hour"                    "Discharge at 1C for 2 hours or until 3 V"
+  a DriveCycle(time_s, current_A), and tuples of steps (one cycle each).
+Time units: s, second(s), min, minute(s), h, hour(s), day(s)."""
+
+_TIME_UNITS = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "day": 86400.0, "days": 86400.0,
+}
+_NUM = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+
+
+class ExperimentError(ValueError):
+    """An experiment step could not be understood."""
+
+
+class Step(eqx.Module):
+    """One protocol step. Numbers are arrays (leaves), the kind of step is static.
+
+    `mode` is "current" (value in A, or a C-rate when `c_rate`), "voltage" [V], "power" [W] or
+    "drive" (current [A] interpolated in `drive_time`/`drive_current`). Currents and powers are
+    positive on discharge. The step ends at `duration` [s] (inf for none), when the voltage
+    crosses `until_voltage` [V] (nan for none), or when |current| falls below `until_current`
+    (A, or a C-rate when `until_c_rate`; nan for none).
+    """
+
+    mode: str = eqx.field(static=True)
+    value: object
+    duration: object
+    until_voltage: object
+    until_current: object
+    description: str = eqx.field(static=True)
+    c_rate: bool = eqx.field(static=True, default=False)
+    until_c_rate: bool = eqx.field(static=True, default=False)
+    drive_time: object = None
+    drive_current: object = None
+
+    @property
+    def has_until_voltage(self) -> bool:
+        return self.ends_on[1]
+
+    @property
+    def has_until_current(self) -> bool:
+        return self.ends_on[2]
+
+    @property
+    def has_duration(self) -> bool:
+        return self.ends_on[0]
+
+    ends_on: tuple[bool, bool, bool] = eqx.field(static=True, default=(False, False, False))
+    """Static flags: (duration, voltage limit, current limit) given; set by `make_step`."""
+
+
+def make_step(**kw) -> Step:
+    """Build a `Step`, deriving the static end-condition flags from the numbers."""
+    ends_on = (
+        bool(np.isfinite(kw["duration"])),
+        not bool(np.isnan(kw["until_voltage"])),
+        not bool(np.isnan(kw["until_current"])),
+    )
+    arrays = {k: jnp.asarray(kw[k], dtype=jnp.float64) for k in ("value", "duration", "until_voltage", "until_current")}
+    for k in ("drive_time", "drive_current"):
+        if kw.get(k) is not None:
+            arrays[k] = jnp.asarray(kw[k], dtype=jnp.float64)
+    rest = {k: v for k, v in kw.items() if k not in arrays and k not in ("drive_time", "drive_current")}
+    return Step(**arrays, **rest, ends_on=ends_on)
+
+
+def DriveCycle(time, current, description: str = "drive cycle") -> Step:
+    """A drive-cycle step: current [A] (positive = discharge) linearly interpolated in time [s],
+    from time[0] = 0 to time[-1]."""
+    t = np.asarray(time, dtype=np.float64)
+    i = np.asarray(current, dtype=np.float64)
+    if t.ndim != 1 or t.shape != i.shape or t.size < 2:
+        raise ExperimentError(
+            f"DriveCycle needs 1D time and current arrays of equal length >= 2, got shapes {t.shape} and {i.shape}."
+        )
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(i))):
+        raise ExperimentError("DriveCycle time and current must be finite.")
+    if t[0] != 0 or np.any(np.diff(t) <= 0):
+        raise ExperimentError("DriveCycle time must start at 0 and increase strictly.")
+    return make_step(
+        mode="drive", value=0.0, duration=t[-1], until_voltage=np.nan, until_current=np.nan,
+        description=description, drive_time=t, drive_current=i,
+    )
+
+
+def _fail(text: str, why: str) -> ExperimentError:
+    return ExperimentError(f"Cannot parse experiment step {text!r}: {why}.\n{ACCEPTED_FORMS}")
+
+
+def _parse_duration(text: str, spec: str) -> float:
+    m = re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec.strip())
+    if not m or m.group(2) not in _TIME_UNITS:
+        raise _fail(text, f"{spec!r} is not a duration")
+    value = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    if value <= 0:
+        raise _fail(text, "the duration must be positive")
+    return value
+
+
+def _parse_current(text: str, spec: str) -> tuple[float, bool]:
+    """('1C' | 'C/2' | '0.5 A' | '500 mA') -> (value, is_c_rate)."""
+    s = spec.replace(" ", "")
+    if m := re.fullmatch(rf"({_NUM})c", s):
+        return float(m.group(1)), True
+    if m := re.fullmatch(rf"c/({_NUM})", s):
+        return 1.0 / float(m.group(1)), True
+    if m := re.fullmatch(rf"({_NUM})(ma|a)", s):
+        return float(m.group(1)) * (1e-3 if m.group(2) == "ma" else 1.0), False
+    raise _fail(text, f"{spec!r} is not a current (e.g. '1C', 'C/2', '0.5 A', '500 mA')")
+
+
+def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
+    s = spec.replace(" ", "")
+    if m := re.fullmatch(rf"({_NUM})(mw|w)", s):
+        return "power", float(m.group(1)) * (1e-3 if m.group(2) == "mw" else 1.0), False
+    if m := re.fullmatch(rf"({_NUM})(mv|v)", s):
+        return "voltage", float(m.group(1)) * (1e-3 if m.group(2) == "mv" else 1.0), False
+    value, c_rate = _parse_current(text, spec)
+    return "current", value, c_rate
+
+
+def parse_step(text: str) -> Step:
+    """Parse one PyBaMM-style step string into a `Step` (see `ACCEPTED_FORMS`)."""
+    if not isinstance(text, str):
+        raise ExperimentError(f"An experiment step must be a string or DriveCycle, got {type(text).__name__}.\n{ACCEPTED_FORMS}")
+    s = " ".join(text.strip().lower().split())
+    duration, until_v, until_i, until_c = np.inf, np.nan, np.nan, False
+    if m := re.fullmatch(r"rest for (.+)", s):
+        return make_step(mode="current", value=0.0, duration=_parse_duration(text, m.group(1)),
+                         until_voltage=np.nan, until_current=np.nan, description=text)
+    m = re.fullmatch(r"(discharge|charge|hold) at (.+?)(?: for (.+?))?(?: (?:or )?until (.+))?", s)
+    if not m:
+        raise _fail(text, "it does not start with 'Discharge at', 'Charge at', 'Hold at' or 'Rest for'")
+    verb, value_spec, for_spec, until_spec = m.groups()
+    mode, value, c_rate = _parse_value(text, value_spec)
+    if verb == "hold" and mode != "voltage":
+        raise _fail(text, "'Hold at' takes a voltage, e.g. 'Hold at 4.2 V until C/50'")
+    if verb != "hold" and mode == "voltage":
+        raise _fail(text, "a voltage is held with 'Hold at ... V'")
+    if value < 0:
+        raise _fail(text, "the value must be non-negative (use Charge or Discharge for the sign)")
+    if verb == "charge":
+        value = -value
+    if for_spec is not None:
+        duration = _parse_duration(text, for_spec)
+    if until_spec is not None:
+        t = until_spec.replace(" ", "")
+        if m2 := re.fullmatch(rf"({_NUM})(mv|v)", t):
+            until_v = float(m2.group(1)) * (1e-3 if m2.group(2) == "mv" else 1.0)
+        else:
+            until_i, until_c = _parse_current(text, until_spec)
+    if mode == "voltage" and not np.isnan(until_v):
+        raise _fail(text, "a voltage hold ends on a current ('until C/50') or a duration, not a voltage")
+    if mode != "voltage" and not np.isnan(until_i):
+        raise _fail(text, "only a voltage hold can end on a current threshold")
+    if np.isinf(duration) and np.isnan(until_v) and np.isnan(until_i):
+        raise _fail(text, "the step needs an end: 'for <duration>' and/or 'until <limit>'")
+    return make_step(
+        mode=mode, value=value, duration=duration, until_voltage=until_v, until_current=until_i,
+        description=text, c_rate=c_rate, until_c_rate=until_c,
+    )
+
+
+class Experiment(eqx.Module):
+    """A protocol: a sequence of steps run in order, each ended by its own condition.
+
+    Steps are PyBaMM strings or `DriveCycle`s; a tuple groups the steps of one cycle, so
+    ``Experiment([("Discharge at 1C until 2.5 V", "Rest for 1 hour")] * 3)`` is three cycles.
+    The experiment stops early (with a status) if the voltage leaves the parameter set's cut-offs
+    or a particle surface reaches a stoichiometry limit.
+
+    Example:
+        >>> exp = jaxcell.Experiment(["Discharge at 1C until 2.5 V", "Rest for 30 minutes",
+        ...                           "Charge at C/2 until 4.2 V", "Hold at 4.2 V until C/50"])
+    """
+
+    steps: tuple[Step, ...]
+    cycle_index: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(self, steps: Sequence[str | Step | tuple]):
+        if isinstance(steps, (str, Step)):
+            steps = [steps]
+        flat, cycles = [], []
+        for k, item in enumerate(steps):
+            group = item if isinstance(item, tuple) else (item,)
+            for s in group:
+                flat.append(s if isinstance(s, Step) else parse_step(s))
+                cycles.append(k)
+        if not flat:
+            raise ExperimentError(f"An experiment needs at least one step.\n{ACCEPTED_FORMS}")
+        self.steps = tuple(flat)
+        self.cycle_index = tuple(cycles)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        return "Experiment([" + ", ".join(repr(s.description) for s in self.steps) + "])"

@@ -1,0 +1,4 @@
+"""Cell models as equinox modules."""
+
+from ._base import AbstractCellModel as AbstractCellModel
+from ._spm import SPM as SPM, SPMe as SPMe

@@ -1,0 +1,226 @@
+"""The `ParameterSet` pytree: PyBaMM-named parameters whose numbers are JAX arrays."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Value = Any  # an array-like number or a callable
+
+
+class UnknownParameterError(KeyError):
+    """Raised for a parameter name that the set does not have."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+class ParameterValueError(ValueError):
+    """Raised for a parameter value outside its physical range."""
+
+
+def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
+    """The physical range that a parameter of this name must lie in, if any."""
+    low = name.lower()
+    if "porosity" in low:  # a separator may be all pores (Marquis2019 has 1.0)
+        return "in (0, 1]", lambda v: (v > 0) & (v <= 1)
+    if "volume fraction" in low:
+        return "in the open interval (0, 1)", lambda v: (v > 0) & (v < 1)
+    positive = (
+        "thickness [m]", "radius [m]", "height [m]", "width [m]", "diffusivity", "capacity [a.h]",
+        "maximum concentration", "double-layer capacity", "cell volume", "cooling surface area",
+        "density [kg.m-3]", "specific heat capacity", "temperature [k]",
+        "number of electrodes connected in parallel", "number of cells connected in series",
+    )
+    if any(p in low for p in positive):
+        return "positive", lambda v: v > 0
+    nonneg = ("conductivity", "initial concentration", "contact resistance", "heat transfer coefficient")
+    if any(p in low for p in nonneg):
+        return "non-negative", lambda v: v >= 0
+    return None
+
+
+def _validate(name: str, value: Any) -> None:
+    """Check a concrete value (scalar or batch); traced values are left to the caller."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = f" at batch index {np.argwhere(bad)[0].tolist()}" if arr.ndim else ""
+        raise ParameterValueError(f"{name!r} must be finite, got {arr[bad].flat[0]}{where}.")
+    rule = _rule(name)
+    if rule is not None:
+        desc, ok = rule
+        good = ok(arr)
+        if not np.all(good):
+            first = arr[~good].flat[0]
+            where = f" at batch index {np.argwhere(~good)[0].tolist()}" if arr.ndim else ""
+            raise ParameterValueError(f"{name!r} must be {desc}, got {first}{where}.")
+
+
+def _takes_p(fn: Callable) -> bool:
+    try:
+        return "p" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class ParameterSet(eqx.Module):
+    """A named set of cell parameters, read and updated by PyBaMM's names.
+
+    Numbers are stored as float64 JAX arrays (the pytree leaves), so a `ParameterSet` can be
+    passed through `jax.jit`, `jax.vmap` (give leaves a leading batch axis), `jax.grad`, numpyro
+    and optax. Functions (open-circuit potentials, exchange-current densities, transport
+    properties) are static: they are part of the tree structure, not leaves.
+
+    A function is called with PyBaMM's signature (e.g. ``ocp(sto)``,
+    ``j0(c_e, c_s_surf, c_s_max, T)``, ``D_e(c_e, T)``). A function that also takes a keyword
+    argument ``p`` is given the `ParameterSet`, so constants it reads from the set (a reaction
+    rate constant, an activation energy) can be varied, batched and differentiated.
+
+    Example:
+        >>> p = jaxcell.load_parameters("Chen2020")
+        >>> p["Negative electrode thickness [m]"]
+        Array(8.52e-05, dtype=float64)
+        >>> thin = p.update({"Negative electrode thickness [m]": 70e-6})
+    """
+
+    values: dict[str, jax.Array]
+    functions: tuple[tuple[str, Callable], ...] = eqx.field(static=True)
+    name: str = eqx.field(static=True, default="custom")
+    citation: str = eqx.field(static=True, default="")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Value], *, name: str = "custom", citation: str = "") -> "ParameterSet":
+        """Build a set from a mapping of PyBaMM-style names to numbers or functions."""
+        values, functions = {}, []
+        for k, v in d.items():
+            if callable(v):
+                functions.append((k, v))
+            else:
+                _validate(k, v)
+                values[k] = jnp.asarray(v, dtype=jnp.float64)
+        return cls(values=values, functions=tuple(sorted(functions, key=lambda kv: kv[0])), name=name, citation=citation)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _function(self, name: str) -> Callable | None:
+        for k, f in self.functions:
+            if k == name:
+                return f
+        return None
+
+    def keys(self) -> list[str]:
+        return sorted(list(self.values) + [k for k, _ in self.functions])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.values) + len(self.functions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values or any(k == name for k, _ in self.functions)
+
+    def _unknown(self, name: str) -> UnknownParameterError:
+        close = difflib.get_close_matches(name, self.keys(), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return UnknownParameterError(f"Unknown parameter {name!r} in parameter set {self.name!r}.{hint}")
+
+    def __getitem__(self, name: str) -> Value:
+        if name in self.values:
+            return self.values[name]
+        f = self._function(name)
+        if f is None:
+            raise self._unknown(name)
+        return f
+
+    def get(self, name: str, default: Value = None) -> Value:
+        return self[name] if name in self else default
+
+    def evaluate(self, name: str, *args: Any) -> jax.Array:
+        """Value of a parameter that may be a number or a function of `args`.
+
+        A number is returned as is (it broadcasts against `args`), a function is called on them.
+        """
+        if name in self.values:
+            return self.values[name]
+        f = self._function(name)
+        if f is None:
+            raise self._unknown(name)
+        return f(*args, p=self) if _takes_p(f) else f(*args)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch shape shared by all numeric leaves (``()`` for a single cell)."""
+        shapes = [v.shape for v in self.values.values()]
+        return max(shapes, key=len) if shapes else ()
+
+    # -- updating -----------------------------------------------------------------------------
+    def update(self, new: Mapping[str, Value], *, check_already_exists: bool = True) -> "ParameterSet":
+        """A new set with some values replaced (the set itself is immutable).
+
+        Raises `UnknownParameterError` for a name the set does not have (with close matches),
+        unless ``check_already_exists=False``, and `ParameterValueError` for a value outside its
+        physical range (porosities in (0, 1], volume fractions in (0, 1); lengths, radii, diffusivities
+        and capacities positive; every value finite).
+        """
+        values = dict(self.values)
+        functions = dict(self.functions)
+        for k, v in new.items():
+            if check_already_exists and k not in self:
+                raise self._unknown(k)
+            if callable(v):
+                values.pop(k, None)
+                functions[k] = v
+            else:
+                _validate(k, v)
+                functions.pop(k, None)
+                values[k] = jnp.asarray(v, dtype=jnp.float64)
+        return ParameterSet(
+            values=values,
+            functions=tuple(sorted(functions.items(), key=lambda kv: kv[0])),
+            name=self.name,
+            citation=self.citation,
+        )
+
+    def to_dict(self) -> dict[str, Value]:
+        out: dict[str, Value] = {k: v for k, v in self.functions}
+        out.update(self.values)
+        return out
+
+    def __repr__(self) -> str:
+        b = f", batch_shape={self.batch_shape}" if self.batch_shape else ""
+        return f"ParameterSet(name={self.name!r}, {len(self.values)} numbers, {len(self.functions)} functions{b})"
+
+    # -- BPX ----------------------------------------------------------------------------------
+    @classmethod
+    def from_bpx(cls, path: str) -> "ParameterSet":
+        """Read a BPX (Battery Parameter eXchange) JSON file.
+
+        The file is validated against the BPX schema with the `bpx` package, then mapped to
+        PyBaMM-style names. Functions given as expressions of ``x`` (stoichiometry) or as data
+        tables become jnp functions (tables are interpolated linearly).
+        """
+        from ._bpx import read_bpx
+
+        return read_bpx(path)
+
+
+def stack(sets: list[ParameterSet]) -> ParameterSet:
+    """Stack sets with the same names and functions into one batched set (leading axis)."""
+    if not sets:
+        raise ValueError("stack() needs at least one ParameterSet.")
+    first = sets[0]
+    for i, s in enumerate(sets[1:], 1):
+        if s.functions != first.functions or set(s.values) != set(first.values):
+            raise ValueError(f"ParameterSet {i} has different names or functions from set 0; cannot stack.")
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *sets)

@@ -1,0 +1,210 @@
+"""Regenerate the PyBaMM reference curves used by the jaxcell tests.
+
+PyBaMM is used here only as an external reference; jaxcell itself does not
+depend on it.  Running this script needs ``pip install pybamm==26.10.1.1``.
+
+Usage::
+
+    python tests/data/make_references.py
+
+Writes into ``tests/data/pybamm/``:
+
+* ``{MODEL}_{SET}_{RATE}C.csv`` -- isothermal constant-current discharges
+  (columns ``t_s,V_V,Q_Ah``) for MODEL in (SPM, SPMe), SET in (Marquis2019,
+  Ecker2015), RATE in (0.5, 1.0, 2.0).
+* ``{MODEL}_lumped_Chen2020_1.0C.csv`` -- lumped-thermal 1C discharges
+  (columns ``t_s,V_V,Q_Ah,T_K``).
+* ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
+  densities, electrolyte and particle transport) evaluated on a grid; the
+  layout is described in the file's ``"_doc"`` entry.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pybamm
+
+OUT = pathlib.Path(__file__).resolve().parent / "pybamm"
+
+MODELS = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe}
+SETS = ("Marquis2019", "Ecker2015")
+RATES = (0.5, 1.0, 2.0)
+N_OUT = 2001
+
+
+def discharge(model_name, set_name, rate, options=None):
+    """Constant-current discharge at `rate` C until the lower cut-off."""
+    model = MODELS[model_name](options=options or {})
+    params = pybamm.ParameterValues(set_name)
+    params["Current function [A]"] = rate * params["Nominal cell capacity [A.h]"]
+    solver = pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10)
+    sim = pybamm.Simulation(model, parameter_values=params, solver=solver)
+    t_end = 3600.0 / rate * 1.2
+    sol = sim.solve([0.0, t_end], t_interp=np.linspace(0.0, t_end, N_OUT))
+    cols = [
+        sol["Time [s]"].entries,
+        sol["Voltage [V]"].entries,
+        sol["Discharge capacity [A.h]"].entries,
+    ]
+    if options and options.get("thermal") == "lumped":
+        cols.append(sol["Volume-averaged cell temperature [K]"].entries)
+    v_cut = params["Lower voltage cut-off [V]"]
+    return np.column_stack(cols), sol.termination, v_cut
+
+
+def write_csv(path, data, header):
+    np.savetxt(path, data, delimiter=",", header=header, comments="", fmt="%.10g")
+    print(
+        f"{path.name}: t_end={data[-1, 0]:.6g} s, V_end={data[-1, 1]:.6g} V, "
+        f"rows={len(data)}"
+    )
+
+
+# --------------------------------------------------------------------------
+# parameter functions
+# --------------------------------------------------------------------------
+STO = np.linspace(0.01, 0.99, 50)
+C_E = np.linspace(200.0, 2000.0, 10)
+T = np.array([298.15, 318.15])
+C_E_J0 = np.array([500.0, 1000.0, 1500.0])
+
+DOC = (
+    "PyBaMM {version} parameter functions of set '{set}', evaluated through "
+    "pybamm.ParameterValues.evaluate(pybamm.FunctionParameter(name, inputs)). "
+    "Grids: 'sto' (stoichiometry), 'T' [K], 'c_e' [mol.m-3] (electrolyte "
+    "functions), 'c_e_j0' [mol.m-3] (exchange-current densities), "
+    "'c_max_negative'/'c_max_positive' [mol.m-3]. Every function entry is a "
+    "dict {{'args': [grid names, in axis order], 'values': nested list with "
+    "one axis per arg}}. E.g. values[i][k] of an entry with args ['sto', 'T'] "
+    "is f(sto[i], T[k]). Raw entries (named exactly as the PyBaMM parameter) "
+    "are the user-supplied functions with no model-side wrapping: OCP [V] is "
+    "U_ref(sto) (no temperature argument), exchange-current density is "
+    "j0(c_e, c_s_surf = sto*c_max, c_max, T) without PyBaMM's model-side "
+    "clipping/regularisation, particle diffusivity is D(sto, T), electrolyte "
+    "functions are f(c_e, T). A parameter given as a constant is repeated "
+    "over the grid and marked 'constant': true. Entries with the prefix "
+    "'model: ' are what PyBaMM's models actually use for the OCP: "
+    "U(sto, T) = U_ref(sto') + (T - T_ref) * dUdT(sto') + asymptotes(sto), "
+    "with sto' = sto clipped to [tol, 1 - tol]; 'T_ref' and the "
+    "entropic-change functions dUdT(sto) are included as well."
+)
+
+
+def _eval(pv, name, inputs, shape):
+    """Evaluate parameter `name` at flattened meshgrid `inputs`."""
+    sym = pybamm.FunctionParameter(
+        name, {k: pybamm.Vector(v.ravel()) for k, v in inputs.items()}
+    )
+    val = np.asarray(pv.evaluate(sym), dtype=float)
+    const = not callable(pv[name])
+    if val.size == 1:
+        val = np.full(int(np.prod(shape)), val.item())
+    return val.reshape(shape), const
+
+
+def _entry(args, values, const):
+    out = {"args": args, "values": values.tolist()}
+    if const:
+        out["constant"] = True
+    return out
+
+
+def functions(set_name):
+    pv = pybamm.ParameterValues(set_name)
+    res = {
+        "_doc": DOC.format(version=pybamm.__version__, set=set_name),
+        "sto": STO.tolist(),
+        "T": T.tolist(),
+        "c_e": C_E.tolist(),
+        "c_e_j0": C_E_J0.tolist(),
+    }
+    # electrolyte: f(c_e, T)
+    ce, tt = np.meshgrid(C_E, T, indexing="ij")
+    for name in ("Electrolyte diffusivity [m2.s-1]", "Electrolyte conductivity [S.m-1]"):
+        vals, const = _eval(
+            pv,
+            name,
+            {"Electrolyte concentration [mol.m-3]": ce, "Temperature [K]": tt},
+            ce.shape,
+        )
+        res[name] = _entry(["c_e", "T"], vals, const)
+
+    s1 = STO
+    s2, t2 = np.meshgrid(STO, T, indexing="ij")
+    param = pybamm.LithiumIonParameters()
+    res["T_ref"] = float(pv.evaluate(param.T_ref))
+    for dom, Dom in (("negative", "Negative"), ("positive", "Positive")):
+        c_max = float(pv[f"Maximum concentration in {dom} electrode [mol.m-3]"])
+        res[f"c_max_{dom}"] = c_max
+        sto_name = f"{Dom} particle stoichiometry"
+        # raw OCP U_ref(sto)
+        name = f"{Dom} electrode OCP [V]"
+        vals, const = _eval(pv, name, {sto_name: s1}, s1.shape)
+        res[name] = _entry(["sto"], vals, const)
+        # entropic change dUdT(sto)
+        name = f"{Dom} electrode OCP entropic change [V.K-1]"
+        if name in pv.keys():
+            vals, const = _eval(pv, name, {sto_name: s1}, s1.shape)
+            res[name] = _entry(["sto"], vals, const)
+        # model-level OCP U(sto, T) as used inside PyBaMM's models
+        dparam = getattr(param, dom[0]).prim
+        sym = dparam.U(pybamm.Vector(s2.ravel()), pybamm.Vector(t2.ravel()))
+        vals = np.asarray(pv.evaluate(sym), dtype=float).reshape(s2.shape)
+        res[f"model: {Dom} electrode OCP [V]"] = _entry(["sto", "T"], vals, False)
+        # particle diffusivity D(sto, T)
+        name = f"{Dom} particle diffusivity [m2.s-1]"
+        vals, const = _eval(
+            pv, name, {sto_name: s2, "Temperature [K]": t2}, s2.shape
+        )
+        res[name] = _entry(["sto", "T"], vals, const)
+        # exchange-current density j0(c_e, c_s_surf, c_max, T)
+        ce3, s3, t3 = np.meshgrid(C_E_J0, STO, T, indexing="ij")
+        name = f"{Dom} electrode exchange-current density [A.m-2]"
+        vals, const = _eval(
+            pv,
+            name,
+            {
+                "Electrolyte concentration [mol.m-3]": ce3,
+                f"{Dom} particle surface concentration [mol.m-3]": s3 * c_max,
+                f"Maximum {dom} particle surface concentration [mol.m-3]": np.full(
+                    s3.shape, c_max
+                ),
+                "Temperature [K]": t3,
+            },
+            s3.shape,
+        )
+        res[name] = _entry(["c_e_j0", "sto", "T"], vals, const)
+    return res
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for model_name in MODELS:
+        for set_name in SETS:
+            for rate in RATES:
+                data, term, v_cut = discharge(model_name, set_name, rate)
+                print(f"  termination: {term} (cut-off {v_cut} V)")
+                write_csv(
+                    OUT / f"{model_name}_{set_name}_{rate:.1f}C.csv",
+                    data,
+                    "t_s,V_V,Q_Ah",
+                )
+    for model_name in MODELS:
+        data, term, v_cut = discharge(
+            model_name, "Chen2020", 1.0, options={"thermal": "lumped"}
+        )
+        print(f"  termination: {term} (cut-off {v_cut} V)")
+        write_csv(
+            OUT / f"{model_name}_lumped_Chen2020_1.0C.csv", data, "t_s,V_V,Q_Ah,T_K"
+        )
+    for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
+        path = OUT / f"functions_{set_name}.json"
+        with open(path, "w") as f:
+            json.dump(functions(set_name), f, indent=1)
+            f.write("\n")
+        print(f"{path.name}: {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
