@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -179,6 +180,52 @@ def parse_step(text: str) -> Step:
     )
 
 
+MODES = {"current": 0, "drive": 1, "voltage": 2, "power": 3}
+
+
+class StepTable(eqx.Module):
+    """The steps of an experiment as arrays (one row per step), so that one compiled step solver
+    serves every step: a 100-step protocol compiles as fast as a 1-step one.
+
+    Rows follow `Step`'s fields; `mode` holds the codes of `MODES`; drive cycles are padded to a
+    common length (steps that are not drive cycles hold a dummy row)."""
+
+    mode: jax.Array
+    value: jax.Array
+    c_rate: jax.Array
+    duration: jax.Array
+    until_voltage: jax.Array
+    until_current: jax.Array
+    until_c_rate: jax.Array
+    drive_time: jax.Array
+    drive_current: jax.Array
+
+    @classmethod
+    def from_steps(cls, steps: Sequence[Step]) -> "StepTable":
+        m = max([2] + [int(s.drive_time.shape[0]) for s in steps if s.mode == "drive"])
+        dt, di = [], []
+        for s in steps:
+            if s.mode == "drive":
+                t, i = np.asarray(s.drive_time), np.asarray(s.drive_current)
+            else:
+                t, i = np.array([0.0, 1.0]), np.zeros(2)
+            pad = m - t.size  # extend past the end, holding the last current
+            dt.append(np.concatenate([t, t[-1] + 1e6 * np.arange(1, pad + 1)]))
+            di.append(np.concatenate([i, np.full(pad, i[-1])]))
+        f = lambda name: jnp.asarray([float(getattr(s, name)) for s in steps], dtype=jnp.float64)  # noqa: E731
+        return cls(
+            mode=jnp.asarray([MODES[s.mode] for s in steps], dtype=jnp.int32),
+            value=f("value"),
+            c_rate=jnp.asarray([s.c_rate for s in steps]),
+            duration=f("duration"),
+            until_voltage=f("until_voltage"),
+            until_current=f("until_current"),
+            until_c_rate=jnp.asarray([s.until_c_rate for s in steps]),
+            drive_time=jnp.asarray(np.stack(dt)),
+            drive_current=jnp.asarray(np.stack(di)),
+        )
+
+
 class Experiment(eqx.Module):
     """A protocol: a sequence of steps run in order, each ended by its own condition.
 
@@ -192,8 +239,10 @@ class Experiment(eqx.Module):
         ...                           "Charge at C/2 until 4.2 V", "Hold at 4.2 V until C/50"])
     """
 
-    steps: tuple[Step, ...]
+    table: StepTable
+    descriptions: tuple[str, ...] = eqx.field(static=True)
     cycle_index: tuple[int, ...] = eqx.field(static=True)
+    has_drive_cycle: bool = eqx.field(static=True)
 
     def __init__(self, steps: Sequence[str | Step | tuple]):
         if isinstance(steps, (str, Step)):
@@ -206,11 +255,13 @@ class Experiment(eqx.Module):
                 cycles.append(k)
         if not flat:
             raise ExperimentError(f"An experiment needs at least one step.\n{ACCEPTED_FORMS}")
-        self.steps = tuple(flat)
+        self.table = StepTable.from_steps(flat)
+        self.descriptions = tuple(s.description for s in flat)
         self.cycle_index = tuple(cycles)
+        self.has_drive_cycle = any(s.mode == "drive" for s in flat)
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self.descriptions)
 
     def __repr__(self) -> str:
-        return "Experiment([" + ", ".join(repr(s.description) for s in self.steps) + "])"
+        return "Experiment([" + ", ".join(repr(d) for d in self.descriptions) + "])"

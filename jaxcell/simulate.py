@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .experiment import Experiment, Step
+from .experiment import Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd
@@ -43,35 +43,40 @@ def _solve_current(g, I0):
     return jax.lax.fori_loop(0, NEWTON_ITERS, body, I0)
 
 
-def _control(model, step: Step, p, t0):
-    """current(t, y) [A] that realises the step's control."""
-    value = step.value * p["Nominal cell capacity [A.h]"] if step.c_rate else step.value
-    if step.mode == "current":
-        return lambda t, y: value
-    if step.mode == "drive":
-        return lambda t, y: jnp.interp(t - t0, step.drive_time, step.drive_current)
-    if step.mode == "voltage":
-        return lambda t, y: _solve_current(lambda I: model.voltage(y, I, p) - value, jnp.zeros_like(value))
-    if step.mode == "power":
-        def current(t, y):
-            I0 = value / model.open_circuit_voltage(y, p)
-            return _solve_current(lambda I: I * model.voltage(y, I, p) - value, I0)
-        return current
-    raise ValueError(f"Unknown step mode {step.mode!r}.")
+def _control(model, row, p, t0):
+    """current(t, y) [A] realising the step's control; `row` is one row of the StepTable.
+    The mode is not batched under `vmap` (cells share the protocol), so `lax.switch` runs only
+    the branch of the step at hand."""
+    value = jnp.where(row.c_rate, row.value * p["Nominal cell capacity [A.h]"], row.value)
+
+    def constant(t, y):
+        return value
+
+    def drive(t, y):
+        return jnp.interp(t - t0, row.drive_time, row.drive_current)
+
+    def voltage(t, y):
+        return _solve_current(lambda I: model.voltage(y, I, p) - value, jnp.zeros_like(value))
+
+    def power(t, y):
+        I0 = value / model.open_circuit_voltage(y, p)
+        return _solve_current(lambda I: I * model.voltage(y, I, p) - value, I0)
+
+    return lambda t, y: jax.lax.switch(row.mode, (constant, drive, voltage, power), t, y)
 
 
-def _max_duration(step: Step, p):
-    """Duration bound [s] of a step without 'for ...': twice the time to pass the nominal
-    capacity at the step's current (8 hours for a voltage hold)."""
-    if step.has_duration:
-        return step.duration
+def _max_duration(row, p):
+    """Duration bound [s] of a step: its 'for ...' duration, else twice the time to pass the
+    nominal capacity at its current or power (8 hours for a voltage hold)."""
     Q = p["Nominal cell capacity [A.h]"] * 3600.0
-    if step.mode == "current":
-        I = jnp.abs(step.value * p["Nominal cell capacity [A.h]"] if step.c_rate else step.value)
-        return 2.0 * Q / jnp.maximum(I, 1e-12)
-    if step.mode == "power":
-        return 2.0 * Q * p["Upper voltage cut-off [V]"] / jnp.maximum(jnp.abs(step.value), 1e-12)
-    return jnp.asarray(8 * 3600.0)
+    I = jnp.abs(jnp.where(row.c_rate, row.value * p["Nominal cell capacity [A.h]"], row.value))
+    by_mode = jnp.stack([
+        2.0 * Q / jnp.maximum(I, 1e-12),
+        row.drive_time[-1],
+        jnp.asarray(8 * 3600.0),
+        2.0 * Q * p["Upper voltage cut-off [V]"] / jnp.maximum(I, 1e-12),
+    ])[row.mode]
+    return jnp.where(jnp.isfinite(row.duration), row.duration, by_mode)
 
 
 def _outputs(model, current, p):
@@ -82,48 +87,48 @@ def _outputs(model, current, p):
     return fn
 
 
-def _run_step(model, step, p, t0, y0, q0, stopped, ts, opts: Options):
+BIG = 1e6  # value of a disabled event condition (never crosses zero)
+
+
+def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: bool):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
-    current = _control(model, step, p, t0)
+    current = _control(model, row, p, t0)
     out_fn = _outputs(model, current, p)
-    sign = jnp.sign(step.value) if step.mode != "drive" else jnp.asarray(1.0)
+    is_hold = row.mode == 2
+    # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing
+    sign = jnp.where(row.value < 0, -1.0, 1.0)
+    has_v, has_i = ~jnp.isnan(row.until_voltage), ~jnp.isnan(row.until_current)
+    I_lim = jnp.where(row.until_c_rate, row.until_current * p["Nominal cell capacity [A.h]"], row.until_current)
+    V_min, V_max = p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
 
-    def vfun(t, state):
+    def conditions(t, state):
+        """Every end condition, oriented to cross from positive to negative; disabled ones BIG.
+        Order: step voltage, step current, lower cut-off, upper cut-off, stoichiometry."""
         y, _ = state
-        return model.voltage(y, current(t, y), p)
+        I = current(t, y)
+        V = model.voltage(y, I, p)
+        sn, sp = model.surface_stoichiometries(y, p)
+        return jnp.stack([
+            jnp.where(has_v, sign * (V - row.until_voltage), BIG),
+            jnp.where(has_i, jnp.abs(I) - I_lim, BIG),
+            jnp.where(is_hold, BIG, V - V_min),
+            jnp.where(is_hold, BIG, V_max - V),
+            jnp.min(jnp.stack([sn, 1 - sn, sp, 1 - sp])) - STO_LIMIT,
+        ])
 
-    V0 = vfun(t0, (y0, q0))
-    conds, kinds = [], []
-    already = jnp.asarray(False)
-    if step.has_until_voltage:
-        # discharge ends on a down-crossing, charge on an up-crossing
-        conds.append(lambda t, y, args, **kw: sign * (vfun(t, y) - step.until_voltage))
-        kinds.append(("step", StepEnd.VOLTAGE))
-        already = already | (sign * (V0 - step.until_voltage) <= 0)
-    if step.has_until_current:
-        I_lim = step.until_current * p["Nominal cell capacity [A.h]"] if step.until_c_rate else step.until_current
-        conds.append(lambda t, y, args, **kw: jnp.abs(current(t, y[0])) - I_lim)
-        kinds.append(("step", StepEnd.CURRENT))
-        already = already | (jnp.abs(current(t0, y0)) <= I_lim)
-    start_stop = jnp.asarray(Status.COMPLETED)
-    if step.mode != "voltage":
-        V_min, V_max = p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
-        conds += [lambda t, y, args, **kw: vfun(t, y) - V_min, lambda t, y, args, **kw: V_max - vfun(t, y)]
-        kinds += [("stop", Status.LOWER_CUTOFF), ("stop", Status.UPPER_CUTOFF)]
-        start_stop = jnp.where(V0 < V_min - 1e-6, Status.LOWER_CUTOFF, start_stop)
-        start_stop = jnp.where(V0 > V_max + 1e-6, Status.UPPER_CUTOFF, start_stop)
+    is_step_cond = jnp.array([True, True, False, False, False])
+    step_codes = jnp.array([StepEnd.VOLTAGE, StepEnd.CURRENT, 0, 0, 0])
+    stop_codes = jnp.array([0, 0, Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT])
 
-    def sto_margin(t, y, args, **kw):
-        sn, sp = model.surface_stoichiometries(y[0], p)
-        return jnp.min(jnp.stack([sn, 1 - sn, sp, 1 - sp])) - STO_LIMIT
-
-    conds.append(sto_margin)
-    kinds.append(("stop", Status.STOICHIOMETRY_LIMIT))
-    start_stop = jnp.where(already, Status.COMPLETED, start_stop)  # the step's own end wins
+    c0 = conditions(t0, (y0, q0))
+    already = jnp.any(is_step_cond & (c0 <= 0))  # the step's own end holds at its start: skip it
+    # a cut-off already passed at the start (1 uV of slack for the end point of the last step)
+    start_violation = ~is_step_cond & (c0 < -1e-6)
+    start_stop = jnp.where(jnp.any(start_violation) & ~already, stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
     skip = stopped | already | (start_stop != Status.COMPLETED)
-    t1 = t0 + jnp.where(skip, 0.0, _max_duration(step, p))
+    t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))
 
     def f(t, state, args):
         y, _ = state
@@ -131,14 +136,16 @@ def _run_step(model, step, p, t0, y0, q0, stopped, ts, opts: Options):
         return model.rhs(t, y, I, p), I / 3600.0
 
     controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
-    if step.mode == "drive":
-        controller = diffrax.ClipStepSizeController(controller, jump_ts=t0 + step.drive_time)
-    # Every condition is oriented to cross from positive to negative, so their minimum crosses
-    # zero at the first of them: one continuous function, located by bisection.
-    def first_crossing(t, y, args, **kw):
-        return jnp.min(jnp.stack([jnp.asarray(c(t, y, args), jnp.float64) for c in conds]))
-
-    event = diffrax.Event(first_crossing, root_finder=optx.Bisection(rtol=1e-12, atol=1e-7), direction=False)
+    if has_drive:
+        jumps = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
+        controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
+    # the minimum of the conditions crosses zero at the first of them: one continuous function,
+    # located by bisection on the solver's dense output
+    event = diffrax.Event(
+        lambda t, y, args, **kw: jnp.min(conditions(t, y)),
+        root_finder=optx.Bisection(rtol=1e-12, atol=1e-7),
+        direction=False,
+    )
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=out_fn), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(f), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
@@ -149,18 +156,14 @@ def _run_step(model, step, p, t0, y0, q0, stopped, ts, opts: Options):
     y_end, q_end, t_end = y_end[-1], q_end[-1], sol.ts[1][-1]
     final = out_fn(t_end, (y_end, q_end), None)
 
-    end = jnp.where(step.has_duration, StepEnd.DURATION, StepEnd.MAX_DURATION)
-    status = jnp.asarray(Status.COMPLETED)
     # which condition fired: the one at zero at the end (the step's own wins a tie with a cut-off)
-    values = jnp.stack([c(t_end, (y_end, q_end), None) for c in conds])
-    bonus = jnp.asarray([1e-6 if kind == "step" else 0.0 for kind, _ in kinds])
-    fired = jnp.argmin(values - bonus)
-    codes = jnp.asarray([int(code) for _, code in kinds])
-    is_step = jnp.asarray([kind == "step" for kind, _ in kinds])
-    event = sol.result == diffrax.RESULTS.event_occurred
-    end = jnp.where(event, jnp.where(is_step[fired], codes[fired], StepEnd.STOPPED), end)
-    status = jnp.where(event & ~is_step[fired], codes[fired], status)
-    failed = (sol.result != diffrax.RESULTS.successful) & (sol.result != diffrax.RESULTS.event_occurred)
+    values = conditions(t_end, (y_end, q_end)) - jnp.where(is_step_cond, 1e-6, 0.0)
+    fired = jnp.argmin(values)
+    event_fired = sol.result == diffrax.RESULTS.event_occurred
+    end = jnp.where(jnp.isfinite(row.duration), StepEnd.DURATION, StepEnd.MAX_DURATION)
+    end = jnp.where(event_fired, jnp.where(is_step_cond[fired], step_codes[fired], StepEnd.STOPPED), end)
+    status = jnp.where(event_fired & ~is_step_cond[fired], stop_codes[fired], Status.COMPLETED)
+    failed = ~event_fired & (sol.result != diffrax.RESULTS.successful)
     fail_code = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
     status = jnp.where(failed, fail_code, status)
     end = jnp.where(failed, StepEnd.STOPPED, end)
@@ -173,39 +176,41 @@ def _run_step(model, step, p, t0, y0, q0, stopped, ts, opts: Options):
 
 
 def _simulate(model, params, experiment, t_eval, opts):
-    y = model.initial_state(params)
-    t, q = jnp.asarray(0.0), jnp.asarray(0.0)
-    stopped = jnp.asarray(False)
-    status = jnp.asarray(Status.COMPLETED)
-    times, outputs, ends, end_times = [], [], [], []
-    if t_eval is not None:
-        out = jnp.full((t_eval.shape[0], 4), jnp.nan)
-    for step in experiment.steps:
+    n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
+
+    def one_step(carry, row):
+        t, y, q, stopped, status, out = carry
         if t_eval is None:
-            ts = t + jnp.linspace(0.0, 1.0, opts.n_out_per_step) * _max_duration(step, params)
+            ts = t + jnp.linspace(0.0, 1.0, n_eval) * _max_duration(row, params)
         else:
             ts = t_eval
-        t_new, y_new, q_new, outs, final, end, st = _run_step(model, step, params, t, y, q, stopped, ts, opts)
+        t_new, y_new, q_new, outs, final, end, st = _run_step(
+            model, row, params, t, y, q, stopped, ts, opts, experiment.has_drive_cycle
+        )
         if t_eval is None:
             # times after the step's end repeat its final point: fixed shapes, exact end point
             valid = ts < t_new
-            times.append(jnp.where(valid, ts, t_new))
-            outputs.append(jnp.where(valid[:, None], outs, final))
+            per_step = (jnp.where(valid, ts, t_new), jnp.where(valid[:, None], outs, final))
         else:
             valid = (t_eval >= t) & (t_eval <= t_new) & ~stopped
             out = jnp.where(valid[:, None], outs, out)
-        ends.append(end)
-        end_times.append(t_new)
+            per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        t, y, q = t_new, y_new, q_new
+        return (t_new, y_new, q_new, stopped, status, out), (per_step, end, t_new)
+
+    init = (
+        jnp.asarray(0.0), model.initial_state(params), jnp.asarray(0.0), jnp.asarray(False),
+        jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan),
+    )
+    (_, y, _, _, status, out), (per_step, ends, end_times) = jax.lax.scan(one_step, init, experiment.table)
     if t_eval is None:
-        t_out, out = jnp.concatenate(times), jnp.concatenate(outputs)
+        t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
         t_out = t_eval
     return Solution(
         t=t_out, voltage=out[:, 0], current=out[:, 1], discharge_capacity=out[:, 2], temperature=out[:, 3],
-        status=status, step_end=jnp.stack(ends), step_end_time=jnp.stack(end_times), final_state=y,
+        status=status, step_end=ends, step_end_time=end_times, final_state=y,
     )
 
 
