@@ -75,10 +75,11 @@ def make_step(**kw) -> Step:
         not bool(np.isnan(kw["until_voltage"])),
         not bool(np.isnan(kw["until_current"])),
     )
-    arrays = {k: jnp.asarray(kw[k], dtype=jnp.float64) for k in ("value", "duration", "until_voltage", "until_current")}
+    # plain numpy numbers: parsing may happen inside a jitted function
+    arrays = {k: np.float64(kw[k]) for k in ("value", "duration", "until_voltage", "until_current")}
     for k in ("drive_time", "drive_current"):
         if kw.get(k) is not None:
-            arrays[k] = jnp.asarray(kw[k], dtype=jnp.float64)
+            arrays[k] = np.asarray(kw[k], dtype=np.float64)
     rest = {k: v for k, v in kw.items() if k not in arrays and k not in ("drive_time", "drive_current")}
     return Step(**arrays, **rest, ends_on=ends_on)
 
@@ -212,17 +213,17 @@ class StepTable(eqx.Module):
             pad = m - t.size  # extend past the end, holding the last current
             dt.append(np.concatenate([t, t[-1] + 1e6 * np.arange(1, pad + 1)]))
             di.append(np.concatenate([i, np.full(pad, i[-1])]))
-        f = lambda name: jnp.asarray([float(getattr(s, name)) for s in steps], dtype=jnp.float64)  # noqa: E731
+        f = lambda name: np.asarray([getattr(s, name) for s in steps], dtype=np.float64)  # noqa: E731
         return cls(
-            mode=jnp.asarray([MODES[s.mode] for s in steps], dtype=jnp.int32),
+            mode=np.asarray([MODES[s.mode] for s in steps], dtype=np.int32),
             value=f("value"),
-            c_rate=jnp.asarray([s.c_rate for s in steps]),
+            c_rate=np.asarray([s.c_rate for s in steps]),
             duration=f("duration"),
             until_voltage=f("until_voltage"),
             until_current=f("until_current"),
-            until_c_rate=jnp.asarray([s.until_c_rate for s in steps]),
-            drive_time=jnp.asarray(np.stack(dt)),
-            drive_current=jnp.asarray(np.stack(di)),
+            until_c_rate=np.asarray([s.until_c_rate for s in steps]),
+            drive_time=np.stack(dt),
+            drive_current=np.stack(di),
         )
 
 

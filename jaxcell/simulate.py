@@ -22,13 +22,21 @@ NEWTON_ITERS = 12
 N_OUT_PER_STEP = 400
 
 
+def default_solver() -> diffrax.AbstractSolver:
+    """Kvaerno5 (L-stable ESDIRK, order 5) with a chord-Newton tolerance of 1e-4: diffrax's
+    default (the step controller's 1e-6) makes the chord iteration report divergence on the SPMe's
+    electrolyte modes and reject a third of the steps; the looser tolerance halves the solve
+    time with no change in the voltage (measured: 0.0894 mV RMS from PyBaMM either way)."""
+    return diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=1e-4, atol=1e-7))
+
+
 class Options(eqx.Module):
     """Solver settings for `simulate` (static: changing them recompiles)."""
 
     rtol: float = eqx.field(static=True, default=1e-6)
     atol: float = eqx.field(static=True, default=1e-8)
     max_steps: int = eqx.field(static=True, default=20_000)
-    solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=diffrax.Kvaerno5)
+    solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=lambda: default_solver())
     n_out_per_step: int = eqx.field(static=True, default=N_OUT_PER_STEP)
 
 
@@ -175,7 +183,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     return t_end, y_end, q_end, outs, final, end, status
 
 
-def _simulate(model, params, experiment, t_eval, opts):
+def _simulate(model, params, table, has_drive, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
 
     def one_step(carry, row):
@@ -185,7 +193,7 @@ def _simulate(model, params, experiment, t_eval, opts):
         else:
             ts = t_eval
         t_new, y_new, q_new, outs, final, end, st = _run_step(
-            model, row, params, t, y, q, stopped, ts, opts, experiment.has_drive_cycle
+            model, row, params, t, y, q, stopped, ts, opts, has_drive
         )
         if t_eval is None:
             # times after the step's end repeat its final point: fixed shapes, exact end point
@@ -203,7 +211,7 @@ def _simulate(model, params, experiment, t_eval, opts):
         jnp.asarray(0.0), model.initial_state(params), jnp.asarray(0.0), jnp.asarray(False),
         jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan),
     )
-    (_, y, _, _, status, out), (per_step, ends, end_times) = jax.lax.scan(one_step, init, experiment.table)
+    (_, y, _, _, status, out), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -214,7 +222,7 @@ def _simulate(model, params, experiment, t_eval, opts):
     )
 
 
-_simulate_jit = eqx.filter_jit(_simulate)
+_simulate_jit = eqx.filter_jit(_simulate)  # has_drive (a bool) is static
 
 
 def simulate(
@@ -262,7 +270,8 @@ def simulate(
             raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
         if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
             raise ValueError("t_eval must be non-negative and increasing.")
-    opts = Options(rtol=rtol, atol=atol, max_steps=max_steps, solver=solver if solver is not None else diffrax.Kvaerno5())
-    return _simulate_jit(model, params, experiment, t_eval, opts)
+    opts = Options(rtol=rtol, atol=atol, max_steps=max_steps, solver=solver if solver is not None else default_solver())
+    # only the step table enters the compiled function (the step texts would make it recompile)
+    return _simulate_jit(model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts)
 
 

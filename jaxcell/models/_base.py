@@ -60,7 +60,7 @@ class AbstractCellModel(eqx.Module):
         if self.thermal == "isothermal":
             return jnp.zeros_like(y[-1])
         T = y[-1]
-        Q = heat_per_area * cell.electrode_area(p) + current**2 * p["Contact resistance [Ohm]"]
+        Q = heat_per_area * cell.electrode_area(p) + current**2 * p.get("Contact resistance [Ohm]", 0.0)
         cooling = p["Total heat transfer coefficient [W.m-2.K-1]"] * p["Cell cooling surface area [m2]"] * (
             T - p["Ambient temperature [K]"]
         )

@@ -100,7 +100,7 @@ class SPM(AbstractCellModel):
         return ocv, ocv + eta_p - eta_n + losses
 
     def voltage(self, y, current, p):
-        return self._voltages(y, current, p)[1] - current * p["Contact resistance [Ohm]"]
+        return self._voltages(y, current, p)[1] - current * p.get("Contact resistance [Ohm]", 0.0)
 
     def heat_per_area(self, y, current, p):
         """Electrochemical heat [W.m-2]: irreversible i (U_surf - V) plus reversible

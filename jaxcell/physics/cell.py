@@ -36,6 +36,8 @@ def volumetric_heat_capacity(p):
     num = 0.0
     den = 0.0
     for name, thickness in parts:
+        if thickness not in p:  # e.g. BPX sets have no current collectors
+            continue
         L = p[thickness]
         num = num + p[f"{name} density [kg.m-3]"] * p[f"{name} specific heat capacity [J.kg-1.K-1]"] * L
         den = den + L

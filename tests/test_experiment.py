@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+import jaxcell
+from jaxcell.experiment import MODES, parse_step
+
+
+@pytest.mark.parametrize(
+    "text, mode, value, c_rate, duration, until_v, until_i",
+    [
+        ("Discharge at 1C until 2.5 V", "current", 1.0, True, np.inf, 2.5, np.nan),
+        ("Charge at 0.5 A until 4.2 V", "current", -0.5, False, np.inf, 4.2, np.nan),
+        ("Charge at C/2 until 4.2 V", "current", -0.5, True, np.inf, 4.2, np.nan),
+        ("Discharge at 2 W for 10 minutes", "power", 2.0, False, 600.0, np.nan, np.nan),
+        ("Hold at 4.2 V until C/50", "voltage", 4.2, False, np.inf, np.nan, 0.02),
+        ("Hold at 4.1 V until 50 mA", "voltage", 4.1, False, np.inf, np.nan, 0.05),
+        ("Rest for 1 hour", "current", 0.0, False, 3600.0, np.nan, np.nan),
+        ("Discharge at 500 mA for 2 hours or until 3 V", "current", 0.5, False, 7200.0, 3.0, np.nan),
+        ("  discharge  at 1 C until 2500 mV ", "current", 1.0, True, np.inf, 2.5, np.nan),
+    ],
+)
+def test_parse(text, mode, value, c_rate, duration, until_v, until_i):
+    s = parse_step(text)
+    assert s.mode == mode and s.c_rate == c_rate
+    np.testing.assert_allclose([s.value, s.duration], [value, duration])
+    np.testing.assert_equal(float(s.until_voltage), until_v)
+    np.testing.assert_allclose(float(s.until_current), until_i, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Discharge at 1C", "Dance at 1C until 2.5 V", "Discharge at fast until 2.5 V", "Rest for ever",
+     "Hold at 1C until 4.2 V", "Hold at 4.2 V until 4.1 V", "Discharge at 1C until 3 A", "Rest for -1 hour",
+     "Discharge at 1C for 10 fortnights"],
+)
+def test_unparsable_step_shows_string_and_forms(text):
+    with pytest.raises(jaxcell.ExperimentError) as info:
+        jaxcell.Experiment([text])
+    msg = str(info.value)
+    assert repr(text) in msg and "Accepted step forms" in msg and "Hold at 4.2 V until C/50" in msg
+
+
+def test_cycles_and_table():
+    exp = jaxcell.Experiment([("Discharge at 1C until 3 V", "Rest for 1 hour")] * 3 + ["Charge at 1 A until 4.1 V"])
+    assert len(exp) == 7 and exp.cycle_index == (0, 0, 1, 1, 2, 2, 3)
+    assert list(np.asarray(exp.table.mode)) == [MODES["current"]] * 7
+
+
+def test_drive_cycle_validation():
+    with pytest.raises(jaxcell.ExperimentError, match="start at 0"):
+        jaxcell.DriveCycle([1.0, 2.0], [1.0, 1.0])
+    with pytest.raises(jaxcell.ExperimentError, match="equal length"):
+        jaxcell.DriveCycle([0.0, 2.0, 3.0], [1.0, 1.0])

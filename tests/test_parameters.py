@@ -1,0 +1,119 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcell
+from conftest import DATA
+
+
+@pytest.mark.parametrize("name", ["Chen2020", "chen2020", "MARQUIS2019", "Ecker2015"])
+def test_load_case_insensitive(name):
+    p = jaxcell.load_parameters(name)
+    assert p.name.lower() == name.lower()
+    assert p["Negative electrode thickness [m]"].dtype == jnp.float64
+    assert p.citation
+
+
+def test_unknown_set():
+    with pytest.raises(ValueError, match="Chen2020"):
+        jaxcell.load_parameters("Chen2021")
+
+
+def test_update_returns_new_set(chen):
+    q = chen.update({"Negative electrode porosity": 0.3})
+    assert float(q["Negative electrode porosity"]) == 0.3
+    assert float(chen["Negative electrode porosity"]) == 0.25
+
+
+def test_unknown_name_suggests(chen):
+    with pytest.raises(KeyError, match="Did you mean 'Negative electrode porosity'"):
+        chen["Negative electrode porsity"]
+    with pytest.raises(KeyError, match="Unknown parameter"):
+        chen.update({"Negative electrode porsity": 0.3})
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("Negative electrode porosity", 1.2, r"in \(0, 1\]"),
+        ("Negative electrode porosity", 0.0, r"in \(0, 1\]"),
+        ("Positive electrode active material volume fraction", 1.0, r"open interval \(0, 1\)"),
+        ("Negative electrode thickness [m]", -1e-6, "positive"),
+        ("Positive particle radius [m]", 0.0, "positive"),
+        ("Negative particle diffusivity [m2.s-1]", -3e-14, "positive"),
+        ("Nominal cell capacity [A.h]", 0.0, "positive"),
+        ("Separator thickness [m]", float("nan"), "finite"),
+        ("Cation transference number", float("inf"), "finite"),
+    ],
+)
+def test_bad_values_raise(chen, name, value, message):
+    with pytest.raises(ValueError, match=message) as info:
+        chen.update({name: value})
+    assert name in str(info.value)
+
+
+def test_batched_bad_value_names_index(chen):
+    with pytest.raises(ValueError, match="batch index"):
+        chen.update({"Negative electrode porosity": np.array([0.3, 0.2, 1.5])})
+
+
+def test_pytree_vmap_grad(chen):
+    """Numbers are leaves: vmap over a batch axis and grad with respect to a value work."""
+    batch = jaxcell.stack([chen.update({"Negative electrode thickness [m]": L}) for L in (70e-6, 80e-6)])
+    assert batch.batch_shape == (2,)
+    thick = jax.vmap(lambda q: q["Negative electrode thickness [m]"] * 2)(batch)
+    np.testing.assert_allclose(thick, [140e-6, 160e-6])
+    g = jax.grad(lambda q: q.evaluate("Negative electrode exchange-current density [A.m-2]", 1000.0, 15000.0, 33133.0, 298.15))(chen)
+    k = chen["Negative electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]"]
+    j0 = chen.evaluate("Negative electrode exchange-current density [A.m-2]", 1000.0, 15000.0, 33133.0, 298.15)
+    np.testing.assert_allclose(g.values["Negative electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]"], j0 / k, rtol=1e-12)
+
+
+ARGS = {  # how the reference JSON's arguments map onto jaxcell's calls
+    "OCP": lambda f, a: f(a["sto"]),
+}
+
+
+@pytest.mark.parametrize("name", ["Chen2020", "Marquis2019", "Ecker2015"])
+def test_functions_match_pybamm(name):
+    """Every OCP, exchange-current, electrolyte and particle-transport function against the
+    values PyBaMM's own set gives on a grid (tests/data/make_references.py)."""
+    ref = json.loads((DATA / "pybamm" / f"functions_{name}.json").read_text())
+    p = jaxcell.load_parameters(name)
+    checked = 0
+    for key, entry in ref.items():
+        if key.startswith("_") or not isinstance(entry, dict) or "args" not in entry or key not in p:
+            continue
+        grids = [np.asarray(ref[a] if isinstance(a, str) else a) for a in entry["args"]]
+        mesh = np.meshgrid(*grids, indexing="ij")
+        if "exchange-current" in key:
+            # args are c_e, sto, T; jaxcell's (and PyBaMM's) signature is (c_e, c_s, c_max, T)
+            domain = "negative" if key.startswith("Negative") else "positive"
+            c_max = float(p[f"Maximum concentration in {domain} electrode [mol.m-3]"])
+            got = p.evaluate(key, mesh[0], mesh[1] * c_max, c_max, mesh[2])
+        else:
+            got = p.evaluate(key, *mesh)
+        want = np.asarray(entry["values"], dtype=float)
+        np.testing.assert_allclose(np.broadcast_to(got, want.shape), want, rtol=1e-9, err_msg=key)
+        checked += 1
+    assert checked >= 6
+
+
+def test_from_bpx():
+    p = jaxcell.ParameterSet.from_bpx(str(DATA / "bpx_example.json"))
+    raw = json.loads((DATA / "bpx_example.json").read_text())
+    neg = raw["Parameterisation"]["Negative electrode"]
+    np.testing.assert_allclose(p["Negative electrode thickness [m]"], neg["Thickness [m]"])
+    np.testing.assert_allclose(p["Negative particle radius [m]"], neg["Particle radius [m]"])
+    assert callable(p["Negative electrode OCP [V]"])
+    assert np.isfinite(float(p.evaluate("Negative electrode OCP [V]", 0.5)))
+
+
+def test_bpx_simulates(spm):
+    p = jaxcell.ParameterSet.from_bpx(str(DATA / "bpx_example.json"))
+    sol = jaxcell.simulate(spm, p, "Discharge at 1C for 10 minutes")
+    assert int(sol.status) == 0
+    assert np.all(np.isfinite(np.asarray(sol.voltage)))

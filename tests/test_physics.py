@@ -1,0 +1,83 @@
+"""Ground truth without a peer: conservation, equilibrium, convergence order."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcell
+from jaxcell import mesh
+from jaxcell.physics.constants import F
+
+
+def lithium_in_particles(model, y, p):
+    """Moles of lithium in each electrode's particles."""
+    c_n, c_p, _ = model.split(y)
+    out = []
+    for domain, c in (("negative", c_n), ("positive", c_p)):
+        D = domain.capitalize()
+        w = mesh.sphere_volume_weights(c.shape[0], 1.0)
+        solid_volume = (p[f"{D} electrode active material volume fraction"] * p[f"{D} electrode thickness [m]"]
+                        * jaxcell.physics.cell.electrode_area(p))
+        out.append(float(jnp.sum(w * c) * solid_volume))
+    return out
+
+
+def test_lithium_conservation(spme, chen):
+    """Lithium leaves the negative particles exactly as fast as charge passes (Q F), the total
+    in the particles is constant, and the electrolyte keeps its lithium: to 1e-9 relative."""
+    exp = jaxcell.Experiment(["Discharge at 2C for 15 minutes", "Rest for 5 minutes", "Charge at 1C for 10 minutes"])
+    sol = jaxcell.simulate(spme, chen, exp)
+    y0 = spme.initial_state(chen)
+    y1 = sol.final_state
+    (n0, p0), (n1, p1) = lithium_in_particles(spme, y0, chen), lithium_in_particles(spme, y1, chen)
+    q = float(np.asarray(sol.discharge_capacity)[-1])  # net A.h discharged
+    assert abs(q - (10 * 0.25 - 5 * 10 / 60)) < 1e-9  # 2.5 A.h out, 0.833 A.h back in
+    assert abs((n0 - n1) - q * 3600 / F) < 1e-9 * n0
+    assert abs((n0 + p0) - (n1 + p1)) < 1e-9 * (n0 + p0)
+    dx, eps, _ = spme._x_mesh(chen)
+    ce0, ce1 = spme.split_electrolyte(y0), spme.split_electrolyte(y1)
+    assert abs(float(jnp.sum(eps * dx * (ce1 - ce0)))) < 1e-9 * float(jnp.sum(eps * dx * ce0))
+    assert float(jnp.max(jnp.abs(ce1 - ce0))) > 1.0  # the electrolyte did move
+
+
+def test_rest_keeps_open_circuit_voltage(spme, chen):
+    """At zero current from a uniform state nothing moves: V stays the OCV of the initial
+    stoichiometries, computed independently from the OCP functions."""
+    sol = jaxcell.simulate(spme, chen, "Rest for 1 hour")
+    sto_n = chen["Initial concentration in negative electrode [mol.m-3]"] / chen["Maximum concentration in negative electrode [mol.m-3]"]
+    sto_p = chen["Initial concentration in positive electrode [mol.m-3]"] / chen["Maximum concentration in positive electrode [mol.m-3]"]
+    ocv = float(chen.evaluate("Positive electrode OCP [V]", sto_p) - chen.evaluate("Negative electrode OCP [V]", sto_n))
+    np.testing.assert_allclose(np.asarray(sol.voltage), ocv, atol=1e-12)
+    assert int(sol.step_end[0]) == jaxcell.StepEnd.DURATION
+    np.testing.assert_allclose(sol.final_state, spme.initial_state(chen), rtol=0, atol=1e-9)
+
+
+def _quasi_steady_error(n, R=5e-6, D=1e-14, N=1e-5):
+    """Under a constant outward surface flux N the profile settles to
+    c(r) = c_mean - (3 N / R) t - (N R / D) (r^2 / (2 R^2) - 3/10), uniform dc/dt = -3N/R.
+    Solve the discrete quasi-steady problem A c + b = -3N/R (zero mean deviation) and return
+    the max node error and the surface-value error against that profile."""
+    op = lambda c: mesh.spherical_diffusion(c, D, jnp.asarray(N), jnp.asarray(R))  # noqa: E731
+    b = op(jnp.zeros(n))
+    A = jax.jacfwd(op)(jnp.zeros(n))  # the operator is affine: op(c) = A c + b
+    w = mesh.sphere_volume_weights(n, 1.0)
+    # [A; w] c = [-3N/R - b; 0]  (least squares with the mean fixed)
+    M = jnp.vstack([A, w[None, :]])
+    rhs = jnp.concatenate([-3 * N / R - b, jnp.zeros(1)])
+    c = jnp.linalg.lstsq(M, rhs)[0]
+    exact = lambda r: -(N * R / D) * (r**2 / (2 * R**2) - 3 / 10)  # noqa: E731
+    # FV unknowns are shell averages: compare with the exact average of the profile per shell
+    edges = jnp.arange(n + 1) * R / n
+    shell_avg = -(N * R / D) * ((edges[1:] ** 5 - edges[:-1] ** 5) / (10 * R**2) * 3 / (edges[1:] ** 3 - edges[:-1] ** 3) - 3 / 10)
+    return float(jnp.max(jnp.abs(c - shell_avg))), float(abs(mesh.surface_value(c) - exact(R)))
+
+
+def test_particle_discretisation_converges_second_order():
+    ns = [10, 20, 40, 80]
+    errs = np.array([_quasi_steady_error(n) for n in ns])
+    orders = np.log2(errs[:-1] / errs[1:])
+    # node values (shell averages) and the extrapolated surface value both converge as dr^2
+    assert np.all(orders[:, 0] > 1.8), orders
+    assert np.all(orders[:, 1] > 1.8), orders
+    assert errs[-1, 1] < 1e-3 * (1e-5 * 5e-6 / 1e-14)  # small against the profile's depth N R / D
