@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 ACCEPTED_FORMS = """Accepted step forms (PyBaMM's language):
@@ -31,8 +31,9 @@ class ExperimentError(ValueError):
     """An experiment step could not be understood."""
 
 
-class Step(eqx.Module):
-    """One protocol step. Numbers are arrays (leaves), the kind of step is static.
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One parsed protocol step (plain numbers; `Experiment` turns steps into a `StepTable`).
 
     `mode` is "current" (value in A, or a C-rate when `c_rate`), "voltage" [V], "power" [W] or
     "drive" (current [A] interpolated in `drive_time`/`drive_current`). Currents and powers are
@@ -41,47 +42,26 @@ class Step(eqx.Module):
     (A, or a C-rate when `until_c_rate`; nan for none).
     """
 
-    mode: str = eqx.field(static=True)
-    value: object
-    duration: object
-    until_voltage: object
-    until_current: object
-    description: str = eqx.field(static=True)
-    c_rate: bool = eqx.field(static=True, default=False)
-    until_c_rate: bool = eqx.field(static=True, default=False)
-    drive_time: object = None
-    drive_current: object = None
-
-    @property
-    def has_until_voltage(self) -> bool:
-        return self.ends_on[1]
-
-    @property
-    def has_until_current(self) -> bool:
-        return self.ends_on[2]
-
-    @property
-    def has_duration(self) -> bool:
-        return self.ends_on[0]
-
-    ends_on: tuple[bool, bool, bool] = eqx.field(static=True, default=(False, False, False))
-    """Static flags: (duration, voltage limit, current limit) given; set by `make_step`."""
+    mode: str
+    value: float
+    duration: float
+    until_voltage: float
+    until_current: float
+    description: str
+    c_rate: bool = False
+    until_c_rate: bool = False
+    drive_time: np.ndarray | None = None
+    drive_current: np.ndarray | None = None
 
 
 def make_step(**kw) -> Step:
-    """Build a `Step`, deriving the static end-condition flags from the numbers."""
-    ends_on = (
-        bool(np.isfinite(kw["duration"])),
-        not bool(np.isnan(kw["until_voltage"])),
-        not bool(np.isnan(kw["until_current"])),
-    )
-    # plain numpy numbers: parsing may happen inside a jitted function
-    arrays = {k: np.float64(kw[k]) for k in ("value", "duration", "until_voltage", "until_current")}
+    """A `Step` with its numbers as float64 (numpy, so parsing works inside a jitted function)."""
+    for k in ("value", "duration", "until_voltage", "until_current"):
+        kw[k] = float(kw[k])
     for k in ("drive_time", "drive_current"):
         if kw.get(k) is not None:
-            arrays[k] = np.asarray(kw[k], dtype=np.float64)
-    rest = {k: v for k, v in kw.items() if k not in arrays and k not in ("drive_time", "drive_current")}
-    return Step(**arrays, **rest, ends_on=ends_on)
+            kw[k] = np.asarray(kw[k], dtype=np.float64)
+    return Step(**kw)
 
 
 def DriveCycle(time, current, description: str = "drive cycle") -> Step:

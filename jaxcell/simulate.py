@@ -38,6 +38,7 @@ class Options(eqx.Module):
     max_steps: int = eqx.field(static=True, default=20_000)
     solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=lambda: default_solver())
     n_out_per_step: int = eqx.field(static=True, default=N_OUT_PER_STEP)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=diffrax.RecursiveCheckpointAdjoint)
 
 
 def _solve_current(g, I0):
@@ -151,14 +152,14 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     # located by bisection on the solver's dense output
     event = diffrax.Event(
         lambda t, y, args, **kw: jnp.min(conditions(t, y)),
-        root_finder=optx.Bisection(rtol=1e-12, atol=1e-7),
+        root_finder=optx.Bisection(rtol=1e-14, atol=1e-9),
         direction=False,
     )
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=out_fn), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(f), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
         stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        adjoint=opts.adjoint,
     )
     outs, (y_end, q_end) = sol.ys[0], sol.ys[1]
     y_end, q_end, t_end = y_end[-1], q_end[-1], sol.ts[1][-1]
@@ -235,6 +236,7 @@ def simulate(
     atol: float = 1e-8,
     max_steps: int = 20_000,
     solver: diffrax.AbstractSolver | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
 ) -> Solution:
     """Simulate `model` with parameters `params` under `experiment`.
 
@@ -250,7 +252,9 @@ def simulate(
     experiment never reached (it stopped first; see `status`).
 
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
-    `jax.grad`. The solve is compiled once per (model, experiment structure, options); new
+    `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint`: memory
+    grows with the log of the number of steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
+    ``adjoint=diffrax.ForwardMode()``. The solve is compiled once per (model, experiment structure, options); new
     parameter values reuse it.
 
     Example:
@@ -270,7 +274,11 @@ def simulate(
             raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
         if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
             raise ValueError("t_eval must be non-negative and increasing.")
-    opts = Options(rtol=rtol, atol=atol, max_steps=max_steps, solver=solver if solver is not None else default_solver())
+    opts = Options(
+        rtol=rtol, atol=atol, max_steps=max_steps,
+        solver=solver if solver is not None else default_solver(),
+        adjoint=adjoint if adjoint is not None else diffrax.RecursiveCheckpointAdjoint(),
+    )
     # only the step table enters the compiled function (the step texts would make it recompile)
     return _simulate_jit(model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts)
 
