@@ -80,8 +80,10 @@ def cmd_simulate(args) -> int:
     df = sol.to_pandas()
     df.to_csv(args.output, index=False, float_format="%.10g")
     print(f"model {args.model} ({args.thermal}), parameters {params.name}, {len(experiment)} step(s)")
-    print(f"capacity  {sol.capacity:.4f} A.h")
-    print(f"energy    {sol.energy:.4f} W.h")
+    dq = df.Q_Ah.diff().fillna(0.0)
+    de = (0.5 * (df.V_V * df.I_A + (df.V_V * df.I_A).shift()) * df.t_s.diff()).fillna(0.0) / 3600
+    print(f"capacity  {dq[dq > 0].sum():.4f} A.h discharged, {-dq[dq < 0].sum():.4f} A.h charged")
+    print(f"energy    {de[de > 0].sum():.4f} W.h delivered, {-de[de < 0].sum():.4f} W.h absorbed")
     print(f"duration  {df.t_s.iloc[-1] / 3600:.4f} h, final voltage {df.V_V.iloc[-1]:.4f} V")
     print(f"end       {sol.message}")
     print(f"wrote     {args.output} ({len(df)} rows: t_s,V_V,I_A,Q_Ah,T_K)")
