@@ -9,6 +9,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
+from .batch import simulate_batch as simulate_batch  # noqa: E402
 from .experiment import (  # noqa: E402
     DriveCycle as DriveCycle,
     Experiment as Experiment,

@@ -226,6 +226,29 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
 _simulate_jit = eqx.filter_jit(_simulate)  # has_drive (a bool) is static
 
 
+def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint):
+    """Check and convert `simulate`'s inputs into the arguments of the compiled `_simulate`."""
+    if not isinstance(model, AbstractCellModel):
+        raise TypeError(f"model must be a jaxcell model (SPM(), SPMe(), ...), got {type(model).__name__}.")
+    if not isinstance(params, ParameterSet):
+        raise TypeError(f"params must be a ParameterSet (jaxcell.load_parameters(...)), got {type(params).__name__}.")
+    if not isinstance(experiment, Experiment):
+        experiment = Experiment(experiment if isinstance(experiment, (list, tuple)) else [experiment])
+    if t_eval is not None:
+        t_eval = jnp.asarray(t_eval, dtype=jnp.float64)
+        if t_eval.ndim != 1 or t_eval.size == 0:
+            raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
+        if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
+            raise ValueError("t_eval must be non-negative and increasing.")
+    opts = Options(
+        rtol=rtol, atol=atol, max_steps=max_steps,
+        solver=solver if solver is not None else default_solver(),
+        adjoint=adjoint if adjoint is not None else diffrax.RecursiveCheckpointAdjoint(),
+    )
+    # only the step table enters the compiled function (the step texts would make it recompile)
+    return model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts
+
+
 def simulate(
     model: AbstractCellModel,
     params: ParameterSet,
@@ -262,24 +285,6 @@ def simulate(
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
         >>> sol.discharge_capacity[-1], sol.message
     """
-    if not isinstance(model, AbstractCellModel):
-        raise TypeError(f"model must be a jaxcell model (SPM(), SPMe(), ...), got {type(model).__name__}.")
-    if not isinstance(params, ParameterSet):
-        raise TypeError(f"params must be a ParameterSet (jaxcell.load_parameters(...)), got {type(params).__name__}.")
-    if not isinstance(experiment, Experiment):
-        experiment = Experiment(experiment if isinstance(experiment, (list, tuple)) else [experiment])
-    if t_eval is not None:
-        t_eval = jnp.asarray(t_eval, dtype=jnp.float64)
-        if t_eval.ndim != 1 or t_eval.size == 0:
-            raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
-        if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
-            raise ValueError("t_eval must be non-negative and increasing.")
-    opts = Options(
-        rtol=rtol, atol=atol, max_steps=max_steps,
-        solver=solver if solver is not None else default_solver(),
-        adjoint=adjoint if adjoint is not None else diffrax.RecursiveCheckpointAdjoint(),
-    )
-    # only the step table enters the compiled function (the step texts would make it recompile)
-    return _simulate_jit(model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts)
+    return _simulate_jit(*_prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint))
 
 
