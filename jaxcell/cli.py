@@ -17,13 +17,6 @@ on discharge], discharged capacity [A.h], temperature [K]) and prints capacity, 
 the experiment ended."""
 
 
-def _value(text: str):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"value {text!r} is not a number") from None
-
-
 def _parse_set(item: str) -> tuple[str, float]:
     if "=" not in item:
         raise SystemExit(f"jaxcell: --set expects NAME=VALUE, got {item!r}")
@@ -72,7 +65,7 @@ def cmd_simulate(args) -> int:
             params = params.update(dict(_parse_set(s) for s in args.set))
         steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
         experiment = jaxcell.Experiment(steps)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2
     model = getattr(jaxcell, args.model)(thermal=args.thermal)

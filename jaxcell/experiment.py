@@ -155,6 +155,8 @@ def parse_step(text: str) -> Step:
         raise _fail(text, "only a voltage hold can end on a current threshold")
     if np.isinf(duration) and np.isnan(until_v) and np.isnan(until_i):
         raise _fail(text, "the step needs an end: 'for <duration>' and/or 'until <limit>'")
+    if value == 0 and mode != "voltage" and np.isinf(duration):
+        raise _fail(text, "a step at zero current or power never reaches a limit: give it a duration ('Rest for ...')")
     return make_step(
         mode=mode, value=value, duration=duration, until_voltage=until_v, until_current=until_i,
         description=text, c_rate=c_rate, until_c_rate=until_c,

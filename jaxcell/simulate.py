@@ -130,12 +130,21 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     step_codes = jnp.array([StepEnd.VOLTAGE, StepEnd.CURRENT, 0, 0, 0])
     stop_codes = jnp.array([0, 0, Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT])
 
-    c0 = conditions(t0, (y0, q0))
+    # Stop conditions get a slack of 1e-6 (1 uV past a voltage cut-off): the previous step may
+    # have ended on the cut-off itself, and the event must still be able to fire from there.
+    # It also makes the step's own limit win a tie with a cut-off at the same voltage.
+    slack = jnp.where(is_step_cond, 0.0, 1e-6)
+
+    def first_crossing(t, state):
+        return conditions(t, state) + slack
+
+    c0 = first_crossing(t0, (y0, q0))
+    bad_start = ~jnp.all(jnp.isfinite(c0))
     already = jnp.any(is_step_cond & (c0 <= 0))  # the step's own end holds at its start: skip it
-    # a cut-off already passed at the start (1 uV of slack for the end point of the last step)
-    start_violation = ~is_step_cond & (c0 < -1e-6)
+    start_violation = ~is_step_cond & (c0 < 0)  # a stop condition already passed at the start
     start_stop = jnp.where(jnp.any(start_violation) & ~already, stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
+    start_stop = jnp.where(bad_start, Status.SOLVER_FAILURE, start_stop)
     skip = stopped | already | (start_stop != Status.COMPLETED)
     t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))
 
@@ -151,7 +160,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
     event = diffrax.Event(
-        lambda t, y, args, **kw: jnp.min(conditions(t, y)),
+        lambda t, y, args, **kw: jnp.min(first_crossing(t, y)),
         root_finder=optx.Bisection(rtol=1e-14, atol=1e-9),
         direction=False,
     )
@@ -165,14 +174,13 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     y_end, q_end, t_end = y_end[-1], q_end[-1], sol.ts[1][-1]
     final = out_fn(t_end, (y_end, q_end), None)
 
-    # which condition fired: the one at zero at the end (the step's own wins a tie with a cut-off)
-    values = conditions(t_end, (y_end, q_end)) - jnp.where(is_step_cond, 1e-6, 0.0)
-    fired = jnp.argmin(values)
+    # which condition fired: the one at zero at the end
+    fired = jnp.argmin(first_crossing(t_end, (y_end, q_end)))
     event_fired = sol.result == diffrax.RESULTS.event_occurred
     end = jnp.where(jnp.isfinite(row.duration), StepEnd.DURATION, StepEnd.MAX_DURATION)
     end = jnp.where(event_fired, jnp.where(is_step_cond[fired], step_codes[fired], StepEnd.STOPPED), end)
     status = jnp.where(event_fired & ~is_step_cond[fired], stop_codes[fired], Status.COMPLETED)
-    failed = ~event_fired & (sol.result != diffrax.RESULTS.successful)
+    failed = (~event_fired & (sol.result != diffrax.RESULTS.successful)) | ~jnp.all(jnp.isfinite(final))
     fail_code = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
     status = jnp.where(failed, fail_code, status)
     end = jnp.where(failed, StepEnd.STOPPED, end)
@@ -188,7 +196,7 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
 
     def one_step(carry, row):
-        t, y, q, stopped, status, out = carry
+        t, y, q, stopped, status, out, last = carry
         if t_eval is None:
             ts = t + jnp.linspace(0.0, 1.0, n_eval) * _max_duration(row, params)
         else:
@@ -196,6 +204,7 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
         t_new, y_new, q_new, outs, final, end, st = _run_step(
             model, row, params, t, y, q, stopped, ts, opts, has_drive
         )
+        final = jnp.where(t_new > t, final, last)  # a step that did not run shows the last output
         if t_eval is None:
             # times after the step's end repeat its final point: fixed shapes, exact end point
             valid = ts < t_new
@@ -206,13 +215,15 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        return (t_new, y_new, q_new, stopped, status, out), (per_step, end, t_new)
+        return (t_new, y_new, q_new, stopped, status, out, final), (per_step, end, t_new)
 
+    y0 = model.initial_state(params)
+    at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
     init = (
-        jnp.asarray(0.0), model.initial_state(params), jnp.asarray(0.0), jnp.asarray(False),
-        jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan),
+        jnp.asarray(0.0), y0, jnp.asarray(0.0), jnp.asarray(False),
+        jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), at_rest,
     )
-    (_, y, _, _, status, out), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
+    (_, y, _, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -240,6 +251,11 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
             raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
         if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
             raise ValueError("t_eval must be non-negative and increasing.")
+    v_lo, v_hi = params["Lower voltage cut-off [V]"], params["Upper voltage cut-off [V]"]
+    if not isinstance(v_lo, jax.core.Tracer) and not isinstance(v_hi, jax.core.Tracer) and np.any(np.asarray(v_lo) >= np.asarray(v_hi)):
+        raise ValueError(
+            f"'Lower voltage cut-off [V]' ({np.asarray(v_lo)}) must be below 'Upper voltage cut-off [V]' ({np.asarray(v_hi)})."
+        )
     opts = Options(
         rtol=rtol, atol=atol, max_steps=max_steps,
         solver=solver if solver is not None else default_solver(),

@@ -21,7 +21,7 @@ class Status(enum.IntEnum):
 
 
 STATUS_MESSAGES = {
-    Status.COMPLETED: "completed: every step ended on its own condition",
+    Status.COMPLETED: "completed: every step ran to its end (see step_end for how each ended)",
     Status.LOWER_CUTOFF: "stopped: the voltage reached the lower voltage cut-off",
     Status.UPPER_CUTOFF: "stopped: the voltage reached the upper voltage cut-off",
     Status.STOICHIOMETRY_LIMIT: "stopped: a particle surface stoichiometry reached 0 or 1",
@@ -86,10 +86,12 @@ class Solution(eqx.Module):
 
     def _finite(self):
         t = np.asarray(self.t)
-        keep = np.isfinite(np.asarray(self.voltage))
-        # drop the repeated end points of fixed-length output (zero time increments)
+        v = np.stack([np.asarray(x) for x in (self.voltage, self.current, self.discharge_capacity, self.temperature)])
+        keep = np.isfinite(v[0])
+        # drop the repeated end points of fixed-length output (same time, same values); keep
+        # the jump at a step change (same time, new current)
         dup = np.zeros_like(keep)
-        dup[1:] = (np.diff(t) == 0) & keep[1:] & keep[:-1]
+        dup[1:] = (np.diff(t) == 0) & np.all(v[:, 1:] == v[:, :-1], axis=0) & keep[1:] & keep[:-1]
         return keep & ~dup
 
     @property

@@ -20,7 +20,7 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--set", "Negative electrode porosity=1.5"], "must be in (0, 1]"),
+        (["--set", "Negative electrode porosity=1.5"], "must be in the open interval (0, 1)"),
         (["--set", "Negative electrod porosity=0.3"], "Did you mean"),
         (["--experiment", "Discharge at 1C"], "Accepted step forms"),
         (["--parameters", "Nope2000"], "available: Chen2020"),

@@ -31,7 +31,7 @@ def test_parse(text, mode, value, c_rate, duration, until_v, until_i):
     "text",
     ["Discharge at 1C", "Dance at 1C until 2.5 V", "Discharge at fast until 2.5 V", "Rest for ever",
      "Hold at 1C until 4.2 V", "Hold at 4.2 V until 4.1 V", "Discharge at 1C until 3 A", "Rest for -1 hour",
-     "Discharge at 1C for 10 fortnights"],
+     "Discharge at 1C for 10 fortnights", "Discharge at 0 A until 3 V"],
 )
 def test_unparsable_step_shows_string_and_forms(text):
     with pytest.raises(jaxcell.ExperimentError) as info:

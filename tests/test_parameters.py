@@ -38,8 +38,9 @@ def test_unknown_name_suggests(chen):
 @pytest.mark.parametrize(
     "name, value, message",
     [
-        ("Negative electrode porosity", 1.2, r"in \(0, 1\]"),
-        ("Negative electrode porosity", 0.0, r"in \(0, 1\]"),
+        ("Negative electrode porosity", 1.2, r"open interval \(0, 1\)"),
+        ("Negative electrode porosity", 0.0, r"open interval \(0, 1\)"),
+        ("Separator porosity", 1.2, r"in \(0, 1\]"),
         ("Positive electrode active material volume fraction", 1.0, r"open interval \(0, 1\)"),
         ("Negative electrode thickness [m]", -1e-6, "positive"),
         ("Positive particle radius [m]", 0.0, "positive"),
@@ -47,6 +48,10 @@ def test_unknown_name_suggests(chen):
         ("Nominal cell capacity [A.h]", 0.0, "positive"),
         ("Separator thickness [m]", float("nan"), "finite"),
         ("Cation transference number", float("inf"), "finite"),
+        ("Negative electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]", 0.0, "positive"),
+        ("Initial concentration in electrolyte [mol.m-3]", 0.0, "positive"),
+        ("Positive electrode conductivity [S.m-1]", 0.0, "positive"),
+        ("Negative electrode porosity", 1.0, r"open interval \(0, 1\)"),
     ],
 )
 def test_bad_values_raise(chen, name, value, message):
@@ -117,3 +122,9 @@ def test_bpx_simulates(spm):
     sol = jaxcell.simulate(spm, p, "Discharge at 1C for 10 minutes")
     assert int(sol.status) == 0
     assert np.all(np.isfinite(np.asarray(sol.voltage)))
+
+
+def test_cutoffs_must_be_ordered(spm, chen):
+    bad = chen.update({"Lower voltage cut-off [V]": 4.3})
+    with pytest.raises(ValueError, match="must be below 'Upper voltage cut-off"):
+        jaxcell.simulate(spm, bad, "Rest for 1 hour")

@@ -80,3 +80,13 @@ def test_particle_discretisation_converges_second_order():
     assert np.all(orders[:, 0] > 1.8), orders
     assert np.all(orders[:, 1] > 1.8), orders
     assert errs[-1, 1] < 1e-3 * (1e-5 * 5e-6 / 1e-14)  # small against the profile's depth N R / D
+
+
+def test_butler_volmer_inverse():
+    """overpotential() inverts butler_volmer() (symmetric kinetics, as PyBaMM's default)."""
+    from jaxcell.physics import kinetics
+
+    eta = jnp.linspace(-0.3, 0.3, 13)
+    j = kinetics.butler_volmer(eta, 2.5, 310.0)
+    np.testing.assert_allclose(kinetics.overpotential(j, 2.5, 310.0), eta, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(j[6], 0.0, atol=1e-15)

@@ -6,7 +6,9 @@ import pytest
 import jaxcell
 from conftest import load_reference, padded_times
 
-TOL_MV = {"SPM": 1.0, "SPMe": 2.0}  # RMS voltage difference allowed over the discharge
+# RMS voltage difference allowed (the issue asks for 1 and 2 mV; measured <= 0.03 and 0.65 mV,
+# so these catch regressions well before the issue's limits)
+TOL_MV = {"SPM": 0.1, "SPMe": 1.0}
 
 
 @pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019", "Ecker2015"])

@@ -29,8 +29,10 @@ class ParameterValueError(ValueError):
 def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
     """The physical range that a parameter of this name must lie in, if any."""
     low = name.lower()
-    if "porosity" in low:  # a separator may be all pores (Marquis2019 has 1.0)
+    if "porosity" in low and "separator" in low:  # a separator may be all pores (Marquis2019: 1.0)
         return "in (0, 1]", lambda v: (v > 0) & (v <= 1)
+    if "porosity" in low:
+        return "in the open interval (0, 1)", lambda v: (v > 0) & (v < 1)
     if "volume fraction" in low:
         return "in the open interval (0, 1)", lambda v: (v > 0) & (v < 1)
     positive = (
@@ -38,10 +40,12 @@ def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
         "maximum concentration", "double-layer capacity", "cell volume", "cooling surface area",
         "density [kg.m-3]", "specific heat capacity", "temperature [k]",
         "number of electrodes connected in parallel", "number of cells connected in series",
+        "reaction rate constant", "conductivity [s.m-1]", "initial concentration in electrolyte",
     )
     if any(p in low for p in positive):
         return "positive", lambda v: v > 0
-    nonneg = ("conductivity", "initial concentration", "contact resistance", "heat transfer coefficient")
+    nonneg = ("conductivity", "initial concentration", "contact resistance", "heat transfer coefficient",
+              "activation energy", "bruggeman")
     if any(p in low for p in nonneg):
         return "non-negative", lambda v: v >= 0
     return None
@@ -169,8 +173,8 @@ class ParameterSet(eqx.Module):
 
         Raises `UnknownParameterError` for a name the set does not have (with close matches),
         unless ``check_already_exists=False``, and `ParameterValueError` for a value outside its
-        physical range (porosities in (0, 1], volume fractions in (0, 1); lengths, radii, diffusivities
-        and capacities positive; every value finite).
+        physical range (porosities and volume fractions in (0, 1) (a separator's porosity may be 1); lengths, radii, diffusivities,
+        capacities, conductivities and reaction rate constants positive; every value finite).
         """
         values = dict(self.values)
         functions = dict(self.functions)
