@@ -35,18 +35,23 @@ def test_discharge_matches_pybamm(model_name, pset):
         np.testing.assert_allclose(np.asarray(sol.discharge_capacity)[: len(ref)][reached], ref[reached, 2], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019"])
 @pytest.mark.parametrize("model_name", ["SPM", "SPMe"])
-def test_lumped_thermal_matches_pybamm(model_name, chen):
+def test_lumped_thermal_matches_pybamm(model_name, pset):
     """Lumped heat balance (reaction, ohmic, reversible heat; Newton cooling) against PyBaMM's
-    lumped thermal model: the temperature rise within 1% and the voltage within tolerance."""
-    ref = load_reference(f"{model_name}_lumped_Chen2020_1.0C.csv")
+    lumped thermal model: the temperature within 2% of the rise, the voltage within tolerance.
+    Marquis2019 has entropic terms: without the reversible heat its temperature is off by 60%
+    of the rise."""
+    p = jaxcell.load_parameters(pset)
+    ref = load_reference(f"{model_name}_lumped_{pset}_1.0C.csv")
     model = getattr(jaxcell, model_name)(thermal="lumped")
-    sol = jaxcell.simulate(model, chen, "Discharge at 1C until 2.5 V", t_eval=padded_times(ref[:, 0]))
+    v_cut = float(p["Lower voltage cut-off [V]"])
+    sol = jaxcell.simulate(model, p, f"Discharge at 1C until {v_cut} V", t_eval=padded_times(ref[:, 0]))
     reached = ref[:, 0] <= float(sol.step_end_time[0])
     assert reached.sum() >= len(ref) - 2
     T = np.asarray(sol.temperature)[: len(ref)][reached]
     rise = ref[reached, 3] - ref[0, 3]
-    assert rise.max() > 5.0  # the check below is not trivially met
-    assert np.max(np.abs(T - ref[reached, 3])) < 0.01 * rise.max()
+    assert rise.max() > 0.3  # the check below is not trivially met
+    assert np.max(np.abs(T - ref[reached, 3])) < 0.02 * rise.max()
     v = np.asarray(sol.voltage)[: len(ref)][reached]
     assert np.sqrt(np.mean((v - ref[reached, 1]) ** 2)) * 1e3 < TOL_MV[model_name]
