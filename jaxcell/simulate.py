@@ -130,10 +130,11 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     step_codes = jnp.array([StepEnd.VOLTAGE, StepEnd.CURRENT, 0, 0, 0])
     stop_codes = jnp.array([0, 0, Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT])
 
-    # Stop conditions get a slack of 1e-6 (1 uV past a voltage cut-off): the previous step may
-    # have ended on the cut-off itself, and the event must still be able to fire from there.
-    # It also makes the step's own limit win a tie with a cut-off at the same voltage.
-    slack = jnp.where(is_step_cond, 0.0, 1e-6)
+    # The voltage cut-offs get a slack of 1 uV: the previous step may have ended on the cut-off
+    # itself, and the event must still be able to fire from there. It also makes the step's own
+    # limit win a tie with a cut-off at the same voltage. (The stoichiometry limit has its own
+    # margin, STO_LIMIT.)
+    slack = jnp.array([0.0, 0.0, 1e-6, 1e-6, 0.0])
 
     def first_crossing(t, state):
         return conditions(t, state) + slack
