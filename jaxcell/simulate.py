@@ -52,11 +52,16 @@ def _solve_current(g, I0):
     return jax.lax.fori_loop(0, NEWTON_ITERS, body, I0)
 
 
+def _amps(value, is_c_rate, p):
+    """A current [A] from a value that may be a C-rate (multiple of the nominal capacity)."""
+    return jnp.where(is_c_rate, value * p["Nominal cell capacity [A.h]"], value)
+
+
 def _control(model, row, p, t0):
     """current(t, y) [A] realising the step's control; `row` is one row of the StepTable.
     The mode is not batched under `vmap` (cells share the protocol), so `lax.switch` runs only
     the branch of the step at hand."""
-    value = jnp.where(row.c_rate, row.value * p["Nominal cell capacity [A.h]"], row.value)
+    value = _amps(row.value, row.c_rate, p)
 
     def constant(t, y):
         return value
@@ -78,7 +83,7 @@ def _max_duration(row, p):
     """Duration bound [s] of a step: its 'for ...' duration, else twice the time to pass the
     nominal capacity at its current or power (8 hours for a voltage hold)."""
     Q = p["Nominal cell capacity [A.h]"] * 3600.0
-    I = jnp.abs(jnp.where(row.c_rate, row.value * p["Nominal cell capacity [A.h]"], row.value))
+    I = jnp.abs(_amps(row.value, row.c_rate, p))
     by_mode = jnp.stack([
         2.0 * Q / jnp.maximum(I, 1e-12),
         row.drive_time[-1],
@@ -108,7 +113,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing
     sign = jnp.where(row.value < 0, -1.0, 1.0)
     has_v, has_i = ~jnp.isnan(row.until_voltage), ~jnp.isnan(row.until_current)
-    I_lim = jnp.where(row.until_c_rate, row.until_current * p["Nominal cell capacity [A.h]"], row.until_current)
+    I_lim = _amps(row.until_current, row.until_c_rate, p)
     V_min, V_max = p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
 
     def conditions(t, state):

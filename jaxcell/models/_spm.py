@@ -177,8 +177,8 @@ class SPMe(SPM):
         return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
 
     def _electrolyte_terms(self, y, i_app, p):
-        _, _, T = self.split(y)
-        c_n_surf, c_p_surf = (mesh.surface_value(c) for c in self.split(y)[:2])
+        c_n, c_p, T = self.split(y)
+        c_n_surf, c_p_surf = mesh.surface_value(c_n), mesh.surface_value(c_p)
         c_e = self.split_electrolyte(y)
         dx, _, tor = self._x_mesh(p)
         L_n, L_s, L_p = (d[2] for d in self._domains(p))
