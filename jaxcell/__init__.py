@@ -15,7 +15,7 @@ from .experiment import (  # noqa: E402
     Experiment as Experiment,
     ExperimentError as ExperimentError,
 )
-from .models import AbstractCellModel as AbstractCellModel, SPM as SPM, SPMe as SPMe  # noqa: E402
+from .models import AbstractCellModel as AbstractCellModel, DFN as DFN, SPM as SPM, SPMe as SPMe  # noqa: E402
 from .parameters import (  # noqa: E402
     ParameterSet as ParameterSet,
     ParameterValueError as ParameterValueError,

@@ -1,4 +1,4 @@
-"""Finite-volume operators on uniform 1D meshes (cartesian x, spherical r).
+"""Finite-volume operators on 1D meshes (cartesian x, spherical r).
 
 Cell-centred finite volumes, as in PyBaMM's default discretisation, so that jaxcell and PyBaMM
 solve the same discrete equations at equal mesh: nodes at volume centres, fluxes on edges,
@@ -8,6 +8,7 @@ thickness or a radius can be varied, batched and differentiated.
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def node_to_edge(values, dx=None):
@@ -22,19 +23,35 @@ def node_to_edge(values, dx=None):
     return 1.0 / (beta / left + (1.0 - beta) / right)
 
 
-def spherical_diffusion(c, D_nodes, surface_flux, radius):
-    """dc/dt for Fickian diffusion in a sphere of `radius` [m] on `n` uniform volumes.
+def shell_edges(n, stretch=1.0):
+    """Shell edges r / R (n + 1 values from 0 to 1). `stretch` = 1 gives uniform shells; a
+    larger value makes the widths shrink geometrically towards the surface, the outermost shell
+    `stretch` times thinner than the innermost, to resolve the steep surface layer of a
+    particle under load with few shells."""
+    w = np.float64(stretch) ** (-np.arange(n) / max(n - 1, 1))
+    e = np.concatenate([[0.0], np.cumsum(w)])
+    return e / e[-1]
+
+
+def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
+    """dc/dt for Fickian diffusion in a sphere of `radius` [m] on `n` finite volumes.
 
     `c` [mol.m-3] has shape (..., n); `D_nodes` [m2.s-1] broadcasts to it; `surface_flux`
     [mol.m-2.s-1] is the outward molar flux N(R) = -D dc/dr at r = R (shape (...)). No flux at
-    the centre. The divergence uses exact shell volumes, so total lithium changes only by the
-    surface flux (conservation to round-off).
+    the centre. `edges` are the shell edges r / R (static, from `shell_edges`; default uniform).
+    Nodes sit at the shell midpoints and edge diffusivities are width-weighted harmonic means.
+    The divergence uses exact shell volumes, so total lithium changes only by the surface flux
+    (conservation to round-off).
     """
     n = c.shape[-1]
-    dr = radius / n
-    r_edges = dr[..., None] * jnp.arange(n + 1) if jnp.ndim(dr) else dr * jnp.arange(n + 1)
+    e = np.linspace(0.0, 1.0, n + 1) if edges is None else np.asarray(edges)
+    R = jnp.expand_dims(jnp.asarray(radius), -1)
+    r_edges = R * e
+    widths = np.diff(e)
+    mid = 0.5 * (e[:-1] + e[1:])
     D_nodes = jnp.broadcast_to(D_nodes, c.shape)
-    flux_in = -node_to_edge(D_nodes) * jnp.diff(c, axis=-1) / jnp.expand_dims(dr, -1)
+    D_edge = node_to_edge(D_nodes, None if edges is None else widths)
+    flux_in = -D_edge * jnp.diff(c, axis=-1) / (R * np.diff(mid))
     zeros = jnp.zeros(c.shape[:-1] + (1,), c.dtype)
     N = jnp.concatenate([zeros, flux_in, jnp.expand_dims(surface_flux, -1) * jnp.ones_like(zeros)], axis=-1)
     area_flux = r_edges**2 * N
@@ -42,15 +59,21 @@ def spherical_diffusion(c, D_nodes, surface_flux, radius):
     return -jnp.diff(area_flux, axis=-1) / shell
 
 
-def sphere_volume_weights(n, radius):
-    """Volume of each of the `n` uniform shells divided by the particle volume (sums to 1)."""
-    k = jnp.arange(n + 1) / n
-    return jnp.diff(k**3) * jnp.ones_like(radius)
+def sphere_volume_weights(n, radius, edges=None):
+    """Volume of each of the `n` shells divided by the particle volume (sums to 1)."""
+    k = np.linspace(0.0, 1.0, n + 1) if edges is None else np.asarray(edges)
+    return jnp.asarray(np.diff(k**3)) * jnp.ones_like(radius)
 
 
-def surface_value(c):
-    """Value at the outer edge by linear extrapolation from the last two nodes (uniform mesh)."""
-    return 1.5 * c[..., -1] - 0.5 * c[..., -2]
+def surface_value(c, edges=None):
+    """Value at the outer edge by linear extrapolation from the last two nodes (shell
+    midpoints; `edges` as in `spherical_diffusion`, default uniform)."""
+    if edges is None:
+        return 1.5 * c[..., -1] - 0.5 * c[..., -2]
+    e = np.asarray(edges)
+    m1, m2 = 0.5 * (e[-2] + e[-1]), 0.5 * (e[-3] + e[-2])
+    w = (1.0 - m1) / (m1 - m2)
+    return (1.0 + w) * c[..., -1] - w * c[..., -2]
 
 
 def cartesian_diffusion(c, D_nodes, dx, source):

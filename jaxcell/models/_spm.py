@@ -15,13 +15,14 @@ def _check_sizes(**sizes):
             raise ValueError(f"{name} must be an integer >= 3 (finite volumes), got {n!r}.")
 
 
-def particle_rhs(domain, c, j, T, p):
+def particle_rhs(domain, c, j, T, p, edges=None):
     """dc/dt in the particles of one electrode for interfacial current density `j` [A.m-2]
-    (positive = delithiation), with the set's diffusivity D(sto, T)."""
+    (positive = delithiation), with the set's diffusivity D(sto, T); `edges` are the shell
+    edges r / R (default uniform)."""
     D = domain.capitalize()
     c_max = p[f"Maximum concentration in {domain} electrode [mol.m-3]"]
     diffusivity = p.evaluate(f"{D} particle diffusivity [m2.s-1]", c / c_max, T)
-    return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{D} particle radius [m]"])
+    return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{D} particle radius [m]"], edges)
 
 
 def exchange_current(domain, c_e, c_surf, T, p):
