@@ -424,7 +424,7 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys):
         "cell",
         "replicate",
         "cycle",
-        "reaction_rate",
+        "reaction_rate_m_per_cycle",
         "thickness_m",
         "fade_Ah",
         "resistance_Ohm",

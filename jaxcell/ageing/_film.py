@@ -115,7 +115,7 @@ def lithium_lost(thickness, params: ParameterSet, film: SEIFilm | None = None):
     Args:
         thickness: SEI thickness L [m]; broadcasts against the batch shape of `params`.
         params: cell parameters (geometry of the negative electrode).
-        film: SEI properties.
+        film: SEI properties (default `SEIFilm()`).
 
     Example:
         >>> lithium_lost(100e-9, jaxcell.load_parameters("Chen2020"))
@@ -173,7 +173,7 @@ def aged_parameters(
     Args:
         params: fresh cell parameters, one cell or a batch of n cells.
         thickness: SEI thickness of each cell [m], shape (n,) (a scalar gives one cell).
-        film: SEI properties.
+        film: SEI properties (default `SEIFilm()`).
 
     Raises `ValueError` (naming the cell) if the lost lithium would empty the negative
     electrode, i.e. the concentration would leave (0, c_max); for traced thicknesses the

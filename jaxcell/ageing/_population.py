@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 from ..batch import simulate_batch
 from ..parameters import ParameterSet
@@ -33,23 +34,25 @@ class AgeingResult(eqx.Module):
             check-up, shape (M, C); NaN where the solve failed.
         checkup_energy: discharge energy [W.h], shape (M, C); NaN where the solve failed.
         checkup_status: `jaxcell.Status` codes, shape (M, C).
-        law: name of the growth law's class; rate_names: names of the rate constants.
+        law: name of the growth law's class; rate_names, rate_units: names and units of the
+            rate constants.
 
     Fade trajectories of the population as realised (one path per cell) are ``fade[:, 0]``
     (cells x checkpoints); the other replicates serve `variance_split`.
     """
 
-    cycles: jax.Array
-    rates: jax.Array
-    thickness: jax.Array
-    fade: jax.Array
-    resistance: jax.Array
-    checkup_cycles: jax.Array
-    checkup_capacity: jax.Array
-    checkup_energy: jax.Array
-    checkup_status: jax.Array
+    cycles: Float[Array, " checkpoints"]
+    rates: Float[Array, "cells rates"]
+    thickness: Float[Array, "cells replicates checkpoints"]
+    fade: Float[Array, "cells replicates checkpoints"]
+    resistance: Float[Array, "cells replicates checkpoints"]
+    checkup_cycles: Float[Array, " checkups"]
+    checkup_capacity: Float[Array, "cells checkups"]
+    checkup_energy: Float[Array, "cells checkups"]
+    checkup_status: Int[Array, "cells checkups"]
     law: str = eqx.field(static=True)
     rate_names: tuple[str, ...] = eqx.field(static=True)
+    rate_units: tuple[str, ...] = eqx.field(static=True)
 
     @property
     def n_cells(self) -> int:
@@ -71,8 +74,9 @@ class AgeingResult(eqx.Module):
     def to_pandas(self, *, all_replicates: bool = True):
         """A tidy table, one row per (cell, replicate, checkpoint).
 
-        Columns: cell, replicate, cycle, the cell's rate constants (named as in
-        `rate_names`), thickness_m, fade_Ah, resistance_Ohm; with check-ups also capacity_Ah,
+        Columns: cell, replicate, cycle, the cell's rate constants (named by `rate_names`
+        and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm;
+        with check-ups also capacity_Ah,
         energy_Wh and status, filled on replicate 0 at the check-up cycles (NaN / -1
         elsewhere). ``all_replicates=False`` keeps replicate 0 only.
         """
@@ -87,8 +91,8 @@ class AgeingResult(eqx.Module):
         cycles = np.asarray(self.cycles)
         table = {"cell": cell, "replicate": rep, "cycle": cycles[step]}
         rates = np.asarray(self.rates)
-        for j, name in enumerate(self.rate_names):
-            table[name] = rates[cell, j]
+        for j, (name, unit) in enumerate(zip(self.rate_names, self.rate_units)):
+            table[f"{name}_{unit.replace('/', '_per_')}"] = rates[cell, j]
         for col, arr in (
             ("thickness_m", self.thickness),
             ("fade_Ah", self.fade),
@@ -121,7 +125,7 @@ class AgeingResult(eqx.Module):
         if (
             q.size % 2
             or np.any((q <= 0) | (q >= 1))
-            or np.any(np.isclose(q + q[::-1], 1.0) == 0)
+            or not np.allclose(q + q[::-1], 1.0)
         ):
             raise ValueError(
                 f"quantiles must be symmetric pairs in (0, 1), e.g. (0.05, 0.95), got {quantiles}."
@@ -272,7 +276,7 @@ def age_population(
         checkups: cycles of electrochemical check-ups (needs `model`), e.g. [0, 500, 1000].
         model: jaxcell cell model for the check-ups, e.g. `jaxcell.SPM()`.
         experiment: check-up protocol (default "Discharge at 1C until 2.5 V").
-        film: SEI film properties (`SEIFilm`); its `initial_thickness` is L0.
+        film: SEI film properties (default `SEIFilm()`); its `initial_thickness` is L0.
         dt: largest SDE step [cycles].
         solver: fixed-step diffrax SDE solver (default `diffrax.Euler()`).
         batch_size, progress: passed to `simulate_batch`.
@@ -338,9 +342,10 @@ def age_population(
     cap = np.full((M, C), np.nan)
     energy = np.full((M, C), np.nan)
     status = np.full((M, C), -1, dtype=np.int64)
+    # check-up cycles as recorded (a checkpoint within a millionth of a step of the step grid
+    # is moved onto it)
+    idx = [int(np.argmin(np.abs(np.asarray(paths.cycles) - c))) for c in check]
     if C:
-        cyc = np.asarray(paths.cycles)
-        idx = [int(np.argmin(np.abs(cyc - c))) for c in check]
         cells = _broadcast(params, M)
         aged = [aged_parameters(cells, L[:, 0, i], film) for i in idx]
         stacked = jax.tree.map(
@@ -365,12 +370,13 @@ def age_population(
         thickness=L,
         fade=fade,
         resistance=resistance,
-        checkup_cycles=jnp.asarray(check),
+        checkup_cycles=jnp.asarray(np.asarray(paths.cycles)[idx]),
         checkup_capacity=jnp.asarray(cap),
         checkup_energy=jnp.asarray(energy),
         checkup_status=jnp.asarray(status),
         law=type(law).__name__,
         rate_names=paths.rate_names,
+        rate_units=type(law).rate_units,
     )
 
 

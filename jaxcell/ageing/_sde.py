@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffrax._local_interpolation import LocalLinearInterpolation
+from jaxtyping import Array, Float
 
 from ._laws import AbstractSEILaw
 
@@ -33,7 +33,7 @@ class Reflected(diffrax.AbstractWrappedSolver):
     def term_structure(self):
         return self.solver.term_structure
 
-    interpolation_cls = LocalLinearInterpolation
+    interpolation_cls = diffrax.LocalLinearInterpolation
 
     def order(self, terms):
         return self.solver.order(terms)
@@ -65,9 +65,9 @@ class SEIPaths(eqx.Module):
         rate_names: names of the rate constants (the law's `rate_names`).
     """
 
-    cycles: jax.Array
-    rates: jax.Array
-    thickness: jax.Array
+    cycles: Float[Array, " checkpoints"]
+    rates: Float[Array, "cells rates"]
+    thickness: Float[Array, "cells replicates checkpoints"]
     rate_names: tuple[str, ...] = eqx.field(static=True)
 
 

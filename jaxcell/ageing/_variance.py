@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 
 class VarianceSplit(eqx.Module):
@@ -20,9 +20,9 @@ class VarianceSplit(eqx.Module):
     samples' units squared.
     """
 
-    heterogeneity: jax.Array
-    intrinsic: jax.Array
-    total: jax.Array
+    heterogeneity: Float[Array, " *shape"]
+    intrinsic: Float[Array, " *shape"]
+    total: Float[Array, " *shape"]
     n_cells: int = eqx.field(static=True)
     n_replicates: int = eqx.field(static=True)
 
