@@ -17,7 +17,8 @@ with an intrinsic Wiener term; --replicates noise paths per cell split the varia
 capacity fade into heterogeneity and intrinsic parts (printed). The CSV has one row per cell
 and checkpoint (replicate 0; --all-replicates for all): cell, replicate, cycle, rate
 constant(s), thickness_m, fade_Ah, resistance_Ohm, and with --checkups the electrochemical
-check-up capacity_Ah, energy_Wh and status. Time is in cycles."""
+check-up capacity_Ah, energy_Wh and status. Time is in cycles. Exit status: 0, or 1 if a
+check-up solve failed, or 2 for bad arguments."""
 
 
 def _cycles_list(text: str) -> list[float]:

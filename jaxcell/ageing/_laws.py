@@ -97,7 +97,9 @@ class AbstractSEILaw(eqx.Module):
 
     with per-cell rate constants theta (quenched: drawn once per cell from `rate_constants`)
     and an intrinsic Wiener term of strength `noise` = sigma [growth unit / sqrt(cycle)].
-    Concrete laws give g, its inverse, the drift b and the noise-free closed form.
+    Concrete laws give g, its inverse, the drift b, the rate dL/dt and the noise-free closed
+    form as static methods of the rate constants alone: the solve calls them on the class, so
+    new rate constants or noise never recompile it.
     """
 
     noise: eqx.AbstractVar[float]

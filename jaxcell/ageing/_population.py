@@ -76,9 +76,8 @@ class AgeingResult(eqx.Module):
 
         Columns: cell, replicate, cycle, the cell's rate constants (named by `rate_names`
         and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm;
-        with check-ups also capacity_Ah,
-        energy_Wh and status, filled on replicate 0 at the check-up cycles (NaN / -1
-        elsewhere). ``all_replicates=False`` keeps replicate 0 only.
+        with check-ups also capacity_Ah, energy_Wh and status, filled on replicate 0 at the
+        check-up cycles (NaN / -1 elsewhere). ``all_replicates=False`` keeps replicate 0 only.
         """
         import pandas as pd
 
@@ -117,7 +116,8 @@ class AgeingResult(eqx.Module):
 
         Panels: the fade fan over all cells and replicates (median, bands between symmetric
         `quantiles`, `n_paths` single cells, replicate 0); the variance split over cycles
-        (with 2 or more replicates); the check-up capacities (with check-ups).
+        (with 2 or more replicates); the check-up capacities (with check-ups). `axes`, if
+        given, must hold one matplotlib Axes per panel.
         """
         import matplotlib.pyplot as plt
 
