@@ -1,0 +1,457 @@
+"""`sample_population`: a batched `ParameterSet` drawn from a `Variation`."""
+
+from __future__ import annotations
+
+import zlib
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..parameters import ParameterSet
+from ..parameters._parameter_set import _rule
+from ._distributions import (
+    normal_cdf_pair,
+    normal_quantile,
+    pareto_tail_quantile,
+    t_cdf_pair,
+    t_quantile,
+)
+from ._spec import AbstractCopula, StudentTCopula, Variation, VariationError
+
+ELECTRODES = ("Negative", "Positive")
+TINY = float(np.finfo(np.float64).tiny)
+HUGE = float(np.finfo(np.float64).max)
+BELOW_ONE = float(np.nextafter(1.0, 0.0))
+
+
+def _porosity_name(electrode: str) -> str:
+    return f"{electrode} electrode porosity"
+
+
+def _active_name(electrode: str) -> str:
+    return f"{electrode} electrode active material volume fraction"
+
+
+def _transform(name: str, params: ParameterSet) -> str:
+    """``"log"``, ``"logit"``, ``"identity"`` or ``"solid_share"`` (an active material volume
+    fraction varied as the active share of its electrode's solid, so porosity + active fraction
+    stays below 1), from the parameter's physical range."""
+    for e in ELECTRODES:
+        if name == _active_name(e) and _porosity_name(e) in params.values:
+            return "solid_share"
+    rule = _rule(name)
+    if rule is None:
+        return "identity"
+    ok = rule[1]
+    if bool(ok(np.float64(0.5))) and not bool(ok(np.float64(1.5))):
+        return "logit"
+    if bool(ok(np.float64(1e300))) and not bool(ok(np.float64(-1.0))):
+        return "log"
+    return "identity"  # pragma: no cover - no other ranges exist
+
+
+def derived_parameters(params: ParameterSet, variation: Variation) -> dict[str, str]:
+    """Parameters that follow a varied one: an electrode's active material volume fraction
+    follows its porosity (the solid's composition is kept) when the porosity varies and the
+    fraction itself is not in the spec. Returns ``{derived name: porosity name}``."""
+    out = {}
+    for e in ELECTRODES:
+        por, act = _porosity_name(e), _active_name(e)
+        if (
+            por in variation.names
+            and act not in variation.names
+            and act in params.values
+        ):
+            out[act] = por
+    return out
+
+
+def varied_parameter_names(params: ParameterSet, variation: Variation) -> list[str]:
+    """The spec's parameters followed by the derived ones (`derived_parameters`)."""
+    return list(variation.names) + list(derived_parameters(params, variation))
+
+
+class _Plan(eqx.Module):
+    """A variation resolved against a parameter set: arrays are leaves (new centres and spreads
+    reuse the compiled sampler), the structure is static."""
+
+    centers: jax.Array  # (K,) centres in the transformed space
+    scales: (
+        jax.Array
+    )  # (3, K) scale per level (pack, module, cell) in the transformed space
+    chols: tuple[jax.Array, ...]  # Cholesky factor of each group's correlation matrix
+    porosity: jax.Array  # (K,) nominal porosity for "solid_share" entries (else unused)
+    derived_share: jax.Array  # (D,) active share of the solid for derived entries
+    names: tuple[str, ...] = eqx.field(static=True)
+    transforms: tuple[str, ...] = eqx.field(static=True)
+    families: tuple[str, ...] = eqx.field(static=True)
+    shapes: tuple[tuple[float, ...], ...] = eqx.field(static=True)  # df, or (p, index)
+    groups: tuple[tuple[str, float, tuple[int, ...], int], ...] = eqx.field(static=True)
+    porosity_index: tuple[int, ...] = eqx.field(
+        static=True
+    )  # index of the porosity, or -1
+    derived: tuple[tuple[str, int], ...] = eqx.field(static=True)
+    levels: tuple[bool, bool, bool] = eqx.field(static=True)  # which levels vary at all
+    modules_per_pack: int = eqx.field(static=True)
+    cells_per_module: int = eqx.field(static=True)
+
+
+def _concrete(x) -> float | None:
+    return None if isinstance(x, jax.core.Tracer) else float(x)
+
+
+def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
+    if not isinstance(params, ParameterSet):
+        raise TypeError(f"params must be a ParameterSet, got {type(params).__name__}.")
+    if not isinstance(variation, Variation):
+        raise TypeError(
+            f"variation must be a Variation (Variation.from_file(...) or default_variation()), got {type(variation).__name__}."
+        )
+    if params.batch_shape != ():
+        raise ValueError(
+            f"sample_population needs an unbatched ParameterSet (one cell), got batch shape {params.batch_shape}."
+        )
+    names = variation.names
+    value = {}
+    for pv in variation.parameters:
+        try:
+            v = params[pv.name]
+        except KeyError as e:
+            raise type(e)(f"In the variation: {e}") from None
+        if callable(v):
+            raise VariationError(
+                f"{pv.name!r} is a function in parameter set {params.name!r}; only numbers can be varied."
+            )
+        value[pv.name] = v
+
+    centers, scales, transforms, families, shapes, por_index, porosity = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    for pv in variation.parameters:
+        where = f"variation of {pv.name!r}"
+        tr = _transform(pv.name, params)
+        c = value[pv.name] if pv.center is None else jnp.asarray(pv.center, jnp.float64)
+        cc = _concrete(c)
+        if pv.distribution in ("lognormal", "pareto_tail") and tr != "log":
+            raise VariationError(
+                f"{where}: the {pv.distribution} distribution is for positive quantities; this parameter is {'a fraction' if tr != 'identity' else 'unconstrained'}."
+            )
+        spread = jnp.asarray(pv.spread.as_tuple(), jnp.float64)
+        kind = pv.spread_kind
+        p_idx, eps0 = -1, jnp.asarray(0.0)
+        if tr == "log":
+            if cc is not None and cc <= 0:
+                hint = (
+                    " (set a positive `center`, e.g. the median value)"
+                    if pv.center is None
+                    else ""
+                )
+                raise VariationError(
+                    f"{where}: the center must be positive for a positive quantity, got {cc} in parameter set {params.name!r}{hint}."
+                )
+            t_center = jnp.log(c)
+            scale = {"sigma": spread, "rel_std": spread, "std": spread / c}[kind]
+        elif tr == "logit":
+            if cc is not None and not 0 < cc < 1:
+                raise VariationError(
+                    f"{where}: the center must be in (0, 1), got {cc}."
+                )
+            t_center = jnp.log(c) - jnp.log1p(-c)
+            scale = {
+                "sigma": spread,
+                "rel_std": spread / (1 - c),
+                "std": spread / (c * (1 - c)),
+            }[kind]
+        elif tr == "solid_share":
+            por = _porosity_name(pv.name.split()[0])
+            if por in names:
+                p_idx = names.index(por)
+                pc = variation[por].center
+                eps0 = value[por] if pc is None else jnp.asarray(pc, jnp.float64)
+            else:
+                eps0 = params[por]
+            share = c / (1 - eps0)
+            sc = _concrete(share)
+            if sc is not None and not 0 < sc < 1 - 1e-9:
+                raise VariationError(
+                    f"{where}: the active material fills a share {sc:.6g} of the solid (active fraction "
+                    f"{_concrete(c)} / (1 - porosity {_concrete(eps0)})); it can vary only if that share is "
+                    f"in (0, 1), i.e. the electrode has some inactive solid (binder, carbon). Vary "
+                    f"{por!r} instead: the active fraction then follows it."
+                )
+            t_center = jnp.log(share) - jnp.log1p(-share)
+            scale = {
+                "sigma": spread,
+                "rel_std": spread / (1 - share),
+                "std": spread / (c * (1 - share)),
+            }[kind]
+        else:
+            if kind == "rel_std" and cc == 0:
+                raise VariationError(
+                    f"{where}: rel_std needs a nonzero center; give std or sigma instead."
+                )
+            t_center = c
+            scale = {"sigma": spread, "rel_std": spread * jnp.abs(c), "std": spread}[
+                kind
+            ]
+        family = "normal" if pv.distribution == "lognormal" else pv.distribution
+        centers.append(t_center)
+        scales.append(scale)
+        transforms.append(tr)
+        families.append(family)
+        shapes.append(
+            (pv.df,)
+            if family == "student_t"
+            else (pv.tail_probability, pv.tail_index)
+            if family == "pareto_tail"
+            else ()
+        )
+        por_index.append(p_idx)
+        porosity.append(eps0)
+
+    derived, shares = [], []
+    for act, por in derived_parameters(params, variation).items():
+        share = params[act] / (1 - params[por])
+        sc = _concrete(share)
+        if sc is not None and sc > 1 + 1e-9:
+            raise VariationError(
+                f"parameter set {params.name!r}: {por!r} + {act!r} = {1 - _concrete(1 - params[por]) + _concrete(params[act]):.6g} > 1."
+            )
+        derived.append((act, names.index(por)))
+        shares.append(jnp.minimum(share, 1.0))
+
+    # groups: each copula, then every other parameter on its own (its family's native scores)
+    groups, chols, coupled = [], [], set()
+    for cop in variation.copulas:
+        cop: AbstractCopula
+        members = tuple(names.index(n) for n in cop.parameters)
+        coupled.update(members)
+        df = cop.df if isinstance(cop, StudentTCopula) else 0.0
+        groups.append((cop.kind, df, members, _seed(cop.parameters)))
+        chols.append(jnp.asarray(np.linalg.cholesky(np.asarray(cop.correlation))))
+    for j, pv in enumerate(variation.parameters):
+        if j not in coupled:
+            kind, df = ("t", pv.df) if families[j] == "student_t" else ("gaussian", 0.0)
+            groups.append((kind, df, (j,), _seed((pv.name,))))
+            chols.append(jnp.ones((1, 1)))
+
+    return _Plan(
+        centers=jnp.stack(centers).astype(jnp.float64),
+        scales=jnp.stack(scales, axis=1).astype(jnp.float64),
+        chols=tuple(chols),
+        porosity=jnp.stack(porosity).astype(jnp.float64),
+        derived_share=jnp.stack(shares).astype(jnp.float64)
+        if shares
+        else jnp.zeros((0,)),
+        names=names,
+        transforms=tuple(transforms),
+        families=tuple(families),
+        shapes=tuple(shapes),
+        groups=tuple(groups),
+        porosity_index=tuple(por_index),
+        derived=tuple(derived),
+        levels=tuple(
+            any(pv.spread.as_tuple()[i] > 0 for pv in variation.parameters)
+            for i in range(3)
+        ),
+        modules_per_pack=variation.hierarchy.modules_per_pack,
+        cells_per_module=variation.hierarchy.cells_per_module,
+    )
+
+
+def _seed(names) -> int:
+    """A stable stream number for a group of parameters: adding or removing other parameters
+    does not change this group's draws."""
+    return zlib.crc32("\n".join(names).encode()) & 0x7FFFFFFF
+
+
+def _stream(unit_key, seed, what: int):
+    """The key of one random variable of a unit: a parameter's normal score (what = 0) or a
+    t group's chi-square (what = 1)."""
+    return jax.random.fold_in(jax.random.fold_in(unit_key, seed), what)
+
+
+def _deviations(plan: _Plan, key, level: jax.Array, unit: jax.Array) -> jax.Array:
+    """Deviations (U, K) in the transformed space of the units ``(level, unit)`` (packs,
+    modules and cells stacked: one compiled graph for all three levels)."""
+    names = plan.names
+    # one stream per (level, unit, parameter): cell i draws the same numbers whatever the
+    # population size, and a parameter's draws do not depend on which others are varied
+    seeds = jnp.asarray([_seed((name,)) for name in names], dtype=jnp.uint32)
+
+    def normals(lv, i):
+        k = jax.random.fold_in(jax.random.fold_in(key, lv), i)
+        return jax.vmap(
+            lambda s: jax.random.normal(_stream(k, s, 0), dtype=jnp.float64)
+        )(seeds)
+
+    z = jax.vmap(normals)(level, unit)
+    scale = plan.scales[level]  # (U, K)
+    out = [None] * len(names)
+    for (kind, df, members, seed), chol in zip(plan.groups, plan.chols):
+        scores = z[:, members] @ chol.T
+        if kind == "t":
+
+            def chi2(lv, i, seed=seed, df=df):
+                k = _stream(jax.random.fold_in(jax.random.fold_in(key, lv), i), seed, 1)
+                return jax.random.chisquare(k, df, dtype=jnp.float64) / df
+
+            scores = scores / jnp.sqrt(jax.vmap(chi2)(level, unit))[:, None]
+        pair = None
+        for col, j in enumerate(members):
+            family, shape, sc = plan.families[j], plan.shapes[j], scale[:, j]
+            s = scores[:, col]
+            if (
+                family == "normal"
+                and kind == "gaussian"
+                or family == "student_t"
+                and kind == "t"
+                and shape[0] == df
+            ):
+                d = sc * s
+            else:
+                if (
+                    pair is None
+                ):  # uniforms of the scores (the t CDF is the costly part)
+                    pair = (
+                        t_cdf_pair(scores, df)
+                        if kind == "t"
+                        else normal_cdf_pair(scores)
+                    )
+                u, u_c = pair[0][:, col], pair[1][:, col]
+                if family == "normal":
+                    d = sc * normal_quantile(u, u_c)
+                elif family == "student_t":
+                    d = sc * t_quantile(u, u_c, shape[0])
+                else:
+                    z_body = s if kind == "gaussian" else normal_quantile(u, u_c)
+                    d = pareto_tail_quantile(z_body, u_c, shape[0], shape[1], sc)
+            out[j] = jnp.where(sc > 0, d, 0.0)
+    return jnp.stack(out, axis=1)
+
+
+def _inverse(transform: str, z: jax.Array) -> jax.Array:
+    """Back from the transformed space, kept strictly inside the physical range."""
+    if transform == "log":
+        return jnp.clip(jnp.exp(z), TINY, HUGE)
+    if transform in ("logit", "solid_share"):
+        return jnp.clip(jax.nn.sigmoid(z), TINY, BELOW_ONE)
+    return jnp.clip(z, -HUGE, HUGE)
+
+
+@eqx.filter_jit
+def _draw(plan: _Plan, n: int, key) -> tuple[dict[str, jax.Array], jax.Array]:
+    n_modules = -(-n // plan.cells_per_module)
+    n_packs = -(-n_modules // plan.modules_per_pack)
+    module = jnp.arange(n) // plan.cells_per_module
+    index = (module // plan.modules_per_pack, module, jnp.arange(n))
+    # the units of every level that varies, stacked: one compiled graph for all levels
+    counts = [c if on else 0 for c, on in zip((n_packs, n_modules, n), plan.levels)]
+    level = jnp.concatenate([jnp.full(c, lv) for lv, c in enumerate(counts)])
+    unit = jnp.concatenate([jnp.arange(c) for c in counts])
+    dev = _deviations(plan, key, level, unit)
+    total = jnp.zeros((n, len(plan.names)))
+    offset = 0
+    for lv in range(3):
+        if counts[lv]:
+            total = total + dev[offset + index[lv]]
+            offset += counts[lv]
+    z = plan.centers + total
+    values = {}
+    for j, name in enumerate(plan.names):
+        values[name] = _inverse(plan.transforms[j], z[:, j])
+    for j, name in enumerate(plan.names):
+        if plan.transforms[j] == "solid_share":
+            i = plan.porosity_index[j]
+            eps = values[plan.names[i]] if i >= 0 else plan.porosity[j]
+            values[name] = jnp.clip(values[name] * (1 - eps), TINY, BELOW_ONE)
+    for (name, i), share in zip(plan.derived, plan.derived_share):
+        values[name] = jnp.clip(share * (1 - values[plan.names[i]]), TINY, BELOW_ONE)
+    return values, z
+
+
+def _key(key):
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    return key
+
+
+def _check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer (number of cells), got {n!r}.")
+    return int(n)
+
+
+def sample_values(
+    params: ParameterSet, variation: Variation, n: int, key
+) -> dict[str, jax.Array]:
+    """The sampled values of the varied parameters (and of those that follow them, see
+    `derived_parameters`): ``{name: array of shape (n,)}``, the numbers `sample_population`
+    puts into the batched `ParameterSet` for the same arguments, without building it.
+
+    Example:
+        >>> v = sample_values(p, default_variation(), 1000, jax.random.key(0))
+        >>> v["Contact resistance [Ohm]"].max()
+    """
+    values, _ = _draw(_resolve(params, variation), _check_n(n), _key(key))
+    return values
+
+
+def sample_population(
+    params: ParameterSet, variation: Variation, n: int, key
+) -> ParameterSet:
+    """Draw `n` cells from `variation` around `params`: a `ParameterSet` whose numbers all
+    have a leading axis of length `n` (ready for `simulate_batch` or `jax.vmap`).
+
+    Each varied parameter's value is ``inverse_transform(transform(center) + d_pack + d_module +
+    d_cell)`` with independent deviations per pack, module and cell (laid out by
+    ``variation.hierarchy``; `Hierarchy.layout` gives each cell's pack and module), coupled
+    across parameters by the spec's copulas; values stay inside each parameter's physical range
+    (docs/population.md). An electrode's active material volume fraction follows its porosity
+    when only the porosity varies, so the solid's composition is unchanged. Parameters that do
+    not vary are repeated for every cell.
+
+    Sampling is a pure function of `key` (a `jax.random` key or an integer seed): the same key
+    gives bit-identical cells. Each pack, module and cell has its own random stream, so cell
+    ``i`` is the same whatever `n` is, and a parameter's draws do not change when other
+    parameters are added to or removed from the spec (unless they share a copula). Works under
+    `jax.jit` (`n` static); the sampler is compiled once per spec structure and `n`.
+
+    Example:
+        >>> p = jaxcell.load_parameters("Chen2020")
+        >>> cells = sample_population(p, default_variation(), 200, jax.random.key(0))
+        >>> cells["Negative electrode thickness [m]"].shape
+        (200,)
+        >>> sols = jaxcell.simulate_batch(jaxcell.SPM(), cells, "Discharge at 1C until 2.5 V")
+        >>> table = population_table(cells, sols, default_variation())
+    """
+    n = _check_n(n)
+    batched = params.update(sample_values(params, variation, n, key))
+    return jax.tree.map(
+        lambda x: x if x.shape[:1] == (n,) else jnp.broadcast_to(x, (n,) + x.shape),
+        batched,
+    )
+
+
+def transformed_deviations(
+    params: ParameterSet, variation: Variation, n: int, key
+) -> dict[str, jax.Array]:
+    """Each varied parameter's total deviation ``d_pack + d_module + d_cell`` in its transformed
+    space (log, logit, ...), for the same draw as `sample_population` with these arguments:
+    ``{name: array of shape (n,)}``. Its variance is the sum of the levels' variances.
+
+    Example:
+        >>> d = transformed_deviations(p, default_variation(), 10_000, 0)
+        >>> float(d["Negative electrode thickness [m]"].std())  # about sqrt(0.01**2 + 2 * 0.003**2)
+    """
+    plan = _resolve(params, variation)
+    _, z = _draw(plan, _check_n(n), _key(key))
+    return {name: z[:, j] - plan.centers[j] for j, name in enumerate(plan.names)}
