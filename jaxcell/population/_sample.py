@@ -102,6 +102,59 @@ def _concrete(x) -> float | None:
     return None if isinstance(x, jax.core.Tracer) else float(x)
 
 
+def _transform_center(tr: str, c, eps0):
+    """The center in the transformed space and the slope of the transform there (the
+    derivative of the transformed value with respect to the parameter's value)."""
+    if tr == "log":
+        return jnp.log(c), 1.0 / c
+    if tr == "logit":
+        return jnp.log(c) - jnp.log1p(-c), 1.0 / (c * (1 - c))
+    if (
+        tr == "solid_share"
+    ):  # active fraction A = s (1 - porosity), s in (0, 1) on a logit
+        s = c / (1 - eps0)
+        return jnp.log(s) - jnp.log1p(-s), 1.0 / (c * (1 - s))
+    return c, jnp.asarray(1.0)
+
+
+def _check_center(pv, tr: str, c, eps0, set_name: str) -> None:
+    """Errors for a center outside the transform's domain (concrete values only)."""
+    where = f"variation of {pv.name!r}"
+    if pv.distribution in ("lognormal", "pareto_tail") and tr != "log":
+        kind = "unconstrained" if tr == "identity" else "a fraction"
+        raise VariationError(
+            f"{where}: the {pv.distribution} distribution is for positive quantities; "
+            f"this parameter is {kind}."
+        )
+    cc = _concrete(c)
+    if cc is None:
+        return
+    if tr == "log" and cc <= 0:
+        hint = (
+            " (set a positive `center`, e.g. the median)" if pv.center is None else ""
+        )
+        raise VariationError(
+            f"{where}: the center must be positive for a positive quantity, got {cc} "
+            f"in parameter set {set_name!r}{hint}."
+        )
+    if tr == "logit" and not 0 < cc < 1:
+        raise VariationError(f"{where}: the center must be in (0, 1), got {cc}.")
+    if tr == "solid_share":
+        share, por = cc / (1 - _concrete(eps0)), _porosity_name(pv.name.split()[0])
+        if not 0 < share < 1 - 1e-9:
+            raise VariationError(
+                f"{where}: the active material fills a share {share:.6g} of the solid "
+                f"(active fraction {cc} / (1 - porosity {_concrete(eps0)})); it can vary "
+                f"only if that share is in (0, 1), i.e. the electrode has some inactive "
+                f"solid (binder, carbon). Vary {por!r} instead: the active fraction then "
+                f"follows it."
+            )
+    if tr == "identity" and pv.spread_kind == "rel_std" and cc == 0:
+        raise VariationError(
+            f"{where}: rel_std needs a nonzero center; give std or sigma."
+        )
+
+
 def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
     if not isinstance(params, ParameterSet):
         raise TypeError(f"params must be a ParameterSet, got {type(params).__name__}.")
@@ -127,50 +180,13 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
         value[pv.name] = v
 
     centers, scales, transforms, families, shapes, por_index, porosity = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
+        [] for _ in range(7)
     )
     for pv in variation.parameters:
-        where = f"variation of {pv.name!r}"
         tr = _transform(pv.name, params)
         c = value[pv.name] if pv.center is None else jnp.asarray(pv.center, jnp.float64)
-        cc = _concrete(c)
-        if pv.distribution in ("lognormal", "pareto_tail") and tr != "log":
-            raise VariationError(
-                f"{where}: the {pv.distribution} distribution is for positive quantities; this parameter is {'a fraction' if tr != 'identity' else 'unconstrained'}."
-            )
-        spread = jnp.asarray(pv.spread.as_tuple(), jnp.float64)
-        kind = pv.spread_kind
         p_idx, eps0 = -1, jnp.asarray(0.0)
-        if tr == "log":
-            if cc is not None and cc <= 0:
-                hint = (
-                    " (set a positive `center`, e.g. the median value)"
-                    if pv.center is None
-                    else ""
-                )
-                raise VariationError(
-                    f"{where}: the center must be positive for a positive quantity, got {cc} in parameter set {params.name!r}{hint}."
-                )
-            t_center = jnp.log(c)
-            scale = {"sigma": spread, "rel_std": spread, "std": spread / c}[kind]
-        elif tr == "logit":
-            if cc is not None and not 0 < cc < 1:
-                raise VariationError(
-                    f"{where}: the center must be in (0, 1), got {cc}."
-                )
-            t_center = jnp.log(c) - jnp.log1p(-c)
-            scale = {
-                "sigma": spread,
-                "rel_std": spread / (1 - c),
-                "std": spread / (c * (1 - c)),
-            }[kind]
-        elif tr == "solid_share":
+        if tr == "solid_share":
             por = _porosity_name(pv.name.split()[0])
             if por in names:
                 p_idx = names.index(por)
@@ -178,55 +194,36 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
                 eps0 = value[por] if pc is None else jnp.asarray(pc, jnp.float64)
             else:
                 eps0 = params[por]
-            share = c / (1 - eps0)
-            sc = _concrete(share)
-            if sc is not None and not 0 < sc < 1 - 1e-9:
-                raise VariationError(
-                    f"{where}: the active material fills a share {sc:.6g} of the solid (active fraction "
-                    f"{_concrete(c)} / (1 - porosity {_concrete(eps0)})); it can vary only if that share is "
-                    f"in (0, 1), i.e. the electrode has some inactive solid (binder, carbon). Vary "
-                    f"{por!r} instead: the active fraction then follows it."
-                )
-            t_center = jnp.log(share) - jnp.log1p(-share)
-            scale = {
-                "sigma": spread,
-                "rel_std": spread / (1 - share),
-                "std": spread / (c * (1 - share)),
-            }[kind]
-        else:
-            if kind == "rel_std" and cc == 0:
-                raise VariationError(
-                    f"{where}: rel_std needs a nonzero center; give std or sigma instead."
-                )
-            t_center = c
-            scale = {"sigma": spread, "rel_std": spread * jnp.abs(c), "std": spread}[
-                kind
-            ]
+        _check_center(pv, tr, c, eps0, params.name)
+        t_center, slope = _transform_center(tr, c, eps0)
+        # spread -> scale in the transformed space, to first order at the center
+        spread = jnp.asarray(pv.spread.as_tuple(), jnp.float64)
+        factor = {"sigma": 1.0, "std": slope, "rel_std": jnp.abs(c) * slope}[
+            pv.spread_kind
+        ]
         family = "normal" if pv.distribution == "lognormal" else pv.distribution
         centers.append(t_center)
-        scales.append(scale)
+        scales.append(spread * factor)
         transforms.append(tr)
         families.append(family)
-        shapes.append(
-            (pv.df,)
-            if family == "student_t"
-            else (pv.tail_probability, pv.tail_index)
-            if family == "pareto_tail"
-            else ()
-        )
+        if family == "student_t":
+            shapes.append((pv.df,))
+        elif family == "pareto_tail":
+            shapes.append((pv.tail_probability, pv.tail_index))
+        else:
+            shapes.append(())
         por_index.append(p_idx)
         porosity.append(eps0)
 
     derived, shares = [], []
     for act, por in derived_parameters(params, variation).items():
-        share = params[act] / (1 - params[por])
-        sc = _concrete(share)
-        if sc is not None and sc > 1 + 1e-9:
+        total = _concrete(params[act] + params[por])
+        if total is not None and total > 1 + 1e-9:
             raise VariationError(
-                f"parameter set {params.name!r}: {por!r} + {act!r} = {1 - _concrete(1 - params[por]) + _concrete(params[act]):.6g} > 1."
+                f"parameter set {params.name!r}: {por!r} + {act!r} = {total:.6g} > 1."
             )
         derived.append((act, names.index(por)))
-        shares.append(jnp.minimum(share, 1.0))
+        shares.append(jnp.minimum(params[act] / (1 - params[por]), 1.0))
 
     # groups: each copula, then every other parameter on its own (its family's native scores)
     groups, chols, coupled = [], [], set()
