@@ -25,6 +25,16 @@ from .parameters import (  # noqa: E402
     stack as stack,
 )
 from .simulate import simulate as simulate  # noqa: E402
+from . import ageing as ageing  # noqa: E402
+from . import population as population  # noqa: E402
+from .population import (  # noqa: E402
+    ParameterVariation as ParameterVariation,
+    Variation as Variation,
+    default_variation as default_variation,
+    population_table as population_table,
+    sample_population as sample_population,
+)
+from .ageing import age_population as age_population, variance_split as variance_split  # noqa: E402
 from .solution import Solution as Solution, Status as Status, StepEnd as StepEnd  # noqa: E402
 
 __version__ = "0.1.0"

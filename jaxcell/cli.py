@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-MODELS = ("SPM", "SPMe")
+MODELS = ("SPM", "SPMe", "DFN")
 
 DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
     sim.add_argument("--output", default="out.csv", help="CSV file to write (default out.csv)")
     sim.add_argument("--plot", default=None, metavar="PNG", help="also save a plot of voltage, current, temperature")
+    from .ageing._cli import add_age_parser
+
+    add_age_parser(sub)
     pop = sub.add_parser(
         "population", help="simulate a population of cells with manufacturing variation",
         description=POPULATION_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -186,6 +189,8 @@ def main(argv=None) -> int:
         return cmd_simulate(args)
     if args.command == "population":
         return cmd_population(args)
+    if args.command == "age":
+        return args.func(args)
     return 2  # pragma: no cover
 
 

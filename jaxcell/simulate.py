@@ -36,6 +36,17 @@ def default_solver(model=None) -> diffrax.AbstractSolver:
     return diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=1e-4, atol=1e-7))
 
 
+# Checkpoints of reverse mode per step of an experiment: memory is bounded by this many states
+# whatever the number of solver steps (recomputation grows only logarithmically). diffrax's
+# default (one checkpoint per allowed step, max_steps of them) makes even the forward solve
+# allocate a (max_steps, n_states) buffer, which stalls the DFN at fine meshes.
+CHECKPOINTS = 128
+
+
+def default_adjoint() -> diffrax.AbstractAdjoint:
+    return diffrax.RecursiveCheckpointAdjoint(checkpoints=CHECKPOINTS)
+
+
 class Options(eqx.Module):
     """Solver settings for `simulate` (static: changing them recompiles)."""
 
@@ -44,7 +55,7 @@ class Options(eqx.Module):
     max_steps: int = eqx.field(static=True, default=20_000)
     solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=lambda: default_solver())
     n_out_per_step: int = eqx.field(static=True, default=N_OUT_PER_STEP)
-    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=diffrax.RecursiveCheckpointAdjoint)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=lambda: default_adjoint())
 
 
 def _solve_current(g, I0):
@@ -169,7 +180,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     # located by bisection on the solver's dense output
     event = diffrax.Event(
         lambda t, y, args, **kw: jnp.min(first_crossing(t, y)),
-        root_finder=optx.Bisection(rtol=1e-14, atol=1e-9),
+        root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
         direction=False,
     )
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=out_fn), diffrax.SubSaveAt(t1=True)])
@@ -267,7 +278,7 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
     opts = Options(
         rtol=rtol, atol=atol, max_steps=max_steps,
         solver=solver if solver is not None else default_solver(model),
-        adjoint=adjoint if adjoint is not None else diffrax.RecursiveCheckpointAdjoint(),
+        adjoint=adjoint if adjoint is not None else default_adjoint(),
     )
     # only the step table enters the compiled function (the step texts would make it recompile)
     return model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts
@@ -299,8 +310,9 @@ def simulate(
     experiment never reached (it stopped first; see `status`).
 
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
-    `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint`: memory
-    grows with the log of the number of steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
+    `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
+    `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
+    number of solver steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
     ``adjoint=diffrax.ForwardMode()``. The solve is compiled once per (model, experiment structure, options); new
     parameter values reuse it.
 
