@@ -186,12 +186,52 @@ def _jacobian_parts(field, t, y, structure):
             vals = micro_col[sh % 3][macro[local[:, :2]]]  # (n_nodes, 2)
             c_rows = c_rows.at[:, :, sh].set(vals)
         C.append(jnp.concatenate([c_rows, row_T[idx][:, None, :]], axis=1))
-    return dict(P=P, B=B, C=C, D=D, F_I=F_I, I_y=I_y, I_t=I_t, I=I)
+    return {"P": P, "B": B, "C": C, "D": D, "F_I": F_I, "I_y": I_y, "I_t": I_t, "I": I}
+
+
+def _thomas_factor(lower, diag, upper):
+    """Forward sweep of the Thomas algorithm for tridiagonal systems, batched over leading
+    axes (last axis: the unknowns). Pure XLA operations (a `lax.scan` over the unknowns),
+    elementwise across the batch. Returns (modified upper diagonal, pivots)."""
+    n = diag.shape[-1]
+    lo, di, up = (jnp.moveaxis(x, -1, 0) for x in (lower, diag, upper))
+
+    def body(prev, k):
+        c_prev = prev
+        piv = di[k] - lo[k] * c_prev
+        c = up[k] / piv
+        return c, (c, piv)
+
+    _, (c, piv) = jax.lax.scan(body, jnp.zeros_like(di[0]), jnp.arange(n))
+    return c, piv, lo  # all with the unknowns first
+
+
+def _thomas_solve(fac, rhs):
+    """Solve with a `_thomas_factor` factorisation; `rhs` has the unknowns on axis -1 or, for
+    several right-hand sides, on axis -2 (..., n, m)."""
+    c, piv, lo = fac
+    multi = rhs.ndim == c.ndim + 1
+    r = jnp.moveaxis(rhs, -2 if multi else -1, 0)
+    expand = (lambda x: x[..., None]) if multi else (lambda x: x)
+
+    def fwd(prev, k):
+        d = (r[k] - expand(lo[k]) * prev) / expand(piv[k])
+        return d, d
+
+    _, d = jax.lax.scan(fwd, jnp.zeros_like(r[0]), jnp.arange(r.shape[0]))
+
+    def back(nxt, k):
+        x = d[k] - expand(c[k]) * nxt
+        return x, x
+
+    _, x = jax.lax.scan(back, jnp.zeros_like(r[0]), jnp.arange(r.shape[0]), reverse=True)
+    return jnp.moveaxis(x, 0, -2 if multi else -1)
 
 
 class StructuredSolve(eqx.Module):
     """Solve (I / (h gamma) - J) x = b for a cell field whose model has a `structure`
-    (`jaxcell.models.DFNStructure`), eliminating the particle blocks node by node."""
+    (`jaxcell.models.DFNStructure`), eliminating the particle blocks node by node (tridiagonal
+    Thomas sweeps, vectorised over the nodes) and factorising the small macro system densely."""
 
     def factor(self, field, t, state, args, hg):
         y, _ = state
@@ -200,20 +240,22 @@ class StructuredSolve(eqx.Module):
         macro = s.macro
         nz = len(macro)
         Gzz = jnp.eye(nz) / hg - parts["D"]
-        lus, Zs = [], []
+        facs, Zs = [], []
         for P, B, C, local in zip(parts["P"], parts["B"], parts["C"], s.local):
-            nr = P.shape[-1]
-            lu = jax.vmap(jax.scipy.linalg.lu_factor)(jnp.eye(nr) / hg - P)
-            # Guu^{-1} Guz with Guz = -B: Z = -(Guu^{-1} B); Schur: S = Gzz - Gzu Guu^{-1} Guz
-            Z = jax.vmap(jax.scipy.linalg.lu_solve)(lu, B)  # Guu^{-1} B  (n_nodes, nr, 3)
+            lower = -jnp.pad(jnp.diagonal(P, offset=-1, axis1=-2, axis2=-1), ((0, 0), (1, 0)))
+            upper = -jnp.pad(jnp.diagonal(P, offset=1, axis1=-2, axis2=-1), ((0, 0), (0, 1)))
+            diag = 1.0 / hg - jnp.diagonal(P, axis1=-2, axis2=-1)
+            fac = _thomas_factor(lower, diag, upper)
+            # Schur complement: S = Gzz - Gzu Guu^{-1} Guz with Guz = -B, Gzu = -C
+            Z = _thomas_solve(fac, B)  # Guu^{-1} B  (n_nodes, nr, 3)
             corr = jnp.einsum("kar,krb->kab", C, Z)  # C Guu^{-1} B  (n_nodes, 3, 3)
             Gzz = Gzz.at[local[:, :, None], local[:, None, :]].add(-corr)
-            lus.append(lu)
+            facs.append(fac)
             Zs.append(Z)
         lu_z = jax.scipy.linalg.lu_factor(Gzz)
 
         def solve_y(b):
-            u0 = [jax.vmap(jax.scipy.linalg.lu_solve)(lu, b[idx]) for lu, idx in zip(lus, s.micro)]
+            u0 = [_thomas_solve(fac, b[idx]) for fac, idx in zip(facs, s.micro)]
             rz = b[macro]
             for C, u, local in zip(parts["C"], u0, s.local):
                 rz = rz.at[local].add(jnp.einsum("kar,kr->ka", C, u))
@@ -283,5 +325,5 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
             y1 = tree(lambda a, k, c=_M[j]: a + c * k, y1, ks[j])
         f1 = terms.vf(t1, y1, args)
         k_dense = tree(lambda a, b: jnp.stack([h * a, h * b]), f0, f1)
-        dense_info = dict(y0=y0, y1=y1, k=k_dense)
+        dense_info = {"y0": y0, "y1": y1, "k": k_dense}
         return y1, ks[5], dense_info, f1, diffrax.RESULTS.successful

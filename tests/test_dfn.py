@@ -1,0 +1,101 @@
+"""The DFN: against converged PyBaMM solutions, conservation, CC-CV, mesh convergence.
+
+Compiles dominate on 2 cores: the accuracy test compiles once per parameter set (C-rate and
+cut-off are data), the conservation and CC-CV checks share one protocol, and the convergence test
+uses small meshes. (DFN gradients against finite differences are not checked yet: see docs/dfn.md.)
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_reference, padded_times
+
+import jaxcell
+from jaxcell.physics import cell
+from jaxcell.physics.constants import F
+
+RATES = (0.5, 1.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def dfn():
+    return jaxcell.DFN()
+
+
+def _rms_after_first_second(sol, ref):
+    """RMS voltage difference [mV] on the reference's times after t = 1 s (the double layers
+    charge within microseconds, so at t = 0 the voltage is still the open-circuit one) up to
+    the earlier end, and the relative difference of the end times. `sol` was evaluated at the
+    (padded) reference times."""
+    n = ref.shape[0]
+    V = np.asarray(sol.voltage)[:n]
+    t_end = float(sol.step_end_time[-1])
+    mask = (ref[:, 0] > 1.0) & (ref[:, 0] <= t_end) & np.isfinite(V)
+    d = V[mask] - ref[mask, 1]
+    return 1e3 * np.sqrt(np.mean(d**2)), t_end / ref[-1, 0] - 1.0
+
+
+@pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019"])
+def test_dfn_matches_converged_pybamm(dfn, pset):
+    """Within 1 mV RMS of PyBaMM's DFN on a 60-point mesh (IDAKLU, rtol 1e-8) at 0.5C, 1C and
+    2C to the set's cut-off, end time within 0.5%, at the default mesh."""
+    p = jaxcell.load_parameters(pset)
+    cutoff = float(p["Lower voltage cut-off [V]"])
+    for rate in RATES:
+        ref = load_reference(f"DFNfine_{pset}_{rate}C.csv")
+        sol = jaxcell.simulate(dfn, p, f"Discharge at {rate}C until {cutoff} V", t_eval=padded_times(ref[:, 0]))
+        assert int(sol.status) == jaxcell.Status.COMPLETED, sol.message
+        rms, dt = _rms_after_first_second(sol, ref)
+        assert rms < 1.0, f"{pset} {rate}C: {rms:.3f} mV RMS"
+        assert abs(dt) < 5e-3, f"{pset} {rate}C: end time off by {dt:.2%}"
+
+
+def _lithium_and_double_layer(model, y, p):
+    """(moles of Li in particles and electrolyte, t+ x double-layer charge / F)."""
+    c_n, c_p, c_e, dphi_n, dphi_p, _ = model.split(y)
+    A = cell.electrode_area(p)
+    dx, eps, _ = model._mesh(p)
+    w_n = jnp.asarray(np.diff(model.edges[0] ** 3))
+    w_p = jnp.asarray(np.diff(model.edges[1] ** 3))
+    nn, ns = model.n_x_n, model.n_x_s
+    solid = (p["Negative electrode active material volume fraction"] * jnp.sum(dx[:nn] * (c_n @ w_n))
+             + p["Positive electrode active material volume fraction"] * jnp.sum(dx[nn + ns:] * (c_p @ w_p)))
+    liquid = jnp.sum(eps * dx * c_e)
+    a_n = cell.surface_area_per_volume("negative", p)
+    a_p = cell.surface_area_per_volume("positive", p)
+    q_dl = (a_n * p["Negative electrode double-layer capacity [F.m-2]"] * jnp.sum(dx[:nn] * dphi_n)
+            + a_p * p["Positive electrode double-layer capacity [F.m-2]"] * jnp.sum(dx[nn + ns:] * dphi_p))
+    t_plus = p.evaluate("Cation transference number", 1000.0, 298.15)
+    return A * (solid + liquid), A * t_plus * q_dl / F
+
+
+def test_cccv_charge_ends_on_current_and_conserves_lithium(dfn, chen):
+    """CC discharge, CC charge to 4.2 V, CV hold to C/50: the hold ends on the current
+    threshold, and lithium in particles plus electrolyte changes only by t+ times the double
+    layers' charge (their Faradaic currents sum to minus the double-layer current), to 1e-9."""
+    exp = jaxcell.Experiment(
+        ["Discharge at 1C for 20 minutes", "Charge at 1C until 4.2 V", "Hold at 4.2 V until C/50"]
+    )
+    sol = jaxcell.simulate(dfn, chen, exp)
+    assert int(sol.status) == jaxcell.Status.COMPLETED, sol.message
+    assert list(np.asarray(sol.step_end)) == [jaxcell.StepEnd.DURATION, jaxcell.StepEnd.VOLTAGE, jaxcell.StepEnd.CURRENT]
+    c_rate_50 = float(chen["Nominal cell capacity [A.h]"]) / 50
+    np.testing.assert_allclose(abs(float(sol.current[-1])), c_rate_50, rtol=1e-6)
+    np.testing.assert_allclose(float(sol.voltage[-1]), 4.2, atol=1e-6)
+
+    li0, dl0 = _lithium_and_double_layer(dfn, dfn.initial_state(chen), chen)
+    li1, dl1 = _lithium_and_double_layer(dfn, sol.final_state, chen)
+    np.testing.assert_allclose(float(li1 - dl1), float(li0 - dl0), rtol=1e-9)
+    assert abs(float(li1 - li0)) > 1e-9 * float(li0)  # the check is not vacuous: dl changed
+
+
+def test_mesh_refinement_second_order(chen):
+    """Refining every mesh direction by 2 shrinks the voltage change by about 4 (second order
+    finite volumes): three meshes, voltage after 300 s at 2C."""
+    volts = []
+    for n in (5, 10, 20):
+        m = jaxcell.DFN(n_x_n=n, n_x_s=n, n_x_p=n, n_r_n=n, n_r_p=n)
+        sol = jaxcell.simulate(m, chen, "Discharge at 2C for 300 s", t_eval=np.array([300.0]), rtol=1e-10, atol=1e-10)
+        volts.append(float(sol.voltage[0]))
+    order = np.log2(abs(volts[0] - volts[1]) / abs(volts[1] - volts[2]))
+    assert 1.7 < order < 2.5, (volts, order)
