@@ -44,14 +44,17 @@ def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
     (conservation to round-off).
     """
     n = c.shape[-1]
-    e = np.linspace(0.0, 1.0, n + 1) if edges is None else np.asarray(edges)
-    R = jnp.expand_dims(jnp.asarray(radius), -1)
-    r_edges = R * e
-    widths = np.diff(e)
-    mid = 0.5 * (e[:-1] + e[1:])
     D_nodes = jnp.broadcast_to(D_nodes, c.shape)
-    D_edge = node_to_edge(D_nodes, None if edges is None else widths)
-    flux_in = -D_edge * jnp.diff(c, axis=-1) / (R * np.diff(mid))
+    if edges is None:  # uniform shells (PyBaMM's default mesh)
+        dr = radius / n
+        r_edges = dr[..., None] * jnp.arange(n + 1) if jnp.ndim(dr) else dr * jnp.arange(n + 1)
+        flux_in = -node_to_edge(D_nodes) * jnp.diff(c, axis=-1) / jnp.expand_dims(dr, -1)
+    else:
+        e = np.asarray(edges)
+        R = jnp.expand_dims(jnp.asarray(radius), -1)
+        r_edges = R * e
+        mid = 0.5 * (e[:-1] + e[1:])
+        flux_in = -node_to_edge(D_nodes, np.diff(e)) * jnp.diff(c, axis=-1) / (R * np.diff(mid))
     zeros = jnp.zeros(c.shape[:-1] + (1,), c.dtype)
     N = jnp.concatenate([zeros, flux_in, jnp.expand_dims(surface_flux, -1) * jnp.ones_like(zeros)], axis=-1)
     area_flux = r_edges**2 * N
