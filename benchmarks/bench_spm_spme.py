@@ -38,105 +38,37 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
-import sys
 import time
 import warnings
 
-import numpy as np
-
-import jaxcell  # noqa: I001  (enables float64 in JAX before anything else uses it)
 import jax
 import jax.numpy as jnp
-import pybamm
+import numpy as np
+from _common import (
+    ATOL,
+    EXPERIMENT,
+    HERE,
+    I_APP,
+    L_N,
+    R_P,
+    RTOL,
+    SET,
+    T_END,
+    batch_agreement,
+    compiles,
+    jaxcell_single,
+    machine_info,
+    pybamm_build,
+    pybamm_single,
+    pybamm_solve,
+    voltage_error,
+)
 
-HERE = pathlib.Path(__file__).resolve().parent
-SET = "Chen2020"
-EXPERIMENT = "Discharge at 1C until 2.5 V"
-T_END = 4320.0  # 1.2 h: the 1C discharge ends near 3556 s
-RTOL, ATOL = 1e-6, 1e-8
+import jaxcell
+
 RTOL_REF, ATOL_REF = 1e-8, 1e-10
-L_N = "Negative electrode thickness [m]"
-R_P = "Positive particle radius [m]"
-I_APP = "Current function [A]"
 SPREAD = 0.03  # batch parameters: uniform within +-3 % of the set's values
-
-# -- compile counting ---------------------------------------------------------------------------
-_COMPILES = [0]
-
-
-def _on_event(event, duration, **kwargs):
-    if event == "/jax/core/compile/backend_compile_duration":
-        _COMPILES[0] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_on_event)
-
-
-def compiles() -> int:
-    return _COMPILES[0]
-
-
-# -- helpers --------------------------------------------------------------------------------------
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
-def voltage_error(t_ref, v_ref, t_end_ref, t_other, v_other, t_end_other):
-    """RMS and max |dV| [mV] on the reference's grid times before both end-of-discharge times
-    (the reference's last point, its event time, is not on the grid and is left out), and the
-    end-time difference other - ref [s]."""
-    t_ref, v_ref = np.asarray(t_ref), np.asarray(v_ref)
-    t_other, v_other = np.asarray(t_other), np.asarray(v_other)
-    t_stop = min(t_end_ref, t_end_other)
-    mask = (t_ref < t_stop) & np.isin(t_ref, t_other)
-    idx = np.searchsorted(t_other, t_ref[mask])
-    dv = v_other[idx] - v_ref[mask]
-    ok = np.isfinite(dv)
-    dv = dv[ok]
-    return {
-        "rms_mV": float(np.sqrt(np.mean(dv**2)) * 1e3),
-        "max_mV": float(np.max(np.abs(dv)) * 1e3),
-        "n_points": int(dv.size),
-        "n_nonfinite": int((~ok).sum()),
-        "dt_end_s": float(t_end_other - t_end_ref),
-    }
-
-
-# -- PyBaMM -------------------------------------------------------------------------------------
-PYBAMM_MODELS = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe}
-
-
-def pybamm_build(name, inputs, *, symbolic_mesh, rtol, atol, threads=1):
-    model = PYBAMM_MODELS[name]()
-    pv = pybamm.ParameterValues(SET)
-    pv.update({k: "[input]" for k in inputs})
-    submesh = dict(model.default_submesh_types)
-    if symbolic_mesh:
-        for dom in ("negative electrode", "separator", "positive electrode", "negative particle",
-                    "positive particle"):
-            submesh[dom] = pybamm.SymbolicUniform1DSubMesh
-    options = {"num_threads": threads} if threads != 1 else None
-    solver = pybamm.IDAKLUSolver(rtol=rtol, atol=atol, output_variables=["Voltage [V]"], options=options)
-    sim = pybamm.Simulation(model, parameter_values=pv, solver=solver, submesh_types=submesh)
-    t0 = time.perf_counter()
-    sim.build()
-    build_s = time.perf_counter() - t0
-    return sim.built_model, solver, build_s
-
-
-def pybamm_solve(built, solver, inputs, ts):
-    """Solve and read the voltage (a list of inputs gives lists)."""
-    sols = solver.solve(built, [0.0, T_END], inputs=inputs, t_interp=ts)
-    if isinstance(inputs, list):
-        return [(s.t, s["Voltage [V]"].data, s.termination) for s in sols]
-    return sols.t, sols["Voltage [V]"].data, sols.termination
 
 
 # -- benchmark ----------------------------------------------------------------------------------
@@ -150,10 +82,7 @@ def bench_model(name, args, ts, batch_L, batch_R):
 
     # ---- PyBaMM: single solve (build A) ----
     bmA, sA, build_A = pybamm_build(name, [I_APP], symbolic_mesh=False, rtol=RTOL, atol=ATOL)
-    t0 = time.perf_counter()
-    pb_t, pb_v, pb_term = pybamm_solve(bmA, sA, {I_APP: I_1C}, ts)
-    pb_first = time.perf_counter() - t0
-    pb_single, pb_single_all = median_time(lambda: pybamm_solve(bmA, sA, {I_APP: I_1C}, ts), args.repeats)
+    (pb_t, pb_v, pb_term), pb_first, pb_single, pb_single_all = pybamm_single(bmA, sA, {I_APP: I_1C}, ts, args.repeats)
     print(f"PyBaMM A (numeric mesh, input: current): build {build_A:.2f} s, first solve {pb_first*1e3:.1f} ms, "
           f"warm solve median {pb_single*1e3:.2f} ms; end t={pb_t[-1]:.2f} s ({pb_term})", flush=True)
     res["pybamm"] = {
@@ -169,10 +98,9 @@ def bench_model(name, args, ts, batch_L, batch_R):
     print(f"PyBaMM rtol=1e-6 vs rtol=1e-8: {res['pybamm']['vs_tight']}", flush=True)
 
     # ---- PyBaMM: batch (build B, symbolic mesh) ----
-    bmB, sB, build_B = pybamm_build(name, [I_APP, L_N, R_P], symbolic_mesh=True, rtol=RTOL, atol=ATOL,
-                                    threads=args.pybamm_threads)
-    pbB_t, pbB_v, _ = pybamm_solve(bmB, sB, base, ts)  # warm-up / set-up
-    pbB_single, _ = median_time(lambda: pybamm_solve(bmB, sB, base, ts), args.repeats)
+    bmB, sB, _ = pybamm_build(name, [I_APP, L_N, R_P], symbolic_mesh=True, rtol=RTOL, atol=ATOL,
+                              threads=args.pybamm_threads)
+    (pbB_t, pbB_v, _), _, pbB_single, _ = pybamm_single(bmB, sB, base, ts, args.repeats)
     res["pybamm"]["symbolic_mesh_single_median_s"] = pbB_single
     res["pybamm"]["symbolic_vs_numeric_mesh"] = voltage_error(pb_t, pb_v, pb_t[-1], pbB_t, pbB_v, pbB_t[-1])
     print(f"PyBaMM B (symbolic mesh, inputs: current, L_n, R_p): warm single median {pbB_single*1e3:.2f} ms; "
@@ -194,31 +122,12 @@ def bench_model(name, args, ts, batch_L, batch_R):
     model = {"SPM": jaxcell.SPM, "SPMe": jaxcell.SPMe}[name]()
     exp = jaxcell.Experiment([EXPERIMENT])
     ts_j = jnp.asarray(ts)
-    c0 = compiles()
-    t0 = time.perf_counter()
-    sol = jax.block_until_ready(jaxcell.simulate(model, p, exp, t_eval=ts_j))
-    jx_first = time.perf_counter() - t0
-    first_compiles = compiles() - c0
-
-    def run_single():
-        return jax.block_until_ready(jaxcell.simulate(model, p, exp, t_eval=ts_j))
-
-    run_single()  # warm-up
-    c0 = compiles()
-    jx_single, jx_single_all = median_time(run_single, args.repeats)
-    # new parameter values (and a new experiment object) must reuse the compiled solve
-    p2 = p.update({L_N: float(p[L_N]) * 1.02, R_P: float(p[R_P]) * 0.98})
-    jax.block_until_ready(jaxcell.simulate(model, p2, jaxcell.Experiment([EXPERIMENT]), t_eval=ts_j))
-    warm_compiles = compiles() - c0
-    jx_t_end = float(sol.step_end_time[0])
-    print(f"jaxcell: first call {jx_first:.2f} s ({first_compiles} compiles), warm single median "
-          f"{jx_single*1e3:.2f} ms, recompiles on repeat/new params: {warm_compiles}; status {int(sol.status)} "
-          f"step_end {np.asarray(sol.step_end).tolist()} t_end {jx_t_end:.2f} s", flush=True)
-    res["jaxcell"] = {
-        "first_call_s": jx_first, "first_call_compiles": first_compiles, "single_median_s": jx_single,
-        "single_times_s": jx_single_all, "recompiles_after_first": warm_compiles, "status": int(sol.status),
-        "step_end": np.asarray(sol.step_end).tolist(), "t_end_s": jx_t_end,
-    }
+    sol, res["jaxcell"] = jaxcell_single(model, p, ts_j, args.repeats)
+    jx = res["jaxcell"]
+    jx_t_end = jx["t_end_s"]
+    print(f"jaxcell: first call {jx['first_call_s']:.2f} s ({jx['first_call_compiles']} compiles), warm single median "
+          f"{jx['single_median_s']*1e3:.2f} ms, recompiles on repeat/new params: {jx['recompiles_after_first']}; "
+          f"status {jx['status']} step_end {jx['step_end']} t_end {jx_t_end:.2f} s", flush=True)
     res["jaxcell"]["vs_pybamm"] = voltage_error(pb_t, pb_v, pb_t[-1], ts, np.asarray(sol.voltage), jx_t_end)
     res["jaxcell"]["vs_pybamm_tight"] = voltage_error(ref_t, ref_v, ref_t[-1], ts, np.asarray(sol.voltage), jx_t_end)
     print(f"jaxcell vs PyBaMM rtol=1e-6: {res['jaxcell']['vs_pybamm']}\n"
@@ -245,17 +154,7 @@ def bench_model(name, args, ts, batch_L, batch_R):
     print(f"jaxcell batch of {n}: compile {jx_batch_compile:.2f} s ({batch_compile_count} compiles), run "
           f"{jx_batch_s:.2f} s ({jx_batch_s/n*1e3:.2f} ms/cell), runs {jb_times}; recompiles in timed runs: "
           f"{batch_recompiles}; statuses {np.unique(status, return_counts=True)}", flush=True)
-    # batch accuracy against PyBaMM's batch
-    V = np.asarray(sols.voltage)
-    t_end = np.asarray(sols.step_end_time)[:, 0]
-    errs = [voltage_error(pt, pv, pt[-1], ts, V[i], t_end[i]) for i, (pt, pv, _) in enumerate(pb_batch)]
-    batch_err = {
-        "max_rms_mV": max(e["rms_mV"] for e in errs),
-        "max_max_mV": max(e["max_mV"] for e in errs),
-        "max_abs_dt_end_s": max(abs(e["dt_end_s"]) for e in errs),
-        "n_nonfinite": sum(e["n_nonfinite"] for e in errs),
-        "t_end_range_s": [float(t_end.min()), float(t_end.max())],
-    }
+    batch_err = batch_agreement(ts, sols, pb_batch)  # batch accuracy against PyBaMM's batch
     print(f"jaxcell batch vs PyBaMM batch (worst cell): {batch_err}", flush=True)
     res["jaxcell"].update({
         "batch_compile_s": jx_batch_compile, "batch_compile_count": batch_compile_count, "batch_s": jx_batch_s,
@@ -264,21 +163,6 @@ def bench_model(name, args, ts, batch_L, batch_R):
         "batch_vs_pybamm": batch_err,
     })
     return res
-
-
-def machine_info():
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "jaxcell": jaxcell.__version__,
-        "pybamm": pybamm.__version__,
-        "jax_devices": [str(d) for d in jax.devices()],
-        "load_avg_at_start": list(os.getloadavg()),
-    }
 
 
 def table(results, n):
@@ -336,7 +220,7 @@ def main():
     print("\nSettings: Chen2020, '" + EXPERIMENT + f"', PyBaMM IDAKLUSolver(rtol={RTOL}, atol={ATOL}) vs jaxcell "
           f"simulate(rtol={RTOL}, atol={ATOL}, Kvaerno5); {args.n_out} output times on [0, {T_END:.0f}] s; "
           f"batch: {L_N} and {R_P} uniform within +-{SPREAD*100:.0f} %.")
-    print(f"Machine: {info['processor'] or info['machine']}, {info['cpu_count']} CPUs, jax {info['jax']} "
+    print(f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs, jax {info['jax']} "
           f"{info['jax_devices']}, pybamm {info['pybamm']}; load average (1/5/15 min) at start "
           f"{info['load_avg_at_start']}, at end {[round(x, 2) for x in info['load_avg_at_end']]}\n")
     print(table(results, args.n_batch))
