@@ -134,9 +134,10 @@ def first_call(model, cells, ts, rtol):
 
 
 def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, pilot=8, seed=0, n_out=1001,
-               rtol=C.RTOL, memory_analysis=True):
-    """One configuration (model `name`, `n` cells): see the module docstring. Returns a dict;
-    ``"skipped"`` holds the reason when the pilot's estimate exceeds `max_seconds`."""
+               rtol=C.RTOL, pybamm_rtol=C.RTOL, memory_analysis=True):
+    """One configuration (model `name`, `n` cells): see the module docstring. `rtol` is jaxcell's,
+    `pybamm_rtol` IDAKLU's. Returns a dict; ``"skipped"`` holds the reason when the pilot's
+    estimate exceeds `max_seconds`."""
     print(f"\n=== {name}, n = {n} ===", flush=True)
     C.log_load(f"{name} n={n} start")
     t_cfg = time.perf_counter()
@@ -146,12 +147,12 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     k = min(n, B, pilot)
     cells, names = population(n, seed)
     model = JAXCELL_MODELS[name]()
-    res = {"model": name, "n": n, "batch_size": B, "pilot_cells": k, "rtol": rtol, "atol": C.ATOL,
+    res = {"model": name, "n": n, "batch_size": B, "pilot_cells": k, "rtol": rtol, "pybamm_rtol": pybamm_rtol, "atol": C.ATOL,
            "pybamm_inputs": names, "pybamm_options": PYBAMM_OPTIONS}
 
     # ---- pilot: PyBaMM build + set-up, k cells each ----
     built, solver, build_s = C.pybamm_build(name, names, symbolic_mesh=True, threads=pybamm_threads,
-                                            options=PYBAMM_OPTIONS)
+                                            options=PYBAMM_OPTIONS, rtol=pybamm_rtol)
     inputs = pybamm_inputs(cells, names, range(n))
     t0 = time.perf_counter()
     C.pybamm_solve(built, solver, inputs[0], ts)  # warm-up: sets the solver up
@@ -272,6 +273,8 @@ def main():
     ap.add_argument("--models", nargs="+", default=["SPMe", "DFN"], choices=list(JAXCELL_MODELS))
     ap.add_argument("--n", type=int, nargs="+", default=[1000], help="population sizes")
     ap.add_argument("--batch-size", type=int, default=1000, help="jaxcell simulate_batch chunk size")
+    ap.add_argument("--rtol", type=float, default=C.RTOL, help="jaxcell rtol")
+    ap.add_argument("--pybamm-rtol", type=float, default=C.RTOL, help="PyBaMM IDAKLU rtol")
     ap.add_argument("--pybamm-threads", type=int, default=1, help="IDAKLU num_threads")
     ap.add_argument("--xla-threads", type=int, default=1, choices=[0, 1],
                     help="1: one-thread XLA intra-op pool; 0: XLA's default (see the docstring)")
@@ -299,7 +302,7 @@ def main():
             "variation": "jaxcell.default_variation()", "held_fixed": [HEAT], "seed": args.seed,
             "models": args.models, "n": args.n, "batch_size": args.batch_size,
             "pybamm_threads": args.pybamm_threads, "xla_threads": "1" if args.xla_threads == 1 else "default",
-            "rtol": C.RTOL, "atol": C.ATOL, "n_out": args.n_out, "t_grid_end_s": C.T_END,
+            "rtol": args.rtol, "pybamm_rtol": args.pybamm_rtol, "atol": C.ATOL, "n_out": args.n_out, "t_grid_end_s": C.T_END,
             "max_seconds": args.max_seconds if math.isfinite(args.max_seconds) else None, "pilot": args.pilot,
         },
         "results": [],
@@ -312,7 +315,7 @@ def main():
             out["results"].append(run_config(
                 name, n, batch_size=args.batch_size, pybamm_threads=args.pybamm_threads,
                 max_seconds=args.max_seconds, pilot=args.pilot, seed=args.seed, n_out=args.n_out,
-                memory_analysis=not args.no_memory_analysis))
+                rtol=args.rtol, pybamm_rtol=args.pybamm_rtol, memory_analysis=not args.no_memory_analysis))
             out["load_log"] = C.LOAD_LOG
             args.out.write_text(json.dumps(out, indent=1) + "\n")
     info["load_avg_at_end"] = list(os.getloadavg())
@@ -322,8 +325,8 @@ def main():
 
     la = [[round(x, 2) for x in info[k]] for k in ("load_avg_at_start", "load_avg_at_end")]
     print(f"\nChen2020, '{C.EXPERIMENT}', isothermal, default variation; jaxcell simulate_batch (batch_size = "
-          f"min({args.batch_size}, n), rtol {C.RTOL:g}, atol {C.ATOL:g}) vs PyBaMM IDAKLU list of inputs (rtol "
-          f"{C.RTOL:g}, atol {C.ATOL:g}, {args.pybamm_threads} thread(s)); XLA intra-op threads "
+          f"min({args.batch_size}, n), rtol {args.rtol:g}, atol {C.ATOL:g}) vs PyBaMM IDAKLU list of inputs (rtol "
+          f"{args.pybamm_rtol:g}, atol {C.ATOL:g}, {args.pybamm_threads} thread(s)); XLA intra-op threads "
           f"{info['xla_intra_op_threads']}; {info['cpu_model']}, {info['cpu_count']} cores; load average {la[0]} at "
           f"start, {la[1]} at end.\n")
     print(out["table"])

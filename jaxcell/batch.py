@@ -16,6 +16,8 @@ from .simulate import _prepare, _simulate
 from .solution import Solution
 
 
+CPU_CHUNK = 32  # default cells per chunk and CPU device (see simulate_batch)
+
 # one compiled function per (model, protocol structure, options, chunk size): reused across calls
 _simulate_chunk = eqx.filter_jit(eqx.filter_vmap(_simulate, in_axes=(None, 0, None, None, None, None)))
 
@@ -31,13 +33,18 @@ def simulate_batch(
 ) -> Solution:
     """Simulate every cell of a batched `ParameterSet` (leading axis = cells).
 
-    Cells run in chunks of `batch_size` (default: all at once) to bound memory; every chunk has
+    Cells run in chunks of `batch_size` to bound memory; every chunk has
     the same shape (the last one is padded with copies of the first cell), so the solve is
     compiled once per chunk size. Each chunk is split over all local devices along the cell axis with JAX
     sharding, so several GPUs (or `XLA_FLAGS=--xla_force_host_platform_device_count=N` CPU
     devices) are used without code changes. A failing cell gets its own `status` and does not
     affect the others. `progress` shows a progress bar over chunks (default: when there is more
     than one chunk). Other keyword arguments go to `simulate`.
+
+    The default `batch_size` is all cells at once on accelerators and `CPU_CHUNK` cells per
+    device on CPUs, where a large vmapped chunk is slower per cell than a small one (its working
+    set leaves the caches; measured for the DFN on 2 cores: 108 ms per cell in chunks of 8, 116
+    in chunks of 32, 232 in chunks of 1000).
 
     Returns a `Solution` whose arrays have the cells as leading axis.
 
@@ -52,7 +59,10 @@ def simulate_batch(
     # broadcast scalars (parameters shared by every cell) to the batch
     params = jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape[1:] if x.ndim else (n,)), params)
     devices = jax.local_devices()
-    size = n if batch_size is None else int(batch_size)
+    if batch_size is None:
+        size = CPU_CHUNK * len(devices) if devices[0].platform == "cpu" else n
+    else:
+        size = int(batch_size)
     if size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     size = math.ceil(min(size, n) / len(devices)) * len(devices)  # whole cells per device
