@@ -2,7 +2,8 @@
 
 Everything runs in one process, and by default both libraries run on one thread: IDAKLU's default
 ``num_threads=1``, and XLA's CPU intra-op pool limited to one thread (``--xla-threads 1``; see
-``_common.init_xla_cpu``: the DFN's batched LAPACK LU can hang with a small multi-thread pool).
+``_common.init_xla_cpu``: batched LAPACK LUs, which an earlier DFN solver used, hung with a small
+multi-thread pool; the DFN solver no longer calls LAPACK, the SPM/SPMe dense solve still does).
 
 1. Accuracy and single solve. Reference: ``/work/shared/reference/pybamm/DFNfine_Chen2020_1.0C.csv``
    (PyBaMM DFN on a fine mesh, IDAKLU rtol 1e-8; columns t_s, V_V, Q_Ah). RMS and max voltage

@@ -46,7 +46,8 @@ Each configuration (model, n):
    of each. Status counts: jaxcell ``Status`` codes, PyBaMM termination strings.
 
 Threads. ``--xla-threads 1`` (default) gives XLA's CPU intra-op pool one thread (see
-``_common.init_xla_cpu``: the DFN's batched LU can hang with a small multi-thread pool), and
+``_common.init_xla_cpu``: batched LAPACK LUs, which an earlier DFN solver used, hung with a small
+multi-thread pool), and
 IDAKLU runs with ``--pybamm-threads`` (default 1): by default both libraries use one core.
 ``--xla-threads 0`` keeps XLA's default pool (one thread per core).
 

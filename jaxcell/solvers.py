@@ -26,9 +26,9 @@ solution at the steps was within 0.007 mV of a tight solve, the Hermite interpol
 The linear solve is pluggable: `DenseSolve` (any model: Jacobian by forward mode, dense LU) or
 `StructuredSolve` for models that describe their `structure` (the DFN): a Jacobian from 11
 coloured Jacobian-vector products and 2 vector-Jacobian products, the particle blocks eliminated
-node by node (batched small LUs), a dense LU of the small remaining system (electrolyte, double
-layers, temperature) and a rank-one correction for a current that depends on the state (voltage
-and power control).
+node by node (tridiagonal Thomas sweeps), a block-tridiagonal sweep over x for the remaining
+electrolyte and potential unknowns (bordered by the temperature) and a rank-one correction for a
+current that depends on the state (voltage and power control).
 """
 
 from __future__ import annotations
@@ -218,10 +218,6 @@ def _jacobian_parts(field, t, y, structure):
             "F_I": F_I, "I_y": I_y, "I_t": I_t, "I": I}
 
 
-def _scan(body, init, xs, reverse=False):
-    return jax.lax.scan(body, init, xs, reverse=reverse)[1]
-
-
 def _inv2(S):
     """Inverses of a batch of 2x2 matrices (..., 2, 2)."""
     a, b, c, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
@@ -239,7 +235,7 @@ def _block_thomas_factor(L, D, U):
         C_k = S_inv @ U_k
         return C_k, (S_inv, C_k)
 
-    S_inv, C = _scan(body, jnp.zeros_like(D[0]), (L, D, U))
+    _, (S_inv, C) = jax.lax.scan(body, jnp.zeros_like(D[0]), (L, D, U))
     return L, S_inv, C
 
 
@@ -257,8 +253,8 @@ def _block_thomas_solve(fac, r):
         x = g_k - C_k @ x_next
         return x, x
 
-    g = _scan(fwd, jnp.zeros_like(r[0]), (L, S_inv, r))
-    return _scan(back, jnp.zeros_like(r[0]), (g, C), reverse=True)
+    _, g = jax.lax.scan(fwd, jnp.zeros_like(r[0]), (L, S_inv, r))
+    return jax.lax.scan(back, jnp.zeros_like(r[0]), (g, C), reverse=True)[1]
 
 
 def _thomas_factor(lower, diag, upper):

@@ -13,7 +13,15 @@ import jaxcell
 jax.config.update("jax_enable_x64", True)
 
 DATA = Path(__file__).parent / "data"
-N_EVAL = 2001  # every reference file has at most 2001 rows
+N_EVAL = 2001
+# parameters whose gradients are checked against finite differences (SPMe and DFN)
+GRAD_PARAMS = [
+    "Negative electrode thickness [m]",
+    "Positive electrode porosity",
+    "Positive particle radius [m]",
+    "Negative particle diffusivity [m2.s-1]",
+    "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]",
+]  # every reference file has at most 2001 rows
 
 
 def load_reference(name: str):

@@ -3,16 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import GRAD_PARAMS
 
 import jaxcell
 
-GRAD_PARAMS = [
-    "Negative electrode thickness [m]",
-    "Positive electrode porosity",
-    "Positive particle radius [m]",
-    "Negative particle diffusivity [m2.s-1]",
-    "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]",
-]
 T_EVAL = np.linspace(0.0, 400.0, 11)  # inside the discharge to 3.85 V (ends near 450 s)
 
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_reference, padded_times
+from conftest import GRAD_PARAMS, load_reference, padded_times
 
 import jaxcell
 from jaxcell.physics import cell
@@ -102,15 +102,6 @@ def test_mesh_refinement_second_order(chen):
         volts.append(float(sol.voltage[0]))
     order = np.log2(abs(volts[0] - volts[1]) / abs(volts[1] - volts[2]))
     assert 1.7 < order < 2.5, (volts, order)
-
-
-GRAD_PARAMS = [
-    "Negative electrode thickness [m]",
-    "Positive electrode porosity",
-    "Positive particle radius [m]",
-    "Negative particle diffusivity [m2.s-1]",
-    "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]",
-]
 
 
 def test_gradients_match_finite_differences(chen):
