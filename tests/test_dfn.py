@@ -38,7 +38,7 @@ def _rms_after_first_second(sol, ref):
     return 1e3 * np.sqrt(np.mean(d**2)), t_end / ref[-1, 0] - 1.0
 
 
-@pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019"])
+@pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019", "Ecker2015"])
 def test_dfn_matches_converged_pybamm(dfn, pset):
     """Within 1 mV RMS of PyBaMM's DFN on a 60-point mesh (IDAKLU, rtol 1e-8) at 0.5C, 1C and
     2C to the set's cut-off, end time within 0.5%, at the default mesh."""

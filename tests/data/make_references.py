@@ -17,6 +17,12 @@ Writes into ``tests/data/pybamm/``:
 * ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
   densities, electrolyte and particle transport) evaluated on a grid; the
   layout is described in the file's ``"_doc"`` entry.
+
+The converged DFN references ``DFNfine_{SET}_{RATE}C.csv`` come from the shared tool
+``../shared/tools/pybamm_reference.py OUT DFN SET 0.5,1,2 --fine`` (PyBaMM's DFN on 60 points
+per domain and particle, 30 in the separator; IDAKLU rtol 1e-8): Chen2020 and Marquis2019 with
+its atol 1e-10; Ecker2015 with atol 1e-8, because at 1e-10 IDA's initial-condition line search
+fails on that set (same mesh and rtol otherwise).
 """
 
 import json
