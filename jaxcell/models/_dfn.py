@@ -54,6 +54,7 @@ class DFNStructure:
     macro_x: np.ndarray
     macro_kind: np.ndarray
     n: int
+    thermal: bool = True
 
 
 class DFN(AbstractCellModel):
@@ -127,7 +128,7 @@ class DFN(AbstractCellModel):
         micro_p = s[1] + np.arange(self.n_x_p * self.n_r_p).reshape(self.n_x_p, self.n_r_p)
         return DFNStructure(
             micro=(micro_n, micro_p), local=(local_n, local_p), macro=macro, macro_x=macro_x,
-            macro_kind=macro_kind, n=int(s[-1]),
+            macro_kind=macro_kind, n=int(s[-1]), thermal=self.thermal != "isothermal",
         )
 
     def initial_state(self, p):
