@@ -135,10 +135,10 @@ def first_call(model, cells, ts, rtol):
 
 
 def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, pilot=8, seed=0, n_out=1001,
-               rtol=C.RTOL, pybamm_rtol=C.RTOL, memory_analysis=True):
+               rtol=C.RTOL, pybamm_rtol=C.RTOL, memory_analysis=True, model=None):
     """One configuration (model `name`, `n` cells): see the module docstring. `rtol` is jaxcell's,
-    `pybamm_rtol` IDAKLU's. Returns a dict; ``"skipped"`` holds the reason when the pilot's
-    estimate exceeds `max_seconds`."""
+    `pybamm_rtol` IDAKLU's; `model` a jaxcell model instance (default: `name`'s default mesh).
+    Returns a dict; ``"skipped"`` holds the reason when the pilot's estimate exceeds `max_seconds`."""
     print(f"\n=== {name}, n = {n} ===", flush=True)
     C.log_load(f"{name} n={n} start")
     t_cfg = time.perf_counter()
@@ -147,8 +147,8 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     B = min(batch_size, n)
     k = min(n, B, pilot)
     cells, names = population(n, seed)
-    model = JAXCELL_MODELS[name]()
-    res = {"model": name, "n": n, "batch_size": B, "pilot_cells": k, "rtol": rtol, "pybamm_rtol": pybamm_rtol, "atol": C.ATOL,
+    model = JAXCELL_MODELS[name]() if model is None else model
+    res = {"model": name, "jaxcell_model": repr(model), "n": n, "batch_size": B, "pilot_cells": k, "rtol": rtol, "pybamm_rtol": pybamm_rtol, "atol": C.ATOL,
            "pybamm_inputs": names, "pybamm_options": PYBAMM_OPTIONS}
 
     # ---- pilot: PyBaMM build + set-up, k cells each ----
@@ -170,7 +170,7 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
 
     # ---- estimate the rest ----
     compile_est = first["compile_s"] if first["compile_s"] > 0.5 else 0.0
-    mem_key = (name, B, rtol)
+    mem_key = (repr(model), B, rtol)
     est = pb_pilot_cell * n + jx_cell * n
     if k < B:
         est += compile_est + jx_cell * B  # the first call at chunk size B
