@@ -150,7 +150,7 @@ def _jacobian_parts(field, t, y, structure):
     - `M`: (n_x, 3, 2, 2) the macro Jacobian at fixed temperature in 2x2 blocks of `_block_layout`:
       `M[k, d, a, b]` = d(rhs of unknown a at node k)/d(unknown b at node k + d - 1);
     - `J_zT`, `J_Tz`: (n_x, 2) the temperature column and row in the same layout, `J_TT`;
-    - `F_I`: d(rhs)/dI (n,), `I_y`: dI/dy (n,), `I_t`: dI/dt, `I`: the current.
+    - `F_I`: d(rhs)/dI (n,), `I_y`: dI/dy (n,), `I_t`: dI/dt.
     """
     n = structure.n
     macro, macro_x, kind = structure.macro, structure.macro_x, structure.macro_kind
@@ -225,7 +225,7 @@ def _jacobian_parts(field, t, y, structure):
             c_rows = c_rows.at[:, :, sh].set(vals)
         C.append(jnp.concatenate([c_rows, row_T[idx][:, None, :]], axis=1))
     return {"P": P, "B": B, "C": C, "M": M, "J_zT": J_zT, "J_Tz": J_Tz, "J_TT": row_T[t_pos],
-            "F_I": F_I, "I_y": I_y, "I_t": I_t, "I": I}
+            "F_I": F_I, "I_y": I_y, "I_t": I_t}
 
 
 def _inv2(S):
