@@ -61,7 +61,7 @@ def electrolyte_diffusivity_nyman2008(c_e, T):
 def electrolyte_conductivity_nyman2008(c_e, T):
     """LiPF6 in EC:EMC (3:7) conductivity [S.m-1] (Nyman et al. 2008; no T dependence given)."""
     c = c_e / 1000.0
-    return 0.1297 * c**3 - 2.51 * c**1.5 + 3.329 * c
+    return 0.1297 * c**3 - 2.51 * c * jnp.sqrt(c) + 3.329 * c  # c**1.5: sqrt is cheaper than pow
 
 
 VALUES = {
