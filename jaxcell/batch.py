@@ -74,7 +74,7 @@ def simulate_batch(
     if unknown:
         raise TypeError(f"simulate_batch got unexpected keyword arguments {sorted(unknown)}; accepted: {sorted(opts)}.")
     opts.update(kwargs)
-    model, _, table, has_drive, t_eval, options = _prepare(model, params, experiment, **opts)
+    model, _, table, modes, t_eval, options = _prepare(model, params, experiment, **opts)
 
     chunks = range(n_chunks)
     if progress or (progress is None and n_chunks > 1):
@@ -86,6 +86,6 @@ def simulate_batch(
         idx = np.arange(k * size, (k + 1) * size)
         idx = np.where(idx < n, idx, 0)  # pad the last chunk with cell 0
         chunk = jax.device_put(jax.tree.map(lambda x: x[idx], params), sharding)
-        results.append(jax.device_get(_simulate_chunk(model, chunk, table, has_drive, t_eval, options)))
+        results.append(jax.device_get(_simulate_chunk(model, chunk, table, modes, t_eval, options)))
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *results)
     return jax.tree.map(jnp.asarray, out)

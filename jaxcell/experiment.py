@@ -226,6 +226,7 @@ class Experiment(eqx.Module):
     descriptions: tuple[str, ...] = eqx.field(static=True)
     cycle_index: tuple[int, ...] = eqx.field(static=True)
     has_drive_cycle: bool = eqx.field(static=True)
+    modes: tuple[int, ...] = eqx.field(static=True)  # the control modes used (codes of MODES), sorted
 
     def __init__(self, steps: Sequence[str | Step | tuple]):
         if isinstance(steps, (str, Step)):
@@ -242,6 +243,7 @@ class Experiment(eqx.Module):
         self.descriptions = tuple(s.description for s in flat)
         self.cycle_index = tuple(cycles)
         self.has_drive_cycle = any(s.mode == "drive" for s in flat)
+        self.modes = tuple(sorted({MODES[s.mode] for s in flat}))
 
     def __len__(self) -> int:
         return len(self.descriptions)

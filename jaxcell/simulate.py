@@ -76,10 +76,16 @@ def _amps(value, is_c_rate, p):
     return jnp.where(is_c_rate, value * p["Nominal cell capacity [A.h]"], value)
 
 
-def _control(model, row, p, t0):
-    """current(t, y) [A] realising the step's control; `row` is one row of the StepTable.
-    The mode is not batched under `vmap` (cells share the protocol), so `lax.switch` runs only
-    the branch of the step at hand."""
+def _control(model, row, p, t0, modes):
+    """current(t, y) [A] realising the step's control; `row` is one row of the StepTable and
+    `modes` (static) the control modes the experiment uses. Only those modes are built: a
+    constant-current experiment has no `lax.switch` and no Newton solve in its graph, which
+    shortens the compile (most of all for gradients) and lets the solver know that the current
+    does not depend on the state. The mode is not batched under `vmap` (cells share the
+    protocol), so `lax.switch` runs only the branch of the step at hand.
+
+    Returns (current, state_dependent): whether the current may depend on the state (voltage
+    or power control)."""
     value = _amps(row.value, row.c_rate, p)
 
     def constant(t, y):
@@ -95,7 +101,12 @@ def _control(model, row, p, t0):
         I0 = value / model.open_circuit_voltage(y, p)
         return _solve_current(lambda I: I * model.voltage(y, I, p) - value, I0)
 
-    return lambda t, y: jax.lax.switch(row.mode, (constant, drive, voltage, power), t, y)
+    branches = [(constant, drive, voltage, power)[m] for m in modes]
+    state_dependent = any(m in (2, 3) for m in modes)
+    if len(branches) == 1:
+        return branches[0], state_dependent
+    index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
+    return (lambda t, y: jax.lax.switch(index, branches, t, y)), state_dependent
 
 
 def _max_duration(row, p):
@@ -123,10 +134,10 @@ def _outputs(model, current, p):
 BIG = 1e6  # value of a disabled event condition (never crosses zero)
 
 
-def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: bool):
+def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tuple):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
-    current = _control(model, row, p, t0)
+    current, state_dependent = _control(model, row, p, t0, modes)
     out_fn = _outputs(model, current, p)
     is_hold = row.mode == 2
     # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing
@@ -175,7 +186,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
 
 
     controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
-    if has_drive:
+    if 1 in modes:  # drive cycles: steps land on the cycle's breakpoints
         jumps = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
         controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
@@ -187,7 +198,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     )
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=out_fn), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(CellField(model, p, current)), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
+        diffrax.ODETerm(CellField(model, p, current, state_dependent)), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
         stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
         adjoint=opts.adjoint,
     )
@@ -213,7 +224,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, has_drive: 
     return t_end, y_end, q_end, outs, final, end, status
 
 
-def _simulate(model, params, table, has_drive, t_eval, opts):
+def _simulate(model, params, table, modes, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
 
     def one_step(carry, row):
@@ -223,7 +234,7 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
         else:
             ts = t_eval
         t_new, y_new, q_new, outs, final, end, st = _run_step(
-            model, row, params, t, y, q, stopped, ts, opts, has_drive
+            model, row, params, t, y, q, stopped, ts, opts, modes
         )
         final = jnp.where(t_new > t, final, last)  # a step that did not run shows the last output
         if t_eval is None:
@@ -255,7 +266,7 @@ def _simulate(model, params, table, has_drive, t_eval, opts):
     )
 
 
-_simulate_jit = eqx.filter_jit(_simulate)  # has_drive (a bool) is static
+_simulate_jit = eqx.filter_jit(_simulate)  # modes (a tuple of ints) is static
 
 
 def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint):
@@ -283,7 +294,7 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
         adjoint=adjoint if adjoint is not None else default_adjoint(),
     )
     # only the step table enters the compiled function (the step texts would make it recompile)
-    return model, params, experiment.table, experiment.has_drive_cycle, t_eval, opts
+    return model, params, experiment.table, experiment.modes, t_eval, opts
 
 
 def simulate(

@@ -88,6 +88,9 @@ class CellField(eqx.Module):
     model: eqx.Module
     params: eqx.Module
     current: object  # callable (t, y) -> current [A]
+    # False when the current is a function of time only (current and drive-cycle control): the
+    # structured solve then skips the current's gradient and its rank-one correction
+    state_dependent: bool = eqx.field(static=True, default=True)
 
     def rhs(self, t, y, I):
         return self.model.rhs(t, y, I, self.params)
@@ -150,7 +153,8 @@ def _jacobian_parts(field, t, y, structure):
     - `M`: (n_x, 3, 2, 2) the macro Jacobian at fixed temperature in 2x2 blocks of `_block_layout`:
       `M[k, d, a, b]` = d(rhs of unknown a at node k)/d(unknown b at node k + d - 1);
     - `J_zT`, `J_Tz`: (n_x, 2) the temperature column and row in the same layout, `J_TT`;
-    - `F_I`: d(rhs)/dI (n,), `I_y`: dI/dy (n,), `I_t`: dI/dt.
+    - `F_I`: d(rhs)/dI (n,), `I_y`: dI/dy (n,; None when the current does not depend on the
+      state), `I_t`: dI/dt.
     """
     n = structure.n
     macro, macro_x, kind = structure.macro, structure.macro_x, structure.macro_kind
@@ -185,7 +189,10 @@ def _jacobian_parts(field, t, y, structure):
         row_T = jax.linear_transpose(lin, y, I)(jnp.zeros(n, y.dtype).at[t_pos].set(1.0))[0]
     else:  # the temperature does not evolve: its row is zero
         row_T = jnp.zeros(n, y.dtype)
-    I_y = jax.grad(lambda y_: field.current(t, y_))(y)
+    if field.state_dependent:
+        I_y = jax.grad(lambda y_: field.current(t, y_))(y)
+    else:
+        I_y = None
     I_t = jax.jvp(lambda t_: field.current(t_, y), (t,), (jnp.ones_like(t),))[1]
 
     micro_col = JV[0:3]
@@ -368,6 +375,8 @@ def _structured_matvec(parts, s, hg, x):
         jy = jy.at[idx].set(pu + jnp.einsum("krb,kb->kr", B, z[local]), unique_indices=True)
         jz = jz.at[local].add(jnp.einsum("kar,kr->ka", C, u))  # local[:, 2] is the temperature
     jy = jy.at[macro].set(jz, unique_indices=True)
+    if parts["I_y"] is None:  # the current does not depend on the state
+        return xy / hg - jy, xq / hg
     i_x = jnp.dot(parts["I_y"], xy)
     return xy / hg - jy - parts["F_I"] * i_x, xq / hg - i_x / 3600.0
 
@@ -420,8 +429,11 @@ def _structured_factor(parts, s, hg):
             x = x.at[idx].set(u + jnp.einsum("krb,kb->kr", Z, z[local]), unique_indices=True)
         return x
 
-    # the current's dependence on the state is a rank-one term: Sherman-Morrison
     F_I, I_y = parts["F_I"], parts["I_y"]
+    if I_y is None:  # the current does not depend on the state: the matrix is block-diagonal in (y, q)
+        return lambda b: (solve_y(b[0]), hg * b[1])
+
+    # the current's dependence on the state is a rank-one term: Sherman-Morrison
     w = solve_y(F_I)
     denom = 1.0 - jnp.dot(I_y, w)
 
