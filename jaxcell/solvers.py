@@ -381,6 +381,16 @@ def _structured_matvec(parts, s, hg, x):
     return xy / hg - jy - parts["F_I"] * i_x, xq / hg - i_x / 3600.0
 
 
+def _particle_groups(parts, s):
+    """The particle blocks as groups swept together: both electrodes in one group (one Thomas
+    sweep over all nodes) when their particles have the same number of shells."""
+    if len({idx.shape[1] for idx in s.micro}) > 1:
+        return parts["P"], parts["B"], parts["C"], s.micro, s.local
+    cat = lambda xs: jnp.concatenate(xs, axis=0)  # noqa: E731
+    P = tuple(cat([P[d] for P in parts["P"]]) for d in range(3))
+    return (P,), (cat(parts["B"]),), (cat(parts["C"]),), (np.concatenate(s.micro),), (np.concatenate(s.local),)
+
+
 def _structured_factor(parts, s, hg):
     """Factorise I / hg - J (J from `_jacobian_parts`, the current's dependence included) and
     return its solve, a linear function of b = (b_y, b_q)."""
@@ -388,11 +398,12 @@ def _structured_factor(parts, s, hg):
     pos, t_macro = _block_layout(s)
     # the macro matrix G = I / hg - J in blocks: lower, diagonal, upper, the temperature
     # column and row and corner; then the particles' Schur complements -C Guu^-1 B
+    Ps, Bs, Cs, micro, local_ = _particle_groups(parts, s)
     M = parts["M"]
     Gd = jnp.eye(2) / hg - M[:, 1]
     G_zT, G_Tz, G_TT = -parts["J_zT"], -parts["J_Tz"], 1.0 / hg - parts["J_TT"]
     facs, Zs = [], []
-    for P, B, C, local in zip(parts["P"], parts["B"], parts["C"], s.local):
+    for P, B, C, local in zip(Ps, Bs, Cs, local_):
         fac = _thomas_factor(-P[0], 1.0 / hg - P[1], -P[2])
         # Schur complement: S = Gzz - Gzu Guu^{-1} Guz with Guz = -B, Gzu = -C
         Z = _thomas_solve(fac, B)  # Guu^{-1} B  (n_nodes, nr, 3)
@@ -419,13 +430,13 @@ def _structured_factor(parts, s, hg):
         return jnp.zeros_like(rz).at[pos[valid]].set(z[valid], unique_indices=True).at[t_macro].set(zT, unique_indices=True)
 
     def solve_y(b):
-        u0 = [_thomas_solve(fac, b[idx]) for fac, idx in zip(facs, s.micro)]
+        u0 = [_thomas_solve(fac, b[idx]) for fac, idx in zip(facs, micro)]
         rz = b[macro]
-        for C, u, local in zip(parts["C"], u0, s.local):
+        for C, u, local in zip(Cs, u0, local_):
             rz = rz.at[local].add(jnp.einsum("kar,kr->ka", C, u))
         z = macro_solve(rz)
         x = jnp.zeros_like(b).at[macro].set(z, unique_indices=True)
-        for Z, u, idx, local in zip(Zs, u0, s.micro, s.local):
+        for Z, u, idx, local in zip(Zs, u0, micro, local_):
             x = x.at[idx].set(u + jnp.einsum("krb,kb->kr", Z, z[local]), unique_indices=True)
         return x
 
