@@ -225,7 +225,6 @@ class Experiment(eqx.Module):
     table: StepTable
     descriptions: tuple[str, ...] = eqx.field(static=True)
     cycle_index: tuple[int, ...] = eqx.field(static=True)
-    has_drive_cycle: bool = eqx.field(static=True)
     modes: tuple[int, ...] = eqx.field(static=True)  # the control modes used (codes of MODES), sorted
 
     def __init__(self, steps: Sequence[str | Step | tuple]):
@@ -242,8 +241,11 @@ class Experiment(eqx.Module):
         self.table = StepTable.from_steps(flat)
         self.descriptions = tuple(s.description for s in flat)
         self.cycle_index = tuple(cycles)
-        self.has_drive_cycle = any(s.mode == "drive" for s in flat)
         self.modes = tuple(sorted({MODES[s.mode] for s in flat}))
+
+    @property
+    def has_drive_cycle(self) -> bool:
+        return MODES["drive"] in self.modes
 
     def __len__(self) -> int:
         return len(self.descriptions)

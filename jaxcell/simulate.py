@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .experiment import Experiment
+from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd
@@ -102,7 +102,7 @@ def _control(model, row, p, t0, modes):
         return _solve_current(lambda I: I * model.voltage(y, I, p) - value, I0)
 
     branches = [(constant, drive, voltage, power)[m] for m in modes]
-    state_dependent = any(m in (2, 3) for m in modes)
+    state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
     if len(branches) == 1:
         return branches[0], state_dependent
     index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
@@ -186,7 +186,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
 
     controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
-    if 1 in modes:  # drive cycles: steps land on the cycle's breakpoints
+    if MODES["drive"] in modes:  # drive cycles: steps land on the cycle's breakpoints
         jumps = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
         controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,

@@ -144,7 +144,7 @@ def test_gradients_match_finite_differences(chen):
     ((4, 4), "isothermal", False),  # both electrodes swept together
     ((4, 6), "lumped", True),  # swept one by one; temperature border; rank-one current term
 ])
-def test_structured_solve_equals_dense(shells, thermal, state_dependent):
+def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     """The structured linear solve (particle sweeps, block-tridiagonal macro sweep, temperature
     border, Sherman-Morrison for a state-dependent current) against a dense LU of
     I / hg - J, with J the field's Jacobian by forward-mode differentiation."""
@@ -152,7 +152,7 @@ def test_structured_solve_equals_dense(shells, thermal, state_dependent):
 
     from jaxcell.solvers import CellField, StructuredSolve
 
-    p = jaxcell.load_parameters("Chen2020")
+    p = chen
     model = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=5, n_r_n=shells[0], n_r_p=shells[1], thermal=thermal)
     y = model.initial_state(p)
     y = y * (1.0 + 0.01 * jnp.sin(jnp.arange(y.size)))  # a state off equilibrium
