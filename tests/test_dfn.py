@@ -147,10 +147,11 @@ def test_gradients_match_finite_differences(chen):
 def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     """The structured linear solve (particle sweeps, block-tridiagonal macro sweep, temperature
     border, Sherman-Morrison for a state-dependent current) against a dense LU of
-    I / hg - J, with J the field's Jacobian by forward-mode differentiation."""
+    I / hg - J, with J the field's Jacobian by forward-mode differentiation; and the structured
+    product (I / hg - J) x that the solve's derivatives use against the dense product."""
     from jax.flatten_util import ravel_pytree
 
-    from jaxcell.solvers import CellField, StructuredSolve
+    from jaxcell.solvers import CellField, StructuredSolve, _jacobian_parts, _structured_matvec
 
     p = chen
     model = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=5, n_r_n=shells[0], n_r_p=shells[1], thermal=thermal)
@@ -170,7 +171,11 @@ def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     def both():
         J = jax.jacfwd(lambda z: ravel_pytree(field(t, unravel(z), None))[0])(flat)
         solve, _ = StructuredSolve().factor(field, t, state, None, hg)
-        return ravel_pytree(solve(unravel(b)))[0], jnp.linalg.solve(jnp.eye(flat.size) / hg - J, b)
+        A = jnp.eye(flat.size) / hg - J
+        parts = _jacobian_parts(field, t, y, model.structure)
+        product = ravel_pytree(_structured_matvec(parts, model.structure, hg, unravel(b)))[0]
+        return ravel_pytree(solve(unravel(b)))[0], jnp.linalg.solve(A, b), product, A @ b
 
-    got, expected = both()
+    got, expected, product, dense_product = both()
     assert float(jnp.max(jnp.abs(got - expected)) / jnp.max(jnp.abs(expected))) < 1e-10
+    assert float(jnp.max(jnp.abs(product - dense_product)) / jnp.max(jnp.abs(dense_product))) < 1e-10
