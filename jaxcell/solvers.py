@@ -201,38 +201,42 @@ def _jacobian_parts(field, t, y, structure):
     macro_col = JV[3:9].reshape(2, 3, n)  # [kind of the column, x colour of the column, row]
     col_T, F_I = JV[9], JV[10]
 
+    # The entries are read from the products with the static index sets taken as slices
+    # (`_take`) and the colour chosen per node or shell by a mask: no gathers (docs/dfn.md).
+    def by_colour(cols, colour, take):
+        """take(cols[c]) where colour == c (colour broadcasts against take's result)."""
+        return sum(jnp.where(colour == c, take(cols[c]), 0.0) for c in range(3))
+
     # macro blocks: the column's node k + d - 1 has colour (k + d - 1) mod 3, so its entries are
     # read from that colour's product at the row's position
     k = np.arange(n_x)
-    rows = np.where(pos >= 0, macro[pos], 0)  # state positions of the block rows
+    rows = np.where(pos >= 0, macro[np.maximum(pos, 0)], -1)  # state positions of the block rows
     M = []
     for d in (-1, 0, 1):
         kc = k + d
         valid = (pos >= 0)[:, :, None] & (kc >= 0)[:, None, None] & (kc < n_x)[:, None, None]
         valid = valid & (pos[np.clip(kc, 0, n_x - 1)] >= 0)[:, None, :]
-        vals = macro_col[np.arange(2)[None, None, :], (kc % 3)[:, None, None], rows[:, :, None]]
+        vals = jnp.stack([by_colour(macro_col[b], (kc % 3)[:, None], lambda v: _take_cols(v, rows)) for b in (0, 1)], axis=-1)
         M.append(jnp.where(valid, vals, 0.0))
     M = jnp.stack(M, axis=1)
-    J_zT = jnp.where(pos >= 0, col_T[rows], 0.0)
-    J_Tz = jnp.where(pos >= 0, row_T[rows], 0.0)
+    J_zT = _take_cols(col_T, rows)
+    J_Tz = _take_cols(row_T, rows)
 
     P, B, C = [], [], []
     for idx, local in zip(structure.micro, structure.local):
         nr = idx.shape[1]
         r = np.arange(nr)
+        take = lambda v, idx=idx: _take(v, idx)  # noqa: E731  (n_nodes, nr)
         # the tridiagonal particle block: entry (i, j) is colour j mod 3 read at row idx[k, i]
-        rws = micro_col[:, idx]  # (3, n_nodes, nr)
-        P.append(tuple(jnp.where((r + d >= 0) & (r + d < nr), rws[(r + d) % 3, :, r].T, 0.0) for d in (-1, 0, 1)))
+        P.append(tuple(jnp.where((r + d >= 0) & (r + d < nr), by_colour(micro_col, (r + d) % 3, take), 0.0) for d in (-1, 0, 1)))
         # B: columns (c_e, dphi) of the node's x colour, and the temperature column
-        xcol = macro_x[local[:, 0]] % 3
-        B.append(jnp.stack([macro_col[0][xcol[:, None], idx], macro_col[1][xcol[:, None], idx], col_T[idx]], axis=-1))
+        xcol = (macro_x[local[:, 0]] % 3)[:, None]
+        B.append(jnp.stack([by_colour(macro_col[0], xcol, take), by_colour(macro_col[1], xcol, take), take(col_T)], axis=-1))
         # C: macro rows (c_e, dphi) of the node see the two outermost shells; temperature row
         # from the transposed product (all shells)
-        c_rows = jnp.zeros((idx.shape[0], 2, nr), y.dtype)
-        for sh in (nr - 2, nr - 1):
-            vals = micro_col[sh % 3][macro[local[:, :2]]]  # (n_nodes, 2)
-            c_rows = c_rows.at[:, :, sh].set(vals)
-        C.append(jnp.concatenate([c_rows, row_T[idx][:, None, :]], axis=1))
+        outer = [_take_cols(micro_col[sh % 3], macro[local[:, :2]]) for sh in (nr - 2, nr - 1)]  # (n_nodes, 2) each
+        c_rows = jnp.concatenate([jnp.zeros((idx.shape[0], 2, nr - 2), y.dtype), jnp.stack(outer, axis=-1)], axis=-1)
+        C.append(jnp.concatenate([c_rows, take(row_T)[:, None, :]], axis=1))
     return {"P": P, "B": B, "C": C, "M": M, "J_zT": J_zT, "J_Tz": J_Tz, "J_TT": row_T[t_pos],
             "F_I": F_I, "I_y": I_y, "I_t": I_t}
 
