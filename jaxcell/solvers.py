@@ -203,20 +203,21 @@ def _jacobian_parts(field, t, y, structure):
 
     # The entries are read from the products with the static index sets taken as slices
     # (`_take`) and the colour chosen per node or shell by a mask: no gathers (docs/dfn.md).
-    def by_colour(cols, colour, take):
-        """take(cols[c]) where colour == c (colour broadcasts against take's result)."""
-        return sum(jnp.where(colour == c, take(cols[c]), 0.0) for c in range(3))
+    def by_colour(values, colour):
+        """values[c] where colour == c (colour broadcasts against the values)."""
+        return sum(jnp.where(colour == c, values[c], 0.0) for c in range(3))
 
     # macro blocks: the column's node k + d - 1 has colour (k + d - 1) mod 3, so its entries are
     # read from that colour's product at the row's position
     k = np.arange(n_x)
     rows = np.where(pos >= 0, macro[np.maximum(pos, 0)], -1)  # state positions of the block rows
+    at_rows = [[_take_cols(macro_col[b, c], rows) for c in range(3)] for b in (0, 1)]  # (n_x, 2) each
     M = []
     for d in (-1, 0, 1):
         kc = k + d
         valid = (pos >= 0)[:, :, None] & (kc >= 0)[:, None, None] & (kc < n_x)[:, None, None]
         valid = valid & (pos[np.clip(kc, 0, n_x - 1)] >= 0)[:, None, :]
-        vals = jnp.stack([by_colour(macro_col[b], (kc % 3)[:, None], lambda v: _take_cols(v, rows)) for b in (0, 1)], axis=-1)
+        vals = jnp.stack([by_colour(at_rows[b], (kc % 3)[:, None]) for b in (0, 1)], axis=-1)
         M.append(jnp.where(valid, vals, 0.0))
     M = jnp.stack(M, axis=1)
     J_zT = _take_cols(col_T, rows)
@@ -226,17 +227,19 @@ def _jacobian_parts(field, t, y, structure):
     for idx, local in zip(structure.micro, structure.local):
         nr = idx.shape[1]
         r = np.arange(nr)
-        take = lambda v, idx=idx: _take(v, idx)  # noqa: E731  (n_nodes, nr)
         # the tridiagonal particle block: entry (i, j) is colour j mod 3 read at row idx[k, i]
-        P.append(tuple(jnp.where((r + d >= 0) & (r + d < nr), by_colour(micro_col, (r + d) % 3, take), 0.0) for d in (-1, 0, 1)))
+        rws = [_take(micro_col[c], idx) for c in range(3)]  # (n_nodes, nr) each
+        P.append(tuple(jnp.where((r + d >= 0) & (r + d < nr), by_colour(rws, (r + d) % 3), 0.0) for d in (-1, 0, 1)))
         # B: columns (c_e, dphi) of the node's x colour, and the temperature column
         xcol = (macro_x[local[:, 0]] % 3)[:, None]
-        B.append(jnp.stack([by_colour(macro_col[0], xcol, take), by_colour(macro_col[1], xcol, take), take(col_T)], axis=-1))
+        B.append(jnp.stack(
+            [by_colour([_take(macro_col[b, c], idx) for c in range(3)], xcol) for b in (0, 1)] + [_take(col_T, idx)], axis=-1
+        ))
         # C: macro rows (c_e, dphi) of the node see the two outermost shells; temperature row
         # from the transposed product (all shells)
         outer = [_take_cols(micro_col[sh % 3], macro[local[:, :2]]) for sh in (nr - 2, nr - 1)]  # (n_nodes, 2) each
         c_rows = jnp.concatenate([jnp.zeros((idx.shape[0], 2, nr - 2), y.dtype), jnp.stack(outer, axis=-1)], axis=-1)
-        C.append(jnp.concatenate([c_rows, take(row_T)[:, None, :]], axis=1))
+        C.append(jnp.concatenate([c_rows, _take(row_T, idx)[:, None, :]], axis=1))
     return {"P": P, "B": B, "C": C, "M": M, "J_zT": J_zT, "J_Tz": J_Tz, "J_TT": row_T[t_pos],
             "F_I": F_I, "I_y": I_y, "I_t": I_t}
 
@@ -356,6 +359,7 @@ class StructuredSolve(eqx.Module):
         return solve, f_t
 
 
+# index sets with more runs than this are gathered and scattered as before
 _MAX_RUNS = 4
 
 
@@ -370,6 +374,11 @@ def _runs(idx):
     return runs
 
 
+def _repeated(flat):
+    """Whether a static index array is one valid entry repeated (a node's temperature)."""
+    return flat.size > 1 and flat[0] >= 0 and bool(np.all(flat == flat[0]))
+
+
 # Gathers and scatters with static index arrays are slow on XLA's CPU backend under `vmap`
 # (measured: one gather and one scatter of 600 of 691 entries, vmapped over 32 cells, 21.3 µs
 # against 8.9 µs as slices and a concatenation). The state's index sets are mostly a few
@@ -378,10 +387,9 @@ def _take(x, idx):
     """x[idx] along the first axis for a static integer array idx, zero where idx is -1."""
     idx = np.asarray(idx)
     flat = idx.reshape(-1)
-    runs = _runs(flat)
-    if flat.size > 1 and np.all(flat == flat[0]) and flat[0] >= 0:  # one entry repeated (the temperature)
+    if _repeated(flat):
         out = jnp.broadcast_to(x[int(flat[0])], flat.shape + x.shape[1:])
-    elif len(runs) > _MAX_RUNS:
+    elif len(runs := _runs(flat)) > _MAX_RUNS:
         out = jnp.where((flat >= 0).reshape((-1,) + (1,) * (x.ndim - 1)), x[np.maximum(flat, 0)], 0.0)
     else:
         out = jnp.concatenate([
@@ -396,7 +404,7 @@ def _put(x, idx, v, add=False):
     added once with the sum of v."""
     flat = np.asarray(idx).reshape(-1)
     v = jnp.reshape(v, flat.shape + x.shape[1:])
-    if add and flat.size > 1 and np.all(flat == flat[0]):
+    if add and _repeated(flat):
         return x.at[int(flat[0])].add(jnp.sum(v, axis=0))
     runs = _runs(flat)
     if len(runs) > _MAX_RUNS:
@@ -407,7 +415,6 @@ def _put(x, idx, v, add=False):
             new = v[at : at + n] + (x[i : i + n] if add else 0.0)
             x = jax.lax.dynamic_update_slice_in_dim(x, new, i, axis=0)
     return x
-
 
 
 def _take_cols(x, idx):
@@ -456,7 +463,7 @@ def _particle_groups(parts, s):
     sweep over all nodes) when their particles have the same number of shells."""
     if len({idx.shape[1] for idx in s.micro}) > 1:
         return parts["P"], parts["B"], parts["C"], s.micro, s.local
-    cat = lambda xs: jnp.concatenate(xs, axis=0)  # noqa: E731
+    cat = lambda xs: jnp.concatenate(xs, axis=0)
     P = tuple(cat([P[d] for P in parts["P"]]) for d in range(3))
     return (P,), (cat(parts["B"]),), (cat(parts["C"]),), (np.concatenate(s.micro),), (np.concatenate(s.local),)
 

@@ -151,16 +151,21 @@ def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     product (I / hg - J) x that the solve's derivatives use against the dense product."""
     from jax.flatten_util import ravel_pytree
 
-    from jaxcell.solvers import CellField, StructuredSolve, _jacobian_parts, _structured_matvec
+    from jaxcell.solvers import (
+        CellField,
+        StructuredSolve,
+        _jacobian_parts,
+        _structured_matvec,
+    )
 
     p = chen
     model = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=5, n_r_n=shells[0], n_r_p=shells[1], thermal=thermal)
     y = model.initial_state(p)
     y = y * (1.0 + 0.01 * jnp.sin(jnp.arange(y.size)))  # a state off equilibrium
     if state_dependent:
-        current = lambda t, y_: 5.0 + 0.5 * model.voltage(y_, 5.0, p)  # noqa: E731
+        current = lambda t, y_: 5.0 + 0.5 * model.voltage(y_, 5.0, p)
     else:
-        current = lambda t, y_: jnp.asarray(5.0)  # noqa: E731
+        current = lambda t, y_: jnp.asarray(5.0)
     field = CellField(model, p, current, state_dependent)
     t, hg = jnp.asarray(10.0), jnp.asarray(0.37)
     state = (y, jnp.asarray(0.1))
