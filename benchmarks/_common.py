@@ -188,7 +188,7 @@ def xla_chunk_memory(model, cells, ts, rtol=RTOL, atol=ATOL):
     from jaxcell.batch import _simulate_chunk
     from jaxcell.simulate import _prepare
 
-    call_args = _prepare(model, cells, EXPERIMENT, jax.numpy.asarray(ts), rtol, atol, 20_000, None, None)
+    call_args = _prepare(model, cells, EXPERIMENT, jax.numpy.asarray(ts), rtol, atol, 20_000, None, None, outputs_in_loop=True)
     t0 = time.perf_counter()
     compiled = _simulate_chunk.lower(*call_args).compile()
     compiled = getattr(compiled, "compiled", compiled)

@@ -74,7 +74,7 @@ def simulate_batch(
     if unknown:
         raise TypeError(f"simulate_batch got unexpected keyword arguments {sorted(unknown)}; accepted: {sorted(opts)}.")
     opts.update(kwargs)
-    model, _, table, modes, t_eval, options = _prepare(model, params, experiment, **opts)
+    model, _, table, modes, t_eval, options = _prepare(model, params, experiment, **opts, outputs_in_loop=True)
 
     chunks = range(n_chunks)
     if progress or (progress is None and n_chunks > 1):

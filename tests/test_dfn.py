@@ -140,6 +140,27 @@ def test_gradients_match_finite_differences(chen):
             assert abs(float(ad)) > 0, k
 
 
+@pytest.mark.parametrize("thermal", ["isothermal", "lumped"])
+def test_outputs_depend_only_on_saved_part(chen, thermal):
+    """`simulate` saves only y[output_start:] of a cell at the output times and evaluates the
+    outputs from it: the voltage (from which a voltage or power step's current is solved too)
+    and the temperature must not depend on the particles. The open-circuit voltage does, which
+    shows the check can fail."""
+    m = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=4, n_r_n=5, n_r_p=6, thermal=thermal)
+    y0 = m.initial_state(chen)
+    y = y0 * (1 + 0.01 * jax.random.uniform(jax.random.PRNGKey(0), y0.shape))
+    start = m.output_start
+    assert start == 4 * 5 + 4 * 6
+
+    def outputs(y):
+        return jnp.stack([m.voltage(y, 5.0, chen), m.temperature(y)])
+
+    J = np.asarray(jax.jacrev(outputs)(y))
+    assert np.all(J[:, :start] == 0)
+    assert np.all(J[0, start:-1] != 0)  # every electrolyte and potential unknown matters
+    assert np.any(np.asarray(jax.grad(lambda y: m.open_circuit_voltage(y, chen))(y))[:start] != 0)
+
+
 @pytest.mark.parametrize("shells, thermal, state_dependent", [
     ((4, 4), "isothermal", False),  # both electrodes swept together
     ((4, 6), "lumped", True),  # swept one by one; temperature border; rank-one current term

@@ -42,6 +42,11 @@ class AbstractCellModel(eqx.Module):
         """Particle surface stoichiometries (negative, positive), each a scalar (the extreme
         value over the electrode for spatially resolved models)."""
 
+    # The outputs (voltage, temperature, and the current under any control) depend on
+    # y[output_start:] only: `simulate` saves that part of the state at the output times.
+    # A model whose outputs need all of its state keeps 0.
+    output_start = 0
+
     def temperature(self, y) -> jax.Array:
         return y[-1]
 

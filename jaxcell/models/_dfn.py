@@ -114,6 +114,12 @@ class DFN(AbstractCellModel):
         )
 
     @property
+    def output_start(self):
+        """The voltage comes from the potentials, the electrolyte and the temperature, not
+        from the particles (`_potentials`)."""
+        return int(np.sum(self._sizes[:2]))
+
+    @property
     def structure(self) -> DFNStructure:
         s = np.cumsum((0,) + self._sizes)
         n_x, nn, ns = self.n_x, self.n_x_n, self.n_x_s
