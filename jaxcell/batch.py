@@ -56,8 +56,10 @@ def simulate_batch(
     if len(shape) != 1:
         raise ValueError(f"simulate_batch needs parameters with one leading batch axis, got batch shape {shape}.")
     n = shape[0]
-    # broadcast scalars (parameters shared by every cell) to the batch
-    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape[1:] if x.ndim else (n,)), params)
+    # broadcast scalars (parameters shared by every cell) to the batch, on the host: the
+    # broadcast and each chunk's slice below are numpy operations instead of one eager JAX
+    # dispatch per parameter and chunk
+    params = jax.tree.map(lambda x: np.broadcast_to(x, (n,) + x.shape[1:] if x.ndim else (n,)), jax.device_get(params))
     devices = jax.local_devices()
     if batch_size is None:
         size = CPU_CHUNK * len(devices) if devices[0].platform == "cpu" else n
