@@ -218,7 +218,7 @@ def main():
     info["load_avg_at_end"] = list(os.getloadavg())
 
     print("\nSettings: Chen2020, '" + EXPERIMENT + f"', PyBaMM IDAKLUSolver(rtol={RTOL}, atol={ATOL}) vs jaxcell "
-          f"simulate(rtol={RTOL}, atol={ATOL}, Kvaerno5); {args.n_out} output times on [0, {T_END:.0f}] s; "
+          f"simulate(rtol={RTOL}, atol={ATOL}, Rodas4); {args.n_out} output times on [0, {T_END:.0f}] s; "
           f"batch: {L_N} and {R_P} uniform within +-{SPREAD*100:.0f} %.")
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs, jax {info['jax']} "
           f"{info['jax_devices']}, pybamm {info['pybamm']}; load average (1/5/15 min) at start "
