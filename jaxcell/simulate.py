@@ -141,8 +141,8 @@ def _outputs(model, current, p):
 def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
     """`out_fn` at saved times `ts`, evaluated at all of them at once (vectorised): each saved
     part of the state, y[start:], is completed with y_fill[:start], on which the outputs do not
-    depend. Times the solve did not reach (inf) are evaluated at (t_fill, y_fill) instead, so no
-    inf or NaN enters a gradient; the caller discards them.
+    depend. Times the solve did not reach (inf) are evaluated at (t_fill, y_fill, q = 0)
+    instead, so no inf or NaN enters a gradient; the caller discards them.
 
     Why not in diffrax's save loop, one time after another: the voltage's derivative at each
     time is then its own small reverse-mode pass inside the loop. Measured (DFN 20/10/20 mesh,
