@@ -342,6 +342,7 @@ def simulate(
     max_steps: int = 20_000,
     solver: diffrax.AbstractSolver | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
+    outputs_in_loop: bool = False,
 ) -> Solution:
     """Simulate `model` with parameters `params` under `experiment`.
 
@@ -356,10 +357,13 @@ def simulate(
     `t_eval` (global times [s], increasing) outputs are at those times, and NaN at times the
     experiment never reached (it stopped first; see `status`).
 
-    For populations prefer `jaxcell.simulate_batch`: under `jax.vmap`, `simulate` still
-    evaluates each cell's outputs after its solve from saved states (fastest for one cell and
-    for gradients), which costs more than evaluating them inside the solver's loop as
-    `simulate_batch` does (SPM, 1000 cells at once: 2.1-3.3 against 1.7-1.9 ms per cell).
+    By default the outputs are evaluated after each step's solve, at all output times at once,
+    from the part of the state they depend on: fastest for one cell and its gradient.
+    `outputs_in_loop=True` evaluates them inside the solver's loop, one output time after
+    another, as `jaxcell.simulate_batch` does. That is faster under `jax.vmap` over many cells
+    (SPM, 1000 cells at once: 1.7-1.9 against 2.1-3.3 ms per cell), and reverse mode through
+    a long protocol with many output times then keeps 4 numbers per output time instead of
+    the saved part of the state. For populations prefer `simulate_batch`.
 
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
     `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
@@ -373,6 +377,6 @@ def simulate(
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
         >>> sol.discharge_capacity[-1], sol.message
     """
-    return _simulate_jit(*_prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint))
+    return _simulate_jit(*_prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop))
 
 

@@ -163,12 +163,10 @@ def test_outputs_depend_only_on_saved_part(chen, thermal):
 
 def test_outputs_after_solve_equal_outputs_in_loop(chen):
     """`simulate` evaluates one cell's outputs after each step's solve from the saved tail of the
-    state (filled with the step's initial particles); `simulate_batch` evaluates them inside the
-    solver's loop from the whole state. Through current, rest, voltage and power control and an
+    state (filled with the step's initial particles); with `outputs_in_loop=True` (what
+    `simulate_batch` uses) inside the solver's loop from the whole state. Through current, rest, voltage and power control and an
     early stop (the last discharge runs out of lithium), both give the same outputs and the same
     NaN tail after the stop."""
-    from jaxcell.simulate import _prepare, _simulate_jit
-
     m = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=4, n_r_n=5, n_r_p=5, thermal="lumped")
     exp = jaxcell.Experiment([
         "Discharge at 1C for 10 minutes", "Rest for 5 minutes", "Charge at 1C until 4.1 V",
@@ -176,7 +174,7 @@ def test_outputs_after_solve_equal_outputs_in_loop(chen):
     ])
     ts = np.linspace(0.0, 3 * 3600.0, 400)
     after = jaxcell.simulate(m, chen, exp, t_eval=ts)
-    in_loop = _simulate_jit(*_prepare(m, chen, exp, ts, 1e-6, 1e-8, 20_000, None, None, outputs_in_loop=True))
+    in_loop = jaxcell.simulate(m, chen, exp, t_eval=ts, outputs_in_loop=True)
     assert int(after.status) == int(in_loop.status)
     assert int(after.status) in (jaxcell.Status.LOWER_CUTOFF, jaxcell.Status.STOICHIOMETRY_LIMIT)  # stopped early
     np.testing.assert_allclose(after.step_end_time, in_loop.step_end_time, rtol=1e-12)
