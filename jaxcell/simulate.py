@@ -58,11 +58,7 @@ class Options(eqx.Module):
     solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=lambda: default_solver())
     n_out_per_step: int = eqx.field(static=True, default=N_OUT_PER_STEP)
     adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=lambda: default_adjoint())
-    # Where the outputs are evaluated. False (one cell): the solver saves the part of the state
-    # they depend on (`model.output_start`) and they are evaluated at all output times at once
-    # after each step of the experiment. True (`simulate_batch`): inside diffrax's save loop,
-    # one output time after another. See `_outputs_at` for the measurements.
-    outputs_in_loop: bool = eqx.field(static=True, default=False)
+    outputs_in_loop: bool = eqx.field(static=True, default=False)  # see `simulate`, `_outputs_at`
 
 
 def _solve_current(g, I0):
@@ -145,13 +141,8 @@ def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
     instead, so no inf or NaN enters a gradient; the caller discards them.
 
     Why not in diffrax's save loop, one time after another: the voltage's derivative at each
-    time is then its own small reverse-mode pass inside the loop. Measured (DFN 20/10/20 mesh,
-    15 shells, rtol 1e-3, 1527 output times, one core, in-process interleaved): gradient of the
-    voltage RMSE 75.5 -> 58.0 ms, forward 10.5 -> 9.6 ms; warm 1C discharges with 1001 output
-    times: SPM 3.10 -> 2.57 ms, SPMe 15.4 -> 14.6 ms, DFN 10.3 -> 9.5 ms; outputs equal to
-    4e-15 V. Under `vmap` the saved parts (a batch of (times, len(y) - start) arrays) cost
-    more than the vectorised evaluation saves: `simulate_batch` keeps the outputs in the loop
-    (111-114 against 85-99 cells/s, 64 cells in chunks of 32, 1001 times)."""
+    time is then its own small reverse-mode pass inside the loop (benchmark gradient 75.5 ->
+    58.0 ms; under `vmap` the loop is faster, so `simulate_batch` keeps it: docs/dfn.md)."""
 
     def one(t, y_part, q):
         ok = jnp.isfinite(t)
