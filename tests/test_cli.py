@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,3 +36,40 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
     assert "t_s,V_V,I_A,Q_Ah,T_K" in capsys.readouterr().out
+
+
+def test_compiled_solve_persists_with_the_readme_recipe(tmp_path):
+    """The README's start-up recipe: with EQX_ON_ERROR=nan, a compiled `simulate` is written to
+    JAX's persistent compilation cache (no host callbacks in it), and a second process reads it
+    back and gets the same voltages; with equinox raising (its default) nothing is written,
+    because diffrax's save-time checks are host callbacks."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, jaxcell\n"
+        "sol = jaxcell.simulate(jaxcell.SPM(), jaxcell.load_parameters('Chen2020'), 'Discharge at 1C for 10 minutes')\n"
+        "np.save(sys.argv[1], np.asarray(sol.voltage))\n"
+    )
+
+    def run(on_error, cache, out):
+        env = dict(os.environ, EQX_ON_ERROR=on_error, JAX_COMPILATION_CACHE_DIR=str(cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PLATFORMS="cpu")
+        subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True)
+
+    def simulate_entries(cache):
+        return sorted(p.name for p in cache.iterdir() if "_simulate" in p.name) if cache.exists() else []
+
+    cache = tmp_path / "nan"
+    run("nan", cache, tmp_path / "v1.npy")
+    assert len(simulate_entries(cache)) == 1
+    stamp = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    run("nan", cache, tmp_path / "v2.npy")
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamp  # read back, nothing recompiled or added
+    np.testing.assert_array_equal(np.load(tmp_path / "v1.npy"), np.load(tmp_path / "v2.npy"))
+
+    cache = tmp_path / "raise"
+    run("raise", cache, tmp_path / "v3.npy")
+    assert simulate_entries(cache) == []
+    np.testing.assert_array_equal(np.load(tmp_path / "v1.npy"), np.load(tmp_path / "v3.npy"))
