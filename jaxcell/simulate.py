@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -313,9 +315,12 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
         raise ValueError(
             f"'Lower voltage cut-off [V]' ({np.asarray(v_lo)}) must be below 'Upper voltage cut-off [V]' ({np.asarray(v_hi)})."
         )
+    solver = solver if solver is not None else default_solver(model)
+    if isinstance(adjoint, diffrax.ForwardMode) and isinstance(solver, Rodas4) and solver.reverse_rule:
+        # Rodas4's reverse-mode rule for its stages is a custom_vjp, which has no forward mode
+        solver = dataclasses.replace(solver, reverse_rule=False)
     opts = Options(
-        rtol=rtol, atol=atol, max_steps=max_steps,
-        solver=solver if solver is not None else default_solver(model),
+        rtol=rtol, atol=atol, max_steps=max_steps, solver=solver,
         adjoint=adjoint if adjoint is not None else default_adjoint(), outputs_in_loop=outputs_in_loop,
     )
     # only the step table enters the compiled function (the step texts would make it recompile)

@@ -6,8 +6,9 @@ a chord-Newton iteration (diffrax's Kvaerno5) rejects about half its steps on it
 Newton iteration does not converge on the stiff, exponential Butler-Volmer modes. A Rosenbrock
 method needs no Newton iteration at all: one exact Jacobian and one factorisation per step, then
 one linear solve per stage. It is L-stable and stiffly accurate (Rodas4 solves index-1 DAEs),
-so the double-layer modes cost nothing, and reverse-mode gradients go straight through the
-stages (no implicit-function adjoint with a dense linear solve).
+so the double-layer modes cost nothing, and gradients are the exact derivatives of the
+stages: reverse mode by a rule written for them (`_stages`), forward mode by JAX through the
+stages with the linear solves differentiated implicitly (`lax.custom_linear_solve`).
 
 Coefficients: Hairer & Wanner, Solving ODEs II (1996), Rodas4 (6 stages, order 4, embedded
 order 3), written in the form
@@ -103,31 +104,72 @@ class CellField(eqx.Module):
         return self.rhs(t, y, I), I / 3600.0
 
 
-class DenseSolve(eqx.Module):
+class _LinearSolve(eqx.Module):
+    """The linear algebra of a Rosenbrock stage, (I / hg - J) x = b for the state x = (y, q),
+    in three parts: `jacobian` (the matrix data and the time derivative df/dt), `factorise`
+    (a solve, linear in b) and `matvec` (the product with I / hg - J, cheap to differentiate
+    in the data). `factor` puts them together for differentiation by JAX; Rodas4's own
+    reverse-mode rule (`_stages`) uses the three parts directly."""
+
+    def jacobian(self, field, t, state):
+        raise NotImplementedError
+
+    def factorise(self, field, data, hg):
+        raise NotImplementedError
+
+    def matvec(self, field, data, hg, x):
+        raise NotImplementedError
+
+    def factor(self, field, t, state, args, hg):
+        """(solve, df/dt) for JAX's own derivatives (forward mode): the factorisation is not
+        differentiated, derivatives with respect to the matrix go through
+        `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`. Differentiating the
+        DFN's Thomas sweeps instead made a step's VJP 2.1x slower (3.2 vs 1.5 ms, default
+        mesh, one CPU core) and its reverse-mode compile longer."""
+        data, f_t = self.jacobian(field, t, state)
+        fixed = self.factorise(field, jax.lax.stop_gradient(data), jax.lax.stop_gradient(hg))
+        unravel = ravel_pytree(state)[1]
+
+        def flat(fn):  # on one flat vector: custom_linear_solve's transpose wants b linear as a whole
+            return lambda v: ravel_pytree(fn(unravel(v)))[0]
+
+        matvec, solve_flat = flat(lambda x: self.matvec(field, data, hg, x)), flat(fixed)
+
+        def solve(b):
+            return unravel(jax.lax.custom_linear_solve(
+                matvec, ravel_pytree(b)[0], lambda _, r: solve_flat(r),
+                lambda _, r: jax.linear_transpose(solve_flat, r)(r)[0],
+            ))
+
+        return solve, f_t
+
+
+class DenseSolve(_LinearSolve):
     """Solve (I / (h gamma) - J) x = b with J by forward-mode differentiation and a dense LU.
     Fine for small systems (SPM, SPMe)."""
 
-    def factor(self, field, t, state, args, hg):
+    def jacobian(self, field, t, state):
         flat, unravel = ravel_pytree(state)
 
         def f_flat(t_, z):
-            return ravel_pytree(field(t_, unravel(z), args))[0]
+            return ravel_pytree(field(t_, unravel(z), None))[0]
 
         J = jax.jacfwd(f_flat, argnums=1)(t, flat)
         f_t = jax.jvp(lambda t_: f_flat(t_, flat), (t,), (jnp.ones_like(t),))[1]
-        # as in `StructuredSolve`: the LU is not differentiated, derivatives with respect to the
-        # matrix go through `lax.custom_linear_solve` and the product (I / hg - J) x
-        lu = jax.scipy.linalg.lu_factor(jax.lax.stop_gradient(jnp.eye(flat.size) / hg - J))
+        return J, unravel(f_t)
+
+    def factorise(self, field, J, hg):
+        lu = jax.scipy.linalg.lu_factor(jnp.eye(J.shape[0]) / hg - J)
 
         def solve(b):
-            x = jax.lax.custom_linear_solve(
-                lambda v: v / hg - J @ v, ravel_pytree(b)[0],
-                lambda _, r: jax.scipy.linalg.lu_solve(lu, r),
-                lambda _, r: jax.scipy.linalg.lu_solve(lu, r, trans=1),
-            )
-            return unravel(x)
+            flat, unravel = ravel_pytree(b)
+            return unravel(jax.scipy.linalg.lu_solve(lu, flat))
 
-        return solve, unravel(f_t)
+        return solve
+
+    def matvec(self, field, J, hg, x):
+        flat, unravel = ravel_pytree(x)
+        return unravel(flat / hg - J @ flat)
 
 
 def _block_layout(structure):
@@ -322,7 +364,7 @@ def _thomas_solve(fac, rhs):
     return jnp.moveaxis(x, 0, -2 if multi else -1)
 
 
-class StructuredSolve(eqx.Module):
+class StructuredSolve(_LinearSolve):
     """Solve (I / (h gamma) - J) x = b for a cell field whose model has a `structure`
     (`jaxcell.models.DFNStructure`): the particle blocks are eliminated node by node
     (tridiagonal Thomas sweeps, vectorised over the nodes), leaving the macro system of the
@@ -330,33 +372,15 @@ class StructuredSolve(eqx.Module):
     temperature, which a block Thomas sweep solves in O(n_x) (docs/dfn.md: measured faster
     than a dense LU of the macro system even for one cell on a CPU, and by far for batches)."""
 
-    def factor(self, field, t, state, args, hg):
-        y, _ = state
-        s = field.model.structure
-        parts = _jacobian_parts(field, t, y, s)
-        # The factorisation is not differentiated: derivatives of the solution with respect to
-        # the matrix go through `lax.custom_linear_solve` (dx = A^-1 (db - dA x)), whose
-        # matrix-vector product `_structured_matvec` is differentiable in the Jacobian parts.
-        # Differentiating through the Thomas sweeps instead made a step's VJP 2.1x slower
-        # (3.2 vs 1.5 ms, default mesh, one CPU core) and its reverse-mode compile longer.
-        solve_fixed = _structured_factor(jax.lax.stop_gradient(parts), s, jax.lax.stop_gradient(hg))
+    def jacobian(self, field, t, state):
+        parts = _jacobian_parts(field, t, state[0], field.model.structure)
+        return parts, (parts["F_I"] * parts["I_t"], parts["I_t"] / 3600.0)
 
-        # on one flat vector (y, q): custom_linear_solve's transpose wants b linear as a whole
-        def flat(fn):
-            return lambda v: jnp.append(*fn((v[:-1], v[-1])))
+    def factorise(self, field, parts, hg):
+        return _structured_factor(parts, field.model.structure, hg)
 
-        matvec = flat(lambda x: _structured_matvec(parts, s, hg, x))
-        solve_flat = flat(solve_fixed)
-
-        def solve(b):
-            x = jax.lax.custom_linear_solve(
-                matvec, jnp.append(*b), lambda _, r: solve_flat(r),
-                lambda _, r: jax.linear_transpose(solve_flat, r)(r)[0],
-            )
-            return x[:-1], x[-1]
-
-        f_t = (parts["F_I"] * parts["I_t"], parts["I_t"] / 3600.0)
-        return solve, f_t
+    def matvec(self, field, parts, hg, x):
+        return _structured_matvec(parts, field.model.structure, hg, x)
 
 
 # index sets with more runs than this are gathered and scattered as before
@@ -554,12 +578,112 @@ class RodasInterpolation(diffrax.AbstractLocalInterpolation):
         )
 
 
+_ROWS = (np.arange(1, 6), _A_MAT[1:], _C_MAT[1:], np.asarray(_ALPHA[1:]), np.asarray(_GAMMAS[1:]))
+_tree = jax.tree.map
+
+
+def _stage_rhs(field, t0, h, y0, K, f_t, row):
+    """The right-hand side of stage i >= 1: f(t0 + alpha_i h, y0 + K a_i) + gamma_i h df/dt
+    + K c_i / h, for one row (i, a_i, c_i, alpha_i, gamma_i) of the coefficient tables."""
+    _, a, c, alpha, g = row
+    yi = _tree(lambda y, Kl: y + Kl @ a, y0, K)
+    fi = field(t0 + alpha * h, yi, None)
+    return _tree(lambda f, ft, Kl: f + g * h * ft + Kl @ (c / h), fi, f_t, K)
+
+
+def _run_stages(field, t0, h, y0, f0, solve, f_t):
+    """The six stages K[..., i] (on a last axis) for a given stage solve. Stage 0 from f0,
+    stages 1-5 in one scan over the coefficient rows: one traced stage (right-hand side, linear
+    solve and their derivatives) instead of five unrolled ones, about a third less compile time
+    (docs/dfn.md). With the stages on a last axis their combinations are matrix-vector products
+    K @ coefficients also under `vmap` (with the stage axis first, vmapped steps were a third
+    slower)."""
+    k0 = solve(_tree(lambda f, ft: f + _GAMMAS[0] * h * ft, f0, f_t))
+    K = _tree(lambda k: jnp.zeros(k.shape + (6,), k.dtype).at[..., 0].set(k), k0)
+
+    def stage(K, row):
+        k = solve(_stage_rhs(field, t0, h, y0, K, f_t, row))
+        return _tree(lambda Kl, kl: Kl.at[..., row[0]].set(kl), K, k), None
+
+    return jax.lax.scan(stage, K, _ROWS)[0]
+
+
+@eqx.filter_custom_vjp
+def _stages(vjp_arg, linear_solve):
+    """Rodas4's stages with a reverse-mode rule written for them (`_stages_bwd`). vjp_arg =
+    (field, t0, h, y0, f0); the field's current must hold its arrays as leaves (closure
+    converted), not in a closure."""
+    field, t0, h, y0, f0 = vjp_arg
+    data, f_t = linear_solve.jacobian(field, t0, y0)
+    return _run_stages(field, t0, h, y0, f0, linear_solve.factorise(field, data, h * _GAMMA), f_t)
+
+
+@_stages.def_fwd
+def _stages_fwd(perturbed, vjp_arg, linear_solve):
+    field, t0, h, y0, f0 = vjp_arg
+    (data, f_t), jac_vjp = eqx.filter_vjp(lambda fd, t, y: linear_solve.jacobian(fd, t, y), field, t0, y0)
+    # the solve with its factors as leaves, kept for the transposed solves
+    solve = eqx.filter_closure_convert(linear_solve.factorise(field, data, h * _GAMMA), f0)
+    K = _run_stages(field, t0, h, y0, f0, solve, f_t)
+    return K, (K, data, f_t, jac_vjp, solve)
+
+
+@_stages.def_bwd
+def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
+    """Reverse mode through the stages, from the stage equations W k_i = r_i with
+    W = I / (h gamma) - J(t0, y0): with lam_i = W^-T k_bar_i, r_i gets the cotangent lam_i and
+    W gets -lam_i k_i^T. The stages are swept backwards in one scan (a transposed solve and the
+    state part of the stage's VJP each); the parameter, time and df/dt parts of stages 1-5 are
+    one vmapped VJP after it, and W's cotangent -sum_i lam_i . W k_i goes through `matvec` and
+    the Jacobian once for all stages. JAX's own derivative of the stages does the same
+    arithmetic with more bookkeeping (docs/dfn.md: 5-10% faster gradients, 6 s less compile)."""
+    K, data, f_t, jac_vjp, solve = residuals
+    field, t0, h, y0, f0 = vjp_arg
+    solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
+    K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
+
+    def back(carry, row):
+        K_bar, y0_bar = carry
+        lam = solve_T(_tree(lambda kb: kb[..., row[0]], K_bar))[0]
+        d_y0, d_K = jax.vjp(lambda y0_, K_: _stage_rhs(field, t0, h, y0_, K_, f_t, row), y0, K)[1](lam)
+        return (_tree(jnp.add, K_bar, d_K), _tree(jnp.add, y0_bar, d_y0)), lam
+
+    rows = tuple(np.asarray(x)[::-1] for x in _ROWS)
+    (K_bar, y0_bar), lams = jax.lax.scan(back, (K_bar, _tree(jnp.zeros_like, y0)), rows)
+    lam0 = solve_T(_tree(lambda kb: kb[..., 0], K_bar))[0]
+    # the stages' dependence on the field, t0, h and df/dt: stages 1-5 at once (vmapped), then 0
+    diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
+
+    def stage_rhs(diff_, f_t_):
+        return jax.vmap(lambda row: _stage_rhs(*eqx.combine(diff_, nondiff), y0, K, f_t_, row))(rows)
+
+    (field_bar, t0_bar, h_bar), ft_bar = jax.vjp(stage_rhs, diff, f_t)[1](lams)
+    ft_bar = _tree(lambda fb, l: fb + _GAMMAS[0] * h * l, ft_bar, lam0)  # r_0 = f0 + gamma_0 h df/dt
+    h_bar = h_bar + _GAMMAS[0] * sum(jnp.vdot(l, f) for l, f in zip(jax.tree.leaves(lam0), jax.tree.leaves(f_t)))
+    Lam = _tree(lambda l0, ls: jnp.concatenate([l0[..., None], jnp.moveaxis(ls[::-1], 0, -1)], axis=-1), lam0, lams)
+
+    def w_cotangent(data_, h_):
+        WK = jax.vmap(lambda k: linear_solve.matvec(field, data_, h_ * _GAMMA, k), in_axes=-1, out_axes=-1)(K)
+        return -sum(jnp.vdot(l, w) for l, w in zip(jax.tree.leaves(Lam), jax.tree.leaves(WK)))
+
+    data_bar, h_bar_W = jax.grad(w_cotangent, argnums=(0, 1))(data, h)
+    d_field, d_t0, d_y0 = jac_vjp((data_bar, ft_bar))
+    field_bar = _tree(lambda a, b: a if b is None else a + b, field_bar, d_field)
+    grads = (field_bar, t0_bar + d_t0, h_bar + h_bar_W, _tree(jnp.add, y0_bar, d_y0), lam0)
+    return _tree(lambda g, p: g if p else None, grads, perturbed, is_leaf=lambda v: v is None)
+
+
 class Rodas4(diffrax.AbstractAdaptiveSolver):
     """Rodas4 (Hairer & Wanner): 6-stage, order-4, L-stable, stiffly accurate Rosenbrock
     method with an embedded order-3 error estimate; `linear_solve` is `StructuredSolve()` for
-    models with a `structure` (DFN) or `DenseSolve()`. See the module docstring."""
+    models with a `structure` (DFN) or `DenseSolve()`. See the module docstring.
+
+    `reverse_rule` (default True): reverse mode goes through the stages by their own rule
+    (`_stages_bwd`), faster than JAX's derivative of them, but a `jax.custom_vjp` has no forward
+    mode; `jaxcell.simulate` sets it False for `adjoint=diffrax.ForwardMode()`."""
 
     linear_solve: eqx.Module = DenseSolve()
+    reverse_rule: bool = eqx.field(static=True, default=True)
 
     term_structure = diffrax.AbstractTerm
     interpolation_cls = RodasInterpolation
@@ -580,28 +704,17 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         field = field.vector_field
         h = t1 - t0
         f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: solver_state)
-        solve, f_t = self.linear_solve.factor(field, t0, y0, args, h * _GAMMA)
-        tree = jax.tree.map
-        # stage 0 from f0, stages 1-5 in one scan over the coefficient rows: one traced stage
-        # (right-hand side, linear solve and their derivatives) instead of five unrolled ones,
-        # about a third less compile time (docs/dfn.md). The stages are stored along a last
-        # axis, K[..., j], so that their combinations are matrix-vector products K @ coefficients
-        # also under `vmap` (with the stage axis first, vmapped steps were a third slower).
-        k0 = solve(tree(lambda f, ft: f + _GAMMAS[0] * h * ft, f0, f_t))
-        K = tree(lambda k: jnp.zeros(k.shape + (6,), k.dtype).at[..., 0].set(k), k0)
-
-        def stage(K, row):
-            i, a, c, alpha, g = row
-            yi = tree(lambda y, Kl: y + Kl @ a, y0, K)
-            fi = terms.vf(t0 + alpha * h, yi, args)
-            rhs = tree(lambda f, ft, Kl: f + g * h * ft + Kl @ (c / h), fi, f_t, K)
-            k = solve(rhs)
-            return tree(lambda Kl, kl: Kl.at[..., i].set(kl), K, k), None
-
-        K, _ = jax.lax.scan(stage, K, (np.arange(1, 6), _A_MAT[1:], _C_MAT[1:], np.asarray(_ALPHA[1:]), np.asarray(_GAMMAS[1:])))
-        y1 = tree(lambda y, Kl: y + Kl @ _M_ARR, y0, K)
+        if self.reverse_rule:
+            # the current's closed-over arrays (parameters, step values) as leaves of the field,
+            # so that the rule returns their cotangents
+            current = eqx.filter_closure_convert(field.current, t0, y0[0])
+            K = _stages((eqx.tree_at(lambda f: f.current, field, current), t0, h, y0, f0), self.linear_solve)
+        else:
+            solve, f_t = self.linear_solve.factor(field, t0, y0, args, h * _GAMMA)
+            K = _run_stages(field, t0, h, y0, f0, solve, f_t)
+        y1 = _tree(lambda y, Kl: y + Kl @ _M_ARR, y0, K)
         f1 = terms.vf(t1, y1, args)
-        d1, d2 = (tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
-        k_err = tree(lambda Kl: Kl[..., 5], K)
+        d1, d2 = (_tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
+        k_err = _tree(lambda Kl: Kl[..., 5], K)
         dense_info = {"y0": y0, "y1": y1, "d1": d1, "d2": d2}
         return y1, k_err, dense_info, f1, diffrax.RESULTS.successful

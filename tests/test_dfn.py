@@ -229,3 +229,52 @@ def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     got, expected, product, dense_product = both()
     assert float(jnp.max(jnp.abs(got - expected)) / jnp.max(jnp.abs(expected))) < 1e-10
     assert float(jnp.max(jnp.abs(product - dense_product)) / jnp.max(jnp.abs(dense_product))) < 1e-10
+
+
+@pytest.mark.parametrize("model_name", ["DFN", "SPM"])
+def test_rodas_reverse_rule_equals_jax_derivative(chen, model_name):
+    """Rodas4's own reverse-mode rule for its stages (`_stages_bwd`) against JAX's derivative of
+    the same stages (`reverse_rule=False`): one step's outputs (new state, dense-output
+    coefficients, f(y1)) differentiated with respect to parameters, the state, t0 and the step
+    size, through a current that depends on the state and on time (rank-one term, df/dt),
+    with the lumped temperature. DFN: structured solve; SPM: dense solve."""
+    import diffrax
+
+    from jaxcell.solvers import CellField, DenseSolve, Rodas4, StructuredSolve
+
+    p = chen
+    if model_name == "DFN":
+        model, linear_solve = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=5, n_r_n=4, n_r_p=6, thermal="lumped"), StructuredSolve()
+    else:
+        model, linear_solve = jaxcell.SPM(thermal="lumped"), DenseSolve()
+    # a state in mid discharge: from rest, stepping 2 s at once would put the stage points of the
+    # stiff double layers at overflowing overpotentials
+    y = jaxcell.simulate(model, p, "Discharge at 1C for 10 minutes", rtol=1e-4).final_state
+    keys = ["Negative electrode thickness [m]", "Positive particle radius [m]", "Negative particle diffusivity [m2.s-1]",
+            "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]"]
+    theta = {k: jnp.asarray(float(p[k])) for k in keys}
+    w = jnp.cos(jnp.arange(y.size) * 0.3)
+
+    def step_loss(rule, theta, y0, t0, h):
+        pp = p.update(theta)
+        current = lambda t, y_: 2.0 + 0.5 * model.voltage(y_, 2.0, pp) + 1e-3 * t
+        field = CellField(model, pp, current, True)
+        state = (y0, jnp.asarray(0.1))
+        y1, _, dense, f1, _ = Rodas4(linear_solve, reverse_rule=rule).step(
+            diffrax.ODETerm(field), t0, t0 + h, state, None, field(t0, state, None), False
+        )
+        out = jnp.vdot(w, y1[0]) + 3.0 * y1[1] + jnp.vdot(w, dense["d1"][0] - 2.0 * dense["d2"][0])
+        return out + 1e-3 * jnp.vdot(w, f1[0]) + f1[1]
+
+    args = (theta, y, jnp.asarray(20.0), jnp.asarray(2.0))
+    # XLA's lowest optimisation level: this compares derivatives, not speed, and compiles faster
+    fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+    grads = [
+        jax.jit(jax.grad(lambda *a, rule=rule: step_loss(rule, *a), argnums=(0, 1, 2, 3)))
+        .lower(*args).compile(compiler_options=fast)(*args)
+        for rule in (True, False)
+    ]
+    for ours, jaxs in zip(*grads):
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(jaxs)):
+            assert float(jnp.max(jnp.abs(b))) > 0.0 and bool(jnp.all(jnp.isfinite(b)))
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * float(jnp.max(jnp.abs(b)))
