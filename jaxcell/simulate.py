@@ -316,12 +316,13 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
             f"'Lower voltage cut-off [V]' ({np.asarray(v_lo)}) must be below 'Upper voltage cut-off [V]' ({np.asarray(v_hi)})."
         )
     solver = solver if solver is not None else default_solver(model)
-    if isinstance(adjoint, diffrax.ForwardMode) and isinstance(solver, Rodas4) and solver.reverse_rule:
+    adjoint = adjoint if adjoint is not None else default_adjoint()
+    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
         # Rodas4's reverse-mode rule for its stages is a custom_vjp, which has no forward mode
+        # (diffrax.ForwardMode, and DirectAdjoint under jax.jvp)
         solver = dataclasses.replace(solver, reverse_rule=False)
     opts = Options(
-        rtol=rtol, atol=atol, max_steps=max_steps, solver=solver,
-        adjoint=adjoint if adjoint is not None else default_adjoint(), outputs_in_loop=outputs_in_loop,
+        rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, adjoint=adjoint, outputs_in_loop=outputs_in_loop,
     )
     # only the step table enters the compiled function (the step texts would make it recompile)
     return model, params, experiment.table, experiment.modes, t_eval, opts

@@ -121,7 +121,8 @@ class _LinearSolve(eqx.Module):
         raise NotImplementedError
 
     def factor(self, field, t, state, args, hg):
-        """(solve, df/dt) for JAX's own derivatives (forward mode): the factorisation is not
+        """(solve, df/dt) for JAX's own derivatives (forward mode, or `Rodas4(reverse_rule=False)`):
+        the factorisation is not
         differentiated, derivatives with respect to the matrix go through
         `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`. Differentiating the
         DFN's Thomas sweeps instead made a step's VJP 2.1x slower (3.2 vs 1.5 ms, default
@@ -572,7 +573,9 @@ class RodasInterpolation(diffrax.AbstractLocalInterpolation):
         del left
         if t1 is not None:
             return jax.tree.map(lambda a, b: a - b, self.evaluate(t1), self.evaluate(t0))
-        th = (t0 - self.t0) / (self.t1 - self.t0)
+        # a step of zero length (see `Rodas4.step`): theta 0, no 0 / 0 in its derivatives
+        dt = self.t1 - self.t0
+        th = jnp.where(dt > 0, (t0 - self.t0) / jnp.where(dt > 0, dt, 1.0), 0.0)
         return jax.tree.map(
             lambda y0, y1, d1, d2: (1 - th) * y0 + th * (y1 + (1 - th) * (d1 + th * d2)), self.y0, self.y1, self.d1, self.d2
         )
@@ -678,9 +681,11 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
     method with an embedded order-3 error estimate; `linear_solve` is `StructuredSolve()` for
     models with a `structure` (DFN) or `DenseSolve()`. See the module docstring.
 
+    The term's vector field is a `CellField` (the stages call it with args None).
     `reverse_rule` (default True): reverse mode goes through the stages by their own rule
     (`_stages_bwd`), faster than JAX's derivative of them, but a `jax.custom_vjp` has no forward
-    mode; `jaxcell.simulate` sets it False for `adjoint=diffrax.ForwardMode()`."""
+    mode: `jaxcell.simulate` sets it False for any adjoint other than diffrax's
+    `RecursiveCheckpointAdjoint`; set it False yourself for forward mode through diffrax."""
 
     linear_solve: eqx.Module = DenseSolve()
     reverse_rule: bool = eqx.field(static=True, default=True)
@@ -702,7 +707,13 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         while not isinstance(field, diffrax.ODETerm):  # diffrax wraps the term (integration direction)
             field = field.term
         field = field.vector_field
+        # A step of zero length happens to cells that have finished while others in a `vmap`
+        # go on (diffrax discards its result with a select). Its stages would divide by h = 0,
+        # and the NaNs would leak into the other branch's gradient of the select (0 * inf):
+        # such a step is computed with a tiny h instead and returns y0 unchanged.
         h = t1 - t0
+        moves = h > 0
+        h = jnp.where(moves, h, 1e-9)
         f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: solver_state)
         if self.reverse_rule:
             # the current's closed-over arrays (parameters, step values) as leaves of the field,
@@ -712,7 +723,7 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         else:
             solve, f_t = self.linear_solve.factor(field, t0, y0, args, h * _GAMMA)
             K = _run_stages(field, t0, h, y0, f0, solve, f_t)
-        y1 = _tree(lambda y, Kl: y + Kl @ _M_ARR, y0, K)
+        y1 = _tree(lambda y, Kl: jnp.where(moves, y + Kl @ _M_ARR, y), y0, K)
         f1 = terms.vf(t1, y1, args)
         d1, d2 = (_tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
         k_err = _tree(lambda Kl: Kl[..., 5], K)
