@@ -120,12 +120,11 @@ class _LinearSolve(eqx.Module):
     def matvec(self, field, data, hg, x):
         raise NotImplementedError
 
-    def factor(self, field, t, state, args, hg):
+    def factor(self, field, t, state, hg):
         """(solve, df/dt) for JAX's own derivatives (forward mode, or `Rodas4(reverse_rule=False)`):
-        the factorisation is not
-        differentiated, derivatives with respect to the matrix go through
-        `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`. Differentiating the
-        DFN's Thomas sweeps instead made a step's VJP 2.1x slower (3.2 vs 1.5 ms, default
+        the factorisation is not differentiated, derivatives with respect to the matrix go
+        through `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`. Differentiating
+        the DFN's Thomas sweeps instead made a step's VJP 2.1x slower (3.2 vs 1.5 ms, default
         mesh, one CPU core) and its reverse-mode compile longer."""
         data, f_t = self.jacobian(field, t, state)
         fixed = self.factorise(field, jax.lax.stop_gradient(data), jax.lax.stop_gradient(hg))
@@ -641,7 +640,7 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     the Jacobian once for all stages. JAX's own derivative of the stages does the same
     arithmetic with more bookkeeping (docs/dfn.md: 5-10% faster gradients, 6 s less compile)."""
     K, data, f_t, jac_vjp, solve = residuals
-    field, t0, h, y0, f0 = vjp_arg
+    field, t0, h, y0, _ = vjp_arg
     solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
     K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
 
@@ -721,7 +720,7 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
             current = eqx.filter_closure_convert(field.current, t0, y0[0])
             K = _stages((eqx.tree_at(lambda f: f.current, field, current), t0, h, y0, f0), self.linear_solve)
         else:
-            solve, f_t = self.linear_solve.factor(field, t0, y0, args, h * _GAMMA)
+            solve, f_t = self.linear_solve.factor(field, t0, y0, h * _GAMMA)
             K = _run_stages(field, t0, h, y0, f0, solve, f_t)
         y1 = _tree(lambda y, Kl: jnp.where(moves, y + Kl @ _M_ARR, y), y0, K)
         f1 = terms.vf(t1, y1, args)

@@ -220,7 +220,7 @@ def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     @jax.jit
     def both():
         J = jax.jacfwd(lambda z: ravel_pytree(field(t, unravel(z), None))[0])(flat)
-        solve, _ = StructuredSolve().factor(field, t, state, None, hg)
+        solve, _ = StructuredSolve().factor(field, t, state, hg)
         A = jnp.eye(flat.size) / hg - J
         parts = _jacobian_parts(field, t, y, model.structure)
         product = ravel_pytree(_structured_matvec(parts, model.structure, hg, unravel(b)))[0]
