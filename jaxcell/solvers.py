@@ -623,11 +623,20 @@ def _stages(vjp_arg, linear_solve):
 @_stages.def_fwd
 def _stages_fwd(perturbed, vjp_arg, linear_solve):
     field, t0, h, y0, f0 = vjp_arg
-    (data, f_t), jac_vjp = eqx.filter_vjp(lambda fd, t, y: linear_solve.jacobian(fd, t, y), field, t0, y0)
+    data, f_t = linear_solve.jacobian(field, t0, y0)
     # the solve with its factors as leaves, kept for the transposed solves
     solve = eqx.filter_closure_convert(linear_solve.factorise(field, data, h * _GAMMA), f0)
     K = _run_stages(field, t0, h, y0, f0, solve, f_t)
-    return K, (K, data, f_t, jac_vjp, solve)
+    return K, (K, f_t, solve)
+
+
+def _field_jvps(field, t, state, directions):
+    """Products of the field's derivative with the directions (dt, dstate) stacked on a last
+    axis: J v (dt = 0) and df/dt (dt = 1, dstate = 0) for the full state, current included."""
+    dt, ds = directions
+    return jax.vmap(
+        lambda a, b: jax.jvp(lambda t_, s_: field(t_, s_, None), (t, state), (a, b))[1], in_axes=(0, -1), out_axes=-1
+    )(dt, ds)
 
 
 @_stages.def_bwd
@@ -635,11 +644,12 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     """Reverse mode through the stages, from the stage equations W k_i = r_i with
     W = I / (h gamma) - J(t0, y0): with lam_i = W^-T k_bar_i, r_i gets the cotangent lam_i and
     W gets -lam_i k_i^T. The stages are swept backwards in one scan (a transposed solve and the
-    state part of the stage's VJP each); the parameter, time and df/dt parts of stages 1-5 are
-    one vmapped VJP after it, and W's cotangent -sum_i lam_i . W k_i goes through `matvec` and
-    the Jacobian once for all stages. JAX's own derivative of the stages does the same
-    arithmetic with more bookkeeping (docs/dfn.md: 5-10% faster gradients, 6 s less compile)."""
-    K, data, f_t, jac_vjp, solve = residuals
+    state part of the stage's VJP each). The rest is one gradient of a scalar: the stages'
+    right-hand sides weighted by lam_i (their parameter, time and step-size parts), plus
+    sum_i lam_i . J k_i (W's part: -lam_i . dW k_i with dW = -dJ) and f_t_bar . df/dt, with
+    J k_i and df/dt the field's directional derivatives: a second-order product of the field,
+    never the derivative of the assembled Jacobian."""
+    K, f_t, solve = residuals
     field, t0, h, y0, _ = vjp_arg
     solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
     K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
@@ -653,25 +663,26 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     rows = tuple(np.asarray(x)[::-1] for x in _ROWS)
     (K_bar, y0_bar), lams = jax.lax.scan(back, (K_bar, _tree(jnp.zeros_like, y0)), rows)
     lam0 = solve_T(_tree(lambda kb: kb[..., 0], K_bar))[0]
-    # the stages' dependence on the field, t0, h and df/dt: stages 1-5 at once (vmapped), then 0
+    Lam = _tree(lambda l0, ls: jnp.concatenate([l0[..., None], jnp.moveaxis(ls[::-1], 0, -1)], axis=-1), lam0, lams)
+    gammas = np.asarray(_GAMMAS)
+    ft_bar = _tree(lambda L: h * (L @ gammas), Lam)  # r_i has gamma_i h df/dt
+    dot = lambda a, b: sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    n_dir = 7  # the six stages (J k_i) and the time direction (df/dt)
+    directions = (jnp.zeros(n_dir, h.dtype).at[-1].set(1.0),
+                  _tree(lambda k: jnp.concatenate([k, jnp.zeros_like(k[..., :1])], axis=-1), K))
     diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
 
-    def stage_rhs(diff_, f_t_):
-        return jax.vmap(lambda row: _stage_rhs(*eqx.combine(diff_, nondiff), y0, K, f_t_, row))(rows)
+    def psi(diff_, y0_):
+        field_, t0_, h_ = eqx.combine(diff_, nondiff)
+        rhs = jax.vmap(lambda row: _stage_rhs(field_, t0_, h_, y0, K, f_t, row))(rows)  # stages 5..1
+        prods = _field_jvps(field_, t0_, y0_, directions)
+        W_part = dot(_tree(lambda P: P[..., :6], prods), Lam) + dot(_tree(lambda P: P[..., 6], prods), ft_bar)
+        return dot(rhs, lams) + W_part
 
-    (field_bar, t0_bar, h_bar), ft_bar = jax.vjp(stage_rhs, diff, f_t)[1](lams)
-    ft_bar = _tree(lambda fb, l: fb + _GAMMAS[0] * h * l, ft_bar, lam0)  # r_0 = f0 + gamma_0 h df/dt
-    h_bar = h_bar + _GAMMAS[0] * sum(jnp.vdot(l, f) for l, f in zip(jax.tree.leaves(lam0), jax.tree.leaves(f_t)))
-    Lam = _tree(lambda l0, ls: jnp.concatenate([l0[..., None], jnp.moveaxis(ls[::-1], 0, -1)], axis=-1), lam0, lams)
-
-    def w_cotangent(data_, h_):
-        WK = jax.vmap(lambda k: linear_solve.matvec(field, data_, h_ * _GAMMA, k), in_axes=-1, out_axes=-1)(K)
-        return -sum(jnp.vdot(l, w) for l, w in zip(jax.tree.leaves(Lam), jax.tree.leaves(WK)))
-
-    data_bar, h_bar_W = jax.grad(w_cotangent, argnums=(0, 1))(data, h)
-    d_field, d_t0, d_y0 = jac_vjp((data_bar, ft_bar))
-    field_bar = _tree(lambda a, b: a if b is None else a + b, field_bar, d_field)
-    grads = (field_bar, t0_bar + d_t0, h_bar + h_bar_W, _tree(jnp.add, y0_bar, d_y0), lam0)
+    (field_bar, t0_bar, h_bar), y0_W = jax.grad(psi, argnums=(0, 1))(diff, y0)
+    # W = I / (h gamma) - J: its step-size part; r_0 = f0 + gamma_0 h df/dt
+    h_bar = h_bar + dot(Lam, K) / (h * h * _GAMMA) + _GAMMAS[0] * dot(lam0, f_t)
+    grads = (field_bar, t0_bar, h_bar, _tree(jnp.add, y0_bar, y0_W), lam0)
     return _tree(lambda g, p: g if p else None, grads, perturbed, is_leaf=lambda v: v is None)
 
 
