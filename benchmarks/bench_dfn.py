@@ -125,7 +125,10 @@ def bench_jaxcell_single(mesh, p, rtol, ref, repeats):
     return res
 
 
-def bench_gradient(model, p, rtol, ref, repeats, jacfwd=True):
+def gradient_loss(model, p, rtol, ref):
+    """The gradient benchmark's loss: the voltage RMSE against the reference at its times in
+    (1 s, T_FIT_MAX), a function of the GRAD_PARAMS values (and optionally diffrax's adjoint).
+    Returns (loss, theta0, t_fit)."""
     mask = (ref[:, 0] > 1.0) & (ref[:, 0] < T_FIT_MAX)
     t_fit, v_fit = jnp.asarray(ref[mask, 0]), jnp.asarray(ref[mask, 1])
     theta0 = {k: jnp.asarray(float(p[k])) for k in GRAD_PARAMS}
@@ -134,6 +137,12 @@ def bench_gradient(model, p, rtol, ref, repeats, jacfwd=True):
         sol = jaxcell.simulate(model, p.update(theta), C.EXPERIMENT, rtol=rtol, atol=C.ATOL, t_eval=t_fit,
                                adjoint=adjoint)
         return jnp.sqrt(jnp.mean((sol.voltage - v_fit) ** 2))
+
+    return loss, theta0, t_fit
+
+
+def bench_gradient(model, p, rtol, ref, repeats, jacfwd=True):
+    loss, theta0, t_fit = gradient_loss(model, p, rtol, ref)
 
     def timed(fn, label, reps):
         """First call (seconds, compile seconds) and warm median of a jitted function of theta0."""

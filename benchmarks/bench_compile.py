@@ -1,0 +1,85 @@
+"""Compile time of the DFN gradient benchmark's loss, each measurement in a fresh process.
+
+The loss is ``bench_dfn.gradient_loss``: the voltage RMSE of a 1C discharge (Chen2020, mesh
+20/10/20 with 15 shells, rtol 1e-3, 1527 reference times) as a function of 10 parameters. Each
+configuration runs in a new Python process that has compiled nothing before (JAX's persistent
+cache off, no PyBaMM) and times first calls, which are tracing, lowering, XLA's compile and one
+run:
+
+* ``separate``: ``jax.jit(loss)``, then ``jax.jit(jax.grad(loss))`` (a solve and a gradient as
+  two functions, as ``bench_dfn.py`` times them);
+* ``value_and_grad``: ``jax.jit(jax.value_and_grad(loss))`` (both from one function).
+
+XLA's CPU intra-op thread pool: JAX's default (one thread per core) and one thread, the setting
+``bench_dfn.py`` times everything with. XLA's compile runs faster with the default pool.
+
+Usage::
+
+    python benchmarks/bench_compile.py
+
+Writes ``benchmarks/results/compile_latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import _common as C
+
+CONFIGS = [("separate", 0), ("value_and_grad", 0), ("separate", 1), ("value_and_grad", 1)]
+
+
+def child(mode: str, one_thread: bool) -> dict:
+    C.init_xla_cpu(one_thread=one_thread)
+    import bench_dfn as B
+    import jax
+    import numpy as np
+
+    import jaxcell
+
+    p = jaxcell.load_parameters(C.SET)
+    ref = np.loadtxt(B.REFERENCE, delimiter=",", skiprows=1)
+    loss, theta0, _ = B.gradient_loss(B.parse_mesh("20,10,20,15,15"), p, 1e-3, ref)
+    fns = {"forward": jax.jit(loss), "grad": jax.jit(jax.grad(loss))} if mode == "separate" else {
+        "value_and_grad": jax.jit(jax.value_and_grad(loss))}
+    out = {"mode": mode}
+    for name, fn in fns.items():
+        s0, t0 = C.compile_seconds(), time.perf_counter()
+        jax.block_until_ready(fn(theta0))
+        out[name + "_first_call_s"] = time.perf_counter() - t0
+        out[name + "_compile_s"] = C.compile_seconds() - s0
+    out["total_first_calls_s"] = sum(v for k, v in out.items() if k.endswith("_first_call_s"))
+    out["xla_intra_op_threads"] = C.machine_info()["xla_intra_op_threads"]  # (imports PyBaMM: after the timings)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--child", nargs=2, metavar=("MODE", "ONE_THREAD"), help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(C.RESULTS / "compile_latest.json"))
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1] == "1")), flush=True)
+        return
+    runs = []
+    for mode, one in CONFIGS:
+        proc = subprocess.run([sys.executable, __file__, "--child", mode, str(one)], capture_output=True, text=True,
+                              check=True)
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs.append(r)
+        times = ", ".join(f"{k[:-len('_first_call_s')]} {v:.1f} s" for k, v in r.items() if k.endswith("_first_call_s"))
+        print(f"{mode}, XLA threads {r['xla_intra_op_threads']}: first calls {times}; total {r['total_first_calls_s']:.1f} s",
+              flush=True)
+    info = C.machine_info()
+    print(f"Machine: {info['cpu_model']}, {info['cpu_count']} cores; jax {info['jax']}, diffrax {info['diffrax']}")
+    with open(args.out, "w") as f:
+        json.dump({"machine": info, "runs": runs}, f, indent=1)
+    print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
