@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,9 +35,11 @@ CONFIGS = [("separate", 0), ("value_and_grad", 0), ("separate", 1), ("value_and_
 
 
 def child(mode: str, one_thread: bool) -> dict:
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)  # nothing read from an earlier run
     C.init_xla_cpu(one_thread=one_thread)
     import bench_dfn as B
-    import jax
     import numpy as np
 
     import jaxcell
@@ -67,8 +70,11 @@ def main():
         return
     runs = []
     for mode, one in CONFIGS:
+        env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
         proc = subprocess.run([sys.executable, __file__, "--child", mode, str(one)], capture_output=True, text=True,
-                              check=True)
+                              env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {mode} run (one XLA thread: {bool(one)}) failed:\n{proc.stderr[-4000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         runs.append(r)
         times = ", ".join(f"{k[:-len('_first_call_s')]} {v:.1f} s" for k, v in r.items() if k.endswith("_first_call_s"))
@@ -76,6 +82,7 @@ def main():
               flush=True)
     info = C.machine_info()
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} cores; jax {info['jax']}, diffrax {info['diffrax']}")
+    info.pop("xla_intra_op_threads")  # (this process's; each run records its own)
     with open(args.out, "w") as f:
         json.dump({"machine": info, "runs": runs}, f, indent=1)
     print(f"Wrote {args.out}")

@@ -108,8 +108,12 @@ class _LinearSolve(eqx.Module):
     """The linear algebra of a Rosenbrock stage, (I / hg - J) x = b for the state x = (y, q),
     in three parts: `jacobian` (the matrix data and the time derivative df/dt), `factorise`
     (a solve, linear in b) and `matvec` (the product with I / hg - J, cheap to differentiate
-    in the data). `factor` puts them together for differentiation by JAX; Rodas4's own
-    reverse-mode rule (`_stages`) uses the three parts directly."""
+    in the data). `factor` puts them together for differentiation by JAX (`matvec` serves only
+    this path). Rodas4's own reverse-mode rule (`_stages`) uses `jacobian` and `factorise` and
+    takes the matrix's derivative from the field's directional derivatives, so `jacobian` must
+    return the exact Jacobian and df/dt of `field(t, state, None)` (`StructuredSolve`: a model
+    whose right-hand side does not read t, with the sparsity its `structure` declares), or the
+    rule's derivative stops being that of the forward pass."""
 
     def jacobian(self, field, t, state):
         raise NotImplementedError

@@ -127,7 +127,8 @@ def test_reverse_rule_through_drive_cycle_equals_jax_derivative(chen):
     stages (`reverse_rule=False`), relative 1e-10. Lumped SPM, dense solve; the step-level test
     in tests/test_dfn.py covers the structured solve and a current that depends on the state.
     At the default tolerances: at rtol 1e-8 JAX's derivative of this protocol moves by about
-    1e-6 relative when the thickness moves by 1e-13, the rule's by 1e-10 (docs/dfn.md)."""
+    1e-6 relative when the thickness moves by 1e-13, the rule's by 1e-10. A CC step ended by an
+    event instead (until 3.9 V) makes both scatter by about 5e-7 (docs/dfn.md)."""
     from jaxcell.solvers import DenseSolve, Rodas4
 
     model = jaxcell.SPM(thermal="lumped")
@@ -138,7 +139,7 @@ def test_reverse_rule_through_drive_cycle_equals_jax_derivative(chen):
 
     def loss(values, rule):
         sol = jaxcell.simulate(model, chen.update(values), exp, t_eval=t_eval, solver=Rodas4(DenseSolve(), reverse_rule=rule))
-        return jnp.sum(sol.voltage**2) + jnp.sum(sol.temperature) + sol.step_end_time[0]
+        return jnp.sum(sol.voltage**2) + jnp.sum(sol.temperature)
 
     fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
     ours, jaxs = (
