@@ -2,6 +2,7 @@
 experiment structure and fixed-length t_eval arrays wherever they can: the solver is compiled
 once per (model, parameter-set functions, experiment structure, t_eval length)."""
 
+import functools
 from pathlib import Path
 
 import jax
@@ -22,6 +23,20 @@ GRAD_PARAMS = [
     "Negative particle diffusivity [m2.s-1]",
     "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]",
 ]  # every reference file has at most 2001 rows
+
+
+# XLA's lowest optimisation level, for tests that compare derivatives, not speed: compiles faster
+FAST_XLA = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def rule_and_jax_gradients(loss, *args, argnums=0):
+    """`jax.grad` of `loss(rule, *args)` with Rodas4's reverse-mode rule (rule True) and with JAX's
+    derivative of the same stages (rule False), each compiled ahead of time with `FAST_XLA`;
+    returns the two compiled functions of `args`."""
+    return [
+        jax.jit(jax.grad(functools.partial(loss, rule), argnums=argnums)).lower(*args).compile(compiler_options=FAST_XLA)
+        for rule in (True, False)
+    ]
 
 
 def load_reference(name: str):

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import GRAD_PARAMS
+from conftest import GRAD_PARAMS, rule_and_jax_gradients
 
 import jaxcell
 
@@ -137,15 +137,11 @@ def test_reverse_rule_through_drive_cycle_equals_jax_derivative(chen):
     t_eval = np.linspace(0.0, 470.0, 48)
     theta = {k: jnp.asarray(chen[k]) for k in GRAD_PARAMS}
 
-    def loss(values, rule):
+    def loss(rule, values):
         sol = jaxcell.simulate(model, chen.update(values), exp, t_eval=t_eval, solver=Rodas4(DenseSolve(), reverse_rule=rule))
         return jnp.sum(sol.voltage**2) + jnp.sum(sol.temperature)
 
-    fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    ours, jaxs = (
-        jax.jit(jax.grad(lambda th, r=rule: loss(th, r))).lower(theta).compile(compiler_options=fast)(theta)
-        for rule in (True, False)
-    )
+    ours, jaxs = (fn(theta) for fn in rule_and_jax_gradients(loss, theta))
     moved = 0
     for k in GRAD_PARAMS:
         a, b = float(ours[k]), float(jaxs[k])

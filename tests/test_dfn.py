@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GRAD_PARAMS, load_reference, padded_times
+from conftest import GRAD_PARAMS, load_reference, padded_times, rule_and_jax_gradients
 
 import jaxcell
 from jaxcell.physics import cell
@@ -271,12 +271,7 @@ def test_rodas_reverse_rule_equals_jax_derivative(chen, model_name):
     # derivative with the structured and with a dense solve differ by 2.5e-11 there, and
     # perturbing y0 by 1e-12 moves it by 2.4e-7 relative (docs/dfn.md)
     args = (theta, y, jnp.asarray(20.0), jnp.asarray(10.0))
-    # XLA's lowest optimisation level: this compares derivatives, not speed, and compiles faster
-    fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    fns = [
-        jax.jit(jax.grad(lambda *a, rule=rule: step_loss(rule, *a), argnums=(0, 1, 2, 3))).lower(*args).compile(compiler_options=fast)
-        for rule in (True, False)
-    ]
+    fns = rule_and_jax_gradients(step_loss, *args, argnums=(0, 1, 2, 3))
     for h in (10.0, 0.2):
         at = (theta, y, jnp.asarray(20.0), jnp.asarray(h))
         for ours, jaxs in zip(*(fn(*at) for fn in fns)):
