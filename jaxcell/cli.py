@@ -42,6 +42,37 @@ def _parse_set(item: str) -> tuple[str, float]:
         raise SystemExit(f"jaxcell: --set {item!r}: value {value!r} is not a number") from None
 
 
+def _add_transport_argument(parser) -> None:
+    from .physics.transport import TRANSPORT_EFFICIENCY_OPTIONS
+
+    parser.add_argument(
+        "--transport-efficiency", default="Bruggeman", choices=TRANSPORT_EFFICIENCY_OPTIONS,
+        help="effective transport of the SPMe and DFN (PyBaMM's option \"transport efficiency\"; default "
+             "Bruggeman). \"tortuosity factor\" reads \"... tortuosity factor (electrolyte)\" and \"(electrode)\", "
+             "which --set may add to the set",
+    )
+
+
+def _model(args):
+    """The model of --model with --thermal and --transport-efficiency."""
+    import jaxcell
+
+    cls = getattr(jaxcell, args.model)
+    if getattr(args, "transport_efficiency", "Bruggeman") == "Bruggeman":
+        return cls(thermal=args.thermal)
+    if args.model == "SPM":
+        raise ValueError("--transport-efficiency applies to the SPMe and the DFN; the SPM has no electrolyte or solid transport.")
+    return cls(thermal=args.thermal, transport_efficiency=args.transport_efficiency)
+
+
+def _with_overrides(params, items):
+    """`params` with the --set values; tortuosity factors may be added to a set that has none."""
+    new = dict(_parse_set(s) for s in items)
+    known = {k: v for k, v in new.items() if k in params or "tortuosity factor" not in k}
+    params = params.update(known)
+    return params.update({k: v for k, v in new.items() if k not in known}, check_already_exists=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcell", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help='override a parameter by its PyBaMM name, e.g. --set "Negative electrode porosity=0.3"')
     sim.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
+    _add_transport_argument(sim)
     sim.add_argument("--output", default="out.csv", help="CSV file to write (default out.csv)")
     sim.add_argument("--plot", default=None, metavar="PNG", help="also save a plot of voltage, current, temperature")
     from .ageing._cli import add_age_parser
@@ -99,14 +131,14 @@ def cmd_simulate(args) -> int:
     try:
         params = _load(args.parameters)
         if args.set:
-            params = params.update(dict(_parse_set(s) for s in args.set))
+            params = _with_overrides(params, args.set)
         steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
         experiment = jaxcell.Experiment(steps)
+        model = _model(args)
+        sol = jaxcell.simulate(model, params, experiment)
     except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2
-    model = getattr(jaxcell, args.model)(thermal=args.thermal)
-    sol = jaxcell.simulate(model, params, experiment)
     df = sol.to_pandas()
     df.to_csv(args.output, index=False, float_format="%.10g")
     print(f"model {args.model} ({args.thermal}), parameters {params.name}, {len(experiment)} step(s)")
@@ -153,10 +185,10 @@ def cmd_population(args) -> int:
         experiment = jaxcell.Experiment(steps)
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
+        model = _model(args)
     except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2
-    model = getattr(jaxcell, args.model)(thermal=args.thermal)
     t1 = time.perf_counter()
     sols = jax.block_until_ready(jaxcell.simulate_batch(model, cells, experiment, batch_size=args.batch_size))
     t2 = time.perf_counter()

@@ -1,6 +1,9 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA, load_reference
 
 from jaxcell.cli import main
 
@@ -25,11 +28,24 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--set", "Negative electrod porosity=0.3"], "Did you mean"),
         (["--experiment", "Discharge at 1C"], "Accepted step forms"),
         (["--parameters", "Nope2000"], "available: Chen2020"),
+        (["--model", "SPM", "--transport-efficiency", "tortuosity factor"], "the SPM has no electrolyte"),
+        (["--transport-efficiency", "tortuosity factor"], "'Negative electrode tortuosity factor (electrolyte)', which"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, args, message):
     assert main(["simulate", "--output", str(tmp_path / "x.csv"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_tortuosity_factors_added_by_set(tmp_path):
+    """--transport-efficiency "tortuosity factor" with the factors added by --set: the discharge
+    ends where PyBaMM's SPMe with the same factors ends (36-40 mV apart from Bruggeman's curve)."""
+    taus = json.loads((DATA / "pybamm" / "tortuosity_Chen2020.json").read_text())
+    out = tmp_path / "out.csv"
+    sets = [a for k, v in taus.items() for a in ("--set", f"{k}={v}")]
+    assert main(["simulate", "--model", "SPMe", "--transport-efficiency", "tortuosity factor", *sets, "--output", str(out)]) == 0
+    ref = load_reference("SPMe_tortuosity_Chen2020_1.0C.csv")
+    assert pd.read_csv(out).t_s.iloc[-1] == pytest.approx(ref[-1, 0], rel=1e-3)
 
 
 def test_cli_help(capsys):

@@ -60,8 +60,8 @@ class DFNStructure:
 class DFN(AbstractCellModel):
     """Doyle-Fuller-Newman model (Doyle, Fuller & Newman 1993; Marquis et al. 2019): spherical
     particles at every electrode node, electrolyte diffusion and migration, charge conservation
-    in both phases, Butler-Volmer kinetics, Bruggeman transport, optional lumped thermal model
-    and contact resistance.
+    in both phases, Butler-Volmer kinetics, effective transport (Bruggeman, or tortuosity factors:
+    `transport_efficiency`, as for `SPMe`), optional lumped thermal model and contact resistance.
 
     Potentials use the double-layer form (see the module docstring and docs/dfn.md): a pure ODE,
     integrated by default with `jaxcell.solvers.Rodas4` and a block-structured linear solve.
@@ -83,8 +83,10 @@ class DFN(AbstractCellModel):
     n_r_n: int = eqx.field(static=True, default=20)
     n_r_p: int = eqx.field(static=True, default=20)
     r_stretch: float = eqx.field(static=True, default=4.0)
+    transport_efficiency: str = eqx.field(static=True, default="Bruggeman")
 
     def __check_init__(self):
+        transport.check_option(self.transport_efficiency)
         if not (isinstance(self.r_stretch, (int, float)) and 1.0 <= self.r_stretch <= 100.0):
             raise ValueError(f"r_stretch must be a number in [1, 100] (1 = uniform shells), got {self.r_stretch!r}.")
         _check_sizes(n_x_n=self.n_x_n, n_x_s=self.n_x_s, n_x_p=self.n_x_p, n_r_n=self.n_r_n, n_r_p=self.n_r_p)
@@ -187,14 +189,13 @@ class DFN(AbstractCellModel):
             e = p[f"{name} porosity"]
             dx.append(jnp.full(n, p[f"{name} thickness [m]"] / n))
             eps.append(jnp.full(n, e))
-            tor.append(jnp.full(n, transport.bruggeman(e, p[f"{name} Bruggeman coefficient (electrolyte)"])))
+            tor.append(jnp.full(n, transport.efficiency(self.transport_efficiency, name, "electrolyte", e, p)))
         return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
 
-    @staticmethod
-    def _sigma_eff(domain, T, p):
+    def _sigma_eff(self, domain, T, p):
         D = domain.capitalize()
-        return p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.bruggeman(
-            1.0 - p[f"{D} electrode porosity"], p[f"{D} electrode Bruggeman coefficient (electrode)"]
+        return p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.efficiency(
+            self.transport_efficiency, f"{D} electrode", "electrode", 1.0 - p[f"{D} electrode porosity"], p
         )
 
     def _fields(self, y, current, p):

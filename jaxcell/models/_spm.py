@@ -134,14 +134,21 @@ class SPMe(SPM):
 
     State: particle concentrations (negative, positive), electrolyte concentration [mol.m-3] on
     `n_x_n + n_x_s + n_x_p` finite volumes across the cell, then the temperature [K].
+
+    `transport_efficiency` (PyBaMM's option "transport efficiency"): "Bruggeman" (default,
+    B = eps^b with the set's "... Bruggeman coefficient (electrolyte)" and "(electrode)") or
+    "tortuosity factor" (B = eps / tau with "... tortuosity factor (electrolyte)" and
+    "(electrode)", which the set must have; tau = eps^(1 - b) gives Bruggeman's B).
     """
 
     n_x_n: int = eqx.field(static=True, default=20)
     n_x_s: int = eqx.field(static=True, default=20)
     n_x_p: int = eqx.field(static=True, default=20)
+    transport_efficiency: str = eqx.field(static=True, default="Bruggeman")
 
     def __check_init__(self):
         _check_sizes(n_x_n=self.n_x_n, n_x_s=self.n_x_s, n_x_p=self.n_x_p)
+        transport.check_option(self.transport_efficiency)
 
     @property
     def n_x(self):
@@ -158,23 +165,20 @@ class SPMe(SPM):
         return jnp.concatenate([c_n, c_p, c_e, T])
 
     def _domains(self, p):
-        """Per-domain (name, n volumes, thickness, porosity, Bruggeman exponent)."""
+        """Per-domain (name, n volumes, thickness, porosity)."""
         return (
-            ("negative", self.n_x_n, p["Negative electrode thickness [m]"], p["Negative electrode porosity"],
-             p["Negative electrode Bruggeman coefficient (electrolyte)"]),
-            ("separator", self.n_x_s, p["Separator thickness [m]"], p["Separator porosity"],
-             p["Separator Bruggeman coefficient (electrolyte)"]),
-            ("positive", self.n_x_p, p["Positive electrode thickness [m]"], p["Positive electrode porosity"],
-             p["Positive electrode Bruggeman coefficient (electrolyte)"]),
+            ("Negative electrode", self.n_x_n, p["Negative electrode thickness [m]"], p["Negative electrode porosity"]),
+            ("Separator", self.n_x_s, p["Separator thickness [m]"], p["Separator porosity"]),
+            ("Positive electrode", self.n_x_p, p["Positive electrode thickness [m]"], p["Positive electrode porosity"]),
         )
 
     def _x_mesh(self, p):
         """Volume widths dx [m], porosity and transport efficiency at every x node."""
         dx, eps, tor = [], [], []
-        for _, n, L, e, b in self._domains(p):
+        for name, n, L, e in self._domains(p):
             dx.append(jnp.full(n, L / n))
             eps.append(jnp.full(n, e))
-            tor.append(jnp.full(n, transport.bruggeman(e, b)))
+            tor.append(jnp.full(n, transport.efficiency(self.transport_efficiency, name, "electrolyte", e, p)))
         return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
 
     def _electrolyte_terms(self, y, i_app, p):
@@ -203,12 +207,11 @@ class SPMe(SPM):
         tor_n, tor_s, tor_p = tor[0], tor[self.n_x_n], tor[-1]
         ohmic_e = -i_app * (L_n / (3 * kappa * tor_n) + L_s / (kappa * tor_s) + L_p / (3 * kappa * tor_p))
 
-        # solid: sigma_eff = sigma (1 - eps)^b_s
+        # solid: sigma_eff = sigma B_s(1 - eps)
         ohmic_s = 0.0
-        for domain, L in (("negative", L_n), ("positive", L_p)):
-            D = domain.capitalize()
-            sigma = p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.bruggeman(
-                1.0 - p[f"{D} electrode porosity"], p[f"{D} electrode Bruggeman coefficient (electrode)"]
+        for D, L in (("Negative", L_n), ("Positive", L_p)):
+            sigma = p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.efficiency(
+                self.transport_efficiency, f"{D} electrode", "electrode", 1.0 - p[f"{D} electrode porosity"], p
             )
             ohmic_s = ohmic_s - i_app * L / (3.0 * sigma)
         return eta[0], eta[1], eta_c + ohmic_e + ohmic_s

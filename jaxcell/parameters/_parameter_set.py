@@ -41,6 +41,7 @@ def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
         "density [kg.m-3]", "specific heat capacity", "temperature [k]",
         "number of electrodes connected in parallel", "number of cells connected in series",
         "reaction rate constant", "conductivity [s.m-1]", "initial concentration in electrolyte",
+        "tortuosity factor",
     )
     if any(p in low for p in positive):
         return "positive", lambda v: v > 0
@@ -174,7 +175,7 @@ class ParameterSet(eqx.Module):
         Raises `UnknownParameterError` for a name the set does not have (with close matches),
         unless ``check_already_exists=False``, and `ParameterValueError` for a value outside its
         physical range (porosities and volume fractions in (0, 1) (a separator's porosity may be 1); lengths, radii, diffusivities,
-        capacities, conductivities and reaction rate constants positive; every value finite).
+        capacities, conductivities and reaction rate constants and tortuosity factors positive; every value finite).
         """
         values = dict(self.values)
         functions = dict(self.functions)

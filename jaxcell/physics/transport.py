@@ -1,6 +1,41 @@
-"""Effective transport in porous media."""
+"""Effective transport in porous media: kappa_eff = kappa * B, with B the transport efficiency."""
+
+from ..parameters import UnknownParameterError
+
+# the `transport_efficiency` option of the SPMe and the DFN (PyBaMM's "transport efficiency")
+TRANSPORT_EFFICIENCY_OPTIONS = ("Bruggeman", "tortuosity factor")
+
+
+def check_option(value):
+    if value not in TRANSPORT_EFFICIENCY_OPTIONS:
+        raise ValueError(f"transport_efficiency={value!r} is not one of {TRANSPORT_EFFICIENCY_OPTIONS}.")
 
 
 def bruggeman(volume_fraction, exponent):
-    """Transport efficiency eps^b (Bruggeman 1935): kappa_eff = kappa * bruggeman(eps, b)."""
+    """Transport efficiency eps^b (Bruggeman 1935)."""
     return volume_fraction**exponent
+
+
+def tortuosity_factor(volume_fraction, tau):
+    """Transport efficiency eps / tau for a tortuosity factor tau; tau = eps^(1 - b) gives
+    Bruggeman's eps^b."""
+    return volume_fraction / tau
+
+
+def efficiency(option, region, phase, volume_fraction, p):
+    """Transport efficiency of `phase` ("electrolyte" or "electrode") in `region` ("Negative
+    electrode", "Separator" or "Positive electrode") whose volume fraction is `volume_fraction`
+    (the porosity for the electrolyte, one minus it for the electrode), under the model option
+    `option` (`TRANSPORT_EFFICIENCY_OPTIONS`). Reads PyBaMM's parameters "{region} Bruggeman
+    coefficient ({phase})" or "{region} tortuosity factor ({phase})"."""
+    if option == "Bruggeman":
+        return bruggeman(volume_fraction, p[f"{region} Bruggeman coefficient ({phase})"])
+    name = f"{region} tortuosity factor ({phase})"
+    if name not in p:
+        raise UnknownParameterError(
+            f"transport_efficiency='tortuosity factor' reads {name!r}, which parameter set {p.name!r} does not "
+            "have. Add the (positive) tortuosity factors of the electrolyte in both electrodes and the "
+            "separator and of both electrodes' solid with p.update({...}, check_already_exists=False); "
+            "tau = eps^(1 - b) reproduces Bruggeman's exponent b."
+        )
+    return tortuosity_factor(volume_fraction, p[name])

@@ -5,7 +5,7 @@ depend on it.  Running this script needs ``pip install pybamm==26.10.1.1``.
 
 Usage::
 
-    python tests/data/make_references.py
+    python tests/data/make_references.py [GROUP ...]   # groups: spm_spme dfn_lumped tortuosity functions (default all)
 
 Writes into ``tests/data/pybamm/``:
 
@@ -14,6 +14,12 @@ Writes into ``tests/data/pybamm/``:
   Ecker2015), RATE in (0.5, 1.0, 2.0).
 * ``{MODEL}_lumped_{SET}_1.0C.csv`` -- lumped-thermal 1C discharges (Chen2020, Marquis2019)
   (columns ``t_s,V_V,Q_Ah,T_K``).
+* ``DFNfine_lumped_{SET}_1.0C.csv`` -- the DFN with the lumped thermal model on the fine mesh
+  below (Chen2020, Marquis2019; columns ``t_s,V_V,Q_Ah,T_K``).
+* ``SPMe_tortuosity_Chen2020_1.0C.csv``, ``DFNfine_tortuosity_Chen2020_1.0C.csv`` -- isothermal
+  1C discharges with the option ``"transport efficiency": "tortuosity factor"`` and the
+  tortuosity factors ``TORTUOSITY`` (also written to ``tortuosity_Chen2020.json``), the SPMe on
+  PyBaMM's default mesh, the DFN on the fine mesh.
 * ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
   densities, electrolyte and particle transport) evaluated on a grid; the
   layout is described in the file's ``"_doc"`` entry.
@@ -27,6 +33,7 @@ fails on that set (same mesh and rtol otherwise).
 
 import json
 import pathlib
+import sys
 
 import numpy as np
 import pybamm
@@ -34,18 +41,30 @@ import pybamm
 OUT = pathlib.Path(__file__).resolve().parent / "pybamm"
 
 MODELS = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe}
+FINE = {"x_n": 60, "x_s": 30, "x_p": 60, "r_n": 60, "r_p": 60}  # as pybamm_reference.py --fine
+# tortuosity factors for the "transport efficiency": "tortuosity factor" references (Chen2020;
+# Bruggeman's would be 2.0, 1.46 and 1.73 for the electrolyte and 0.75 and 0.665 for the solid)
+TORTUOSITY = {
+    "Negative electrode tortuosity factor (electrolyte)": 3.0,
+    "Separator tortuosity factor (electrolyte)": 2.0,
+    "Positive electrode tortuosity factor (electrolyte)": 2.5,
+    "Negative electrode tortuosity factor (electrode)": 1.5,
+    "Positive electrode tortuosity factor (electrode)": 1.2,
+}
 SETS = ("Marquis2019", "Ecker2015")
 RATES = (0.5, 1.0, 2.0)
 N_OUT = 2001
 
 
-def discharge(model_name, set_name, rate, options=None):
-    """Constant-current discharge at `rate` C until the lower cut-off."""
-    model = MODELS[model_name](options=options or {})
+def discharge(model_name, set_name, rate, options=None, var_pts=None, update=None):
+    """Constant-current discharge at `rate` C until the lower cut-off (`model_name` SPM, SPMe
+    or DFN; `update`: parameters to set or add)."""
+    model = getattr(pybamm.lithium_ion, model_name)(options=options or {})
     params = pybamm.ParameterValues(set_name)
+    params.update(update or {}, check_already_exists=False)
     params["Current function [A]"] = rate * params["Nominal cell capacity [A.h]"]
     solver = pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10)
-    sim = pybamm.Simulation(model, parameter_values=params, solver=solver)
+    sim = pybamm.Simulation(model, parameter_values=params, var_pts=var_pts, solver=solver)
     t_end = 3600.0 / rate * 1.2
     sol = sim.solve([0.0, t_end], t_interp=np.linspace(0.0, t_end, N_OUT))
     cols = [
@@ -184,8 +203,7 @@ def functions(set_name):
     return res
 
 
-def main():
-    OUT.mkdir(parents=True, exist_ok=True)
+def spm_spme():
     for model_name in MODELS:
         for set_name in SETS:
             for rate in RATES:
@@ -206,12 +224,49 @@ def main():
             write_csv(
                 OUT / f"{model_name}_lumped_{set_name}_1.0C.csv", data, "t_s,V_V,Q_Ah,T_K"
             )
+
+
+def dfn_lumped():
+    """The DFN's lumped thermal model, on PyBaMM's fine mesh."""
+    for set_name in ("Chen2020", "Marquis2019"):
+        data, term, v_cut = discharge("DFN", set_name, 1.0, options={"thermal": "lumped"}, var_pts=FINE)
+        print(f"  termination: {term} (cut-off {v_cut} V)")
+        write_csv(OUT / f"DFNfine_lumped_{set_name}_1.0C.csv", data, "t_s,V_V,Q_Ah,T_K")
+
+
+def tortuosity():
+    """Tortuosity factors instead of Bruggeman exponents: the SPMe on PyBaMM's default mesh, the
+    DFN on the fine one."""
+    with open(OUT / "tortuosity_Chen2020.json", "w") as f:
+        json.dump(TORTUOSITY, f, indent=1)
+        f.write("\n")
+    for model_name, var_pts, tag in (("SPMe", None, "SPMe"), ("DFN", FINE, "DFNfine")):
+        data, term, v_cut = discharge(model_name, "Chen2020", 1.0, options={"transport efficiency": "tortuosity factor"},
+                                      var_pts=var_pts, update=TORTUOSITY)
+        print(f"  termination: {term} (cut-off {v_cut} V)")
+        write_csv(OUT / f"{tag}_tortuosity_Chen2020_1.0C.csv", data, "t_s,V_V,Q_Ah")
+
+
+def parameter_functions():
     for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
         path = OUT / f"functions_{set_name}.json"
         with open(path, "w") as f:
             json.dump(functions(set_name), f, indent=1)
             f.write("\n")
         print(f"{path.name}: {path.stat().st_size} bytes")
+
+
+GROUPS = {"spm_spme": spm_spme, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "functions": parameter_functions}
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    names = sys.argv[1:] or list(GROUPS)
+    unknown = set(names) - set(GROUPS)
+    if unknown:
+        raise SystemExit(f"unknown groups {sorted(unknown)}; choose from {list(GROUPS)}")
+    for name in names:
+        GROUPS[name]()
 
 
 if __name__ == "__main__":
