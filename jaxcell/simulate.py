@@ -87,8 +87,8 @@ def _control(model, row, p, t0, modes):
     does not depend on the state. The mode is not batched under `vmap` (cells share the
     protocol), so `lax.switch` runs only the branch of the step at hand.
 
-    Returns (current, state_dependent): whether the current may depend on the state (voltage
-    or power control)."""
+    Returns (current, state_dependent, time_dependent): whether the current may depend on the
+    state (voltage or power control) and on time (drive cycles)."""
     value = _amps(row.value, row.c_rate, p)
 
     def constant(t, y):
@@ -108,10 +108,11 @@ def _control(model, row, p, t0, modes):
 
     branches = [(constant, drive, voltage, power)[m] for m in modes]
     state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
+    time_dependent = MODES["drive"] in modes
     if len(branches) == 1:
-        return branches[0], state_dependent
+        return branches[0], state_dependent, time_dependent
     index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
-    return (lambda t, y: jax.lax.switch(index, branches, t, y)), state_dependent
+    return (lambda t, y: jax.lax.switch(index, branches, t, y)), state_dependent, time_dependent
 
 
 def _max_duration(row, p):
@@ -160,7 +161,7 @@ BIG = 1e6  # value of a disabled event condition (never crosses zero)
 def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tuple):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
-    current, state_dependent = _control(model, row, p, t0, modes)
+    current, state_dependent, time_dependent = _control(model, row, p, t0, modes)
     out_fn = _outputs(model, current, p)
     is_hold = row.mode == 2
     # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing
@@ -223,7 +224,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(CellField(model, p, current, state_dependent)), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
+        diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent)), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
         stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
         adjoint=opts.adjoint,
     )

@@ -94,6 +94,10 @@ class CellField(eqx.Module):
     # False when the current is a function of time only (current and drive-cycle control): the
     # structured solve then skips the current's gradient and its rank-one correction
     state_dependent: bool = eqx.field(static=True, default=True)
+    # False when the field does not depend on time (no drive cycle: the models' right-hand
+    # sides read time only through the current): Rodas4's reverse rule then skips df/dt's
+    # second-order product
+    time_dependent: bool = eqx.field(static=True, default=True)
 
     def rhs(self, t, y, I):
         return self.model.rhs(t, y, I, self.params)
@@ -647,43 +651,51 @@ def _field_jvps(field, t, state, directions):
 def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     """Reverse mode through the stages, from the stage equations W k_i = r_i with
     W = I / (h gamma) - J(t0, y0): with lam_i = W^-T k_bar_i, r_i gets the cotangent lam_i and
-    W gets -lam_i k_i^T. The stages are swept backwards in one scan (a transposed solve and the
-    state part of the stage's VJP each). The rest is one gradient of a scalar: the stages'
-    right-hand sides weighted by lam_i (their parameter, time and step-size parts), plus
-    sum_i lam_i . J k_i (W's part: -lam_i . dW k_i with dW = -dJ) and f_t_bar . df/dt, with
-    J k_i and df/dt the field's directional derivatives: a second-order product of the field,
-    never the derivative of the assembled Jacobian."""
+    W gets -lam_i k_i^T. The stages are swept backwards in one scan: a transposed solve and one
+    VJP of the stage's right-hand side each (its state, stage, parameter, time and step-size
+    parts). The rest is one gradient of a scalar, W's part sum_i lam_i . J k_i (-lam_i . dW k_i
+    with dW = -dJ) plus f_t_bar . df/dt, with J k_i and df/dt the field's directional
+    derivatives: a second-order product of the field, never the derivative of the assembled
+    Jacobian."""
     K, f_t, solve = residuals
     field, t0, h, y0, _ = vjp_arg
     solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
     K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
 
+    diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
+
+    def stage_rhs(diff_, y0_, K_, row):
+        field_, t0_, h_ = eqx.combine(diff_, nondiff)
+        return _stage_rhs(field_, t0_, h_, y0_, K_, f_t, row)
+
     def back(carry, row):
-        K_bar, y0_bar = carry
+        # one VJP of the stage's right-hand side gives its state, stage and parameter parts
+        K_bar, y0_bar, diff_bar = carry
         lam = solve_T(_tree(lambda kb: kb[..., row[0]], K_bar))[0]
-        d_y0, d_K = jax.vjp(lambda y0_, K_: _stage_rhs(field, t0, h, y0_, K_, f_t, row), y0, K)[1](lam)
-        return (_tree(jnp.add, K_bar, d_K), _tree(jnp.add, y0_bar, d_y0)), lam
+        d_diff, d_y0, d_K = jax.vjp(lambda *a: stage_rhs(*a, row), diff, y0, K)[1](lam)
+        return (_tree(jnp.add, K_bar, d_K), _tree(jnp.add, y0_bar, d_y0), _tree(jnp.add, diff_bar, d_diff)), lam
 
     rows = tuple(np.asarray(x)[::-1] for x in _ROWS)
-    (K_bar, y0_bar), lams = jax.lax.scan(back, (K_bar, _tree(jnp.zeros_like, y0)), rows)
+    init = (K_bar, _tree(jnp.zeros_like, y0), _tree(jnp.zeros_like, diff))
+    (K_bar, y0_bar, rhs_bar), lams = jax.lax.scan(back, init, rows)
     lam0 = solve_T(_tree(lambda kb: kb[..., 0], K_bar))[0]
     Lam = _tree(lambda l0, ls: jnp.concatenate([l0[..., None], jnp.moveaxis(ls[::-1], 0, -1)], axis=-1), lam0, lams)
     gammas = np.asarray(_GAMMAS)
     ft_bar = _tree(lambda L: h * (L @ gammas), Lam)  # r_i has gamma_i h df/dt
     dot = lambda a, b: sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    n_dir = 7  # the six stages (J k_i) and the time direction (df/dt)
-    directions = (jnp.zeros(n_dir, h.dtype).at[-1].set(1.0),
-                  _tree(lambda k: jnp.concatenate([k, jnp.zeros_like(k[..., :1])], axis=-1), K))
-    diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
+    # the six stages (J k_i) and, for a field that depends on time, the time direction (df/dt)
+    timed = field.time_dependent
+    directions = (jnp.zeros(6 + timed, h.dtype).at[-1].set(1.0 if timed else 0.0),
+                  _tree(lambda k: jnp.concatenate([k, jnp.zeros_like(k[..., :timed])], axis=-1), K))
 
     def psi(diff_, y0_):
-        field_, t0_, h_ = eqx.combine(diff_, nondiff)
-        rhs = jax.vmap(lambda row: _stage_rhs(field_, t0_, h_, y0, K, f_t, row))(rows)  # stages 5..1
+        field_, t0_, _ = eqx.combine(diff_, nondiff)
         prods = _field_jvps(field_, t0_, y0_, directions)
-        W_part = dot(_tree(lambda P: P[..., :6], prods), Lam) + dot(_tree(lambda P: P[..., 6], prods), ft_bar)
-        return dot(rhs, lams) + W_part
+        W_part = dot(_tree(lambda P: P[..., :6], prods), Lam)
+        return W_part + dot(_tree(lambda P: P[..., 6], prods), ft_bar) if timed else W_part
 
-    (field_bar, t0_bar, h_bar), y0_W = jax.grad(psi, argnums=(0, 1))(diff, y0)
+    W_bar, y0_W = jax.grad(psi, argnums=(0, 1))(diff, y0)
+    field_bar, t0_bar, h_bar = _tree(jnp.add, rhs_bar, W_bar)
     # W = I / (h gamma) - J: its step-size part; r_0 = f0 + gamma_0 h df/dt
     h_bar = h_bar + dot(Lam, K) / (h * h * _GAMMA) + _GAMMAS[0] * dot(lam0, f_t)
     grads = (field_bar, t0_bar, h_bar, _tree(jnp.add, y0_bar, y0_W), lam0)
