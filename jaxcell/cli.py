@@ -49,28 +49,40 @@ def _add_transport_argument(parser) -> None:
         "--transport-efficiency", default="Bruggeman", choices=TRANSPORT_EFFICIENCY_OPTIONS,
         help="effective transport of the SPMe and DFN (PyBaMM's option \"transport efficiency\"; default "
              "Bruggeman). \"tortuosity factor\" reads \"... tortuosity factor (electrolyte)\" and \"(electrode)\", "
-             "which --set may add to the set",
+             "which --set may add to the set (PyBaMM's names)",
     )
 
 
-def _model(args):
-    """The model of --model with --thermal and --transport-efficiency."""
+def _model(args, params):
+    """The model of --model with --thermal and --transport-efficiency (whose parameters `params`
+    must have)."""
     import jaxcell
+    from .physics.transport import TORTUOSITY_PARAMETERS
 
     cls = getattr(jaxcell, args.model)
     if getattr(args, "transport_efficiency", "Bruggeman") == "Bruggeman":
         return cls(thermal=args.thermal)
     if args.model == "SPM":
         raise ValueError("--transport-efficiency applies to the SPMe and the DFN; the SPM has no electrolyte or solid transport.")
+    missing = [k for k in TORTUOSITY_PARAMETERS if k not in params]
+    if missing:
+        raise ValueError(f"--transport-efficiency 'tortuosity factor' reads {', '.join(repr(k) for k in missing)}, which "
+                         f"parameter set {params.name!r} does not have: add them with --set \"NAME=VALUE\".")
     return cls(thermal=args.thermal, transport_efficiency=args.transport_efficiency)
 
 
-def _with_overrides(params, items):
-    """`params` with the --set values; tortuosity factors may be added to a set that has none."""
+def _with_overrides(params, items, transport_efficiency="Bruggeman"):
+    """`params` with the --set values. The tortuosity factors (PyBaMM's five names) may be added
+    to a set that has none, with --transport-efficiency "tortuosity factor" only."""
+    from .physics.transport import TORTUOSITY_PARAMETERS
+
     new = dict(_parse_set(s) for s in items)
-    known = {k: v for k, v in new.items() if k in params or "tortuosity factor" not in k}
-    params = params.update(known)
-    return params.update({k: v for k, v in new.items() if k not in known}, check_already_exists=False)
+    added = {k: v for k, v in new.items() if k in TORTUOSITY_PARAMETERS and k not in params}
+    if added and transport_efficiency != "tortuosity factor":
+        raise ValueError(f"--set {next(iter(added))!r}: tortuosity factors are read only with "
+                         "--transport-efficiency \"tortuosity factor\".")
+    params = params.update({k: v for k, v in new.items() if k not in added})
+    return params.update(added, check_already_exists=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,14 +143,14 @@ def cmd_simulate(args) -> int:
     try:
         params = _load(args.parameters)
         if args.set:
-            params = _with_overrides(params, args.set)
+            params = _with_overrides(params, args.set, args.transport_efficiency)
         steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
         experiment = jaxcell.Experiment(steps)
-        model = _model(args)
-        sol = jaxcell.simulate(model, params, experiment)
+        model = _model(args, params)
     except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2
+    sol = jaxcell.simulate(model, params, experiment)
     df = sol.to_pandas()
     df.to_csv(args.output, index=False, float_format="%.10g")
     print(f"model {args.model} ({args.thermal}), parameters {params.name}, {len(experiment)} step(s)")
@@ -185,7 +197,7 @@ def cmd_population(args) -> int:
         experiment = jaxcell.Experiment(steps)
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
-        model = _model(args)
+        model = _model(args, params)
     except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2

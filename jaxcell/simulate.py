@@ -162,6 +162,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
     current, state_dependent, time_dependent = _control(model, row, p, t0, modes)
+    time_dependent = time_dependent or model.rhs_reads_time
     out_fn = _outputs(model, current, p)
     is_hold = row.mode == 2
     # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing

@@ -94,9 +94,9 @@ class CellField(eqx.Module):
     # False when the current is a function of time only (current and drive-cycle control): the
     # structured solve then skips the current's gradient and its rank-one correction
     state_dependent: bool = eqx.field(static=True, default=True)
-    # False when the field does not depend on time (no drive cycle: the models' right-hand
-    # sides read time only through the current): Rodas4's reverse rule then skips df/dt's
-    # second-order product
+    # False when the field does not depend on time (neither the current, as under a drive
+    # cycle, nor the model's rhs, `AbstractCellModel.rhs_reads_time`): Rodas4's reverse rule
+    # then skips df/dt's second-order product
     time_dependent: bool = eqx.field(static=True, default=True)
 
     def rhs(self, t, y, I):

@@ -29,7 +29,10 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--experiment", "Discharge at 1C"], "Accepted step forms"),
         (["--parameters", "Nope2000"], "available: Chen2020"),
         (["--model", "SPM", "--transport-efficiency", "tortuosity factor"], "the SPM has no electrolyte"),
-        (["--transport-efficiency", "tortuosity factor"], "'Negative electrode tortuosity factor (electrolyte)', which"),
+        (["--model", "DFN", "--transport-efficiency", "tortuosity factor"], "add them with --set"),
+        (["--set", "Separator tortuosity factor (electrolyte)=2"], "read only with --transport-efficiency"),
+        (["--transport-efficiency", "tortuosity factor", "--set", "Separator tortuosity factr (electrolyte)=2"],
+         "Unknown parameter"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, args, message):
@@ -45,7 +48,11 @@ def test_cli_tortuosity_factors_added_by_set(tmp_path):
     sets = [a for k, v in taus.items() for a in ("--set", f"{k}={v}")]
     assert main(["simulate", "--model", "SPMe", "--transport-efficiency", "tortuosity factor", *sets, "--output", str(out)]) == 0
     ref = load_reference("SPMe_tortuosity_Chen2020_1.0C.csv")
-    assert pd.read_csv(out).t_s.iloc[-1] == pytest.approx(ref[-1, 0], rel=1e-3)
+    df = pd.read_csv(out)
+    assert df.t_s.iloc[-1] == pytest.approx(ref[-1, 0], rel=1e-3)
+    inside = (df.t_s > 1.0) & (df.t_s < ref[-1, 0])
+    rms = 1e3 * np.sqrt(np.mean((df.V_V[inside] - np.interp(df.t_s[inside], ref[:, 0], ref[:, 1])) ** 2))
+    assert rms < 1.0, f"{rms:.3f} mV RMS"
 
 
 def test_cli_help(capsys):

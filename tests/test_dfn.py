@@ -298,8 +298,8 @@ def test_rodas_reverse_rule_equals_jax_derivative(chen, model_name, timed):
     fns = rule_and_jax_gradients(step_loss, *args, argnums=(0, 1, 2, 3))
     for h in (10.0, 0.2):
         at = (theta, y, jnp.asarray(20.0), jnp.asarray(h))
-        for ours, jaxs in zip(*(fn(*at) for fn in fns)):
+        for arg, (ours, jaxs) in enumerate(zip(*(fn(*at) for fn in fns))):
             for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(jaxs)):
                 scale = float(jnp.max(jnp.abs(b)))
-                assert bool(jnp.all(jnp.isfinite(b))) and (scale > 0.0 or not timed)  # untimed: t0's is 0
+                assert bool(jnp.all(jnp.isfinite(b))) and (scale > 0.0 or (arg == 2 and not timed))  # untimed: t0's is 0
                 assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * scale, h

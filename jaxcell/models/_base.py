@@ -42,6 +42,10 @@ class AbstractCellModel(eqx.Module):
         """Particle surface stoichiometries (negative, positive), each a scalar (the extreme
         value over the electrode for spatially resolved models)."""
 
+    # Whether `rhs` reads its time argument. A model whose rhs does keeps True: Rodas4's reverse
+    # rule then includes df/dt's part of the gradient for every protocol, not only drive cycles.
+    rhs_reads_time = True
+
     # The outputs (voltage, temperature, and the current under any control) depend on
     # y[output_start:] only: `simulate` saves that part of the state at the output times.
     # A model whose outputs need all of its state keeps 0.

@@ -84,6 +84,7 @@ class DFN(AbstractCellModel):
     n_r_p: int = eqx.field(static=True, default=20)
     r_stretch: float = eqx.field(static=True, default=4.0)
     transport_efficiency: str = eqx.field(static=True, default="Bruggeman")
+    rhs_reads_time = False  # time enters through the current only
 
     def __check_init__(self):
         transport.check_option(self.transport_efficiency)

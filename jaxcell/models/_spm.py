@@ -54,6 +54,7 @@ class SPM(AbstractCellModel):
 
     thermal: str = eqx.field(static=True, default="isothermal")
     n_r_n: int = eqx.field(static=True, default=20)
+    rhs_reads_time = False  # time enters through the current only (SPM, SPMe)
     n_r_p: int = eqx.field(static=True, default=20)
 
     def __check_init__(self):
@@ -138,7 +139,8 @@ class SPMe(SPM):
     `transport_efficiency` (PyBaMM's option "transport efficiency"): "Bruggeman" (default,
     B = eps^b with the set's "... Bruggeman coefficient (electrolyte)" and "(electrode)") or
     "tortuosity factor" (B = eps / tau with "... tortuosity factor (electrolyte)" and
-    "(electrode)", which the set must have; tau = eps^(1 - b) gives Bruggeman's B).
+    "(electrode)", which the set must have; tau = phi^(1 - b) gives Bruggeman's B, phi the
+    porosity for the electrolyte and one minus it for the electrode).
     """
 
     n_x_n: int = eqx.field(static=True, default=20)

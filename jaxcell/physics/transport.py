@@ -4,6 +4,14 @@ from ..parameters import UnknownParameterError
 
 # the `transport_efficiency` option of the SPMe and the DFN (PyBaMM's "transport efficiency")
 TRANSPORT_EFFICIENCY_OPTIONS = ("Bruggeman", "tortuosity factor")
+# what "tortuosity factor" reads (PyBaMM's names)
+TORTUOSITY_PARAMETERS = (
+    "Negative electrode tortuosity factor (electrolyte)",
+    "Separator tortuosity factor (electrolyte)",
+    "Positive electrode tortuosity factor (electrolyte)",
+    "Negative electrode tortuosity factor (electrode)",
+    "Positive electrode tortuosity factor (electrode)",
+)
 
 
 def check_option(value):
@@ -17,8 +25,8 @@ def bruggeman(volume_fraction, exponent):
 
 
 def tortuosity_factor(volume_fraction, tau):
-    """Transport efficiency eps / tau for a tortuosity factor tau; tau = eps^(1 - b) gives
-    Bruggeman's eps^b."""
+    """Transport efficiency phi / tau for a tortuosity factor tau, phi the phase's volume
+    fraction; tau = phi^(1 - b) gives Bruggeman's phi^b."""
     return volume_fraction / tau
 
 
@@ -36,6 +44,7 @@ def efficiency(option, region, phase, volume_fraction, p):
             f"transport_efficiency='tortuosity factor' reads {name!r}, which parameter set {p.name!r} does not "
             "have. Add the (positive) tortuosity factors of the electrolyte in both electrodes and the "
             "separator and of both electrodes' solid with p.update({...}, check_already_exists=False); "
-            "tau = eps^(1 - b) reproduces Bruggeman's exponent b."
+            "tau = phi^(1 - b), with phi the porosity for the electrolyte and one minus it for the "
+            "electrode, reproduces Bruggeman's exponent b."
         )
     return tortuosity_factor(volume_fraction, p[name])
