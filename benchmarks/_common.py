@@ -316,11 +316,13 @@ SYMBOLIC_DOMAINS = ("negative electrode", "separator", "positive electrode", "ne
 
 
 def pybamm_build(name, inputs, *, symbolic_mesh, rtol=RTOL, atol=ATOL, threads=1, var_pts=None, options=None,
-                 values=None):
+                 values=None, particle_stretch=None):
     """Build PyBaMM's `name` model (isothermal, Chen2020 updated with `values`) with the parameters
     `inputs` as ``[input]``; with `symbolic_mesh`, ``pybamm.SymbolicUniform1DSubMesh`` on the x and
     r domains, so thicknesses and particle radii (which set the mesh) can be inputs. IDAKLU with
-    `rtol`, `atol`, `threads` and the voltage as its only output variable.
+    `rtol`, `atol`, `threads` and the voltage as its only output variable. `particle_stretch`:
+    ``pybamm.Exponential1DSubMesh`` in the particles, shells thinner towards the surface (side
+    "right", that stretch), like jaxcell's `r_stretch`.
     Returns (built model, solver, build seconds)."""
     import pybamm
 
@@ -332,6 +334,9 @@ def pybamm_build(name, inputs, *, symbolic_mesh, rtol=RTOL, atol=ATOL, threads=1
     submesh = dict(model.default_submesh_types)
     if symbolic_mesh:
         submesh.update({dom: pybamm.SymbolicUniform1DSubMesh for dom in SYMBOLIC_DOMAINS})
+    if particle_stretch is not None:
+        stretched = pybamm.MeshGenerator(pybamm.Exponential1DSubMesh, submesh_params={"side": "right", "stretch": particle_stretch})
+        submesh.update({"negative particle": stretched, "positive particle": stretched})
     solver_options = {"num_threads": threads} if threads != 1 else None
     solver = pybamm.IDAKLUSolver(rtol=rtol, atol=atol, output_variables=["Voltage [V]"], options=solver_options)
     sim = pybamm.Simulation(model, parameter_values=pv, solver=solver, submesh_types=submesh, var_pts=var_pts)

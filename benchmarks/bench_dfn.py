@@ -13,7 +13,9 @@ multi-thread pool; the DFN solver no longer calls LAPACK, the SPM/SPMe dense sol
 
    * PyBaMM ``pybamm.lithium_ion.DFN()``, ``IDAKLUSolver(rtol=r, atol=1e-8)`` for r in ``--pybamm-rtols``, its default mesh
      (20 points per domain), a coarser one ``{x_n: 16, x_s: 8, x_p: 16, r_n: 15, r_p: 15}`` (the
-     sizes of jaxcell's coarsest candidate) and, unless ``--no-pybamm-fine`` and the default mesh is
+     sizes of jaxcell's coarsest candidate), both of them also with shells thinner towards the
+     particle surface (``pybamm.Exponential1DSubMesh``, side "right", stretch 2; jaxcell's
+     shells are stretched too) and, unless ``--no-pybamm-fine`` and the default mesh is
      within ``--target-mV``, a finer mesh ``{x_n: 30, x_s: 15, x_p: 30, r_n: 30, r_p: 30}``;
    * jaxcell ``jaxcell.DFN(...)`` (Rodas4 with the structured linear solve) on each mesh of
      ``--meshes`` (``default``: 40/20/40 x-nodes, 20 shells; ``20,20,20,20,20``: PyBaMM's default
@@ -71,6 +73,7 @@ import jaxcell
 REFERENCE = pathlib.Path("/work/shared/reference/pybamm/DFNfine_Chen2020_1.0C.csv")
 FINE_VAR_PTS = {"x_n": 30, "x_s": 15, "x_p": 30, "r_n": 30, "r_p": 30}
 COARSE_VAR_PTS = {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 15, "r_p": 15}
+PARTICLE_STRETCH = 2.0  # pybamm.Exponential1DSubMesh's stretch (most accurate of 1.15, 1.5, 2.0 at 15 shells)
 SAME_MESH = "20,20,20,20,20"  # PyBaMM's default DFN mesh sizes (x_n, x_s, x_p, r_n, r_p)
 T_FIT_MAX = 3300.0  # gradient loss: reference times in (1 s, T_FIT_MAX)
 GRAD_PARAMS = [
@@ -91,8 +94,9 @@ def _acc_text(acc):
     return f"RMS {acc['rms_mV']:.3f} mV, max {acc['max_mV']:.3f} mV, end {acc['dt_end_pct']:+.4f} %"
 
 
-def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL):
-    built, solver, build_s = C.pybamm_build("DFN", [C.I_APP], symbolic_mesh=False, var_pts=var_pts, rtol=rtol)
+def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL, particle_stretch=None):
+    built, solver, build_s = C.pybamm_build("DFN", [C.I_APP], symbolic_mesh=False, var_pts=var_pts, rtol=rtol,
+                                            particle_stretch=particle_stretch)
     y0 = built.concatenated_initial_conditions
     n_states = int(y0.shape[0]) if y0 is not None else None
     (t, v, term), first, med, times = C.pybamm_single(built, solver, {C.I_APP: I_1C}, ref[:, 0], repeats)
@@ -100,7 +104,8 @@ def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL):
     print(f"PyBaMM {label} mesh {var_pts or 'default'} ({n_states} states), rtol {rtol:g}: build {build_s:.2f} s, first solve "
           f"{first*1e3:.1f} ms, warm median {med*1e3:.2f} ms; vs reference: {_acc_text(acc)} ({term})", flush=True)
     return {
-        "mesh": label, "var_pts": var_pts or "default (20 per domain)", "n_states": n_states, "rtol": rtol,
+        "mesh": label, "var_pts": var_pts or "default (20 per domain)", "particle_stretch": particle_stretch,
+        "n_states": n_states, "rtol": rtol,
         "atol": C.ATOL, "build_s": build_s, "first_solve_s": first, "single_median_s": med,
         "single_times_s": times, "termination": term, "vs_reference": acc,
     }
@@ -272,6 +277,10 @@ def main():
     print("\n=== PyBaMM single solve and accuracy ===", flush=True)
     pb = [bench_pybamm_single("default", None, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
     pb += [bench_pybamm_single("coarse", COARSE_VAR_PTS, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
+    # shells thinner towards the surface, as jaxcell's: far more accurate per shell
+    for label, var_pts in (("default, stretched shells", None), ("coarse, stretched shells", COARSE_VAR_PTS)):
+        pb += [bench_pybamm_single(label, var_pts, ref, args.repeats, I_1C, rtol, particle_stretch=PARTICLE_STRETCH)
+               for rtol in args.pybamm_rtols]
     if min(r["vs_reference"]["rms_mV"] for r in pb) >= args.target_mV or not args.no_pybamm_fine:
         pb += [bench_pybamm_single("fine", FINE_VAR_PTS, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
     out["pybamm_single"] = pb
