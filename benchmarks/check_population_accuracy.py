@@ -35,15 +35,12 @@ FINE = {"x_n": 60, "x_s": 30, "x_p": 60, "r_n": 60, "r_p": 60}
 
 
 def pybamm_voltage(cell_values, ts, var_pts, rtol, atol):
-    import pybamm
-
-    pv = pybamm.ParameterValues(C.SET)
-    pv.update(cell_values)
-    pv["Current function [A]"] = float(pv["Nominal cell capacity [A.h]"])
-    model = pybamm.lithium_ion.DFN(options={"contact resistance": "true"})
-    sim = pybamm.Simulation(model, parameter_values=pv, var_pts=var_pts, solver=pybamm.IDAKLUSolver(rtol=rtol, atol=atol))
-    sol = sim.solve([0, C.T_END], t_interp=ts)
-    return np.interp(ts, sol["Time [s]"].entries, sol["Voltage [V]"].entries, right=np.nan)
+    """PyBaMM's DFN (contact resistance on) of one cell at the set's current (1C, as in the
+    population benchmark), its voltage on `ts` (NaN after its end)."""
+    built, solver, _ = C.pybamm_build("DFN", [], symbolic_mesh=False, rtol=rtol, atol=atol, var_pts=var_pts,
+                                      options={"contact resistance": "true"}, values=cell_values)
+    t, v, _ = C.pybamm_solve(built, solver, {}, ts)
+    return np.interp(ts, t, v, right=np.nan)
 
 
 def main():

@@ -57,14 +57,14 @@ def _model(args, params):
     """The model of --model with --thermal and --transport-efficiency (whose parameters `params`
     must have)."""
     import jaxcell
-    from .physics.transport import TORTUOSITY_PARAMETERS
+    from .physics.transport import missing_parameters
 
     cls = getattr(jaxcell, args.model)
     if getattr(args, "transport_efficiency", "Bruggeman") == "Bruggeman":
         return cls(thermal=args.thermal)
     if args.model == "SPM":
         raise ValueError("--transport-efficiency applies to the SPMe and the DFN; the SPM has no electrolyte or solid transport.")
-    missing = [k for k in TORTUOSITY_PARAMETERS if k not in params]
+    missing = missing_parameters(args.transport_efficiency, params)
     if missing:
         raise ValueError(f"--transport-efficiency 'tortuosity factor' reads {', '.join(repr(k) for k in missing)}, which "
                          f"parameter set {params.name!r} does not have: add them with --set \"NAME=VALUE\".")

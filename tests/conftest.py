@@ -49,6 +49,19 @@ def padded_times(t: np.ndarray, n: int = N_EVAL) -> np.ndarray:
     return np.concatenate([t, np.full(n - t.size, t[-1])])
 
 
+def rms_after_first_second(sol, ref):
+    """RMS voltage difference [mV] on the reference's times after t = 1 s (the double layers
+    charge within microseconds, so at t = 0 the voltage is still the open-circuit one) up to
+    the earlier end, and the relative difference of the end times. `sol` was evaluated at the
+    (padded) reference times."""
+    n = ref.shape[0]
+    V = np.asarray(sol.voltage)[:n]
+    t_end = float(sol.step_end_time[-1])
+    mask = (ref[:, 0] > 1.0) & (ref[:, 0] <= t_end) & np.isfinite(V)
+    d = V[mask] - ref[mask, 1]
+    return 1e3 * np.sqrt(np.mean(d**2)), t_end / ref[-1, 0] - 1.0
+
+
 @pytest.fixture(scope="session")
 def chen():
     return jaxcell.load_parameters("Chen2020")

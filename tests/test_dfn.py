@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GRAD_PARAMS, load_reference, padded_times, rule_and_jax_gradients
+from conftest import GRAD_PARAMS, load_reference, padded_times, rms_after_first_second, rule_and_jax_gradients
 
 import jaxcell
 from jaxcell.physics import cell
@@ -25,19 +25,6 @@ def dfn():
     return jaxcell.DFN()
 
 
-def _rms_after_first_second(sol, ref):
-    """RMS voltage difference [mV] on the reference's times after t = 1 s (the double layers
-    charge within microseconds, so at t = 0 the voltage is still the open-circuit one) up to
-    the earlier end, and the relative difference of the end times. `sol` was evaluated at the
-    (padded) reference times."""
-    n = ref.shape[0]
-    V = np.asarray(sol.voltage)[:n]
-    t_end = float(sol.step_end_time[-1])
-    mask = (ref[:, 0] > 1.0) & (ref[:, 0] <= t_end) & np.isfinite(V)
-    d = V[mask] - ref[mask, 1]
-    return 1e3 * np.sqrt(np.mean(d**2)), t_end / ref[-1, 0] - 1.0
-
-
 @pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019", "Ecker2015"])
 def test_dfn_matches_converged_pybamm(dfn, pset):
     """Within 1 mV RMS of PyBaMM's DFN on a 60-point mesh (IDAKLU, rtol 1e-8) at 0.5C, 1C and
@@ -48,7 +35,7 @@ def test_dfn_matches_converged_pybamm(dfn, pset):
         ref = load_reference(f"DFNfine_{pset}_{rate}C.csv")
         sol = jaxcell.simulate(dfn, p, f"Discharge at {rate}C until {cutoff} V", t_eval=padded_times(ref[:, 0]))
         assert int(sol.status) == jaxcell.Status.COMPLETED, sol.message
-        rms, dt = _rms_after_first_second(sol, ref)
+        rms, dt = rms_after_first_second(sol, ref)
         assert rms < 1.0, f"{pset} {rate}C: {rms:.3f} mV RMS"
         assert abs(dt) < 5e-3, f"{pset} {rate}C: end time off by {dt:.2%}"
 
@@ -65,7 +52,7 @@ def test_dfn_lumped_thermal_matches_converged_pybamm(pset):
     sol = jaxcell.simulate(jaxcell.DFN(thermal="lumped"), p, f"Discharge at 1C until {cutoff} V",
                            t_eval=padded_times(ref[:, 0]))
     assert int(sol.status) == jaxcell.Status.COMPLETED, sol.message
-    rms, dt = _rms_after_first_second(sol, ref)
+    rms, dt = rms_after_first_second(sol, ref)
     assert rms < 1.0, f"{rms:.3f} mV RMS"
     assert abs(dt) < 5e-3
     reached = ref[:, 0] <= float(sol.step_end_time[-1])

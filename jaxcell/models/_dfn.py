@@ -27,7 +27,7 @@ from .. import mesh
 from ..physics import cell, kinetics, transport
 from ..physics.constants import R_GAS, F
 from ._base import AbstractCellModel
-from ._spm import _check_sizes, exchange_current, particle_rhs
+from ._spm import _check_sizes, exchange_current, particle_rhs, solid_conductivity, x_volumes
 
 DEFAULT_DOUBLE_LAYER = 0.2  # F.m-2, used when a set has no double-layer capacity
 
@@ -185,19 +185,7 @@ class DFN(AbstractCellModel):
     # -- physics -------------------------------------------------------------------------------
     def _mesh(self, p):
         """Volume widths dx [m], porosity, transport efficiency (electrolyte) at every node."""
-        dx, eps, tor = [], [], []
-        for name, n in (("Negative electrode", self.n_x_n), ("Separator", self.n_x_s), ("Positive electrode", self.n_x_p)):
-            e = p[f"{name} porosity"]
-            dx.append(jnp.full(n, p[f"{name} thickness [m]"] / n))
-            eps.append(jnp.full(n, e))
-            tor.append(jnp.full(n, transport.efficiency(self.transport_efficiency, name, "electrolyte", e, p)))
-        return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
-
-    def _sigma_eff(self, domain, T, p):
-        D = domain.capitalize()
-        return p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.efficiency(
-            self.transport_efficiency, f"{D} electrode", "electrode", 1.0 - p[f"{D} electrode porosity"], p
-        )
+        return x_volumes(self.transport_efficiency, (self.n_x_n, self.n_x_s, self.n_x_p), p)
 
     def _fields(self, y, current, p):
         """Everything the rhs, the voltage and the heat need: face currents, reaction rates."""
@@ -214,7 +202,7 @@ class DFN(AbstractCellModel):
         nu_f = 0.5 * (nu[:-1] + nu[1:])
         h = 0.5 * (dx[:-1] + dx[1:])  # node-to-node distances
         dlnc = jnp.diff(jnp.log(c_e)) / h
-        sig_n, sig_p = self._sigma_eff("negative", T, p), self._sigma_eff("positive", T, p)
+        sig_n, sig_p = (solid_conductivity(self.transport_efficiency, d, T, p) for d in ("negative", "positive"))
 
         # interior faces of the negative electrode: 0..nn-2, of the positive: nn+ns..n_x-2
         fn = slice(0, nn - 1)

@@ -33,6 +33,30 @@ def exchange_current(domain, c_e, c_surf, T, p):
     return p.evaluate(f"{D} electrode exchange-current density [A.m-2]", c_e, c_s, c_max, T)
 
 
+REGIONS = ("Negative electrode", "Separator", "Positive electrode")
+
+
+def x_volumes(transport_efficiency, sizes, p):
+    """Finite volumes across the cell, `sizes` = volumes in (negative electrode, separator,
+    positive electrode): widths dx [m], porosity and the electrolyte's transport efficiency at
+    every node (SPMe and DFN)."""
+    dx, eps, tor = [], [], []
+    for name, n in zip(REGIONS, sizes):
+        e = p[f"{name} porosity"]
+        dx.append(jnp.full(n, p[f"{name} thickness [m]"] / n))
+        eps.append(jnp.full(n, e))
+        tor.append(jnp.full(n, transport.efficiency(transport_efficiency, name, "electrolyte", e, p)))
+    return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
+
+
+def solid_conductivity(transport_efficiency, domain, T, p):
+    """Effective electronic conductivity [S/m] of an electrode's solid (SPMe and DFN)."""
+    D = domain.capitalize()
+    return p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.efficiency(
+        transport_efficiency, f"{D} electrode", "electrode", 1.0 - p[f"{D} electrode porosity"], p
+    )
+
+
 def uniform_interfacial_current(domain, i_app, p):
     """x-averaged interfacial current density j [A.m-2] of an electrode carrying `i_app`
     [A.m-2]: i_app / (a L) in the negative, -i_app / (a L) in the positive."""
@@ -54,8 +78,8 @@ class SPM(AbstractCellModel):
 
     thermal: str = eqx.field(static=True, default="isothermal")
     n_r_n: int = eqx.field(static=True, default=20)
-    rhs_reads_time = False  # time enters through the current only (SPM, SPMe)
     n_r_p: int = eqx.field(static=True, default=20)
+    rhs_reads_time = False  # time enters through the current only (SPM, SPMe)
 
     def __check_init__(self):
         _check_sizes(n_r_n=self.n_r_n, n_r_p=self.n_r_p)
@@ -166,29 +190,16 @@ class SPMe(SPM):
         c_e = jnp.full(self.n_x, p["Initial concentration in electrolyte [mol.m-3]"])
         return jnp.concatenate([c_n, c_p, c_e, T])
 
-    def _domains(self, p):
-        """Per-domain (name, n volumes, thickness, porosity)."""
-        return (
-            ("Negative electrode", self.n_x_n, p["Negative electrode thickness [m]"], p["Negative electrode porosity"]),
-            ("Separator", self.n_x_s, p["Separator thickness [m]"], p["Separator porosity"]),
-            ("Positive electrode", self.n_x_p, p["Positive electrode thickness [m]"], p["Positive electrode porosity"]),
-        )
-
     def _x_mesh(self, p):
         """Volume widths dx [m], porosity and transport efficiency at every x node."""
-        dx, eps, tor = [], [], []
-        for name, n, L, e in self._domains(p):
-            dx.append(jnp.full(n, L / n))
-            eps.append(jnp.full(n, e))
-            tor.append(jnp.full(n, transport.efficiency(self.transport_efficiency, name, "electrolyte", e, p)))
-        return jnp.concatenate(dx), jnp.concatenate(eps), jnp.concatenate(tor)
+        return x_volumes(self.transport_efficiency, (self.n_x_n, self.n_x_s, self.n_x_p), p)
 
     def _electrolyte_terms(self, y, i_app, p):
         c_n, c_p, T = self.split(y)
         c_n_surf, c_p_surf = mesh.surface_value(c_n), mesh.surface_value(c_p)
         c_e = self.split_electrolyte(y)
         dx, _, tor = self._x_mesh(p)
-        L_n, L_s, L_p = (d[2] for d in self._domains(p))
+        L_n, L_s, L_p = (p[f"{name} thickness [m]"] for name in REGIONS)
         c_e_n, c_e_p = c_e[: self.n_x_n], c_e[self.n_x - self.n_x_p :]
         c_e_av = jnp.sum(c_e * dx) / (L_n + L_s + L_p)
 
@@ -211,10 +222,8 @@ class SPMe(SPM):
 
         # solid: sigma_eff = sigma B_s(1 - eps)
         ohmic_s = 0.0
-        for D, L in (("Negative", L_n), ("Positive", L_p)):
-            sigma = p.evaluate(f"{D} electrode conductivity [S.m-1]", T) * transport.efficiency(
-                self.transport_efficiency, f"{D} electrode", "electrode", 1.0 - p[f"{D} electrode porosity"], p
-            )
+        for domain, L in (("negative", L_n), ("positive", L_p)):
+            sigma = solid_conductivity(self.transport_efficiency, domain, T, p)
             ohmic_s = ohmic_s - i_app * L / (3.0 * sigma)
         return eta[0], eta[1], eta_c + ohmic_e + ohmic_s
 

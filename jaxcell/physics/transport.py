@@ -19,6 +19,11 @@ def check_option(value):
         raise ValueError(f"transport_efficiency={value!r} is not one of {TRANSPORT_EFFICIENCY_OPTIONS}.")
 
 
+def missing_parameters(option, p):
+    """The parameters that `option` reads and the set `p` does not have."""
+    return [k for k in TORTUOSITY_PARAMETERS if k not in p] if option == "tortuosity factor" else []
+
+
 def bruggeman(volume_fraction, exponent):
     """Transport efficiency eps^b (Bruggeman 1935)."""
     return volume_fraction**exponent
@@ -40,10 +45,10 @@ def efficiency(option, region, phase, volume_fraction, p):
         return bruggeman(volume_fraction, p[f"{region} Bruggeman coefficient ({phase})"])
     name = f"{region} tortuosity factor ({phase})"
     if name not in p:
+        missing = ", ".join(repr(k) for k in missing_parameters(option, p))
         raise UnknownParameterError(
-            f"transport_efficiency='tortuosity factor' reads {name!r}, which parameter set {p.name!r} does not "
-            "have. Add the (positive) tortuosity factors of the electrolyte in both electrodes and the "
-            "separator and of both electrodes' solid with p.update({...}, check_already_exists=False); "
+            f"transport_efficiency='tortuosity factor' reads {missing}, which parameter set {p.name!r} does not "
+            "have. Add these (positive) tortuosity factors with p.update({...}, check_already_exists=False); "
             "tau = phi^(1 - b), with phi the porosity for the electrolyte and one minus it for the "
             "electrode, reproduces Bruggeman's exponent b."
         )
