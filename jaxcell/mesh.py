@@ -5,6 +5,13 @@ solve the same discrete equations at equal mesh: nodes at volume centres, fluxes
 edge coefficients by the (width-weighted) harmonic mean of the neighbouring nodes, surface values by linear
 extrapolation from the last two nodes. Mesh sizes are static; lengths are traced, so a
 thickness or a radius can be varied, batched and differentiated.
+
+One departure, on explicit particle shells (`edges`, the DFN's stretched shells): the nodes sit
+at the shells' volume centroids r_c = 3/4 (r_o^4 - r_i^4) / (r_o^3 - r_i^3), not at their
+midpoints. A node's value is its shell's mean concentration (what the divergence conserves),
+and that mean equals a linear profile's value at the centroid exactly; at the midpoint it is
+off by the slope times (r_c - r_mid), which is large on the thick inner shells of a stretched
+mesh. docs/dfn.md ("Mesh") has the measurements.
 """
 
 import jax.numpy as jnp
@@ -33,13 +40,21 @@ def shell_edges(n, stretch=1.0):
     return e / e[-1]
 
 
+def shell_nodes(edges):
+    """Node positions r / R of explicit shells: the shells' volume centroids (module docstring)."""
+    e = np.asarray(edges, dtype=np.float64)
+    return 0.75 * np.diff(e**4) / np.diff(e**3)
+
+
 def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
     """dc/dt for Fickian diffusion in a sphere of `radius` [m] on `n` finite volumes.
 
     `c` [mol.m-3] has shape (..., n); `D_nodes` [m2.s-1] broadcasts to it; `surface_flux`
     [mol.m-2.s-1] is the outward molar flux N(R) = -D dc/dr at r = R (shape (...)). No flux at
-    the centre. `edges` are the shell edges r / R (static, from `shell_edges`; default uniform).
-    Nodes sit at the shell midpoints and edge diffusivities are width-weighted harmonic means.
+    the centre. `edges` are the shell edges r / R (static, from `shell_edges`; default uniform
+    shells with nodes at their midpoints, PyBaMM's discretisation). With `edges` the nodes sit
+    at the shells' volume centroids (`shell_nodes`). Edge diffusivities are width-weighted
+    harmonic means.
     The divergence uses exact shell volumes, so total lithium changes only by the surface flux
     (conservation to round-off).
     """
@@ -53,8 +68,7 @@ def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
         e = np.asarray(edges)
         R = jnp.expand_dims(jnp.asarray(radius), -1)
         r_edges = R * e
-        mid = 0.5 * (e[:-1] + e[1:])
-        flux_in = -node_to_edge(D_nodes, np.diff(e)) * jnp.diff(c, axis=-1) / (R * np.diff(mid))
+        flux_in = -node_to_edge(D_nodes, np.diff(e)) * jnp.diff(c, axis=-1) / (R * np.diff(shell_nodes(e)))
     zeros = jnp.zeros(c.shape[:-1] + (1,), c.dtype)
     N = jnp.concatenate([zeros, flux_in, jnp.expand_dims(surface_flux, -1) * jnp.ones_like(zeros)], axis=-1)
     area_flux = r_edges**2 * N
@@ -69,12 +83,12 @@ def sphere_volume_weights(n, radius, edges=None):
 
 
 def surface_value(c, edges=None):
-    """Value at the outer edge by linear extrapolation from the last two nodes (shell
-    midpoints; `edges` as in `spherical_diffusion`, default uniform)."""
+    """Value at the outer edge by linear extrapolation from the last two nodes (`edges` as in
+    `spherical_diffusion`: default uniform shells with nodes at their midpoints, else nodes at
+    the shells' centroids)."""
     if edges is None:
         return 1.5 * c[..., -1] - 0.5 * c[..., -2]
-    e = np.asarray(edges)
-    m1, m2 = 0.5 * (e[-2] + e[-1]), 0.5 * (e[-3] + e[-2])
+    m2, m1 = shell_nodes(edges)[-2:]
     w = (1.0 - m1) / (m1 - m2)
     return (1.0 + w) * c[..., -1] - w * c[..., -2]
 
