@@ -12,14 +12,15 @@ multi-thread pool; the DFN solver no longer calls LAPACK, the SPM/SPMe dense sol
    libraries are evaluated *at* the reference times (jaxcell ``t_eval``, PyBaMM ``t_interp``).
 
    * PyBaMM ``pybamm.lithium_ion.DFN()``, ``IDAKLUSolver(rtol=r, atol=1e-8)`` for r in ``--pybamm-rtols``, its default mesh
-     (20 points per domain), a coarser one ``{x_n: 16, x_s: 8, x_p: 16, r_n: 15, r_p: 15}`` (the
-     sizes of jaxcell's coarsest candidate), both of them also with shells thinner towards the
-     particle surface (``pybamm.Exponential1DSubMesh``, side "right", stretch 2; jaxcell's
-     shells are stretched too) and, unless ``--no-pybamm-fine`` and the default mesh is
+     (20 points per domain), a coarser one ``{x_n: 16, x_s: 8, x_p: 16, r_n: 15, r_p: 15}``, all
+     three also with shells thinner towards the particle surface (``pybamm.Exponential1DSubMesh``,
+     side "right", stretch 2; jaxcell's shells are stretched too), the coarsest
+     ``{x_n: 10, x_s: 5, x_p: 10, r_n: 10, r_p: 10}`` (the sizes of jaxcell's coarsest candidate)
+     only so (its uniform shells are 2.6 mV off) and, unless ``--no-pybamm-fine`` and the default mesh is
      within ``--target-mV``, a finer mesh ``{x_n: 30, x_s: 15, x_p: 30, r_n: 30, r_p: 30}``;
    * jaxcell ``jaxcell.DFN(...)`` (Rodas4 with the structured linear solve) on each mesh of
      ``--meshes`` (``default``: 40/20/40 x-nodes, 20 shells; ``20,20,20,20,20``: PyBaMM's default
-     mesh sizes; ``20,10,20,15,15``; ``16,8,16,15,15``) with ``simulate(..., rtol=r, atol=1e-8)`` for r in ``--rtols``.
+     mesh sizes; ``16,8,16,12,12``; ``10,5,10,10,10``) with ``simulate(..., rtol=r, atol=1e-8)`` for r in ``--rtols``.
 
    For each: warm single solve (median of ``--repeats`` after a warm-up), and for jaxcell the first
    call (trace + compile + solve: its compile time from ``jax.monitoring``) and a check that new
@@ -73,6 +74,7 @@ import jaxcell
 REFERENCE = pathlib.Path("/work/shared/reference/pybamm/DFNfine_Chen2020_1.0C.csv")
 FINE_VAR_PTS = {"x_n": 30, "x_s": 15, "x_p": 30, "r_n": 30, "r_p": 30}
 COARSE_VAR_PTS = {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 15, "r_p": 15}
+COARSEST_VAR_PTS = {"x_n": 10, "x_s": 5, "x_p": 10, "r_n": 10, "r_p": 10}
 PARTICLE_STRETCH = 2.0  # pybamm.Exponential1DSubMesh's stretch (most accurate of 1.15, 1.5, 2.0 at 15 shells)
 SAME_MESH = "20,20,20,20,20"  # PyBaMM's default DFN mesh sizes (x_n, x_s, x_p, r_n, r_p)
 T_FIT_MAX = 3300.0  # gradient loss: reference times in (1 s, T_FIT_MAX)
@@ -232,7 +234,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=1800.0,
                     help="skip the population if its estimated time after a pilot exceeds this")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of warm timings")
-    ap.add_argument("--meshes", nargs="+", default=["default", SAME_MESH, "20,10,20,15,15", "16,8,16,15,15"],
+    ap.add_argument("--meshes", nargs="+", default=["default", SAME_MESH, "16,8,16,12,12", "10,5,10,10,10"],
                     help="jaxcell meshes: 'default' or n_x_n,n_x_s,n_x_p,n_r_n,n_r_p")
     ap.add_argument("--rtols", type=float, nargs="+", default=[1e-6, 1e-4, 1e-3], help="jaxcell rtols")
     ap.add_argument("--pybamm-rtols", type=float, nargs="+", default=[1e-6, 1e-4, 1e-3],
@@ -278,7 +280,8 @@ def main():
     pb = [bench_pybamm_single("default", None, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
     pb += [bench_pybamm_single("coarse", COARSE_VAR_PTS, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
     # shells thinner towards the surface, as jaxcell's: far more accurate per shell
-    for label, var_pts in (("default, stretched shells", None), ("coarse, stretched shells", COARSE_VAR_PTS)):
+    for label, var_pts in (("default, stretched shells", None), ("coarse, stretched shells", COARSE_VAR_PTS),
+                           ("coarsest, stretched shells", COARSEST_VAR_PTS)):
         pb += [bench_pybamm_single(label, var_pts, ref, args.repeats, I_1C, rtol, particle_stretch=PARTICLE_STRETCH)
                for rtol in args.pybamm_rtols]
     if min(r["vs_reference"]["rms_mV"] for r in pb) >= args.target_mV or not args.no_pybamm_fine:

@@ -12,7 +12,7 @@ distance from it of
 
 Usage::
 
-    python benchmarks/check_population_accuracy.py [--cells 377 0 1 2 3 500 999] [--meshes 16,8,16,15,15 20,10,20,15,15]
+    python benchmarks/check_population_accuracy.py [--cells 666 377 0 1 2 3 500 999] [--meshes 10,5,10,10,10 16,8,16,12,12]
 
 Writes ``benchmarks/results/population_accuracy_latest.json``.
 """
@@ -46,8 +46,8 @@ def pybamm_voltage(cell_values, ts, var_pts, rtol, atol):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="population size the cells are drawn from (seed 0)")
-    ap.add_argument("--cells", type=int, nargs="+", default=[377, 0, 1, 2, 3, 500, 999])
-    ap.add_argument("--meshes", nargs="+", default=["16,8,16,15,15", "20,10,20,15,15"])
+    ap.add_argument("--cells", type=int, nargs="+", default=[666, 377, 0, 1, 2, 3, 500, 999])
+    ap.add_argument("--meshes", nargs="+", default=["10,5,10,10,10", "16,8,16,12,12"])
     ap.add_argument("--n-out", type=int, default=1001)
     args = ap.parse_args()
     C.init_xla_cpu(one_thread=True)
