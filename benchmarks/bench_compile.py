@@ -1,7 +1,8 @@
 """Compile time of the DFN gradient benchmark's loss, each measurement in a fresh process.
 
 The loss is ``bench_dfn.gradient_loss``: the voltage RMSE of a 1C discharge (Chen2020, mesh
-20/10/20 with 15 shells, rtol 1e-3, 1527 reference times) as a function of 10 parameters. Each
+``MESH``: 10/5/10 x-nodes with 10 shells, the headline mesh of ``bench_dfn.py``; rtol 1e-3, 1527
+reference times) as a function of 10 parameters. Each
 configuration runs in a new Python process that has compiled nothing before (JAX's persistent
 cache off, no PyBaMM) and times first calls, which are tracing, lowering, XLA's compile and one
 run:
@@ -31,6 +32,7 @@ import time
 
 import _common as C
 
+MESH = "10,5,10,10,10"  # bench_dfn.py's headline mesh (246 states)
 CONFIGS = [("separate", 0), ("value_and_grad", 0), ("separate", 1), ("value_and_grad", 1)]
 
 
@@ -46,7 +48,7 @@ def child(mode: str, one_thread: bool) -> dict:
 
     p = jaxcell.load_parameters(C.SET)
     ref = np.loadtxt(B.REFERENCE, delimiter=",", skiprows=1)
-    loss, theta0, _ = B.gradient_loss(B.parse_mesh("20,10,20,15,15"), p, 1e-3, ref)
+    loss, theta0, _ = B.gradient_loss(B.parse_mesh(MESH), p, 1e-3, ref)
     fns = {"forward": jax.jit(loss), "grad": jax.jit(jax.grad(loss))} if mode == "separate" else {
         "value_and_grad": jax.jit(jax.value_and_grad(loss))}
     out = {"mode": mode}
@@ -84,7 +86,7 @@ def main():
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} cores; jax {info['jax']}, diffrax {info['diffrax']}")
     info.pop("xla_intra_op_threads")  # (this process's; each run records its own)
     with open(args.out, "w") as f:
-        json.dump({"machine": info, "runs": runs}, f, indent=1)
+        json.dump({"machine": info, "mesh": MESH, "runs": runs}, f, indent=1)
     print(f"Wrote {args.out}")
 
 
