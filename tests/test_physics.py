@@ -93,7 +93,7 @@ def test_stretched_shells_surface_value():
     errs = np.array([_quasi_steady_error(n, stretch=4.0) for n in ns])
     orders = np.log2(errs[:-1] / errs[1:])
     assert np.all(orders[:, 1] > 1.8), orders
-    assert np.all(orders[:, 0] > 1.0), orders  # the node values converge too (still pre-asymptotic at 80)
+    assert np.all(np.diff(errs[:, 0]) < 0) and orders[-1, 0] > 1.4, orders  # node values: orders 1.1-1.6 measured
     assert errs[1, 1] < 1e-4 * (1e-5 * 5e-6 / 1e-14), errs[1, 1]
 
 

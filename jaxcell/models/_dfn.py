@@ -69,10 +69,11 @@ class DFN(AbstractCellModel):
     Mesh sizes are static options; the defaults (`n_x_n = n_x_p = 40`, `n_x_s = 20`, 20 shells
     per particle, the outermost `r_stretch = 4` times thinner than the innermost) keep 0.5C-2C
     discharges of Chen2020, Marquis2019 and Ecker2015 within 1 mV RMS of converged PyBaMM
-    solutions (tests/test_dfn.py; measured 0.09-0.55 mV). The particle nodes sit at the shells'
-    volume centroids (`jaxcell.mesh.shell_nodes`), which pays on stretched shells (docs/dfn.md,
-    "Mesh"); with uniform shells (`r_stretch=1`) the surface value is about twice as far off
-    as with PyBaMM's midpoint nodes, so keep `r_stretch` at 3 or more.
+    solutions (tests/test_dfn.py; measured 0.09-0.55 mV). On stretched shells the particle nodes
+    sit at the shells' volume centroids (`jaxcell.mesh.shell_nodes`; docs/dfn.md, "Mesh"),
+    which is what makes the default stretch accurate, but is less accurate than PyBaMM's
+    midpoints for a stretch below about 3. `r_stretch=1` (uniform shells) keeps the midpoints:
+    PyBaMM's discretisation.
 
     Example:
         >>> sol = jaxcell.simulate(jaxcell.DFN(), jaxcell.load_parameters("Chen2020"),
