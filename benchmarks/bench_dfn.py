@@ -12,12 +12,13 @@ multi-thread pool; the DFN solver no longer calls LAPACK, the SPM/SPMe dense sol
    libraries are evaluated *at* the reference times (jaxcell ``t_eval``, PyBaMM ``t_interp``).
 
    * PyBaMM ``pybamm.lithium_ion.DFN()``, ``IDAKLUSolver(rtol=r, atol=1e-8)`` for r in ``--pybamm-rtols``, its default mesh
-     (20 points per domain), a coarser one ``{x_n: 16, x_s: 8, x_p: 16, r_n: 15, r_p: 15}``, all
-     three also with shells thinner towards the particle surface (``pybamm.Exponential1DSubMesh``,
-     side "right", stretch 2; jaxcell's shells are stretched too), the coarsest
-     ``{x_n: 10, x_s: 5, x_p: 10, r_n: 10, r_p: 10}`` (the sizes of jaxcell's coarsest candidate)
-     only so (its uniform shells are 2.6 mV off) and, unless ``--no-pybamm-fine`` and the default mesh is
-     within ``--target-mV``, a finer mesh ``{x_n: 30, x_s: 15, x_p: 30, r_n: 30, r_p: 30}``;
+     (20 points per domain) and a coarser one ``{x_n: 16, x_s: 8, x_p: 16, r_n: 15, r_p: 15}``,
+     both with uniform shells and with shells thinner towards the particle surface
+     (``pybamm.Exponential1DSubMesh``, side "right", stretch 2; jaxcell's shells are stretched
+     too); the coarsest ``{x_n: 10, x_s: 5, x_p: 10, r_n: 10, r_p: 10}`` (the sizes of jaxcell's
+     coarsest candidate) with stretched shells only (uniform ones were 2.6 mV off in a scratch
+     run); and, unless ``--no-pybamm-fine`` and the default mesh is within ``--target-mV``, a
+     finer mesh ``{x_n: 30, x_s: 15, x_p: 30, r_n: 30, r_p: 30}``;
    * jaxcell ``jaxcell.DFN(...)`` (Rodas4 with the structured linear solve) on each mesh of
      ``--meshes`` (``default``: 40/20/40 x-nodes, 20 shells; ``20,20,20,20,20``: PyBaMM's default
      mesh sizes; ``16,8,16,12,12``; ``10,5,10,10,10``) with ``simulate(..., rtol=r, atol=1e-8)`` for r in ``--rtols``.
