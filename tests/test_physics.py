@@ -57,8 +57,9 @@ def _quasi_steady_error(n, stretch=None, R=5e-6, D=1e-14, N=1e-5):
     c(r) = c_mean - (3 N / R) t - (N R / D) (r^2 / (2 R^2) - 3/10), uniform dc/dt = -3N/R.
     Solve the discrete quasi-steady problem A c + b = -3N/R (zero mean deviation) and return
     the max node error and the surface-value error against that profile. `stretch`: the DFN's
-    explicit shells (`mesh.shell_edges`, nodes at their centroids); None: uniform shells with
-    nodes at their midpoints (the SPM/SPMe, PyBaMM's discretisation)."""
+    explicit shells (`mesh.shell_edges`; nodes where `mesh.shell_nodes` puts them, the
+    centroids of stretched shells); None: uniform shells with nodes at their midpoints (the
+    SPM/SPMe, PyBaMM's discretisation)."""
     edges = None if stretch is None else mesh.shell_edges(n, stretch)
     op = lambda c: mesh.spherical_diffusion(c, D, jnp.asarray(N), jnp.asarray(R), edges)  # noqa: E731
     b = op(jnp.zeros(n))
