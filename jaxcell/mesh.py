@@ -46,6 +46,11 @@ def shell_edges(n, stretch=1.0):
     return e / e[-1]
 
 
+def _edges(n, edges):
+    """Shell edges r / R: `edges`, or n uniform shells when None."""
+    return np.linspace(0.0, 1.0, n + 1) if edges is None else np.asarray(edges, dtype=np.float64)
+
+
 def shell_nodes(edges):
     """Node positions r / R of shells with edges r / R `edges`: the midpoints of uniform shells
     (PyBaMM's), the volume centroids of stretched ones (module docstring)."""
@@ -67,19 +72,13 @@ def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
     The divergence uses exact shell volumes, so total lithium changes only by the surface flux
     (conservation to round-off).
     """
-    n = c.shape[-1]
-    D_nodes = jnp.broadcast_to(D_nodes, c.shape)
-    if edges is None:  # uniform shells (PyBaMM's default mesh)
-        dr = radius / n
-        r_edges = dr[..., None] * jnp.arange(n + 1) if jnp.ndim(dr) else dr * jnp.arange(n + 1)
-        flux_in = -node_to_edge(D_nodes) * jnp.diff(c, axis=-1) / jnp.expand_dims(dr, -1)
-    else:
-        e = np.asarray(edges)
-        R = jnp.expand_dims(jnp.asarray(radius), -1)
-        r_edges = R * e
-        x = shell_nodes(e)
-        beta = (e[1:-1] - x[:-1]) / np.diff(x)
-        flux_in = -node_to_edge(D_nodes, beta=beta) * jnp.diff(c, axis=-1) / (R * np.diff(x))
+    e = _edges(c.shape[-1], edges)
+    R = jnp.expand_dims(jnp.asarray(radius), -1)
+    r_edges = R * e
+    x = shell_nodes(e)
+    beta = (e[1:-1] - x[:-1]) / np.diff(x)
+    D_edges = node_to_edge(jnp.broadcast_to(D_nodes, c.shape), beta=beta)
+    flux_in = -D_edges * jnp.diff(c, axis=-1) / (R * np.diff(x))
     zeros = jnp.zeros(c.shape[:-1] + (1,), c.dtype)
     N = jnp.concatenate([zeros, flux_in, jnp.expand_dims(surface_flux, -1) * jnp.ones_like(zeros)], axis=-1)
     area_flux = r_edges**2 * N
@@ -89,16 +88,13 @@ def spherical_diffusion(c, D_nodes, surface_flux, radius, edges=None):
 
 def sphere_volume_weights(n, radius, edges=None):
     """Volume of each of the `n` shells divided by the particle volume (sums to 1)."""
-    k = np.linspace(0.0, 1.0, n + 1) if edges is None else np.asarray(edges)
-    return jnp.asarray(np.diff(k**3)) * jnp.ones_like(radius)
+    return jnp.asarray(np.diff(_edges(n, edges) ** 3)) * jnp.ones_like(radius)
 
 
 def surface_value(c, edges=None):
     """Value at the outer edge by linear extrapolation from the last two nodes (`edges` and
     the nodes' positions as in `spherical_diffusion`)."""
-    if edges is None:
-        return 1.5 * c[..., -1] - 0.5 * c[..., -2]
-    m2, m1 = shell_nodes(edges)[-2:]
+    m2, m1 = shell_nodes(_edges(c.shape[-1], edges))[-2:]
     w = (1.0 - m1) / (m1 - m2)
     return (1.0 + w) * c[..., -1] - w * c[..., -2]
 
