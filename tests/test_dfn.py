@@ -6,12 +6,14 @@ uses small meshes, and so does the gradient check (the derivatives are those of 
 model, whatever its mesh).
 """
 
+import json
+
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GRAD_PARAMS, load_reference, padded_times, rms_after_first_second, rule_and_jax_gradients
+from conftest import DATA, GRAD_PARAMS, load_reference, padded_times, rms_after_first_second, rule_and_jax_gradients
 
 import jaxcell
 from jaxcell.physics import cell
@@ -61,6 +63,39 @@ def test_dfn_lumped_thermal_matches_converged_pybamm(pset):
     assert rise > 0.3  # the check below is not trivially met
     err = np.max(np.abs(T - ref[reached, 3]))
     assert err < 0.01 * rise, f"temperature off by {err:.4f} K of a {rise:.3f} K rise"
+
+
+def test_dfn_protocol_matches_converged_pybamm(dfn, chen):
+    """A dynamic protocol against PyBaMM's DFN on a 60-point mesh (IDAKLU rtol 1e-8; written by
+    tests/data/make_references.py): 1C for 20 minutes, rests, 30 s pulses at 2C and -1C, 10 W
+    for 10 minutes, a drive cycle with regenerative pulses, a C/2 charge to 4.1 V and a hold to
+    C/20, at the default mesh. Each step's voltage within 1 mV RMS in the step's own time (after
+    its first second), the hold's current within 1 mA RMS, the steps that end on a limit within
+    0.5% of PyBaMM's duration. Measured: 0.02-0.7 mV per step (the 2C pulse the largest), 0.25 mA,
+    durations within 0.07%."""
+    spec = json.loads((DATA / "pybamm" / "protocol_Chen2020.json").read_text())
+    drive = jaxcell.DriveCycle(spec["drive_time_s"], spec["drive_current_A"])
+    exp = jaxcell.Experiment([drive if s == "DRIVE_CYCLE" else s for s in spec["steps"]])
+    ref = load_reference("DFNfine_protocol_Chen2020.csv")
+    sol = jaxcell.simulate(dfn, chen, exp, t_eval=np.unique(ref[:, 0]))
+    assert int(sol.status) == jaxcell.Status.COMPLETED, sol.message
+    t, V, I = (np.asarray(a) for a in (sol.t, sol.voltage, sol.current))
+    ends = np.asarray(sol.step_end_time)
+    starts = np.concatenate([[0.0], ends[:-1]])
+    for k, text in enumerate(spec["steps"]):
+        r = ref[ref[:, 3] == k]
+        r_t = r[:, 0] - r[0, 0]  # the step's own time
+        dur = ends[k] - starts[k]
+        assert abs(dur / r_t[-1] - 1) < 5e-3, f"step {k} ({text}): {dur:.2f} s against PyBaMM's {r_t[-1]:.2f} s"
+        inside = (r_t > 1.0) & (r_t < min(dur, r_t[-1]) - 1.0)
+        mine = (t >= starts[k]) & (t <= ends[k]) & np.isfinite(V)
+        at = lambda a: np.interp(r_t[inside], t[mine] - starts[k], a[mine])  # noqa: E731
+        if text.startswith("Hold"):
+            err = np.sqrt(np.mean((at(I) - r[inside, 2]) ** 2))
+            assert err < 1e-3, f"step {k} ({text}): current {err * 1e3:.3f} mA RMS"
+        else:
+            err = np.sqrt(np.mean((at(V) - r[inside, 1]) ** 2)) * 1e3
+            assert err < 1.0, f"step {k} ({text}): {err:.3f} mV RMS"
 
 
 def _lithium_and_double_layer(model, y, p):

@@ -5,7 +5,7 @@ depend on it.  Running this script needs ``pip install pybamm==26.10.1.1``.
 
 Usage::
 
-    python tests/data/make_references.py [GROUP ...]   # groups: spm_spme dfn_lumped tortuosity functions (default all)
+    python tests/data/make_references.py [GROUP ...]   # groups: spm_spme dfn_lumped tortuosity protocol functions (default all)
 
 Writes into ``tests/data/pybamm/``:
 
@@ -20,6 +20,10 @@ Writes into ``tests/data/pybamm/``:
   1C discharges with the option ``"transport efficiency": "tortuosity factor"`` and the
   tortuosity factors ``TORTUOSITY`` (also written to ``tortuosity_Chen2020.json``), the SPMe on
   PyBaMM's default mesh, the DFN on the fine mesh.
+* ``DFNfine_protocol_Chen2020.csv`` -- the DFN on the fine mesh under the dynamic protocol
+  ``PROTOCOL`` (written to ``protocol_Chen2020.json``, with its drive cycle): CC, rests, 30 s
+  pulses, a power step, a drive cycle, a CC-CV charge (columns ``t_s,V_V,I_A,step``, a row every
+  2 s within each step, the step's index in the last column).
 * ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
   densities, electrolyte and particle transport) evaluated on a grid; the
   layout is described in the file's ``"_doc"`` entry.
@@ -51,6 +55,26 @@ TORTUOSITY = {
     "Negative electrode tortuosity factor (electrode)": 1.5,
     "Positive electrode tortuosity factor (electrode)": 1.2,
 }
+# a dynamic protocol: pulses, rests, power, a drive cycle (DRIVE_CYCLE, inserted at its index)
+# and a CC-CV charge
+PROTOCOL = [
+    "Discharge at 1C for 20 minutes",
+    "Rest for 10 minutes",
+    "Discharge at 2C for 30 seconds",
+    "Rest for 5 minutes",
+    "Charge at 1C for 30 seconds",
+    "Rest for 5 minutes",
+    "Discharge at 10 W for 10 minutes",
+    "DRIVE_CYCLE",
+    "Charge at C/2 until 4.1 V",
+    "Hold at 4.1 V until C/20",
+    "Rest for 10 minutes",
+]
+# drive cycle: current [A] (discharge positive) at whole seconds, linear in between: levels in C
+# (Chen2020: 5 A) held for a few seconds each, with 1 s ramps, regenerative pulses included
+_LEVELS = [(20, 1.5), (10, -1.0), (30, 0.5), (10, 2.5), (20, 0.0), (30, -0.5), (60, 1.0)]
+DRIVE_CURRENT = np.concatenate([np.full(n, 5.0 * c) for n, c in _LEVELS] + [[5.0 * _LEVELS[-1][1]]])
+DRIVE_TIME = np.arange(DRIVE_CURRENT.size, dtype=float)
 SETS = ("Marquis2019", "Ecker2015")
 RATES = (0.5, 1.0, 2.0)
 N_OUT = 2001
@@ -247,6 +271,25 @@ def tortuosity():
         write_csv(OUT / f"{tag}_tortuosity_Chen2020_1.0C.csv", data, "t_s,V_V,Q_Ah")
 
 
+def protocol():
+    """The DFN under `PROTOCOL` on the fine mesh (Chen2020, isothermal, IDAKLU rtol 1e-8)."""
+    steps = [pybamm.step.current(np.column_stack([DRIVE_TIME, DRIVE_CURRENT])) if s == "DRIVE_CYCLE" else s
+             for s in PROTOCOL]
+    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pybamm.ParameterValues("Chen2020"),
+                            var_pts=FINE, solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10),
+                            experiment=pybamm.Experiment(steps, period="2 seconds"))
+    sol = sim.solve()
+    rows = []
+    for k, cycle in enumerate(sol.cycles):
+        t, V, I = (cycle[name].entries for name in ("Time [s]", "Voltage [V]", "Current [A]"))
+        rows.append(np.column_stack([t, V, I, np.full(t.size, k)]))
+        print(f"  step {k} {PROTOCOL[k]}: {t[0]:.2f}-{t[-1]:.2f} s")
+    with open(OUT / "protocol_Chen2020.json", "w") as f:
+        json.dump({"steps": PROTOCOL, "drive_time_s": DRIVE_TIME.tolist(), "drive_current_A": DRIVE_CURRENT.tolist()}, f)
+        f.write("\n")
+    write_csv(OUT / "DFNfine_protocol_Chen2020.csv", np.concatenate(rows), "t_s,V_V,I_A,step")
+
+
 def parameter_functions():
     for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
         path = OUT / f"functions_{set_name}.json"
@@ -256,7 +299,8 @@ def parameter_functions():
         print(f"{path.name}: {path.stat().st_size} bytes")
 
 
-GROUPS = {"spm_spme": spm_spme, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "functions": parameter_functions}
+GROUPS = {"spm_spme": spm_spme, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
+          "functions": parameter_functions}
 
 
 def main():
