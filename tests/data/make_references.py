@@ -56,7 +56,7 @@ TORTUOSITY = {
     "Positive electrode tortuosity factor (electrode)": 1.2,
 }
 # a dynamic protocol: pulses, rests, power, a drive cycle (DRIVE_CYCLE, inserted at its index)
-# and a CC-CV charge
+# and a CC-CV charge, ending on the hold (tests/test_dfn.py checks the current at its end)
 PROTOCOL = [
     "Discharge at 1C for 20 minutes",
     "Rest for 10 minutes",
@@ -68,7 +68,6 @@ PROTOCOL = [
     "DRIVE_CYCLE",
     "Charge at C/2 until 4.1 V",
     "Hold at 4.1 V until C/20",
-    "Rest for 10 minutes",
 ]
 # drive cycle: current [A] (discharge positive) at whole seconds, linear in between: levels in C
 # (Chen2020: 5 A) held for a few seconds each, with 1 s ramps, regenerative pulses included
