@@ -75,8 +75,12 @@ def _solve_current(g, I0):
 
 
 def _amps(value, is_c_rate, p):
-    """A current [A] from a value that may be a C-rate (multiple of the nominal capacity)."""
-    return jnp.where(is_c_rate, value * p["Nominal cell capacity [A.h]"], value)
+    """A current [A] from a value that may be a C-rate (multiple of the nominal capacity). A NaN
+    value (a step without a current limit) stays NaN, but passes no NaN to the derivative with
+    respect to the capacity: NaN x capacity in the branch `where` discards would (0 x NaN)."""
+    finite = jnp.isfinite(value)
+    safe = jnp.where(finite, value, 0.0)
+    return jnp.where(finite, jnp.where(is_c_rate, safe * p["Nominal cell capacity [A.h]"], safe), value)
 
 
 def _control(model, row, p, t0, modes):

@@ -16,7 +16,9 @@ def _with(p, name, value):
 
 def test_gradients_match_finite_differences(spme, chen):
     """Reverse-mode derivatives of a voltage-RMSE loss (fixed times) and of the time at which
-    the voltage reaches 3.85 V (an event time) against central differences, relative 1e-5."""
+    the voltage reaches 3.85 V (an event time) against central differences, relative 1e-5; the
+    nominal capacity too, which sets the 1C current (its derivative was NaN until the step's
+    unset current limit, NaN, stopped being multiplied by it)."""
     exp = jaxcell.Experiment(["Discharge at 1C until 3.85 V"])
     kw = dict(t_eval=T_EVAL, rtol=1e-10, atol=1e-10)
     target = np.asarray(jaxcell.simulate(spme, chen, exp, **kw).voltage) + 0.01
@@ -25,10 +27,11 @@ def test_gradients_match_finite_differences(spme, chen):
         sol = jaxcell.simulate(spme, chen.update(values), exp, **kw)
         return jnp.stack([jnp.sqrt(jnp.mean((sol.voltage - target) ** 2)), sol.step_end_time[0] / 3600.0])
 
-    theta = {k: chen[k] for k in GRAD_PARAMS}
+    names = GRAD_PARAMS + ["Nominal cell capacity [A.h]"]
+    theta = {k: chen[k] for k in names}
     jac = jax.jit(jax.jacrev(losses))(theta)
     f = jax.jit(losses)
-    for k in GRAD_PARAMS:
+    for k in names:
         h = 1e-4 * float(theta[k])
         fd = (f({**theta, k: theta[k] + h}) - f({**theta, k: theta[k] - h})) / (2 * h)
         ad = np.asarray(jac[k])
