@@ -638,6 +638,11 @@ def _stages_fwd(perturbed, vjp_arg, linear_solve):
     return K, (K, f_t, solve)
 
 
+def _all_finite(tree):
+    """Whether every entry of every array of `tree` is finite (a boolean scalar)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def _field_jvps(field, t, state, directions):
     """Products of the field's derivative with the directions (dt, dstate) stacked on a last
     axis: J v (dt = 0) and df/dt (dt = 1, dstate = 0) for the full state, current included."""
@@ -699,6 +704,10 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     # W = I / (h gamma) - J: its step-size part; r_0 = f0 + gamma_0 h df/dt
     h_bar = h_bar + dot(Lam, K) / (h * h * _GAMMA) + _GAMMAS[0] * dot(lam0, f_t)
     grads = (field_bar, t0_bar, h_bar, _tree(jnp.add, y0_bar, y0_W), lam0)
+    # stages that are not finite belong to a rejected step (`Rodas4.step`), whose cotangent is
+    # zero: its derivative is zero, not the NaN that the arithmetic above gives
+    finite = _all_finite(K)
+    grads = _tree(lambda g: jnp.where(finite, g, 0.0), grads)
     return _tree(lambda g, p: g if p else None, grads, perturbed, is_leaf=lambda v: v is None)
 
 
@@ -749,9 +758,16 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         else:
             solve, f_t = self.linear_solve.factor(field, t0, y0, h * _GAMMA)
             K = _run_stages(field, t0, h, y0, f0, solve, f_t)
+        # A trial step whose stages are not finite (a stage state outside the physical range,
+        # e.g. a negative electrolyte concentration at a very high current) is rejected by an
+        # infinite error estimate, diffrax's convention for a failed step, and computed as
+        # y1 = y0: NaNs would otherwise reach the gradient through the select that discards
+        # the step (0 * NaN), and `_stages_bwd` returns zero for such a step.
+        finite = _all_finite(K)
+        K = _tree(lambda Kl: jnp.where(finite, Kl, 0.0), K)
         y1 = _tree(lambda y, Kl: jnp.where(moves, y + Kl @ _M_ARR, y), y0, K)
         f1 = terms.vf(t1, y1, args)
         d1, d2 = (_tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
-        k_err = _tree(lambda Kl: Kl[..., 5], K)
+        k_err = _tree(lambda Kl: jnp.where(finite, Kl[..., 5], jnp.inf), K)
         dense_info = {"y0": y0, "y1": y1, "d1": d1, "d2": d2}
         return y1, k_err, dense_info, f1, diffrax.RESULTS.successful

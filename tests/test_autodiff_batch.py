@@ -18,7 +18,8 @@ def test_gradients_match_finite_differences(spme, chen):
     """Reverse-mode derivatives of a voltage-RMSE loss (fixed times) and of the time at which
     the voltage reaches 3.85 V (an event time) against central differences, relative 1e-5; the
     nominal capacity too, which sets the 1C current (its derivative was NaN until the step's
-    unset current limit, NaN, stopped being multiplied by it)."""
+    unset current limit, NaN, stopped being multiplied by it). The derivatives with respect to
+    every other parameter of the set come out of the same reverse pass and must be finite."""
     exp = jaxcell.Experiment(["Discharge at 1C until 3.85 V"])
     kw = dict(t_eval=T_EVAL, rtol=1e-10, atol=1e-10)
     target = np.asarray(jaxcell.simulate(spme, chen, exp, **kw).voltage) + 0.01
@@ -29,7 +30,9 @@ def test_gradients_match_finite_differences(spme, chen):
 
     names = GRAD_PARAMS + ["Nominal cell capacity [A.h]"]
     theta = {k: chen[k] for k in names}
-    jac = jax.jit(jax.jacrev(losses))(theta)
+    jac = jax.jit(jax.jacrev(losses))(dict(chen.values))
+    bad = [k for k, v in jac.items() if not np.all(np.isfinite(v))]
+    assert len(jac) == 72 and not bad, bad
     f = jax.jit(losses)
     for k in names:
         h = 1e-4 * float(theta[k])
