@@ -162,6 +162,18 @@ def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
 BIG = 1e6  # value of a disabled event condition (never crosses zero)
 
 
+def _initial_step(controller, solver, term, t0, t1, state):
+    """The controller's own first step size, from the start time and state without their
+    derivatives. diffrax's heuristic takes a trial Euler step and evaluates the field there; at
+    extreme currents that trial state can leave the physical range (NaN field). diffrax drops
+    the step size's derivative, but in reverse mode the cotangent zero still meets the trial
+    step's NaN partial derivatives (0 x NaN): the derivatives with respect to the step's start
+    were NaN whenever it began at an event time of the previous step (docs/dfn.md)."""
+    t0_, t1_, state_ = jax.lax.stop_gradient((t0, t1, state))
+    t_next, _ = controller.init(term, t0_, t1_, state_, None, None, solver.func, solver.error_order(term))
+    return t_next - t0_
+
+
 def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tuple):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
@@ -220,6 +232,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
+    term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
     event = diffrax.Event(
         lambda t, y, args, **kw: jnp.min(first_crossing(t, y)),
         root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
@@ -228,8 +241,9 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start = model.output_start
     save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
+    dt0 = _initial_step(controller, opts.solver, term, t0, t1, (y0, q0))
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent)), opts.solver, t0, t1, None, (y0, q0), saveat=saveat,
+        term, opts.solver, t0, t1, dt0, (y0, q0), saveat=saveat,
         stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
         adjoint=opts.adjoint,
     )
