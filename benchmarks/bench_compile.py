@@ -1,8 +1,9 @@
 """Compile time of the DFN gradient benchmark's loss, each measurement in a fresh process.
 
-The loss is ``bench_dfn.gradient_loss``: the voltage RMSE of a 1C discharge (Chen2020, mesh
-``MESH``: 10/5/10 x-nodes with 10 shells, the headline mesh of ``bench_dfn.py``; rtol 1e-3, 1527
-reference times) as a function of 10 parameters. Each
+The loss is ``bench_dfn.gradient_loss``: the voltage RMSE of a 1C discharge (Chen2020, 1527
+reference times) as a function of 10 parameters, at the headline mesh and rtol of the last
+``bench_dfn.py`` run (read from ``results/dfn_latest.json``; ``--mesh`` and ``--rtol`` override
+them). Each
 configuration runs in a new Python process that has compiled nothing before (JAX's persistent
 cache off, no PyBaMM) and times first calls, which are tracing, lowering, XLA's compile and one
 run:
@@ -32,11 +33,18 @@ import time
 
 import _common as C
 
-MESH = "10,5,10,10,10"  # bench_dfn.py's headline mesh (246 states)
+HEADLINE = C.RESULTS / "dfn_latest.json"  # bench_dfn.py's last run: its headline mesh and rtol
 CONFIGS = [("separate", 0), ("value_and_grad", 0), ("separate", 1), ("value_and_grad", 1)]
 
 
-def child(mode: str, one_thread: bool) -> dict:
+def headline() -> tuple[str, float]:
+    """jaxcell's headline (mesh, rtol) of the last `bench_dfn.py` run."""
+    with open(HEADLINE) as f:
+        h = json.load(f)["headline"]
+    return h["jaxcell_mesh"], float(h["jaxcell_rtol"])
+
+
+def child(mode: str, one_thread: bool, mesh: str, rtol: float) -> dict:
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # nothing read from an earlier run
@@ -48,7 +56,7 @@ def child(mode: str, one_thread: bool) -> dict:
 
     p = jaxcell.load_parameters(C.SET)
     ref = np.loadtxt(B.REFERENCE, delimiter=",", skiprows=1)
-    loss, theta0, _ = B.gradient_loss(B.parse_mesh(MESH), p, 1e-3, ref)
+    loss, theta0, _ = B.gradient_loss(B.parse_mesh(mesh), p, rtol, ref)
     fns = {"forward": jax.jit(loss), "grad": jax.jit(jax.grad(loss))} if mode == "separate" else {
         "value_and_grad": jax.jit(jax.value_and_grad(loss))}
     out = {"mode": mode}
@@ -64,16 +72,24 @@ def child(mode: str, one_thread: bool) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--child", nargs=2, metavar=("MODE", "ONE_THREAD"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, metavar=("MODE", "ONE_THREAD", "MESH", "RTOL"), help=argparse.SUPPRESS)
+    ap.add_argument("--mesh", help="x_n,x_s,x_p,r_n,r_p (default: the headline of results/dfn_latest.json)")
+    ap.add_argument("--rtol", type=float, help="default: the headline's")
     ap.add_argument("--out", default=str(C.RESULTS / "compile_latest.json"))
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1] == "1")), flush=True)
+        mode, one, mesh, rtol = args.child
+        print(json.dumps(child(mode, one == "1", mesh, float(rtol))), flush=True)
         return
+    if args.mesh is None or args.rtol is None:
+        mesh, rtol = headline()
+        args.mesh, args.rtol = args.mesh or mesh, args.rtol or rtol
+    mesh, rtol = args.mesh, args.rtol
+    print(f"mesh {mesh}, rtol {rtol:g}", flush=True)
     runs = []
     for mode, one in CONFIGS:
         env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-        proc = subprocess.run([sys.executable, __file__, "--child", mode, str(one)], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, __file__, "--child", mode, str(one), mesh, repr(rtol)], capture_output=True, text=True,
                               env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"the {mode} run (one XLA thread: {bool(one)}) failed:\n{proc.stderr[-4000:]}")
@@ -86,7 +102,7 @@ def main():
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} cores; jax {info['jax']}, diffrax {info['diffrax']}")
     info.pop("xla_intra_op_threads")  # (this process's; each run records its own)
     with open(args.out, "w") as f:
-        json.dump({"machine": info, "mesh": MESH, "runs": runs}, f, indent=1)
+        json.dump({"machine": info, "mesh": mesh, "rtol": rtol, "runs": runs}, f, indent=1)
     print(f"Wrote {args.out}")
 
 
