@@ -194,10 +194,11 @@ def test_gradients_match_finite_differences(chen):
 
 
 def test_gradient_through_a_step_that_starts_at_an_event():
-    """Ecker2015 at 16C, straight after a step that ended on its voltage limit: diffrax's
-    initial step-size heuristic then tries a state outside the physical range, and the reverse
-    pass used to meet its NaN derivatives (0 x NaN) and fail in the event time's linear solve.
-    The end time's derivative against a central difference, relative 1e-5 (measured 2.2e-6)."""
+    """Ecker2015 at 16C, straight after a step that ended on its voltage limit. With a fixed
+    0.01 s first trial step (diffrax never ran its step-size heuristic for jaxcell) the second
+    step's first trial step was rejected for non-finite stages, and reverse mode failed in the
+    first step's event-time solve (NaN cotangents, docs/dfn.md). The end time's derivative
+    against a central difference, relative 1e-5 (measured 2.2e-6)."""
     model = jaxcell.DFN(n_x_n=5, n_x_s=5, n_x_p=5, n_r_n=5, n_r_p=5)
     ecker = jaxcell.load_parameters("Ecker2015")
     exp = jaxcell.Experiment(["Discharge at 1C until 3.6 V", "Discharge at 2.5 A until 3.0 V"])
