@@ -164,13 +164,10 @@ BIG = 1e6  # value of a disabled event condition (never crosses zero)
 
 def _initial_step(controller, solver, term, t0, t1, state):
     """The step-size controller's own first step (Hairer's heuristic: a trial Euler step and
-    the field there), from the start time and state without their derivatives.
-
-    diffrax wraps the term before its controller sees it, and its heuristic runs only for a bare
-    `ODETerm`: without this every step started with a fixed 0.01 s trial step. At 16C straight
-    after an event (Ecker2015) that trial step had non-finite stages and was rejected, and the
-    reverse pass then gave NaN cotangents for the solve's start (docs/dfn.md). The trial state
-    can be unphysical, so the heuristic gets no derivatives: diffrax drops them anyway."""
+    the field there), from the start time and state without their derivatives (the trial state
+    can be unphysical). diffrax wraps the term before its controller sees it, and runs the
+    heuristic only for a bare `ODETerm`: without this every step began with a 0.01 s trial
+    step, far too long at high rates (docs/dfn.md)."""
     t0_, t1_, state_ = jax.lax.stop_gradient((t0, t1, state))
     t_next, _ = controller.init(term, t0_, t1_, state_, None, None, solver.func, solver.error_order(term))
     return t_next - t0_

@@ -643,6 +643,48 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _all_zero(tree):
+    """Whether every entry of every array of `tree` is zero (a boolean scalar)."""
+    return ~jnp.any(jnp.stack([jnp.any(x != 0) for x in jax.tree.leaves(tree)]))
+
+
+def _keep_perturbed(grads, perturbed):
+    """The cotangents of the perturbed leaves of a filter_custom_vjp's vjp_arg; None elsewhere."""
+    return _tree(lambda g, p: g if p else None, grads, perturbed, is_leaf=lambda v: v is None)
+
+
+@eqx.filter_custom_vjp
+def _field_value(vjp_arg):
+    """The field at a step's end, field(t, y) (the next step's first stage), with a reverse rule
+    that returns exactly zero for a zero cotangent. A rejected trial step can end at a finite
+    state far outside the physical range (concentrations of -1e20 were seen at 16C), where the
+    field's derivative is not finite; diffrax discards the step with a select whose zero
+    cotangent would meet that derivative (0 x inf = NaN) in JAX's own rule."""
+    field, t, y = vjp_arg
+    return field(t, y, None)
+
+
+@_field_value.def_fwd
+def _field_value_fwd(perturbed, vjp_arg):
+    field, t, y = vjp_arg
+    return field(t, y, None), None
+
+
+@_field_value.def_bwd
+def _field_value_bwd(residuals, ct, perturbed, vjp_arg):
+    diff, nondiff = eqx.partition(vjp_arg, eqx.is_inexact_array)
+
+    def value(diff_):
+        field, t, y = eqx.combine(diff_, nondiff)
+        return field(t, y, None)
+
+    out, vjp = jax.vjp(value, diff)
+    ct = _tree(lambda c, o: jnp.zeros_like(o) if c is None else c, ct, out, is_leaf=lambda v: v is None)
+    (grads,) = vjp(ct)
+    grads = _tree(lambda g: jnp.where(_all_zero(ct), 0.0, g), grads)
+    return _keep_perturbed(grads, perturbed)
+
+
 def _field_jvps(field, t, state, directions):
     """Products of the field's derivative with the directions (dt, dstate) stacked on a last
     axis: J v (dt = 0) and df/dt (dt = 1, dstate = 0) for the full state, current included."""
@@ -666,6 +708,7 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     field, t0, h, y0, _ = vjp_arg
     solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
     K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
+    used = _all_finite(K) & ~_all_zero(K_bar)  # see the end
 
     diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
 
@@ -704,11 +747,11 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     # W = I / (h gamma) - J: its step-size part; r_0 = f0 + gamma_0 h df/dt
     h_bar = h_bar + dot(Lam, K) / (h * h * _GAMMA) + _GAMMAS[0] * dot(lam0, f_t)
     grads = (field_bar, t0_bar, h_bar, _tree(jnp.add, y0_bar, y0_W), lam0)
-    # stages that are not finite belong to a rejected step (`Rodas4.step`), whose cotangent is
-    # zero: its derivative is zero, not the NaN that the arithmetic above gives
-    finite = _all_finite(K)
-    grads = _tree(lambda g: jnp.where(finite, g, 0.0), grads)
-    return _tree(lambda g, p: g if p else None, grads, perturbed, is_leaf=lambda v: v is None)
+    # A rejected step (`Rodas4.step`) gets a zero cotangent, and its derivative is zero, not the
+    # NaN that the arithmetic above gives when its stages are not finite, or finite but far
+    # outside the physical range (0 x inf in the second-order products)
+    grads = _tree(lambda g: jnp.where(used, g, 0.0), grads)
+    return _keep_perturbed(grads, perturbed)
 
 
 class Rodas4(diffrax.AbstractAdaptiveSolver):
@@ -754,7 +797,8 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
             # the current's closed-over arrays (parameters, step values) as leaves of the field,
             # so that the rule returns their cotangents
             current = eqx.filter_closure_convert(field.current, t0, y0[0])
-            K = _stages((eqx.tree_at(lambda f: f.current, field, current), t0, h, y0, f0), self.linear_solve)
+            field = eqx.tree_at(lambda f: f.current, field, current)
+            K = _stages((field, t0, h, y0, f0), self.linear_solve)
         else:
             solve, f_t = self.linear_solve.factor(field, t0, y0, h * _GAMMA)
             K = _run_stages(field, t0, h, y0, f0, solve, f_t)
@@ -766,7 +810,7 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         finite = _all_finite(K)
         K = _tree(lambda Kl: jnp.where(finite, Kl, 0.0), K)
         y1 = _tree(lambda y, Kl: jnp.where(moves, y + Kl @ _M_ARR, y), y0, K)
-        f1 = terms.vf(t1, y1, args)
+        f1 = _field_value((field, t1, y1)) if self.reverse_rule else terms.vf(t1, y1, args)
         d1, d2 = (_tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
         k_err = _tree(lambda Kl: jnp.where(finite, Kl[..., 5], jnp.inf), K)
         dense_info = {"y0": y0, "y1": y1, "d1": d1, "d2": d2}
