@@ -657,7 +657,7 @@ def _keep_perturbed(grads, perturbed):
 def _field_value(vjp_arg):
     """The field at a step's end, field(t, y) (the next step's first stage), with a reverse rule
     that returns exactly zero for a zero cotangent. A rejected trial step can end at a finite
-    state far outside the physical range (concentrations of -1e20 were seen at 16C), where the
+    state far outside the physical range (entries of -9e19 were seen at 16C), where the
     field's derivative is not finite; diffrax discards the step with a select whose zero
     cotangent would meet that derivative (0 x inf = NaN) in JAX's own rule."""
     field, t, y = vjp_arg
