@@ -81,10 +81,10 @@ def main():
         mode, one, mesh, rtol = args.child
         print(json.dumps(child(mode, one == "1", mesh, float(rtol))), flush=True)
         return
-    if args.mesh is None or args.rtol is None:
-        mesh, rtol = headline()
-        args.mesh, args.rtol = args.mesh or mesh, args.rtol or rtol
     mesh, rtol = args.mesh, args.rtol
+    if mesh is None or rtol is None:
+        h_mesh, h_rtol = headline()
+        mesh, rtol = mesh or h_mesh, rtol or h_rtol
     print(f"mesh {mesh}, rtol {rtol:g}", flush=True)
     runs = []
     for mode, one in CONFIGS:

@@ -708,7 +708,7 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     field, t0, h, y0, _ = vjp_arg
     solve_T = jax.linear_transpose(solve, _tree(jnp.zeros_like, y0))
     K_bar = _tree(lambda kb, k: jnp.zeros_like(k) if kb is None else kb, K_bar, K, is_leaf=lambda v: v is None)
-    used = _all_finite(K) & ~_all_zero(K_bar)  # see the end
+    used = ~_all_zero(K_bar)  # see the end
 
     diff, nondiff = eqx.partition((field, t0, h), eqx.is_inexact_array)
 
@@ -747,9 +747,10 @@ def _stages_bwd(residuals, K_bar, perturbed, vjp_arg, linear_solve):
     # W = I / (h gamma) - J: its step-size part; r_0 = f0 + gamma_0 h df/dt
     h_bar = h_bar + dot(Lam, K) / (h * h * _GAMMA) + _GAMMAS[0] * dot(lam0, f_t)
     grads = (field_bar, t0_bar, h_bar, _tree(jnp.add, y0_bar, y0_W), lam0)
-    # A rejected step (`Rodas4.step`) gets a zero cotangent, and its derivative is zero, not the
-    # NaN that the arithmetic above gives when its stages are not finite, or finite but far
-    # outside the physical range (0 x inf in the second-order products)
+    # A rejected step gets a zero cotangent (diffrax discards it with a select; `Rodas4.step`
+    # zeroes non-finite stages), and its derivative is zero, not the NaN that the arithmetic
+    # above gives when its stages are not finite, or finite but far outside the physical range
+    # (0 x inf in the second-order products)
     grads = _tree(lambda g: jnp.where(used, g, 0.0), grads)
     return _keep_perturbed(grads, perturbed)
 
