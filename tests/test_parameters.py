@@ -23,8 +23,8 @@ def test_unknown_set():
 
 
 def test_update_returns_new_set(chen):
-    q = chen.update({"Negative electrode porosity": 0.3})
-    assert float(q["Negative electrode porosity"]) == 0.3
+    q = chen.update({"Negative electrode porosity": 0.2})
+    assert float(q["Negative electrode porosity"]) == 0.2
     assert float(chen["Negative electrode porosity"]) == 0.25
 
 
@@ -62,7 +62,45 @@ def test_bad_values_raise(chen, name, value, message):
 
 def test_batched_bad_value_names_index(chen):
     with pytest.raises(ValueError, match="batch index"):
-        chen.update({"Negative electrode porosity": np.array([0.3, 0.2, 1.5])})
+        chen.update({"Negative electrode porosity": np.array([0.2, 0.1, 1.5])})
+
+
+@pytest.mark.parametrize("value, message", [
+    ("8e-5", "got str"), (None, "got NoneType"), (np.array(["a", "b"]), "array of <U1"), ([[1e-5], [1e-5, 2e-5]], "rectangular"),
+])
+def test_update_refuses_non_numbers(chen, value, message):
+    """Strings, None and ragged lists are refused at `update`, naming the parameter (they
+    used to be stored and fail later, or be read as NaN)."""
+    name = "Negative electrode thickness [m]"
+    with pytest.raises(ValueError, match=message) as info:
+        chen.update({name: value})
+    assert name in str(info.value)
+
+
+def test_update_refuses_shapes_that_do_not_broadcast(chen):
+    batch = chen.update({"Negative electrode thickness [m]": np.full(3, 80e-6)})
+    name = "Positive electrode thickness [m]"
+    with pytest.raises(ValueError, match=r"shape \(4,\).*batch shape \(3,\)") as info:
+        batch.update({name: np.full(4, 70e-6)})
+    assert name in str(info.value)
+    assert batch.update({name: np.full(3, 70e-6)}).batch_shape == (3,)  # same batch: fine
+
+
+@pytest.mark.parametrize("set_name", ["Chen2020", "Marquis2019", "Ecker2015"])
+def test_volume_fractions_per_electrode(set_name):
+    """An electrode's porosity and active material fraction share its volume: their sum above
+    1 is refused (per cell of a batch), naming both; updating both in one call is accepted."""
+    p = jaxcell.load_parameters(set_name)
+    for electrode in ("Negative", "Positive"):
+        por, act = f"{electrode} electrode porosity", f"{electrode} electrode active material volume fraction"
+        solid = float(p[act])
+        with pytest.raises(ValueError, match="exceeds 1") as info:
+            p.update({por: 1.0 - solid + 0.01})
+        assert por in str(info.value) and act in str(info.value)
+        with pytest.raises(ValueError, match=r"batch index \[1\]"):
+            p.update({por: np.array([0.1, 1.0 - solid + 0.01])})
+        q = p.update({por: 0.9, act: 0.05})
+        assert float(q[por]) == 0.9
 
 
 def test_pytree_vmap_grad(chen):

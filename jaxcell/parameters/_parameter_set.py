@@ -52,8 +52,30 @@ def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
     return None
 
 
+def _as_number(name: str, value: Any) -> Any:
+    """`value` if it is a number, an array of numbers or a traced value; otherwise a
+    `ParameterValueError` naming the parameter (a string, None or an object array would
+    otherwise fail later, far from the name)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if value is None or isinstance(value, (str, bytes)) or isinstance(value, bool):
+        raise ParameterValueError(
+            f"{name!r} must be a number, an array of numbers or a function, got {type(value).__name__} {value!r}."
+        )
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged sequences
+        raise ParameterValueError(f"{name!r} must be a number or a rectangular array of numbers: {e}") from None
+    if arr.dtype.kind not in "iuf":
+        raise ParameterValueError(
+            f"{name!r} must be a number, an array of numbers or a function, got an array of {arr.dtype} {value!r}."
+        )
+    return value
+
+
 def _validate(name: str, value: Any) -> None:
     """Check a concrete value (scalar or batch); traced values are left to the caller."""
+    _as_number(name, value)
     if isinstance(value, jax.core.Tracer):
         return
     arr = np.asarray(value, dtype=np.float64)
@@ -69,6 +91,55 @@ def _validate(name: str, value: Any) -> None:
             first = arr[~good].flat[0]
             where = f" at batch index {np.argwhere(~good)[0].tolist()}" if arr.ndim else ""
             raise ParameterValueError(f"{name!r} must be {desc}, got {first}{where}.")
+
+
+# Volume fractions of an electrode that share its volume: pores, active material and, where a
+# set names them, binder and conductive additive. Their sum cannot exceed 1.
+_SOLID_PARTS = ("active material volume fraction", "binder volume fraction", "conductive additive volume fraction")
+VOLUME_TOLERANCE = 1e-9  # sums of published fractions (0.335 + 0.665) are 1 up to rounding
+
+
+def _check_volume_fractions(values: Mapping[str, Any]) -> None:
+    """Raise `ParameterValueError` where an electrode's porosity and solid volume fractions add
+    up to more than 1 (per cell of a batch). Traced values are left unchecked."""
+    for electrode in ("Negative", "Positive"):
+        names = [f"{electrode} electrode porosity"] + [f"{electrode} electrode {part}" for part in _SOLID_PARTS]
+        present = [n for n in names if n in values]
+        if len(present) < 2 or any(isinstance(values[n], jax.core.Tracer) for n in present):
+            continue
+        try:
+            total = sum(np.asarray(values[n], dtype=np.float64) for n in present)
+        except ValueError:  # batches of shapes that do not broadcast: reported by the shape check
+            continue
+        bad = total > 1.0 + VOLUME_TOLERANCE
+        if np.any(bad):
+            at = tuple(int(i) for i in np.argwhere(bad)[0]) if np.ndim(total) else ()
+            where = f" at batch index {list(at)}" if at else ""
+            parts = " + ".join(f"{n!r} ({np.broadcast_to(np.asarray(values[n]), np.shape(total))[at]:g})" for n in present)
+            raise ParameterValueError(
+                f"{parts} = {np.asarray(total)[at]:.6g} exceeds 1{where}: an electrode's pores and solid "
+                "share its volume. Lower the porosity or the solid volume fractions (update both in one call)."
+            )
+
+
+def _check_batch_shapes(values: Mapping[str, Any], changed: Iterator[str] = ()) -> None:
+    """Raise `ParameterValueError` if the numbers' shapes do not broadcast to one batch shape,
+    naming a changed parameter whose shape disagrees."""
+    shapes = {k: np.shape(v) for k, v in values.items()}
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        others = {k: s for k, s in shapes.items() if k not in set(changed) and s != ()}
+        base = max(others.values(), key=len) if others else ()
+        for k in changed:
+            try:
+                np.broadcast_shapes(base, shapes[k])
+            except ValueError:
+                raise ParameterValueError(
+                    f"{k!r} has shape {shapes[k]}, which does not broadcast with the set's batch shape {base}: "
+                    "give it the same leading batch axes as the other varied parameters, or a scalar."
+                ) from None
+        raise ParameterValueError(f"the parameters' shapes {sorted(set(shapes.values()))} do not broadcast to one batch shape.")
 
 
 def _takes_p(fn: Callable) -> bool:
@@ -113,6 +184,8 @@ class ParameterSet(eqx.Module):
             else:
                 _validate(k, v)
                 values[k] = jnp.asarray(v, dtype=jnp.float64)
+        _check_batch_shapes(values, list(values))
+        _check_volume_fractions(values)
         return cls(values=values, functions=tuple(sorted(functions, key=lambda kv: kv[0])), name=name, citation=citation)
 
     # -- reading ------------------------------------------------------------------------------
@@ -174,8 +247,12 @@ class ParameterSet(eqx.Module):
 
         Raises `UnknownParameterError` for a name the set does not have (with close matches),
         unless ``check_already_exists=False``, and `ParameterValueError` for a value outside its
-        physical range (porosities and volume fractions in (0, 1) (a separator's porosity may be 1); lengths, radii, diffusivities,
-        capacities, conductivities and reaction rate constants and tortuosity factors positive; every value finite).
+        physical range: porosities and volume fractions in (0, 1) (a separator's porosity may be
+        1) with an electrode's porosity and solid fractions adding up to at most 1; lengths,
+        radii, diffusivities, capacities, conductivities, reaction rate constants and tortuosity
+        factors positive; every value a finite number (not a string or None), and shapes that
+        broadcast with the set's batch shape. Update an electrode's porosity and active
+        material fraction in one call when both change.
         """
         values = dict(self.values)
         functions = dict(self.functions)
@@ -189,6 +266,10 @@ class ParameterSet(eqx.Module):
                 _validate(k, v)
                 functions.pop(k, None)
                 values[k] = jnp.asarray(v, dtype=jnp.float64)
+        changed = [k for k in new if k in values]
+        _check_batch_shapes(values, changed)
+        if any("porosity" in k or "volume fraction" in k for k in changed):
+            _check_volume_fractions(values)
         return ParameterSet(
             values=values,
             functions=tuple(sorted(functions.items(), key=lambda kv: kv[0])),
