@@ -104,13 +104,71 @@ def sei_surface_area(params: ParameterSet):
     )
 
 
+def lithium_inventory(params: ParameterSet):
+    """Cyclable lithium of the fresh cell, n_inv = c_n,0 eps_s,n L_n A [mol].
+
+    The lithium the negative electrode's particles hold at the initial (charged) state, which
+    is where `aged_parameters` takes the SEI's lithium from: once the film has consumed it
+    all, the negative electrode is empty at the top of charge and the cell has no capacity
+    left. SEI growth cannot consume more lithium than this. Chen2020: 0.196 mol, 5.25 A.h
+    (nominal capacity 5 A.h). Batched parameters give one value per cell.
+
+    Example:
+        >>> F * lithium_inventory(jaxcell.load_parameters("Chen2020")) / 3600  # 5.25 A.h
+    """
+    return (
+        params[_C_NEG]
+        * params["Negative electrode active material volume fraction"]
+        * params["Negative electrode thickness [m]"]
+        * electrode_area(params)
+    )
+
+
+def max_thickness(params: ParameterSet, film: SEIFilm | None = None):
+    """The SEI thickness at which the film holds the whole lithium inventory [m],
+
+        L_max = L0 + n_inv V_SEI / (z S) = L0 + c_n,0 R_n V_SEI / (3 z)
+
+    (the geometry cancels). SEI growth stops there: no cyclable lithium is left to reduce the
+    electrolyte. Chen2020 with the default film: 2.80 um.
+
+    Example:
+        >>> max_thickness(jaxcell.load_parameters("Chen2020"))  # 2.80e-6 m
+    """
+    film = SEIFilm() if film is None else film
+    return film.initial_thickness + (
+        lithium_inventory(params)
+        * film.partial_molar_volume
+        / (film.lithium_per_sei * sei_surface_area(params))
+    )
+
+
+def _check_thickness(thickness, params, film, what):
+    """Raise `ValueError` if a concrete thickness lies outside [0, max_thickness]."""
+    top = max_thickness(params, film)
+    if isinstance(thickness, jax.core.Tracer) or isinstance(top, jax.core.Tracer):
+        return
+    L, top = np.broadcast_arrays(np.asarray(thickness, dtype=float), np.asarray(top))
+    # the rounding of a thickness clipped at L_max by the caller is not an excess
+    bad = ~((L >= 0) & (L <= top * (1 + 1e-12)))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{what}: SEI thickness {L.ravel()[i]:.4g} m is outside [0, {top.ravel()[i]:.4g}] m; "
+            f"above that the film would hold more lithium than the cell's inventory "
+            f"(see max_thickness and lithium_inventory)."
+        )
+
+
 def lithium_lost(thickness, params: ParameterSet, film: SEIFilm | None = None):
     """Moles of cyclable lithium consumed by SEI growth beyond the formation film [mol].
 
         n_Li = z (L - L0) S / V_SEI
 
     (film volume grown, over the SEI's molar volume, times z lithium per SEI molecule).
-    Chen2020 with the default film: 7.0e-5 mol per nm of growth.
+    Chen2020 with the default film: 7.0e-5 mol per nm of growth. The film cannot hold more
+    than the cell's lithium inventory: a concrete thickness above `max_thickness` (or below
+    zero) raises `ValueError` (traced values are not checked).
 
     Args:
         thickness: SEI thickness L [m]; broadcasts against the batch shape of `params`.
@@ -121,6 +179,7 @@ def lithium_lost(thickness, params: ParameterSet, film: SEIFilm | None = None):
         >>> lithium_lost(100e-9, jaxcell.load_parameters("Chen2020"))
     """
     film = SEIFilm() if film is None else film
+    _check_thickness(thickness, params, film, "lithium_lost")
     grown = jnp.asarray(thickness) - film.initial_thickness
     return (
         film.lithium_per_sei
@@ -134,7 +193,8 @@ def capacity_fade(thickness, params: ParameterSet, film: SEIFilm | None = None):
     """Capacity lost to SEI growth, Q_lost = F n_Li / 3600 [A.h].
 
     Every mole of lithium bound in the film is a mole the cell can no longer cycle. Chen2020
-    with the default film: 1.88 mA.h per nm of growth (5 A.h cell).
+    with the default film: 1.88 mA.h per nm of growth (5 A.h cell). Bounded by the lithium
+    inventory F n_inv / 3600 (5.25 A.h for Chen2020): thicker films raise `ValueError`.
 
     Example:
         >>> capacity_fade(100e-9, jaxcell.load_parameters("Chen2020"))  # about 0.18 A.h

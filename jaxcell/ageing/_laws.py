@@ -90,53 +90,44 @@ def _check_rate(owner: str, name: str, value) -> None:
 class AbstractSEILaw(eqx.Module):
     """A stochastic SEI growth law on the cycle time scale.
 
-    The SDE is written for a *growth variable* y = g(L) (the thickness L itself, or L^2 for
-    the sqrt(t) law) in which the noise is additive:
+    Each cell's film follows the noise-free law dL/dtau = rate(L; theta) on its own *ageing
+    clock* tau(t), a gamma process:
 
-        dy = b(y; theta) dt + sigma dW,
+        L(t) = L_det(tau(t); theta),   tau(t) ~ Gamma(shape t / nu, scale nu),
 
-    with per-cell rate constants theta (quenched: drawn once per cell from `rate_constants`)
-    and an intrinsic Wiener term of strength `noise` = sigma [growth unit / sqrt(cycle)].
-    Concrete laws give g, its inverse, the drift b, the rate dL/dt and the noise-free closed
-    form as static methods of the rate constants alone: the solve calls them on the class, so
-    new rate constants or noise never recompile it.
+    with independent increments, E[tau(t)] = t and Var[tau(t)] = nu t. The per-cell rate
+    constants theta are quenched (drawn once per cell from `rate_constants`); the clock is
+    the intrinsic noise, with variance rate nu = `clock_variance` [cycle]. Its relative
+    spread sqrt(nu / t) falls with age: nu is the horizon at which it is 100%.
+
+    The clock is the growth rate's noise: over a short interval the film grows by rate(L)
+    dtau, with dtau > 0 a positive random factor of dt (cycle-to-cycle variation of the
+    conditions that drive SEI growth: temperature, depth of discharge, rest time). A gamma
+    process never decreases and the closed form L_det increases with tau, so every path is
+    non-decreasing: SEI growth is irreversible. Concrete laws give the rate dL/dt and the
+    noise-free closed form as static methods of the rate constants alone: the sampler calls
+    them on the class, so new rate constants or noise never recompile it.
     """
 
-    noise: eqx.AbstractVar[float]
+    clock_variance: eqx.AbstractVar[float]
     rate_names: eqx.AbstractClassVar[tuple[str, ...]]
     rate_units: eqx.AbstractClassVar[tuple[str, ...]]
-    growth_unit: eqx.AbstractClassVar[str]
 
     def __check_init__(self):
         owner = type(self).__name__
         for name, value in zip(self.rate_names, self.rate_constants()):
             _check_rate(owner, name, value)
-        if not isinstance(self.noise, jax.core.Tracer):
-            s = np.asarray(self.noise, dtype=float)
+        if not isinstance(self.clock_variance, jax.core.Tracer):
+            s = np.asarray(self.clock_variance, dtype=float)
             if s.shape != () or not np.isfinite(s) or s < 0:
                 raise ValueError(
-                    f"{owner}.noise must be a finite non-negative number "
-                    f"[{self.growth_unit}/sqrt(cycle)], got {self.noise!r}."
+                    f"{owner}.clock_variance must be a finite non-negative number of cycles "
+                    f"(0 for no intrinsic noise), got {self.clock_variance!r}."
                 )
 
     @abc.abstractmethod
     def rate_constants(self) -> tuple[RateConstant, ...]:
         """The rate constants in the order of `rate_names` (numbers or distributions)."""
-
-    @staticmethod
-    @abc.abstractmethod
-    def growth(thickness):
-        """Growth variable y = g(L) of a thickness L [m]."""
-
-    @staticmethod
-    @abc.abstractmethod
-    def thickness(growth):
-        """Thickness L [m] of a growth variable y >= 0 (inverse of `growth`)."""
-
-    @staticmethod
-    @abc.abstractmethod
-    def drift(growth, rates):
-        """Drift dy/dt [growth unit/cycle] at y for one cell's rate constants `rates` (P,)."""
 
     @staticmethod
     @abc.abstractmethod
@@ -146,7 +137,8 @@ class AbstractSEILaw(eqx.Module):
     @staticmethod
     @abc.abstractmethod
     def deterministic_thickness(cycles, initial_thickness, rates):
-        """Closed-form noise-free thickness L(t) [m] after `cycles`, from L(0) = L0."""
+        """Closed-form noise-free thickness L(t) [m] after `cycles`, from L(0) = L0;
+        non-decreasing in `cycles`."""
 
     def sample_rates(self, key, n_cells: int):
         """Rate constants of `n_cells` cells, shape (n_cells, P) in the order of `rate_names`.
@@ -181,12 +173,13 @@ class AbstractSEILaw(eqx.Module):
 class ReactionLimited(AbstractSEILaw):
     """Reaction-limited growth dL/dt = k_R: the film grows linearly in time.
 
-    Growth variable y = L [m]; SDE dL = k_R dt + sigma dW.
+    On the ageing clock, L(t) = L0 + k_R tau(t): given k_R, the mean is L0 + k_R t and the
+    intrinsic variance k_R^2 nu t.
 
     Attributes:
         reaction_rate: k_R [m/cycle], a number or a numpyro distribution over cells (default
             lognormal, median 0.25 nm/cycle, log-standard deviation 0.25).
-        noise: sigma [m/sqrt(cycle)] (default 0.5 nm/sqrt(cycle)).
+        clock_variance: nu [cycle], the ageing clock's variance rate (default 2 cycles).
 
     With the default `SEIFilm` these defaults give about 10% capacity fade of a Chen2020 cell
     (LG M50) after 1000 cycles; they are illustrative, not fitted to ageing data.
@@ -198,26 +191,13 @@ class ReactionLimited(AbstractSEILaw):
     reaction_rate: RateConstant = eqx.field(
         default_factory=lambda: LogNormal(math.log(2.5e-10), 0.25)
     )
-    noise: float = 5e-10
+    clock_variance: float = 2.0
 
     rate_names: ClassVar[tuple[str, ...]] = ("reaction_rate",)
     rate_units: ClassVar[tuple[str, ...]] = ("m/cycle",)
-    growth_unit: ClassVar[str] = "m"
 
     def rate_constants(self):
         return (self.reaction_rate,)
-
-    @staticmethod
-    def growth(thickness):
-        return thickness
-
-    @staticmethod
-    def thickness(growth):
-        return growth
-
-    @staticmethod
-    def drift(growth, rates):
-        return reaction_limited_rate(growth, rates[..., 0])
 
     @staticmethod
     def rate(thickness, rates):
@@ -231,44 +211,32 @@ class ReactionLimited(AbstractSEILaw):
 class DiffusionLimited(AbstractSEILaw):
     """Solvent-diffusion-limited growth dL/dt = k_D / L: the sqrt(t) law.
 
-    Growth variable y = L^2 [m2], in which the drift is constant: d(L^2) = 2 k_D dt + sigma dW,
-    so the noise-free solution is L = sqrt(L0^2 + 2 k_D t).
+    The noise-free solution is L = sqrt(L0^2 + 2 k_D t); on the ageing clock L^2 = L0^2 +
+    2 k_D tau(t), so given k_D the mean of L^2 is L0^2 + 2 k_D t and its intrinsic variance
+    4 k_D^2 nu t.
 
     Attributes:
         diffusion_rate: k_D [m2/cycle], a number or a numpyro distribution over cells (default
             lognormal, median 3.5e-17 m2/cycle, log-standard deviation 0.25).
-        noise: sigma [m2/sqrt(cycle)] on L^2 (default 1e-16 m2/sqrt(cycle)).
+        clock_variance: nu [cycle], the ageing clock's variance rate (default 2 cycles).
 
     With the default `SEIFilm` these defaults give about 10% capacity fade of a Chen2020 cell
     after 1000 cycles; they are illustrative, not fitted to ageing data.
 
     Example:
-        >>> law = DiffusionLimited(diffusion_rate=3.5e-17, noise=0.0)  # deterministic
+        >>> law = DiffusionLimited(diffusion_rate=3.5e-17, clock_variance=0.0)  # deterministic
     """
 
     diffusion_rate: RateConstant = eqx.field(
         default_factory=lambda: LogNormal(math.log(3.5e-17), 0.25)
     )
-    noise: float = 1e-16
+    clock_variance: float = 2.0
 
     rate_names: ClassVar[tuple[str, ...]] = ("diffusion_rate",)
     rate_units: ClassVar[tuple[str, ...]] = ("m2/cycle",)
-    growth_unit: ClassVar[str] = "m2"
 
     def rate_constants(self):
         return (self.diffusion_rate,)
-
-    @staticmethod
-    def growth(thickness):
-        return thickness**2
-
-    @staticmethod
-    def thickness(growth):
-        return jnp.sqrt(growth)
-
-    @staticmethod
-    def drift(growth, rates):
-        return jnp.zeros_like(growth) + 2.0 * rates[..., 0]
 
     @staticmethod
     def rate(thickness, rates):
@@ -283,13 +251,13 @@ class MixedLimited(AbstractSEILaw):
     """Reaction and solvent diffusion in series: dL/dt = 1 / (1/k_R + L/k_D).
 
     Linear growth while the film is thin (L << k_D/k_R), the sqrt(t) law once it is thick.
-    Growth variable y = L [m]; SDE dL = dL/dt(L) dt + sigma dW. The noise-free solution solves
-    (L - L0)/k_R + (L^2 - L0^2)/(2 k_D) = t.
+    The noise-free solution solves (L - L0)/k_R + (L^2 - L0^2)/(2 k_D) = t; the stochastic
+    one solves the same with t replaced by the ageing clock tau(t), exactly.
 
     Attributes:
         reaction_rate: k_R [m/cycle] (default lognormal, median 1 nm/cycle, log-sd 0.25).
         diffusion_rate: k_D [m2/cycle] (default lognormal, median 3.5e-17, log-sd 0.25).
-        noise: sigma [m/sqrt(cycle)] (default 0.5 nm/sqrt(cycle)).
+        clock_variance: nu [cycle], the ageing clock's variance rate (default 2 cycles).
 
     Example:
         >>> law = MixedLimited(reaction_rate=1e-9, diffusion_rate=3.5e-17)
@@ -301,26 +269,13 @@ class MixedLimited(AbstractSEILaw):
     diffusion_rate: RateConstant = eqx.field(
         default_factory=lambda: LogNormal(math.log(3.5e-17), 0.25)
     )
-    noise: float = 5e-10
+    clock_variance: float = 2.0
 
     rate_names: ClassVar[tuple[str, ...]] = ("reaction_rate", "diffusion_rate")
     rate_units: ClassVar[tuple[str, ...]] = ("m/cycle", "m2/cycle")
-    growth_unit: ClassVar[str] = "m"
 
     def rate_constants(self):
         return (self.reaction_rate, self.diffusion_rate)
-
-    @staticmethod
-    def growth(thickness):
-        return thickness
-
-    @staticmethod
-    def thickness(growth):
-        return growth
-
-    @staticmethod
-    def drift(growth, rates):
-        return mixed_rate(growth, rates[..., 0], rates[..., 1])
 
     @staticmethod
     def rate(thickness, rates):
@@ -329,9 +284,10 @@ class MixedLimited(AbstractSEILaw):
     @staticmethod
     def deterministic_thickness(cycles, initial_thickness, rates):
         k_r, k_d = rates[..., 0], rates[..., 1]
-        c = cycles + initial_thickness / k_r + initial_thickness**2 / (2.0 * k_d)
-        # root of L^2/(2 k_D) + L/k_R - c = 0, written without cancellation
-        return 2.0 * c / (1.0 / k_r + jnp.sqrt(1.0 / k_r**2 + 2.0 * c / k_d))
+        # the growth G = L - L0 solves G^2/(2 k_D) + b G - t = 0 with b = 1/k_R + L0/k_D;
+        # its positive root, written without cancellation, so that L >= L0 exactly
+        b = 1.0 / k_r + initial_thickness / k_d
+        return initial_thickness + 2.0 * cycles / (b + jnp.sqrt(b**2 + 2.0 * cycles / k_d))
 
 
 LAWS = {

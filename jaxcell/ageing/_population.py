@@ -1,8 +1,10 @@
-"""Ageing a population: SEI paths, their fade and resistance, electrochemical check-ups."""
+"""Ageing a population: SEI paths, their fade and resistance bounded by the lithium inventory,
+end of life, electrochemical check-ups."""
 
 from __future__ import annotations
 
-import diffrax
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -12,12 +14,28 @@ from jaxtyping import Array, Float, Int
 from ..batch import simulate_batch
 from ..parameters import ParameterSet
 from ..solution import Status
-from ._film import SEIFilm, aged_parameters, capacity_fade, film_resistance
+from ..physics.constants import F
+from ._film import (
+    SEIFilm,
+    aged_parameters,
+    capacity_fade,
+    film_resistance,
+    lithium_inventory,
+    max_thickness,
+)
 from ._laws import AbstractSEILaw
-from ._sde import simulate_sei
+from ._sde import MAX_OUTPUT_BYTES, _checkpoints, require_memory, simulate_sei
 from ._variance import VarianceSplit, variance_split
 
 DEFAULT_CHECKUP = "Discharge at 1C until 2.5 V"
+
+DEPLETED = -2
+"""`AgeingResult.checkup_status` of a check-up not run because the cell's lithium inventory
+is exhausted (its capacity and energy are 0)."""
+
+# memory per (cell, replicate, checkpoint) in `age_population`: thickness, fade and
+# resistance, and two temporaries of the same size, float64 each [bytes]
+_BYTES_PER_VALUE = 40
 
 
 class AgeingResult(eqx.Module):
@@ -33,12 +51,23 @@ class AgeingResult(eqx.Module):
         checkup_capacity: discharge capacity [A.h] of replicate 0 of each cell at each
             check-up, shape (M, C); NaN where the solve failed.
         checkup_energy: discharge energy [W.h], shape (M, C); NaN where the solve failed.
-        checkup_status: `jaxcell.Status` codes, shape (M, C).
+        checkup_status: `jaxcell.Status` codes, shape (M, C); `DEPLETED` (-2) where the
+            cell's lithium inventory was exhausted (capacity and energy 0, no solve).
+        inventory_capacity: the lithium inventory of each cell as charge, F n_inv / 3600
+            [A.h], shape (M,) (`lithium_inventory`): the most the fade can reach.
+        end_of_life_fade: the fade at which a cell reaches end of life [A.h], shape (M,):
+            (1 - `end_of_life`) x nominal capacity.
+        end_of_life_cycle: first checkpoint [cycles] at which each path's fade reached
+            `end_of_life_fade`, shape (M, K); NaN if it did not.
+        depleted_cycle: first checkpoint [cycles] at which each path's film held the whole
+            lithium inventory (film growth stopped, fade = inventory, no capacity left), shape
+            (M, K); NaN if it did not.
         law: name of the growth law's class; rate_names, rate_units: names and units of the
             rate constants.
 
     Fade trajectories of the population as realised (one path per cell) are ``fade[:, 0]``
-    (cells x checkpoints); the other replicates serve `variance_split`.
+    (cells x checkpoints); the other replicates serve `variance_split`. Every path is
+    non-decreasing and 0 <= fade <= inventory_capacity.
     """
 
     cycles: Float[Array, " checkpoints"]
@@ -50,6 +79,10 @@ class AgeingResult(eqx.Module):
     checkup_capacity: Float[Array, "cells checkups"]
     checkup_energy: Float[Array, "cells checkups"]
     checkup_status: Int[Array, "cells checkups"]
+    inventory_capacity: Float[Array, " cells"]
+    end_of_life_fade: Float[Array, " cells"]
+    end_of_life_cycle: Float[Array, "cells replicates"]
+    depleted_cycle: Float[Array, "cells replicates"]
     law: str = eqx.field(static=True)
     rate_names: tuple[str, ...] = eqx.field(static=True)
     rate_units: tuple[str, ...] = eqx.field(static=True)
@@ -75,8 +108,9 @@ class AgeingResult(eqx.Module):
         """A tidy table, one row per (cell, replicate, checkpoint).
 
         Columns: cell, replicate, cycle, the cell's rate constants (named by `rate_names`
-        and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm;
-        with check-ups also capacity_Ah, energy_Wh and status, filled on replicate 0 at the
+        and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm,
+        end_of_life (fade at or above `end_of_life_fade`), depleted (lithium inventory
+        exhausted); with check-ups also capacity_Ah, energy_Wh and status, filled on replicate 0 at the
         check-up cycles (NaN / -1 elsewhere). ``all_replicates=False`` keeps replicate 0 only.
         """
         import pandas as pd
@@ -98,6 +132,12 @@ class AgeingResult(eqx.Module):
             ("resistance_Ohm", self.resistance),
         ):
             table[col] = np.asarray(arr)[:, :keep].ravel()
+        for col, at in (
+            ("end_of_life", self.end_of_life_cycle),
+            ("depleted", self.depleted_cycle),
+        ):
+            # NaN (never reached) compares False
+            table[col] = cycles[step] >= np.asarray(at)[cell, rep]
         df = pd.DataFrame(table)
         if self.checkup_cycles.size:
             cap = np.full(df.shape[0], np.nan)
@@ -235,6 +275,12 @@ def _broadcast(params: ParameterSet, n: int) -> ParameterSet:
     )
 
 
+def _first_reached(reached, cycles):
+    """First checkpoint [cycles] at which `reached` (..., T) holds, NaN where it never does."""
+    first = np.argmax(reached, axis=-1)
+    return np.where(reached.any(axis=-1), cycles[first], np.nan)
+
+
 def age_population(
     params: ParameterSet,
     law: AbstractSEILaw,
@@ -248,20 +294,31 @@ def age_population(
     model=None,
     experiment=DEFAULT_CHECKUP,
     film: SEIFilm | None = None,
-    dt: float = 1.0,
-    solver: diffrax.AbstractSolver | None = None,
+    end_of_life: float = 0.8,
     batch_size: int | None = None,
     progress: bool | None = None,
+    max_output_bytes: float = MAX_OUTPUT_BYTES,
 ) -> AgeingResult:
     """Age a population of cells through `cycles` cycles of SEI growth, with optional
     electrochemical check-ups.
 
     The SEI thickness of every cell follows the stochastic growth law `law` (`simulate_sei`:
-    per-cell rate constants plus an intrinsic Wiener term), from which follow the capacity
-    lost to SEI (`capacity_fade`) and the film resistance (`film_resistance`). At each cycle
-    in `checkups`, replicate 0 of every cell is fed back into the electrochemical model
-    (`aged_parameters`: less lithium, more resistance) and `experiment` is simulated with
-    `jaxcell.simulate_batch` (all check-ups in one batch) to give its capacity and energy.
+    per-cell rate constants on a gamma-process ageing clock, so every path is
+    non-decreasing), from which follow the capacity lost to SEI (`capacity_fade`) and the
+    film resistance (`film_resistance`).
+
+    The film cannot consume more lithium than the cell has: once it holds the whole lithium
+    inventory (`max_thickness`) it stops growing, the fade stays at the inventory's charge
+    (`inventory_capacity`) and the path is recorded in `depleted_cycle`. A path whose fade
+    reaches (1 - `end_of_life`) of the nominal capacity is recorded in `end_of_life_cycle`.
+    A `RuntimeWarning` says how many paths exhausted the inventory or lost the whole nominal
+    capacity, so a fade at that bound is never silent.
+
+    At each cycle in `checkups`, replicate 0 of every cell is fed back into the
+    electrochemical model (`aged_parameters`: less lithium, more resistance) and
+    `experiment` is simulated with `jaxcell.simulate_batch` (all check-ups in one batch) to
+    give its capacity and energy; a cell with no lithium left gets capacity and energy 0
+    and status `DEPLETED`.
 
     Args:
         params: fresh cell parameters, one cell (shared by all) or a batch of cells (e.g. from
@@ -277,9 +334,13 @@ def age_population(
         model: jaxcell cell model for the check-ups, e.g. `jaxcell.SPM()`.
         experiment: check-up protocol (default "Discharge at 1C until 2.5 V").
         film: SEI film properties (default `SEIFilm()`); its `initial_thickness` is L0.
-        dt: largest SDE step [cycles].
-        solver: fixed-step diffrax SDE solver (default `diffrax.Euler()`).
+        end_of_life: remaining fraction of the nominal capacity ("Nominal cell capacity
+            [A.h]", or the inventory's charge where the set has none) that marks end of
+            life, in (0, 1) (default 0.8).
         batch_size, progress: passed to `simulate_batch`.
+        max_output_bytes: refuse (`ValueError`, before any compute) a population whose
+            arrays, 40 bytes per (cell, replicate, checkpoint), would need more memory than
+            this [bytes] (default 2 GiB). The number of cycles costs no memory.
 
     Example:
         >>> p = jaxcell.load_parameters("Chen2020")
@@ -306,21 +367,33 @@ def age_population(
         n_cells = batch[0]
     elif n_cells is None:
         raise ValueError("n_cells is required when params is a single cell.")
+    eol = float(end_of_life)
+    if not 0.0 < eol < 1.0:
+        raise ValueError(
+            f"end_of_life must be a fraction of the nominal capacity in (0, 1), got {end_of_life!r}."
+        )
     cycles = float(cycles)
+    if not (np.isfinite(cycles) and cycles > 0):
+        raise ValueError(f"cycles must be a positive finite number, got {cycles!r}.")
     check = np.unique(
         np.asarray([] if checkups is None else checkups, dtype=float).ravel()
     )
     if check.size:
         if model is None:
             raise ValueError("checkups need a cell model, e.g. model=jaxcell.SPM().")
-        if check[0] < 0 or check[-1] > cycles:
+        if not (check[0] >= 0 and check[-1] <= cycles):
             raise ValueError(
                 f"checkups must be cycles in [0, cycles={cycles:g}], got {check}."
             )
-    base = (
-        np.linspace(0.0, cycles, 101)
-        if checkpoints is None
-        else np.asarray(checkpoints, dtype=float).ravel()
+    save = np.union1d(_checkpoints(cycles, checkpoints), check)
+    for name, value in (("n_cells", n_cells), ("replicates", replicates)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    require_memory(
+        int(n_cells) * int(replicates) * save.size,
+        _BYTES_PER_VALUE,
+        max_output_bytes,
+        "n_cells x replicates x checkpoints",
     )
     paths = simulate_sei(
         law,
@@ -328,26 +401,57 @@ def age_population(
         cycles=cycles,
         key=key,
         replicates=replicates,
-        checkpoints=np.union1d(base, check),
+        checkpoints=save,
         initial_thickness=film.initial_thickness,
-        dt=dt,
-        solver=solver,
+        max_output_bytes=max_output_bytes,
     )
-    L = paths.thickness
+    M, C = n_cells, check.size
+    cyc = np.asarray(paths.cycles)
     geometry = jax.tree.map(lambda x: x[:, None, None] if x.ndim else x, params)
+    top = np.asarray(max_thickness(geometry, film))
+    raw = np.asarray(paths.thickness)
+    depleted = raw >= top
+    # the film stops growing when it holds the whole lithium inventory
+    L = jnp.asarray(np.minimum(raw, top))
     fade = capacity_fade(L, geometry, film)
     resistance = film_resistance(L, geometry, film)
 
-    M, C = n_cells, check.size
+    inventory = np.broadcast_to(
+        np.asarray(F * lithium_inventory(params) / 3600.0), (M,)
+    )
+    nominal = (
+        np.broadcast_to(np.asarray(params["Nominal cell capacity [A.h]"]), (M,))
+        if "Nominal cell capacity [A.h]" in params
+        else inventory
+    )
+    eol_fade = (1.0 - eol) * nominal
+    fade_np = np.asarray(fade)
+    eol_cycle = _first_reached(fade_np >= eol_fade[:, None, None], cyc)
+    depleted_cycle = _first_reached(depleted, cyc)
+    n_dead = int(np.sum(depleted[..., -1]))
+    n_over = int(np.sum(fade_np[..., -1] >= nominal[:, None]))
+    if n_dead or n_over:
+        warnings.warn(
+            f"by cycle {cyc[-1]:g}, {n_over} of {M * replicates} SEI paths lost at least the "
+            f"nominal capacity ({float(np.max(nominal)):.4g} A.h) and {n_dead} consumed the "
+            f"whole lithium inventory ({float(np.max(inventory)):.4g} A.h): those films stop "
+            f"growing at the inventory and their fade stays there; see "
+            f"AgeingResult.depleted_cycle and end_of_life_cycle.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
     cap = np.full((M, C), np.nan)
     energy = np.full((M, C), np.nan)
     status = np.full((M, C), -1, dtype=np.int64)
-    # check-up cycles as recorded (a checkpoint within a millionth of a step of the step grid
-    # is moved onto it)
-    idx = [int(np.argmin(np.abs(np.asarray(paths.cycles) - c))) for c in check]
+    idx = [int(np.searchsorted(cyc, c)) for c in check]
     if C:
         cells = _broadcast(params, M)
-        aged = [aged_parameters(cells, L[:, 0, i], film) for i in idx]
+        # a cell with no lithium left has no capacity: its solve is replaced by the fresh
+        # cell's (one batch shape, one compile) and its result by zeros
+        gone = depleted[:, 0, idx]
+        safe = np.where(gone, film.initial_thickness, np.asarray(L)[:, 0, idx])
+        aged = [aged_parameters(cells, jnp.asarray(safe[:, c]), film) for c in range(C)]
         stacked = jax.tree.map(
             lambda *xs: jnp.concatenate(xs), *[_broadcast(a, M) for a in aged]
         )
@@ -360,6 +464,9 @@ def age_population(
         for j in range(M * C):
             c, i = divmod(j, M)
             sol = jax.tree.map(lambda x, j=j: x[j], sols)
+            if gone[i, c]:
+                status[i, c], cap[i, c], energy[i, c] = DEPLETED, 0.0, 0.0
+                continue
             status[i, c] = int(sol.status)
             if int(sol.status) < Status.MAX_STEPS:
                 cap[i, c] = sol.capacity
@@ -370,10 +477,14 @@ def age_population(
         thickness=L,
         fade=fade,
         resistance=resistance,
-        checkup_cycles=jnp.asarray(np.asarray(paths.cycles)[idx]),
+        checkup_cycles=jnp.asarray(cyc[idx]),
         checkup_capacity=jnp.asarray(cap),
         checkup_energy=jnp.asarray(energy),
         checkup_status=jnp.asarray(status),
+        inventory_capacity=jnp.asarray(inventory),
+        end_of_life_fade=jnp.asarray(eol_fade),
+        end_of_life_cycle=jnp.asarray(eol_cycle),
+        depleted_cycle=jnp.asarray(depleted_cycle),
         law=type(law).__name__,
         rate_names=paths.rate_names,
         rate_units=type(law).rate_units,
@@ -390,10 +501,9 @@ def fade_variance_split(
     n_cells: int | None = None,
     checkpoints=None,
     film: SEIFilm | None = None,
-    dt: float = 1.0,
 ) -> tuple[jax.Array, VarianceSplit]:
-    """Run the SEI SDE with `n_cells` x `replicates` paths and split the variance of the
-    capacity fade [A.h] at each checkpoint into heterogeneity and intrinsic parts.
+    """Sample `n_cells` x `replicates` SEI paths and split the variance of the capacity fade
+    [A.h] at each checkpoint into heterogeneity and intrinsic parts.
 
     Returns ``(cycles, split)``: the checkpoint cycles (T,) and a `VarianceSplit` whose arrays
     have shape (T,) [A.h^2].
@@ -424,6 +534,5 @@ def fade_variance_split(
         key=key,
         checkpoints=checkpoints,
         film=film,
-        dt=dt,
     )
     return res.cycles, res.variance_split("fade")

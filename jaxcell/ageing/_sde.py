@@ -1,10 +1,9 @@
-"""The SEI growth SDE, solved with diffrax under `vmap`: one path per (cell, replicate)."""
+"""Sampling SEI thickness paths: per-cell rate constants and a gamma-process ageing clock."""
 
 from __future__ import annotations
 
 import math
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,46 +12,8 @@ from jaxtyping import Array, Float
 
 from ._laws import AbstractSEILaw
 
-
-class Reflected(diffrax.AbstractWrappedSolver):
-    """Wraps a fixed-step SDE solver so that the state never falls below `floor`.
-
-    After every step the state is projected back, y_{n+1} = max(y_{n+1}, floor) (the projected
-    Euler scheme). For additive noise this is the discrete Skorokhod map: it converges (strong
-    order 1/2) to the SDE reflected at the floor, and it is a no-op on any path that stays
-    above the floor. Output between steps is linear interpolation of the projected states.
-
-    Example:
-        >>> solver = Reflected(diffrax.Euler(), floor=0.0)
-    """
-
-    solver: diffrax.AbstractSolver
-    floor: float = 0.0
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    interpolation_cls = diffrax.LocalLinearInterpolation
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        y1, y_error, _, solver_state, result = self.solver.step(
-            terms, t0, t1, y0, args, solver_state, made_jump
-        )
-        y1 = jnp.maximum(y1, self.floor)
-        return y1, y_error, {"y0": y0, "y1": y1}, solver_state, result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
+MAX_OUTPUT_BYTES = 2 * 2**30
+"""Default limit on the memory of a sampled population's arrays [bytes] (2 GiB)."""
 
 
 class SEIPaths(eqx.Module):
@@ -71,43 +32,47 @@ class SEIPaths(eqx.Module):
     rate_names: tuple[str, ...] = eqx.field(static=True)
 
 
-def _time_grid(cycles: float, dt: float, checkpoints) -> tuple[np.ndarray, np.ndarray]:
-    """Solver steps: a uniform grid of step <= dt with every checkpoint added as a step end,
-    so that outputs are step values, never interpolated between steps."""
-    n = max(1, math.ceil(cycles / dt - 1e-9))
-    grid = np.linspace(0.0, cycles, n + 1)
-    ts = np.asarray(checkpoints, dtype=float)
-    # checkpoints within a millionth of a step of a grid point are that grid point
-    near = np.abs(ts[:, None] - grid[None, :]) <= 1e-6 * (cycles / n)
-    snapped = np.where(near.any(axis=1), grid[np.argmax(near, axis=1)], ts)
-    return np.union1d(grid, snapped), snapped
+def ageing_clock(key, cycles, clock_variance):
+    """One path of the ageing clock tau at the times `cycles`, a gamma process.
+
+    tau(0) = 0, and its increment over an interval of dt cycles is Gamma(shape dt / nu,
+    scale nu) [cycles], independent of the other intervals: E[tau(t)] = t, Var[tau(t)] =
+    nu t, Cov(tau(s), tau(t)) = nu min(s, t), and tau never decreases. nu = 0 gives tau = t.
+
+    Args:
+        key: a JAX PRNG key.
+        cycles: non-decreasing times t >= 0 [cycles], shape (T,).
+        clock_variance: nu >= 0 [cycle].
+
+    Returns:
+        tau at each time [cycles], shape (T,).
+
+    Example:
+        >>> ageing_clock(jax.random.key(0), jnp.array([10.0, 100.0]), 2.0)
+    """
+    t = jnp.asarray(cycles, dtype=jnp.float64)
+    dt = jnp.diff(t, prepend=0.0)
+    nu = jnp.asarray(clock_variance, dtype=jnp.float64)
+    noisy = nu > 0
+    scale = jnp.where(noisy, nu, 1.0)
+    shape = jnp.where(dt > 0, dt / scale, 1.0)
+    draws = scale * jax.random.gamma(key, shape, dtype=jnp.float64)
+    increments = jnp.where(dt > 0, jnp.where(noisy, draws, dt), 0.0)
+    return jnp.cumsum(increments)
 
 
-def _paths(law_type, solver, rates, y0, sigma, keys, grid, save, tol):
+def _paths(law_type, rates, keys, cycles, initial_thickness, clock_variance):
     def one(theta, key):
-        bm = diffrax.VirtualBrownianTree(grid[0], grid[-1], tol=tol, shape=(), key=key)
-        terms = diffrax.MultiTerm(
-            diffrax.ODETerm(lambda t, y, th: law_type.drift(y, th)),
-            diffrax.ControlTerm(lambda t, y, th: sigma, bm),
-        )
-        sol = diffrax.diffeqsolve(
-            terms,
-            Reflected(solver, floor=0.0),
-            grid[0],
-            grid[-1],
-            None,
-            y0,
-            args=theta,
-            saveat=diffrax.SaveAt(ts=save),
-            stepsize_controller=diffrax.StepTo(ts=grid),
-            max_steps=grid.shape[0],
-        )
-        return law_type.thickness(sol.ys)
+        tau = ageing_clock(key, cycles, clock_variance)
+        L = law_type.deterministic_thickness(tau, initial_thickness, theta)
+        # L_det is increasing in tau; the running maximum only removes last-bit rounding
+        # between nearly equal clock values
+        return jax.lax.cummax(jnp.maximum(L, initial_thickness))
 
     return jax.vmap(one)(rates, keys)
 
 
-# compiled once per (law type, solver, number of paths, number of steps, number of outputs)
+# compiled once per (law type, number of paths, number of checkpoints)
 _paths_jit = eqx.filter_jit(_paths)
 
 
@@ -128,6 +93,18 @@ def _checkpoints(cycles, checkpoints):
     return ts
 
 
+def require_memory(values: int, bytes_per_value: int, limit: float, sizes: str) -> None:
+    """Raise `ValueError` before any compute if `values` numbers of `bytes_per_value` bytes
+    exceed `limit` bytes; `sizes` names the options that set `values`."""
+    need = float(values) * bytes_per_value
+    if need > limit:
+        raise ValueError(
+            f"the requested output needs {need / 2**30:.3g} GiB ({sizes} = {values:,} values "
+            f"x {bytes_per_value} bytes), above the limit of {limit / 2**30:.3g} GiB: lower "
+            f"one of them, or raise the limit (max_output_bytes, or --max-memory)."
+        )
+
+
 def simulate_sei(
     law: AbstractSEILaw,
     *,
@@ -137,34 +114,38 @@ def simulate_sei(
     replicates: int = 1,
     checkpoints=None,
     initial_thickness: float = 5e-9,
-    dt: float = 1.0,
-    solver: diffrax.AbstractSolver | None = None,
+    max_output_bytes: float = MAX_OUTPUT_BYTES,
 ) -> SEIPaths:
     """Sample SEI thickness paths of a population: `n_cells` cells x `replicates` noise paths.
 
     Each cell draws its rate constants theta once (quenched disorder, `law.sample_rates`);
-    each (cell, replicate) pair then follows the SDE dy = b(y; theta) dt + sigma dW in the
-    law's growth variable y (L, or L^2 for the sqrt(t) law), from L(0) = L0, on a fixed grid
-    of steps <= `dt` cycles that includes every checkpoint. The Brownian motion is a
-    `diffrax.VirtualBrownianTree`; y is reflected at 0 (`Reflected`), so L >= 0. The default
-    solver is `diffrax.Euler` (Euler-Maruyama), which is exact in distribution at the step
-    ends for the reaction- and diffusion-limited laws (constant drift in y, additive noise).
+    each (cell, replicate) pair then draws its own ageing clock tau (`ageing_clock`, a gamma
+    process with E[tau(t)] = t and Var[tau(t)] = nu t, nu = `law.clock_variance`), and its
+    thickness is the law's closed form on that clock, L(t) = L_det(tau(t); theta).
+
+    The scheme is exact, with no time step: the clock's increments between checkpoints are
+    independent gamma variables, drawn directly, and L_det is the law's exact noise-free
+    solution. The cost and memory are those of the output, (cells x replicates x
+    checkpoints), whatever the number of cycles, and no discretisation error enters. Since
+    tau and L_det never decrease, every path is non-decreasing, L(t) >= L0.
 
     Reproducible: the rate constants of cell i come from ``fold_in(key, 0)`` (then rate and
-    cell), the Brownian path of (i, k) from ``fold_in(fold_in(fold_in(key, 1), i), k)``; the
-    same key gives bit-identical paths, and a cell's path does not depend on `n_cells`.
+    cell), the clock of (i, k) from ``fold_in(fold_in(fold_in(key, 1), i), k)``; the same
+    key and checkpoints give bit-identical paths, and a cell's path does not depend on
+    `n_cells`.
 
     Args:
-        law: the growth law with its rate constants and noise (e.g. `DiffusionLimited()`).
+        law: the growth law with its rate constants and clock variance (e.g.
+            `DiffusionLimited()`).
         n_cells: number of cells M (rate-constant draws).
-        cycles: horizon [cycles].
+        cycles: horizon [cycles], positive and finite.
         key: a JAX PRNG key.
         replicates: noise paths per cell K (K >= 2 for `variance_split`).
         checkpoints: cycles at which to record the thickness (default 101 evenly spaced,
             0 and `cycles` included).
         initial_thickness: L0 [m].
-        dt: largest step [cycles].
-        solver: a fixed-step diffrax SDE solver (default `diffrax.Euler()`).
+        max_output_bytes: refuse (`ValueError`, before any compute) a population whose
+            arrays would need more memory than this [bytes] (default 2 GiB).
 
     Returns:
         `SEIPaths` with `thickness` of shape (n_cells, replicates, checkpoints).
@@ -183,15 +164,21 @@ def simulate_sei(
     replicates = _positive_int("replicates", replicates)
     cycles = float(cycles)
     if not (math.isfinite(cycles) and cycles > 0):
-        raise ValueError(f"cycles must be a positive number, got {cycles!r}.")
-    dt = float(dt)
-    if not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive number of cycles, got {dt!r}.")
+        raise ValueError(
+            f"cycles must be a positive finite number, got {cycles!r}."
+        )
     if not (math.isfinite(float(initial_thickness)) and float(initial_thickness) >= 0):
         raise ValueError(
             f"initial_thickness must be a non-negative length [m], got {initial_thickness!r}."
         )
-    grid, save = _time_grid(cycles, min(dt, cycles), _checkpoints(cycles, checkpoints))
+    save = _checkpoints(cycles, checkpoints)
+    # the clock draws, the clock and the thickness, float64 each
+    require_memory(
+        n_cells * replicates * save.size,
+        24,
+        max_output_bytes,
+        "n_cells x replicates x checkpoints",
+    )
 
     rates = law.sample_rates(jax.random.fold_in(key, 0), n_cells)
     noise_key = jax.random.fold_in(key, 1)
@@ -199,19 +186,13 @@ def simulate_sei(
     keys = jax.vmap(
         lambda i, k: jax.random.fold_in(jax.random.fold_in(noise_key, i), k)
     )(jnp.asarray(cells.ravel()), jnp.asarray(reps.ravel()))
-    # leaves of a VirtualBrownianTree finer than the finest step: each step's increment is an
-    # exact Brownian increment, independent of the others
-    tol = 0.5 * float(np.min(np.diff(grid)))
     thickness = _paths_jit(
         type(law),
-        diffrax.Euler() if solver is None else solver,
         jnp.repeat(rates, replicates, axis=0),
-        jnp.asarray(type(law).growth(float(initial_thickness)), dtype=jnp.float64),
-        jnp.asarray(law.noise, dtype=jnp.float64),
         keys,
-        jnp.asarray(grid),
         jnp.asarray(save),
-        jnp.asarray(tol),
+        jnp.asarray(float(initial_thickness), dtype=jnp.float64),
+        jnp.asarray(law.clock_variance, dtype=jnp.float64),
     )
     return SEIPaths(
         cycles=jnp.asarray(save),
