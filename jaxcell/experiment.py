@@ -15,8 +15,11 @@ ACCEPTED_FORMS = """Accepted step forms (PyBaMM's language):
   "Discharge at 0.5 A for 30 minutes"  "Charge at 500 mA until 4.1 V"
   "Discharge at 2 W for 10 minutes"    "Hold at 4.2 V until C/50"  (also "until 50 mA")
   "Rest for 1 hour"                    "Discharge at 1C for 2 hours or until 3 V"
+  "Hold at 4.2 V until C/50 or 2 hours"  (with "or", the step ends at whichever comes first)
   a DriveCycle(time_s, current_A), and tuples of steps (one cycle each).
-Time units: s, second(s), min, minute(s), h, hour(s), day(s)."""
+Time units: s, second(s), min, minute(s), h, hour(s), day(s). A trailing "(1 second period)"
+is accepted and ignored (outputs are sampled as `simulate`'s t_eval says)."""
+
 
 _TIME_UNITS = {
     "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
@@ -119,19 +122,65 @@ def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
     return "current", value, c_rate
 
 
+def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
+    """The end conditions after a step's value: clauses 'for <duration>' and 'until <limit>',
+    joined by 'or' (PyBaMM's "for 1 hour or until 2.5 V"); after 'or' alone, a duration or a
+    limit ("until 2.5 V or 1 hour"). Returns (duration, until_voltage, until_current,
+    until_c_rate) with inf/nan for the conditions not given."""
+    duration, until_v, until_i, until_c = np.inf, np.nan, np.nan, False
+    words = re.split(r"(?:^| )(for|until|or)(?= |$)", tail)
+    if words[0].strip():
+        raise _fail(text, f"{words[0].strip()!r} is not 'for <duration>' or 'until <limit>'")
+    clauses = [(k, v.strip()) for k, v in zip(words[1::2], words[2::2])]
+    for i, (keyword, spec) in enumerate(clauses):
+        if keyword == "or" and not spec:
+            if i + 1 < len(clauses) and clauses[i + 1][0] != "or":
+                continue  # "or until ...", "or for ..."
+            raise _fail(text, "'or' must be followed by a duration or a limit")
+        if not spec:
+            raise _fail(text, f"'{keyword}' must be followed by a {'duration' if keyword == 'for' else 'limit'}")
+        t = spec.replace(" ", "")
+        is_duration = (m := re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec)) is not None and m.group(2) in _TIME_UNITS
+        if keyword == "until" and is_duration:
+            raise _fail(text, f"'until' takes a voltage or current limit; a duration such as {spec!r} follows 'for'")
+        if is_duration:
+            if np.isfinite(duration):
+                raise _fail(text, "the step has two durations")
+            duration = _parse_duration(text, spec)
+        elif keyword == "for":
+            raise _fail(text, f"{spec!r} is not a duration")
+        elif m2 := re.fullmatch(rf"({_NUM})(mv|v)", t):
+            if not np.isnan(until_v):
+                raise _fail(text, "the step has two voltage limits")
+            until_v = float(m2.group(1)) * (1e-3 if m2.group(2) == "mv" else 1.0)
+        else:
+            if not np.isnan(until_i):
+                raise _fail(text, "the step has two current limits")
+            until_i, until_c = _parse_current(text, spec)
+    return duration, until_v, until_i, until_c
+
+
 def parse_step(text: str) -> Step:
-    """Parse one PyBaMM-style step string into a `Step` (see `ACCEPTED_FORMS`)."""
+    """Parse one PyBaMM-style step string into a `Step` (see `ACCEPTED_FORMS`).
+
+    A step may end on a duration and a limit together ("for 1 hour or until 2.5 V", also written
+    "until 2.5 V or 1 hour"): it ends at whichever comes first. PyBaMM's output period suffix,
+    "(1 second period)", is checked to be a duration and otherwise ignored: jaxcell samples each
+    step at a fixed number of points, or at `simulate`'s `t_eval`, whatever the step says.
+    """
     if not isinstance(text, str):
         raise ExperimentError(f"An experiment step must be a string or DriveCycle, got {type(text).__name__}.\n{ACCEPTED_FORMS}")
     s = " ".join(text.strip().lower().split())
-    duration, until_v, until_i, until_c = np.inf, np.nan, np.nan, False
+    if m := re.fullmatch(r"(.+?) ?\((.*) period\)", s):
+        s, period = m.groups()
+        _parse_duration(text, period)
     if m := re.fullmatch(r"rest for (.+)", s):
         return make_step(mode="current", value=0.0, duration=_parse_duration(text, m.group(1)),
                          until_voltage=np.nan, until_current=np.nan, description=text)
-    m = re.fullmatch(r"(discharge|charge|hold) at (.+?)(?: for (.+?))?(?: (?:or )?until (.+))?", s)
+    m = re.fullmatch(r"(discharge|charge|hold) at (.+?)((?: (?:for|until|or)(?: .*)?)?)", s)
     if not m:
         raise _fail(text, "it does not start with 'Discharge at', 'Charge at', 'Hold at' or 'Rest for'")
-    verb, value_spec, for_spec, until_spec = m.groups()
+    verb, value_spec, tail = m.groups()
     mode, value, c_rate = _parse_value(text, value_spec)
     if verb == "hold" and mode != "voltage":
         raise _fail(text, "'Hold at' takes a voltage, e.g. 'Hold at 4.2 V until C/50'")
@@ -141,14 +190,7 @@ def parse_step(text: str) -> Step:
         raise _fail(text, "the value must be non-negative (use Charge or Discharge for the sign)")
     if verb == "charge":
         value = -value
-    if for_spec is not None:
-        duration = _parse_duration(text, for_spec)
-    if until_spec is not None:
-        t = until_spec.replace(" ", "")
-        if m2 := re.fullmatch(rf"({_NUM})(mv|v)", t):
-            until_v = float(m2.group(1)) * (1e-3 if m2.group(2) == "mv" else 1.0)
-        else:
-            until_i, until_c = _parse_current(text, until_spec)
+    duration, until_v, until_i, until_c = _parse_ends(text, tail)
     if mode == "voltage" and not np.isnan(until_v):
         raise _fail(text, "a voltage hold ends on a current ('until C/50') or a duration, not a voltage")
     if mode != "voltage" and not np.isnan(until_i):

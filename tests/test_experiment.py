@@ -17,6 +17,14 @@ from jaxcell.experiment import MODES, parse_step
         ("Rest for 1 hour", "current", 0.0, False, 3600.0, np.nan, np.nan),
         ("Discharge at 500 mA for 2 hours or until 3 V", "current", 0.5, False, 7200.0, 3.0, np.nan),
         ("  discharge  at 1 C until 2500 mV ", "current", 1.0, True, np.inf, 2.5, np.nan),
+        # "or": both ends, whichever comes first, in either order
+        ("Discharge at 1C for 1 hour or until 2.5 V", "current", 1.0, True, 3600.0, 2.5, np.nan),
+        ("Charge at 1 A until 4.1 V or 30 minutes", "current", -1.0, False, 1800.0, 4.1, np.nan),
+        ("Hold at 4.2 V until C/50 or 2 hours", "voltage", 4.2, False, 7200.0, np.nan, 0.02),
+        # PyBaMM's output period: accepted, not part of the step
+        ("Discharge at 1C for 1 hour (1 second period)", "current", 1.0, True, 3600.0, np.nan, np.nan),
+        ("Rest for 1 hour (1 minute period)", "current", 0.0, False, 3600.0, np.nan, np.nan),
+        ("Discharge at 1C for 1 hour or until 2.5 V (10 seconds period)", "current", 1.0, True, 3600.0, 2.5, np.nan),
     ],
 )
 def test_parse(text, mode, value, c_rate, duration, until_v, until_i):
@@ -31,7 +39,10 @@ def test_parse(text, mode, value, c_rate, duration, until_v, until_i):
     "text",
     ["Discharge at 1C", "Dance at 1C until 2.5 V", "Discharge at fast until 2.5 V", "Rest for ever",
      "Hold at 1C until 4.2 V", "Hold at 4.2 V until 4.1 V", "Discharge at 1C until 3 A", "Rest for -1 hour",
-     "Discharge at 1C for 10 fortnights", "Discharge at 0 A until 3 V"],
+     "Discharge at 1C for 10 fortnights", "Discharge at 0 A until 3 V",
+     "Discharge at 1C for 1 hour or", "Discharge at 1C for 1 hour or 2 hours", "Discharge at 1C until 2.5 V or 3 V",
+     "Discharge at 1C until 2.5 V or until 1 hour", "Discharge at 1C for 1 hour (fast period)",
+     "Discharge at 1C until 2.5 V (1 second period) and more"],
 )
 def test_unparsable_step_shows_string_and_forms(text):
     with pytest.raises(jaxcell.ExperimentError) as info:
@@ -51,3 +62,13 @@ def test_drive_cycle_validation():
         jaxcell.DriveCycle([1.0, 2.0], [1.0, 1.0])
     with pytest.raises(jaxcell.ExperimentError, match="equal length"):
         jaxcell.DriveCycle([0.0, 2.0, 3.0], [1.0, 1.0])
+
+
+def test_or_and_period_give_the_same_table():
+    """Ends written in either order, with or without a period, make the same compiled step table."""
+    reference = jaxcell.Experiment(["Discharge at 1C for 1 hour or until 2.5 V", "Hold at 4.2 V for 2 hours or until C/50"])
+    for steps in (["Discharge at 1C until 2.5 V or 1 hour", "Hold at 4.2 V until C/50 or 2 hours"],
+                  ["Discharge at 1C for 1 hour or until 2.5 V (1 second period)", "Hold at 4.2 V until C/50 or 2 hours (1 minute period)"]):
+        exp = jaxcell.Experiment(steps)
+        for name in ("mode", "value", "c_rate", "duration", "until_voltage", "until_current", "until_c_rate"):
+            np.testing.assert_array_equal(getattr(exp.table, name), getattr(reference.table, name), err_msg=name)
