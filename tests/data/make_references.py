@@ -5,7 +5,10 @@ depend on it.  Running this script needs ``pip install pybamm==26.10.1.1``.
 
 Usage::
 
-    python tests/data/make_references.py [GROUP ...]   # groups: spm_spme dfn_lumped tortuosity protocol functions (default all)
+    python tests/data/make_references.py [--out DIR] [GROUP ...]
+
+GROUPS: spm_spme converged dfn_lumped tortuosity protocol functions bpx (default: all). With
+``--out DIR`` the files go to DIR instead (to compare a regeneration with the committed files).
 
 Writes into ``tests/data/pybamm/``:
 
@@ -26,13 +29,18 @@ Writes into ``tests/data/pybamm/``:
   2 s within each step, the step's index in the last column).
 * ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
   densities, electrolyte and particle transport) evaluated on a grid; the
-  layout is described in the file's ``"_doc"`` entry.
+  layout is described in the file's ``"_doc"`` entry; the model-level OCPs also near the
+  stoichiometry limits, where PyBaMM clips and adds its barrier.
+* ``SPM_Chen2020_{RATE}C.csv``, ``SPMe_Chen2020_{RATE}C.csv`` and ``DFNfine_{SET}_{RATE}C.csv``
+  for SET in (Chen2020, Marquis2019, Ecker2015) -- group ``converged``: isothermal discharges
+  written at full precision, the DFN on the fine mesh ``FINE`` (60 points per domain and
+  particle, 30 in the separator); IDAKLU rtol 1e-8 and atol 1e-10, except Ecker2015's DFN at
+  atol 1e-8, because at 1e-10 IDA's initial-condition line search fails on that set.
+* ``bpx_{NAME}.json``, ``SPMe_bpx_{NAME}_1.0C.csv`` and ``SPMe_lumped_bpx_{NAME}_1.0C.csv`` --
+  group ``bpx``: PyBaMM's import of ``tests/data/bpx_{NAME}.json`` (every scalar parameter, the
+  functions on a grid) and its SPMe at 1C from the file's initial state.
 
-The converged DFN references ``DFNfine_{SET}_{RATE}C.csv`` come from the shared tool
-``../shared/tools/pybamm_reference.py OUT DFN SET 0.5,1,2 --fine`` (PyBaMM's DFN on 60 points
-per domain and particle, 30 in the separator; IDAKLU rtol 1e-8): Chen2020 and Marquis2019 with
-its atol 1e-10; Ecker2015 with atol 1e-8, because at 1e-10 IDA's initial-condition line search
-fails on that set (same mesh and rtol otherwise).
+Every file under ``tests/data/pybamm/`` is written by one of these groups.
 """
 
 import json
@@ -42,7 +50,8 @@ import sys
 import numpy as np
 import pybamm
 
-OUT = pathlib.Path(__file__).resolve().parent / "pybamm"
+DATA = pathlib.Path(__file__).resolve().parent
+OUT = DATA / "pybamm"
 
 MODELS = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe}
 FINE = {"x_n": 60, "x_s": 30, "x_p": 60, "r_n": 60, "r_p": 60}  # as pybamm_reference.py --fine
@@ -79,14 +88,15 @@ RATES = (0.5, 1.0, 2.0)
 N_OUT = 2001
 
 
-def discharge(model_name, set_name, rate, options=None, var_pts=None, update=None):
+def discharge(model_name, set_name, rate, options=None, var_pts=None, update=None, atol=1e-10):
     """Constant-current discharge at `rate` C until the lower cut-off (`model_name` SPM, SPMe
-    or DFN; `update`: parameters to set or add)."""
+    or DFN; `set_name` a PyBaMM set name or a `pybamm.ParameterValues`; `update`: parameters to
+    set or add)."""
     model = getattr(pybamm.lithium_ion, model_name)(options=options or {})
-    params = pybamm.ParameterValues(set_name)
+    params = set_name.copy() if isinstance(set_name, pybamm.ParameterValues) else pybamm.ParameterValues(set_name)
     params.update(update or {}, check_already_exists=False)
     params["Current function [A]"] = rate * params["Nominal cell capacity [A.h]"]
-    solver = pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10)
+    solver = pybamm.IDAKLUSolver(rtol=1e-8, atol=atol)
     sim = pybamm.Simulation(model, parameter_values=params, var_pts=var_pts, solver=solver)
     t_end = 3600.0 / rate * 1.2
     sol = sim.solve([0.0, t_end], t_interp=np.linspace(0.0, t_end, N_OUT))
@@ -101,8 +111,8 @@ def discharge(model_name, set_name, rate, options=None, var_pts=None, update=Non
     return np.column_stack(cols), sol.termination, v_cut
 
 
-def write_csv(path, data, header):
-    np.savetxt(path, data, delimiter=",", header=header, comments="", fmt="%.10g")
+def write_csv(path, data, header, fmt="%.10g"):
+    np.savetxt(path, data, delimiter=",", header=header, comments="", fmt=fmt)
     print(
         f"{path.name}: t_end={data[-1, 0]:.6g} s, V_end={data[-1, 1]:.6g} V, "
         f"rows={len(data)}"
@@ -116,6 +126,10 @@ STO = np.linspace(0.01, 0.99, 50)
 C_E = np.linspace(200.0, 2000.0, 10)
 T = np.array([298.15, 318.15])
 C_E_J0 = np.array([500.0, 1000.0, 1500.0])
+# where PyBaMM's model-level OCP clips the stoichiometry (to [1e-10, 1 - 1e-10]) and adds its
+# asymptotes (1 mV at 0.001 from either end, about 1 V at the end itself)
+STO_LIMITS = np.array([0.0, 1e-12, 1e-10, 1e-9, 1e-6, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3])
+STO_LIMITS = np.concatenate([STO_LIMITS, 1.0 - STO_LIMITS[::-1]])
 
 DOC = (
     "PyBaMM {version} parameter functions of set '{set}', evaluated through "
@@ -135,7 +149,9 @@ DOC = (
     "'model: ' are what PyBaMM's models actually use for the OCP: "
     "U(sto, T) = U_ref(sto') + (T - T_ref) * dUdT(sto') + asymptotes(sto), "
     "with sto' = sto clipped to [tol, 1 - tol]; 'T_ref' and the "
-    "entropic-change functions dUdT(sto) are included as well."
+    "entropic-change functions dUdT(sto) are included as well. The model-level "
+    "OCPs are also given on the grid 'sto_limits' (entries ending 'near the "
+    "limits'), where the clipping and the asymptotes act."
 )
 
 
@@ -158,17 +174,19 @@ def _entry(args, values, const):
     return out
 
 
-def functions(set_name):
-    pv = pybamm.ParameterValues(set_name)
+def functions(pv, label, sto=STO, T=T, c_e=C_E, c_e_j0=C_E_J0):
+    """The parameter functions of `pv` (a `pybamm.ParameterValues` called `label`) on the given
+    grids, and the model-level OCPs also on `STO_LIMITS`; the layout is described in `DOC`."""
     res = {
-        "_doc": DOC.format(version=pybamm.__version__, set=set_name),
-        "sto": STO.tolist(),
+        "_doc": DOC.format(version=pybamm.__version__, set=label),
+        "sto": sto.tolist(),
         "T": T.tolist(),
-        "c_e": C_E.tolist(),
-        "c_e_j0": C_E_J0.tolist(),
+        "c_e": c_e.tolist(),
+        "c_e_j0": c_e_j0.tolist(),
+        "sto_limits": STO_LIMITS.tolist(),
     }
     # electrolyte: f(c_e, T)
-    ce, tt = np.meshgrid(C_E, T, indexing="ij")
+    ce, tt = np.meshgrid(c_e, T, indexing="ij")
     for name in ("Electrolyte diffusivity [m2.s-1]", "Electrolyte conductivity [S.m-1]"):
         vals, const = _eval(
             pv,
@@ -178,8 +196,8 @@ def functions(set_name):
         )
         res[name] = _entry(["c_e", "T"], vals, const)
 
-    s1 = STO
-    s2, t2 = np.meshgrid(STO, T, indexing="ij")
+    s1 = sto
+    s2, t2 = np.meshgrid(sto, T, indexing="ij")
     param = pybamm.LithiumIonParameters()
     res["T_ref"] = float(pv.evaluate(param.T_ref))
     for dom, Dom in (("negative", "Negative"), ("positive", "Positive")):
@@ -195,11 +213,13 @@ def functions(set_name):
         if name in pv.keys():
             vals, const = _eval(pv, name, {sto_name: s1}, s1.shape)
             res[name] = _entry(["sto"], vals, const)
-        # model-level OCP U(sto, T) as used inside PyBaMM's models
+        # model-level OCP U(sto, T) as used inside PyBaMM's models, on the grid and at the limits
         dparam = getattr(param, dom[0]).prim
-        sym = dparam.U(pybamm.Vector(s2.ravel()), pybamm.Vector(t2.ravel()))
-        vals = np.asarray(pv.evaluate(sym), dtype=float).reshape(s2.shape)
-        res[f"model: {Dom} electrode OCP [V]"] = _entry(["sto", "T"], vals, False)
+        for key, grid in (("", "sto"), (" near the limits", "sto_limits")):
+            sg, tg = np.meshgrid(res[grid], T, indexing="ij")
+            sym = dparam.U(pybamm.Vector(sg.ravel()), pybamm.Vector(tg.ravel()))
+            vals = np.asarray(pv.evaluate(sym), dtype=float).reshape(sg.shape)
+            res[f"model: {Dom} electrode OCP [V]{key}"] = _entry([grid, "T"], vals, False)
         # particle diffusivity D(sto, T)
         name = f"{Dom} particle diffusivity [m2.s-1]"
         vals, const = _eval(
@@ -207,7 +227,7 @@ def functions(set_name):
         )
         res[name] = _entry(["sto", "T"], vals, const)
         # exchange-current density j0(c_e, c_s_surf, c_max, T)
-        ce3, s3, t3 = np.meshgrid(C_E_J0, STO, T, indexing="ij")
+        ce3, s3, t3 = np.meshgrid(c_e_j0, sto, T, indexing="ij")
         name = f"{Dom} electrode exchange-current density [A.m-2]"
         vals, const = _eval(
             pv,
@@ -247,6 +267,20 @@ def spm_spme():
             write_csv(
                 OUT / f"{model_name}_lumped_{set_name}_1.0C.csv", data, "t_s,V_V,Q_Ah,T_K"
             )
+
+
+def converged():
+    """The Chen2020 SPM and SPMe on PyBaMM's default mesh and the DFN of every set on the fine
+    mesh `FINE`, isothermal, at `RATES`: what ``pybamm_reference.py`` writes (full precision).
+    Ecker2015's DFN is solved with atol 1e-8: at 1e-10 IDA's initial-condition line search
+    fails on that set."""
+    runs = [(m, "Chen2020", None, m, 1e-10) for m in MODELS]
+    runs += [("DFN", s, FINE, "DFNfine", 1e-8 if s == "Ecker2015" else 1e-10) for s in ("Chen2020",) + SETS]
+    for model_name, set_name, var_pts, tag, atol in runs:
+        for rate in RATES:
+            data, term, v_cut = discharge(model_name, set_name, rate, var_pts=var_pts, atol=atol)
+            print(f"  termination: {term} (cut-off {v_cut} V)")
+            write_csv(OUT / f"{tag}_{set_name}_{rate:.1f}C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
 
 
 def dfn_lumped():
@@ -293,18 +327,66 @@ def parameter_functions():
     for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
         path = OUT / f"functions_{set_name}.json"
         with open(path, "w") as f:
-            json.dump(functions(set_name), f, indent=1)
+            json.dump(functions(pybamm.ParameterValues(set_name), set_name), f, indent=1)
             f.write("\n")
         print(f"{path.name}: {path.stat().st_size} bytes")
 
 
-GROUPS = {"spm_spme": spm_spme, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
-          "functions": parameter_functions}
+# BPX: PyBaMM's own import of the BPX files below (tests/data/), its parameters and functions,
+# and its SPMe from the file's initial state
+BPX_FILES = ("bpx_example.json",)
+BPX_STO = np.linspace(0.0, 1.0, 41)
+BPX_T = np.array([273.15, 298.15, 318.15])
+BPX_C_E = np.linspace(100.0, 3000.0, 12)
+BPX_DOC = (
+    " This file: pybamm.ParameterValues.create_from_bpx('{file}'); 'scalars' holds every "
+    "parameter that is a number (PyBaMM's names), the functions are those of that set."
+)
+
+
+def bpx_parameters(path):
+    """PyBaMM's parameter values of the BPX file `path` and their JSON record (the scalars, and
+    the functions on the BPX grids)."""
+    pv = pybamm.ParameterValues.create_from_bpx(path)
+    res = functions(pv, path.name, sto=BPX_STO, T=BPX_T, c_e=BPX_C_E)
+    res["_doc"] += BPX_DOC.format(file=path.name)
+    res["scalars"] = {
+        k: float(pv[k]) for k in sorted(pv.keys())
+        if isinstance(pv[k], (int, float, np.number)) and not isinstance(pv[k], bool)
+    }
+    return pv, res
+
+
+def bpx():
+    """For each of `BPX_FILES`: ``bpx_{stem}.json`` (parameters) and PyBaMM's SPMe on its default
+    mesh at 1C from the file's initial state until the lower cut-off, isothermal
+    (``SPMe_bpx_{stem}_1.0C.csv``) and lumped (``SPMe_lumped_bpx_{stem}_1.0C.csv``)."""
+    for name in BPX_FILES:
+        path = DATA / name
+        stem = path.stem.removeprefix("bpx_")
+        pv, res = bpx_parameters(path)
+        out = OUT / f"bpx_{stem}.json"
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+        print(f"{out.name}: {len(res['scalars'])} scalars")
+        for options, tag, header in (({}, "SPMe", "t_s,V_V,Q_Ah"), ({"thermal": "lumped"}, "SPMe_lumped", "t_s,V_V,Q_Ah,T_K")):
+            data, term, v_cut = discharge("SPMe", pv, 1.0, options=options)
+            print(f"  termination: {term} (cut-off {v_cut} V)")
+            write_csv(OUT / f"{tag}_bpx_{stem}_1.0C.csv", data, header, fmt="%.18e")
+
+
+GROUPS = {"spm_spme": spm_spme, "converged": converged, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
+          "functions": parameter_functions, "bpx": bpx}
 
 
 def main():
+    global OUT
+    args = sys.argv[1:]
+    if args[:1] == ["--out"]:  # write elsewhere, e.g. to compare with the committed files
+        OUT, args = pathlib.Path(args[1]).resolve(), args[2:]
     OUT.mkdir(parents=True, exist_ok=True)
-    names = sys.argv[1:] or list(GROUPS)
+    names = args or list(GROUPS)
     unknown = set(names) - set(GROUPS)
     if unknown:
         raise SystemExit(f"unknown groups {sorted(unknown)}; choose from {list(GROUPS)}")
