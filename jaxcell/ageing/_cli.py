@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 
@@ -13,12 +14,16 @@ AGE_DESCRIPTION = """Age a population of cells with stochastic SEI growth (docs/
       --output fade.csv --plot fan.png --checkups 0,500,1000 --model SPM
 
 Each cell draws its SEI rate constant once (cell-to-cell heterogeneity) and grows its film
-with an intrinsic Wiener term; --replicates noise paths per cell split the variance of the
-capacity fade into heterogeneity and intrinsic parts (printed). The CSV has one row per cell
-and checkpoint (replicate 0; --all-replicates for all): cell, replicate, cycle, rate
-constant(s), thickness_m, fade_Ah, resistance_Ohm, and with --checkups the electrochemical
-check-up capacity_Ah, energy_Wh and status. Time is in cycles. Exit status: 0, or 1 if a
-check-up solve failed, or 2 for bad arguments."""
+on its own random ageing clock (intrinsic noise, a gamma process: the film never shrinks);
+--replicates noise paths per cell split the variance of the capacity fade into heterogeneity
+and intrinsic parts (printed). The film stops growing when it holds the cell's whole lithium
+inventory (the fade never exceeds it); the cells at end of life (--end-of-life) and those with
+no lithium left are counted. The CSV has one row per cell and checkpoint (101 checkpoints;
+replicate 0, --all-replicates for all): cell, replicate, cycle, rate constant(s),
+thickness_m, fade_Ah, resistance_Ohm, end_of_life, depleted, and with --checkups the
+electrochemical check-up capacity_Ah, energy_Wh and status. Time is in cycles; the cost does
+not grow with --cycles. A run whose output would exceed --max-memory is refused before it
+starts. Exit status: 0, or 1 if a check-up solve failed, or 2 for bad arguments."""
 
 
 def _cycles_list(text: str) -> list[float]:
@@ -90,6 +95,20 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
         help='check-up protocol (default "Discharge at 1C until <lower cut-off> V")',
     )
     p.add_argument(
+        "--end-of-life",
+        type=float,
+        default=0.8,
+        metavar="FRACTION",
+        help="remaining fraction of the nominal capacity at end of life (default 0.8)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=2.0,
+        metavar="GIB",
+        help="refuse runs whose output needs more memory than this, in GiB (default 2)",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=None,
@@ -107,31 +126,57 @@ def cmd_age(args) -> int:
     from ..parameters import ParameterSet, load_parameters
     from ._laws import LAWS
     from ._population import age_population
+    from ._sde import require_memory
 
     try:
+        for name, value in (("--n", args.n), ("--replicates", args.replicates)):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}.")
+        if not (np.isfinite(args.cycles) and args.cycles > 0):
+            raise ValueError(f"--cycles must be a positive finite number, got {args.cycles:g}.")
+        if not (np.isfinite(args.max_memory) and args.max_memory > 0):
+            raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory:g}.")
+        limit = args.max_memory * 2**30
+        checkups = _cycles_list(args.checkups) if args.checkups else []
+        n_checkpoints = np.union1d(np.linspace(0.0, args.cycles, 101), checkups).size
+        # the population's arrays (40 bytes a value) and the CSV table (about 10 columns of
+        # 8 bytes a row), before anything is loaded or compiled
+        rows = args.n * (args.replicates if args.all_replicates else 1) * n_checkpoints
+        require_memory(
+            40.0 * args.n * args.replicates * n_checkpoints + 80.0 * rows,
+            limit,
+            f"--n {args.n} x --replicates {args.replicates} x {n_checkpoints} checkpoints x 40 bytes, "
+            f"and a CSV table of {rows:,} rows",
+            "--max-memory",
+        )
         if args.parameters.lower().endswith(".json"):
             params = ParameterSet.from_bpx(args.parameters)
         else:
             params = load_parameters(args.parameters)
-        checkups = _cycles_list(args.checkups) if args.checkups else []
         cut = float(params["Lower voltage cut-off [V]"])
         experiment = args.experiment or f"Discharge at 1C until {cut:g} V"
         model = getattr(models, args.model)() if checkups else None
-        res = age_population(
-            params,
-            LAWS[args.law](),
-            n_cells=args.n,
-            cycles=args.cycles,
-            key=jax.random.key(args.seed),
-            replicates=args.replicates,
-            checkups=checkups,
-            model=model,
-            experiment=experiment,
-            batch_size=args.batch_size,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = age_population(
+                params,
+                LAWS[args.law](),
+                n_cells=args.n,
+                cycles=args.cycles,
+                key=jax.random.key(args.seed),
+                replicates=args.replicates,
+                checkups=checkups,
+                model=model,
+                experiment=experiment,
+                batch_size=args.batch_size,
+                end_of_life=args.end_of_life,
+                max_output_bytes=limit,
+            )
     except (ValueError, KeyError, OSError) as e:
         print(f"jaxcell: error: {e}", file=sys.stderr)
         return 2
+    for w in caught:
+        print(f"jaxcell: warning: {w.message}", file=sys.stderr)
 
     cyc = np.asarray(res.cycles)
     fade = np.asarray(res.fade)
@@ -142,9 +187,21 @@ def cmd_age(args) -> int:
     )
     lo, med, hi = np.quantile(fade[:, :, -1], [0.05, 0.5, 0.95])
     print(
-        f"fade at cycle {cyc[-1]:g}: median {med:.4f} A.h ({100 * med / nominal:.1f}% of "
-        f"{nominal:g} A.h), 5-95% [{lo:.4f}, {hi:.4f}] A.h"
+        f"fade at cycle {cyc[-1]:g}: median {med:.4f} A.h ({100 * med / nominal:.1f}% of the "
+        f"nominal {nominal:g} A.h), 5-95% [{lo:.4f}, {hi:.4f}] A.h"
     )
+    paths = res.n_cells * res.n_replicates
+    for label, at in (
+        (f"end of life ({100 * args.end_of_life:g}% of nominal capacity left)", res.end_of_life_cycle),
+        (
+            f"lithium inventory ({float(np.max(res.inventory_capacity)):.4g} A.h) exhausted, film growth stopped",
+            res.depleted_cycle,
+        ),
+    ):
+        at = np.asarray(at)
+        hit = np.isfinite(at)
+        when = f", median cycle {np.median(at[hit]):g}" if hit.any() else ""
+        print(f"{label}: {int(hit.sum())} of {paths} paths{when}")
     if res.n_cells >= 2 and res.n_replicates >= 2:
         split = res.variance_split()
         rows = np.unique(

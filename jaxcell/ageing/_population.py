@@ -390,10 +390,11 @@ def age_population(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     require_memory(
-        int(n_cells) * int(replicates) * save.size,
-        _BYTES_PER_VALUE,
+        float(_BYTES_PER_VALUE) * n_cells * replicates * save.size,
         max_output_bytes,
-        "n_cells x replicates x checkpoints",
+        f"n_cells x replicates x checkpoints = {n_cells} x {replicates} x {save.size} "
+        f"values of {_BYTES_PER_VALUE} bytes",
+        "max_output_bytes",
     )
     paths = simulate_sei(
         law,

@@ -93,15 +93,17 @@ def _checkpoints(cycles, checkpoints):
     return ts
 
 
-def require_memory(values: int, bytes_per_value: int, limit: float, sizes: str) -> None:
-    """Raise `ValueError` before any compute if `values` numbers of `bytes_per_value` bytes
-    exceed `limit` bytes; `sizes` names the options that set `values`."""
-    need = float(values) * bytes_per_value
+def require_memory(need: float, limit: float, what: str, option: str) -> None:
+    """Raise `ValueError`, before any compute, if an output needs more than `limit` bytes.
+
+    `need` is the estimate [bytes], `what` says what sets it (the sizes, by their option
+    names) and `option` names the setting that holds the limit.
+    """
     if need > limit:
         raise ValueError(
-            f"the requested output needs {need / 2**30:.3g} GiB ({sizes} = {values:,} values "
-            f"x {bytes_per_value} bytes), above the limit of {limit / 2**30:.3g} GiB: lower "
-            f"one of them, or raise the limit (max_output_bytes, or --max-memory)."
+            f"the requested output needs {need / 2**30:.3g} GiB ({what}), above the limit "
+            f"{option} = {limit / 2**30:.3g} GiB: lower one of the sizes, or raise {option} "
+            f"if the memory is there."
         )
 
 
@@ -174,10 +176,11 @@ def simulate_sei(
     save = _checkpoints(cycles, checkpoints)
     # the clock draws, the clock and the thickness, float64 each
     require_memory(
-        n_cells * replicates * save.size,
-        24,
+        24.0 * n_cells * replicates * save.size,
         max_output_bytes,
-        "n_cells x replicates x checkpoints",
+        f"n_cells x replicates x checkpoints = {n_cells} x {replicates} x {save.size} "
+        f"values of 24 bytes",
+        "max_output_bytes",
     )
 
     rates = law.sample_rates(jax.random.fold_in(key, 0), n_cells)
