@@ -1,7 +1,8 @@
-"""Standard distributions of a parameter's deviation and the Student-t CDF and quantile.
+"""Standard distributions of a parameter's deviation, the Student-t CDF and quantile, and the
+truncated Gaussian's quantile in a parameter's own units.
 
-Everything here works on the *standardised* deviation (unit scale); `_sample.py` multiplies by
-each level's scale. Quantile functions take a pair ``(u, u_c)`` with ``u_c = 1 - u`` computed
+Except for `truncated_normal_quantile`, everything here works on the *standardised* deviation
+(unit scale); `_sample.py` multiplies by each level's scale. Quantile functions take a pair ``(u, u_c)`` with ``u_c = 1 - u`` computed
 separately, so that both tails keep full float64 precision (``1 - u`` rounds to 0 for ``u``
 within 1e-16 of 1, which would cut the upper tail at about 8 standard deviations).
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import betainc, gammaln, ndtr, ndtri
 
 # Newton iterations of the Student-t quantile; 4 already reach about 1e-13 relative error
 # against scipy over df in [0.3, 1e3] and lower-tail probabilities in [1e-300, 0.5].
 T_QUANTILE_ITERS = 6
+TINY = float(np.finfo(np.float64).tiny)
 
 
 def normal_cdf_pair(z: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -98,3 +101,39 @@ def pareto_tail_quantile(normal_score, u_c, tail_probability, tail_index, scale)
     z_p = -ndtri(tail_probability)
     tail = scale * z_p + jnp.log(tail_probability / u_c) / tail_index
     return jnp.where(u_c > tail_probability, scale * normal_score, tail)
+
+
+def truncated_normal_quantile(u, u_c, loc, scale, low, high):
+    """Quantile at ``u`` (``u_c = 1 - u``) of the Gaussian ``N(loc, scale^2)`` truncated to
+    ``(low, high)`` (either may be infinite), in the parameter's own units.
+
+    numpyro's ``TruncatedNormal`` computes the quantile from the lower tail only, so above the
+    median it would lose the upper tail to ``1 - u`` rounding; there the mirror image (the
+    Gaussian truncated to ``(2 loc - high, 2 loc - low)``, reflected about `loc`) is evaluated at
+    ``u_c`` instead. The result is moved inside ``(low, high)`` by at most rounding error, so a
+    value never equals a bound.
+    """
+    from numpyro.distributions import Normal
+    from numpyro.distributions.truncated import TwoSidedTruncatedDistribution
+
+    def icdf(q, lo, hi):
+        return TwoSidedTruncatedDistribution(Normal(loc, scale), lo, hi).icdf(q)
+
+    lower_half = icdf(jnp.minimum(u, u_c), low, high)
+    upper_half = 2.0 * loc - icdf(jnp.minimum(u, u_c), 2.0 * loc - high, 2.0 * loc - low)
+    x = jnp.where(u <= u_c, lower_half, upper_half)
+    # the neighbours of the bounds; TINY keeps them normal numbers (XLA flushes subnormals to 0)
+    inside_low = jnp.maximum(jnp.nextafter(low, jnp.inf), low + TINY)
+    inside_high = jnp.minimum(jnp.nextafter(high, -jnp.inf), high - TINY)
+    return jnp.clip(x, inside_low, inside_high)
+
+
+def truncate_uniform_pair(u, u_c, cdf_low, cdf_high):
+    """Map a uniform pair ``(u, 1 - u)`` onto the probabilities of a distribution truncated to
+    ``(low, high)``: ``(F(low) + u m, 1 - F(high) + u_c m)`` with ``m = F(high) - F(low)`` the
+    mass kept, where ``cdf_low`` and ``cdf_high`` are ``(F, 1 - F)`` pairs at the bounds. Each
+    tail is formed from its own side's probabilities, so neither loses precision."""
+    mass = jnp.where(
+        cdf_low[0] < cdf_high[1], cdf_high[0] - cdf_low[0], cdf_low[1] - cdf_high[1]
+    )
+    return cdf_low[0] + u * mass, cdf_high[1] + u_c * mass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 import zlib
 
 import equinox as eqx
@@ -17,8 +20,16 @@ from ._distributions import (
     pareto_tail_quantile,
     t_cdf_pair,
     t_quantile,
+    truncate_uniform_pair,
+    truncated_normal_quantile,
 )
-from ._spec import AbstractCopula, StudentTCopula, Variation, VariationError
+from ._spec import (
+    DISTRIBUTIONS,
+    AbstractCopula,
+    StudentTCopula,
+    Variation,
+    VariationError,
+)
 
 ELECTRODES = ("Negative", "Positive")
 TINY = float(np.finfo(np.float64).tiny)
@@ -84,10 +95,13 @@ class _Plan(eqx.Module):
     chols: tuple[jax.Array, ...]  # Cholesky factor of each group's correlation matrix
     porosity: jax.Array  # (K,) nominal porosity for "solid_share" entries (else unused)
     derived_share: jax.Array  # (D,) active share of the solid for derived entries
+    natural: jax.Array  # (K, 4) truncated_normal: mean, sd, lower, upper (natural units)
+    t_bounds: jax.Array  # (K, 2) bounds of a t entry, transformed space, relative to the center
     names: tuple[str, ...] = eqx.field(static=True)
     transforms: tuple[str, ...] = eqx.field(static=True)
     families: tuple[str, ...] = eqx.field(static=True)
     shapes: tuple[tuple[float, ...], ...] = eqx.field(static=True)  # df, or (p, index)
+    bounded: tuple[bool, ...] = eqx.field(static=True)  # a t entry with lower or upper
     groups: tuple[tuple[str, float, tuple[int, ...], int], ...] = eqx.field(static=True)
     porosity_index: tuple[int, ...] = eqx.field(
         static=True
@@ -117,18 +131,98 @@ def _transform_center(tr: str, c, eps0):
     return c, jnp.asarray(1.0)
 
 
+# the physical range of each transform, in the parameter's units
+RANGES = {"log": (0.0, np.inf), "logit": (0.0, 1.0), "identity": (-np.inf, np.inf)}
+KIND = {"log": "a positive parameter", "logit": "a fraction in (0, 1)", "identity": "unconstrained"}
+SPACE_OF = {"log": ("log",), "logit": ("logit", "solid_share")}
+
+
+def _warn_deprecated(message: str) -> None:
+    """A DeprecationWarning attributed to the first caller outside this package."""
+    frame, level, here = sys._getframe(1), 2, os.path.dirname(__file__)
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def _check_distribution(pv, tr: str) -> None:
+    """Errors for a distribution that does not fit the parameter's range, and the deprecation
+    warning of ``"normal"`` and ``"student_t"`` on a positive parameter or a fraction (where they
+    are the log- and logit-space distributions)."""
+    where = f"variation of {pv.name!r}"
+    space = DISTRIBUTIONS[pv.distribution][1]
+    kind = KIND["logit" if tr == "solid_share" else tr]
+    if space in SPACE_OF and tr not in SPACE_OF[space]:
+        what = {"log": "positive quantities", "logit": "fractions in (0, 1)"}[space]
+        raise VariationError(
+            f"{where}: the {pv.distribution} distribution is for {what}; this parameter is "
+            f"{'a fraction' if kind.startswith('a fraction') else kind}."
+        )
+    if space == "natural" and tr == "solid_share":
+        raise VariationError(
+            f"{where}: truncated_normal cannot vary an active material volume fraction, whose "
+            f"range (0, 1 - porosity) changes with the porosity; use logit_normal (varies the "
+            f"active share of the solid) or vary the porosity."
+        )
+    if pv.distribution in ("normal", "student_t") and tr != "identity":
+        log = tr == "log"
+        new = {
+            ("normal", True): "lognormal",
+            ("normal", False): "logit_normal",
+            ("student_t", True): "log_student_t",
+            ("student_t", False): "logit_student_t",
+        }[pv.distribution, log]
+        if pv.distribution == "normal":
+            what = (
+                "a lognormal (Gaussian in log space, skewed to the right in the parameter's units)"
+                if log
+                else "a logit-normal (Gaussian in logit space)"
+            )
+        else:
+            what = (
+                "a log-t (Student t in log space), whose mean and variance in the parameter's "
+                "units are infinite for every df: values many times the center occur"
+                if log
+                else "a logit-t (Student t in logit space)"
+            )
+        _warn_deprecated(
+            f"{where}: distribution {pv.distribution!r} on {kind} is not a "
+            f"{'Gaussian' if pv.distribution == 'normal' else 'Student t'} in the parameter's "
+            f"units but {what}. This name is deprecated there: use {new!r} (the same "
+            f"distribution), or 'truncated_normal' for a Gaussian in the parameter's units "
+            f"truncated to its range."
+        )
+
+
+def _bounds(pv, tr: str) -> tuple[float, float]:
+    """The physical range of the parameter intersected with the spec's `lower` and `upper`."""
+    low, high = RANGES["logit" if tr == "solid_share" else tr]
+    where = f"variation of {pv.name!r}"
+    for key, value in (("lower", pv.lower), ("upper", pv.upper)):
+        if value is not None and not low <= value <= high:
+            raise VariationError(
+                f"{where}: {key} = {value} is outside the physical range [{low}, {high}] of "
+                f"{KIND['logit' if tr == 'solid_share' else tr]}."
+            )
+    return (
+        low if pv.lower is None else pv.lower,
+        high if pv.upper is None else pv.upper,
+    )
+
+
 def _check_center(pv, tr: str, c, eps0, set_name: str) -> None:
     """Errors for a center outside the transform's domain (concrete values only)."""
     where = f"variation of {pv.name!r}"
-    if pv.distribution in ("lognormal", "pareto_tail") and tr != "log":
-        kind = "unconstrained" if tr == "identity" else "a fraction"
-        raise VariationError(
-            f"{where}: the {pv.distribution} distribution is for positive quantities; "
-            f"this parameter is {kind}."
-        )
     cc = _concrete(c)
     if cc is None:
         return
+    if pv.lower is not None or pv.upper is not None:
+        low, high = _bounds(pv, tr)
+        if not low < cc < high:
+            raise VariationError(
+                f"{where}: the center {cc} (parameter set {set_name!r}) must lie in "
+                f"(lower, upper) = ({low}, {high})."
+            )
     if tr == "log" and cc <= 0:
         hint = (
             " (set a positive `center`, e.g. the median)" if pv.center is None else ""
@@ -182,8 +276,10 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
     centers, scales, transforms, families, shapes, por_index, porosity = (
         [] for _ in range(7)
     )
+    natural, t_bounds, bounded = [], [], []
     for pv in variation.parameters:
         tr = _transform(pv.name, params)
+        _check_distribution(pv, tr)
         c = value[pv.name] if pv.center is None else jnp.asarray(pv.center, jnp.float64)
         p_idx, eps0 = -1, jnp.asarray(0.0)
         if tr == "solid_share":
@@ -194,16 +290,42 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
                 eps0 = value[por] if pc is None else jnp.asarray(pc, jnp.float64)
             else:
                 eps0 = params[por]
+            if pv.lower is not None or pv.upper is not None:
+                raise VariationError(
+                    f"variation of {pv.name!r}: lower and upper cannot bound an active material "
+                    f"volume fraction, whose range (0, 1 - porosity) changes with the porosity."
+                )
         _check_center(pv, tr, c, eps0, params.name)
-        t_center, slope = _transform_center(tr, c, eps0)
-        # spread -> scale in the transformed space, to first order at the center
+        low, high = _bounds(pv, tr)
+        family, space = DISTRIBUTIONS[pv.distribution]
         spread = jnp.asarray(pv.spread.as_tuple(), jnp.float64)
-        factor = {"sigma": 1.0, "std": slope, "rel_std": jnp.abs(c) * slope}[
-            pv.spread_kind
-        ]
-        family = "normal" if pv.distribution == "lognormal" else pv.distribution
+        if space == "natural":
+            # the levels' normal scores add up to one standard normal score of the cell, mapped
+            # through the truncated Gaussian's quantile (`_draw`); each level's share of the
+            # score's variance is its share of the parent Gaussian's variance
+            sd = spread * (1.0 if pv.spread_kind == "std" else jnp.abs(c))
+            total = jnp.sqrt(jnp.sum(sd**2))
+            t_center, level_scale = jnp.asarray(0.0), sd / jnp.where(total > 0, total, 1.0)
+            tr = "truncated_normal"
+            natural.append(jnp.stack([jnp.asarray(c, jnp.float64), total, low, high]))
+        else:
+            t_center, slope = _transform_center(tr, c, eps0)
+            # spread -> scale in the transformed space, to first order at the center
+            factor = {"sigma": 1.0, "std": slope, "rel_std": jnp.abs(c) * slope}[
+                pv.spread_kind
+            ]
+            level_scale = spread * factor
+            natural.append(jnp.zeros(4))
+        t_low, t_high = (
+            _transform_center(tr, jnp.asarray(b, jnp.float64), eps0)[0] - t_center
+            if tr in ("log", "logit", "identity")
+            else jnp.asarray(0.0)
+            for b in (low, high)
+        )
+        bounded.append(family == "student_t" and (pv.lower, pv.upper) != (None, None))
+        t_bounds.append(jnp.stack([t_low, t_high]))
         centers.append(t_center)
-        scales.append(spread * factor)
+        scales.append(level_scale)
         transforms.append(tr)
         families.append(family)
         if family == "student_t":
@@ -245,6 +367,8 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
         scales=jnp.stack(scales, axis=1).astype(jnp.float64),
         chols=tuple(chols),
         porosity=jnp.stack(porosity).astype(jnp.float64),
+        natural=jnp.stack(natural).astype(jnp.float64),
+        t_bounds=jnp.stack(t_bounds).astype(jnp.float64),
         derived_share=jnp.stack(shares).astype(jnp.float64)
         if shares
         else jnp.zeros((0,)),
@@ -252,6 +376,7 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
         transforms=tuple(transforms),
         families=tuple(families),
         shapes=tuple(shapes),
+        bounded=tuple(bounded),
         groups=tuple(groups),
         porosity_index=tuple(por_index),
         derived=tuple(derived),
@@ -306,7 +431,25 @@ def _deviations(plan: _Plan, key, level: jax.Array, unit: jax.Array) -> jax.Arra
         for col, j in enumerate(members):
             family, shape, sc = plan.families[j], plan.shapes[j], scale[:, j]
             s = scores[:, col]
-            if (
+            if plan.bounded[j]:
+                # exact truncation to the bounds: the t quantile of the uniform rescaled onto the
+                # probabilities between them (one level varies, so `sc` is the t scale)
+                if pair is None:
+                    pair = (
+                        t_cdf_pair(scores, df)
+                        if kind == "t"
+                        else normal_cdf_pair(scores)
+                    )
+                safe = jnp.where(sc > 0, sc, 1.0)
+                lo, hi = (plan.t_bounds[j, i] / safe for i in (0, 1))
+                u, u_c = truncate_uniform_pair(
+                    pair[0][:, col],
+                    pair[1][:, col],
+                    t_cdf_pair(lo, shape[0]),
+                    t_cdf_pair(hi, shape[0]),
+                )
+                d = sc * t_quantile(u, u_c, shape[0])
+            elif (
                 family == "normal"
                 and kind == "gaussian"
                 or family == "student_t"
@@ -364,7 +507,14 @@ def _draw(plan: _Plan, n: int, key) -> tuple[dict[str, jax.Array], jax.Array]:
     z = plan.centers + total
     values = {}
     for j, name in enumerate(plan.names):
-        values[name] = _inverse(plan.transforms[j], z[:, j])
+        if plan.transforms[j] == "truncated_normal":
+            loc, sd, low, high = plan.natural[j]
+            x = truncated_normal_quantile(
+                *normal_cdf_pair(z[:, j]), loc, jnp.where(sd > 0, sd, 1.0), low, high
+            )
+            values[name] = jnp.where(sd > 0, x, loc)
+        else:
+            values[name] = _inverse(plan.transforms[j], z[:, j])
     for j, name in enumerate(plan.names):
         if plan.transforms[j] == "solid_share":
             i = plan.porosity_index[j]

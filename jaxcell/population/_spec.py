@@ -12,7 +12,24 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-DISTRIBUTIONS = ("normal", "lognormal", "student_t", "pareto_tail")
+# Each distribution: its family (the law of a level's deviation) and the space the deviation is
+# added in: "log" (positive parameters only), "logit" (fractions only), "natural" (the parameter's
+# own units, truncated to its range) or None (the space chosen from the parameter's range: log for
+# a positive parameter, logit for a fraction, natural units for an unconstrained one).
+DISTRIBUTIONS = {
+    "transformed_normal": ("normal", None),
+    "lognormal": ("normal", "log"),
+    "logit_normal": ("normal", "logit"),
+    "truncated_normal": ("normal", "natural"),
+    "log_student_t": ("student_t", "log"),
+    "logit_student_t": ("student_t", "logit"),
+    "pareto_tail": ("pareto_tail", "log"),
+    # Gaussian / Student t in natural units on an unconstrained parameter; on a positive parameter
+    # or a fraction, deprecated aliases of the log- or logit-space distributions (see _sample.py)
+    "normal": ("normal", None),
+    "student_t": ("student_t", None),
+}
+T_DISTRIBUTIONS = ("student_t", "log_student_t", "logit_student_t")
 SPREADS = ("std", "rel_std", "sigma")
 LEVELS = ("pack", "module", "cell")
 
@@ -92,45 +109,75 @@ class Levels:
 class ParameterVariation:
     """How one parameter varies from cell to cell.
 
-    The deviation is defined in a transformed space chosen from the parameter's physical
-    range, so no sample is ever unphysical: ``log`` for positive quantities (lengths, radii,
-    resistances, rate constants), ``logit`` for fractions in (0, 1) (porosities, volume
+    Most distributions add their deviations in a transformed space chosen from the parameter's
+    physical range, so no sample is ever unphysical: ``log`` for positive quantities (lengths,
+    radii, resistances, rate constants), ``logit`` for fractions in (0, 1) (porosities, volume
     fractions), none for unconstrained parameters. A cell's value is
     ``inverse_transform(transform(center) + d_pack + d_module + d_cell)``. (An electrode's active
     material volume fraction is varied as the active share of its solid phase; see
-    docs/population.md.)
+    docs/population.md.) A Gaussian in the log space is a *lognormal* in the parameter's units,
+    skewed to the right, and a Student t in the log space (*log-t*) has no finite mean or
+    variance in the parameter's units; the names below say which space a distribution lives in.
+    ``"truncated_normal"`` is the one Gaussian in the parameter's own units: a symmetric spread
+    of, say, an exchange-current density, cut only at the physical range.
 
     Args:
         name: the parameter's name in the `ParameterSet`, e.g. ``"Negative electrode porosity"``.
-        distribution: family of each level's deviation in the transformed space:
-            ``"normal"`` (Gaussian; near-Gaussian in the original space for spreads of a few
-            percent), ``"lognormal"`` (the same as ``"normal"``, for a positive quantity: says so
-            explicitly), ``"student_t"`` (scale times a t variable with `df` degrees of freedom)
-            or ``"pareto_tail"`` (a positive quantity whose log is Gaussian up to its upper
-            `tail_probability` quantile and exponential beyond: a power-law tail of index
-            `tail_index`, e.g. rare bad welds).
+        distribution: family of each level's deviation and the space it is added in:
+
+            - ``"transformed_normal"`` (the default): Gaussian in the parameter's transformed
+              space: lognormal for a positive parameter, logit-normal for a fraction, Gaussian
+              for an unconstrained one. Near-Gaussian in the parameter's units for spreads of a
+              few percent (the lognormal's skewness is about ``3 sigma``).
+            - ``"lognormal"``: the same, for a positive parameter (refused for others).
+            - ``"logit_normal"``: the same, for a fraction in (0, 1) (refused for others).
+            - ``"truncated_normal"``: Gaussian in the parameter's units with mean `center` and
+              standard deviation `std` (or ``rel_std * center``), truncated to the physical range
+              (positive: ``> 0``; fraction: in (0, 1)) and to `lower` / `upper` if given. This is
+              the parent Gaussian's mean and standard deviation; the truncated distribution's own
+              mean and standard deviation differ by the mass cut off (docs/population.md).
+            - ``"log_student_t"``: Student t with `df` degrees of freedom in log space, for a
+              positive parameter. Heavy-tailed in the parameter's units beyond any power: its mean
+              and variance there are infinite for every `df`; `upper` truncates it.
+            - ``"logit_student_t"``: Student t in logit space, for a fraction.
+            - ``"pareto_tail"``: a positive quantity whose log is Gaussian up to its upper
+              `tail_probability` quantile and exponential beyond: a power-law tail of index
+              `tail_index`, e.g. rare bad welds.
+            - ``"normal"`` and ``"student_t"``: Gaussian / Student t in natural units for an
+              unconstrained parameter. On a positive parameter or a fraction they are the
+              log- or logit-space distributions above under older names, kept as deprecated
+              aliases that warn when sampled.
         std, rel_std, sigma: the spread, exactly one of them, as a number (cell level only) or
             per level (``{"pack": ..., "module": ..., "cell": ...}`` or `Levels`). `std` is in
-            the parameter's units and `rel_std` a fraction of the center; both are converted to
-            the transformed space to first order at the center (for ``log``, ``sigma = rel_std``).
-            `sigma` is the scale in the transformed space itself (the log-space standard
-            deviation of a lognormal). For ``student_t`` it is the t scale, not the standard
-            deviation (which is ``scale * sqrt(df / (df - 2))``).
-        center: the value at zero deviation (the median, for these families); default: the
-            parameter set's value.
-        df: degrees of freedom of ``"student_t"`` (positive).
+            the parameter's units and `rel_std` a fraction of the center; for the transformed
+            distributions both are converted to the transformed space to first order at the
+            center (for ``log``, ``sigma = rel_std``). `sigma` is the scale in the transformed
+            space itself (the log-space standard deviation of a lognormal); it does not apply to
+            ``"truncated_normal"``. For the t distributions it is the t scale, not the standard
+            deviation (which is ``scale * sqrt(df / (df - 2))`` in the transformed space).
+        center: the value at zero deviation (the median of the transformed distributions; the
+            parent Gaussian's mean for ``"truncated_normal"``); default: the parameter set's
+            value.
+        df: degrees of freedom of the t distributions (positive).
         tail_probability: probability of the tail of ``"pareto_tail"``, in (0, 1).
         tail_index: power-law index of that tail (positive; the tail has a finite mean above 1
             and a finite variance above 2).
+        lower, upper: optional bounds in the parameter's units, inside its physical range, for
+            ``"truncated_normal"`` and the t distributions: the distribution is truncated to
+            ``(lower, upper)`` exactly (sampled by its quantile function, no clipping). For a
+            t distribution only one level may vary (the sum of truncated levels is not a
+            truncated t).
 
     Example:
-        >>> ParameterVariation("Negative electrode thickness [m]", rel_std={"pack": 0.01, "cell": 0.003})
+        >>> ParameterVariation("Negative electrode thickness [m]", "lognormal", rel_std={"pack": 0.01, "cell": 0.003})
+        >>> ParameterVariation("Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]",
+        ...                    "truncated_normal", rel_std=0.2)
         >>> ParameterVariation("Contact resistance [Ohm]", "pareto_tail", center=3e-4, sigma=0.3,
         ...                    tail_probability=0.01, tail_index=1.5)
     """
 
     name: str
-    distribution: str = "normal"
+    distribution: str = "transformed_normal"
     std: Levels | None = None
     rel_std: Levels | None = None
     sigma: Levels | None = None
@@ -138,6 +185,8 @@ class ParameterVariation:
     df: float | None = None
     tail_probability: float | None = None
     tail_index: float | None = None
+    lower: float | None = None
+    upper: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -159,10 +208,14 @@ class ParameterVariation:
         )
         if self.center is not None:
             object.__setattr__(self, "center", _number(self.center, f"{where}: center"))
-        shape = {
-            "student_t": ("df",),
-            "pareto_tail": ("tail_probability", "tail_index"),
-        }.get(self.distribution, ())
+        t_family = self.distribution in T_DISTRIBUTIONS
+        shape = (
+            ("df",)
+            if t_family
+            else ("tail_probability", "tail_index")
+            if self.distribution == "pareto_tail"
+            else ()
+        )
         for key in ("df", "tail_probability", "tail_index"):
             value = getattr(self, key)
             if key in shape and value is None:
@@ -170,9 +223,17 @@ class ParameterVariation:
                     f"{where}: the {self.distribution} distribution needs {key}."
                 )
             if key not in shape and value is not None:
-                owner = "student_t" if key == "df" else "pareto_tail"
+                owner = (
+                    "pareto_tail distribution"
+                    if key != "df"
+                    else {
+                        "lognormal": "log_student_t distribution",
+                        "logit_normal": "logit_student_t distribution",
+                        "normal": "student_t distribution",
+                    }.get(self.distribution, f"t distributions ({', '.join(T_DISTRIBUTIONS)})")
+                )
                 raise VariationError(
-                    f"{where}: {key} applies to the {owner} distribution, not {self.distribution}."
+                    f"{where}: {key} applies to the {owner}, not {self.distribution}."
                 )
             if value is not None:
                 object.__setattr__(self, key, _number(value, f"{where}: {key}"))
@@ -186,6 +247,46 @@ class ParameterVariation:
             raise VariationError(
                 f"{where}: tail_index must be positive, got {self.tail_index}."
             )
+        self._check_bounds(where)
+
+    def _check_bounds(self, where: str) -> None:
+        bounded = self.distribution == "truncated_normal" or self.distribution in T_DISTRIBUTIONS
+        for key in ("lower", "upper"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if not bounded:
+                raise VariationError(
+                    f"{where}: {key} applies to the truncated_normal and t distributions "
+                    f"({', '.join(T_DISTRIBUTIONS)}), not {self.distribution}."
+                )
+            if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
+                raise VariationError(f"{where}: {key} must be a number, got {value!r}.")
+            object.__setattr__(self, key, float(value))
+        if self.distribution == "truncated_normal" and self.sigma is not None:
+            raise VariationError(
+                f"{where}: truncated_normal is a Gaussian in the parameter's units: give its "
+                f"standard deviation as std (in the parameter's units) or rel_std (a fraction of "
+                f"the center), not sigma (a scale in a log or logit space)."
+            )
+        lo = -math.inf if self.lower is None else self.lower
+        hi = math.inf if self.upper is None else self.upper
+        if not lo < hi:
+            raise VariationError(
+                f"{where}: lower must be below upper, got lower = {lo} and upper = {hi}."
+            )
+        if self.center is not None and not lo < self.center < hi:
+            raise VariationError(
+                f"{where}: the center {self.center} must lie in (lower, upper) = ({lo}, {hi})."
+            )
+        if self.distribution in T_DISTRIBUTIONS and (self.lower, self.upper) != (None, None):
+            varying = [lv for lv, s in zip(LEVELS, self.spread.as_tuple()) if s > 0]
+            if len(varying) > 1:
+                raise VariationError(
+                    f"{where}: bounds on a t distribution need a single varying level, got "
+                    f"{', '.join(varying)} (a sum of truncated t levels is not a truncated t); "
+                    f"use truncated_normal for bounded spreads on several levels."
+                )
 
     @property
     def spread_kind(self) -> str:
@@ -200,7 +301,7 @@ class ParameterVariation:
         """A plain dict for a TOML or JSON file (`Variation.to_dict`)."""
         out: dict[str, Any] = {"name": self.name, "distribution": self.distribution}
         out[self.spread_kind] = self.spread.to_data()
-        for key in ("center", "df", "tail_probability", "tail_index"):
+        for key in ("center", "df", "tail_probability", "tail_index", "lower", "upper"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
