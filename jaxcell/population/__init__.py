@@ -24,9 +24,10 @@ from ._summary import population_table as population_table
 
 def default_variation() -> Variation:
     """jaxcell's default manufacturing variation (the package file ``default.toml``):
-    near-Gaussian coating thickness, porosity and particle radius with most of their variance
-    between production lots (packs), a lognormal tab-weld contact resistance with a rare
-    bad-weld power-law tail, cooling variation, and copulas between thickness and porosity and
+    lognormal coating thickness and particle radius and logit-normal porosity (spreads of a few
+    percent: nearly Gaussian in the parameters' units) with most of their variance between
+    production lots (packs), a lognormal tab-weld contact resistance with a rare bad-weld
+    power-law tail, lognormal cooling variation, and copulas between thickness and porosity and
     between contact resistance and cooling. Parameter names are those of the published sets
     (Chen2020, Marquis2019, Ecker2015).
 

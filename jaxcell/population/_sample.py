@@ -561,8 +561,12 @@ def sample_population(
     Each varied parameter's value is ``inverse_transform(transform(center) + d_pack + d_module +
     d_cell)`` with independent deviations per pack, module and cell (laid out by
     ``variation.hierarchy``; `Hierarchy.layout` gives each cell's pack and module), coupled
-    across parameters by the spec's copulas; values stay inside each parameter's physical range
-    (docs/population.md). An electrode's active material volume fraction follows its porosity
+    across parameters by the spec's copulas; for ``"truncated_normal"`` the transform is the
+    truncated Gaussian's normal score (its CDF followed by the standard normal quantile), so each
+    cell's value is exactly truncated-Gaussian. Values stay inside each parameter's physical
+    range and the spec's bounds (docs/population.md). The names ``"normal"`` and
+    ``"student_t"`` on a positive parameter or a fraction (the log- and logit-space
+    distributions) give a DeprecationWarning. An electrode's active material volume fraction follows its porosity
     when only the porosity varies, so the solid's composition is unchanged. Parameters that do
     not vary are repeated for every cell.
 
@@ -593,7 +597,9 @@ def transformed_deviations(
 ) -> dict[str, jax.Array]:
     """Each varied parameter's total deviation ``d_pack + d_module + d_cell`` in its transformed
     space (log, logit, ...), for the same draw as `sample_population` with these arguments:
-    ``{name: array of shape (n,)}``. Its variance is the sum of the levels' variances.
+    ``{name: array of shape (n,)}``. Its variance is the sum of the levels' variances. For a
+    ``"truncated_normal"`` parameter it is the cell's standard normal score (variance 1, each
+    level contributing its share of the parent Gaussian's variance).
 
     Example:
         >>> d = transformed_deviations(p, default_variation(), 10_000, 0)
