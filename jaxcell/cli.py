@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 MODELS = ("SPM", "SPMe", "DFN")
+SEED_MAX = 2**63 - 1  # jax.random.key takes a 64-bit signed integer (jaxcell runs in float64/int64)
 
 DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
 
@@ -32,14 +39,160 @@ fail, and the number of failed cells. The exit status is 0 when the population r
 are reported, not fatal), 2 for bad input. The variation file format is in docs/population.md."""
 
 
+class UsageError(Exception):
+    """A mistake in the command line or in a file it names: `main` prints the message on one
+    line (no traceback) and exits with status 2."""
+
+
+@contextlib.contextmanager
+def user_input():
+    """Turns the library's errors about its inputs (ValueError, TypeError, KeyError, OSError,
+    which include ExperimentError, ParameterValueError and UnknownParameterError) into
+    `UsageError`. Only reading and checking the command line's inputs runs inside it, so an
+    error in the computation itself keeps its traceback."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except KeyError as e:  # KeyError's own str() puts quotes around the message
+        raise UsageError(str(e.args[0]) if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)) from None
+    except (ValueError, TypeError, OSError) as e:
+        raise UsageError(str(e)) from None
+
+
 def _parse_set(item: str) -> tuple[str, float]:
     if "=" not in item:
-        raise SystemExit(f"jaxcell: --set expects NAME=VALUE, got {item!r}")
+        raise UsageError(f"--set expects NAME=VALUE, e.g. --set \"Negative electrode porosity=0.3\", got {item!r}")
     name, value = item.rsplit("=", 1)
     try:
         return name.strip(), float(value)
     except ValueError:
-        raise SystemExit(f"jaxcell: --set {item!r}: value {value!r} is not a number") from None
+        raise UsageError(f"--set {item!r}: value {value!r} is not a number") from None
+
+
+def check_output_path(option: str, path: str, suffixes: tuple[str, ...]) -> None:
+    """Raise `UsageError` unless `path` can be written: its extension is one of `suffixes`, its
+    directory exists and a file can be created in it, and it is not a directory or a read-only
+    file. Run before any computation, so that a bad path does not cost a whole run."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path!r}: the file name must end in {', '.join(suffixes)}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path!r}: directory {str(parent)!r} does not exist")
+    if p.is_dir():
+        raise UsageError(f"{option} {path!r} is a directory")
+    try:  # creating a file is the one reliable test (permissions, read-only file systems, root)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{p.name}.", suffix=".probe")
+    except OSError as e:
+        raise UsageError(f"{option} {path!r}: cannot create a file in directory {str(parent)!r}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{option} {path!r}: the file exists and is read-only")
+
+
+def _plot_suffixes() -> tuple[str, ...]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(sorted("." + ext for ext in FigureCanvasBase.get_supported_filetypes()))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """A temporary path in the directory of `path`, moved onto `path` (`os.replace`) when the
+    body finishes, removed if it fails: `path` is either left as it was or replaced by a
+    complete file, never half-written. The file gets the mode a new file would get (or the mode
+    of the file it replaces)."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part" + p.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        if p.exists():
+            mode = p.stat().st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write(option: str, path: str, write) -> None:
+    """`write(tmp_path)` through `atomic_path`; an OSError (disk full, directory removed
+    meanwhile) becomes a `UsageError` naming the option."""
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as e:
+        raise UsageError(f"{option} {path!r}: cannot write the file: {e.strerror or e}") from None
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed: an integer in [0, SEED_MAX]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1], got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1] = [0, {SEED_MAX}], got {text}")
+    return value
+
+
+def _interrupted() -> None:
+    """Ctrl-C: say so and end the process at once (status 130, 128 + SIGINT). `os._exit` skips
+    the interpreter's teardown, which can crash while XLA's compiler threads are still running."""
+    if _interrupt_lock.acquire(blocking=False):
+        with contextlib.suppress(OSError):
+            os.write(2, b"\njaxcell: interrupted\n")
+        _exit(130)
+        _interrupt_lock.release()  # only reached when a test replaces _exit
+
+
+_exit = os._exit
+_interrupt_lock = threading.Lock()
+
+
+def _on_sigint(signum, frame) -> None:
+    _interrupted()
+
+
+def _watch(fd: int) -> None:
+    """Reads the signal numbers that Python's C-level handler writes to the wakeup file
+    descriptor, as they arrive. The main thread runs Python's handler only between bytecodes,
+    which a long XLA compile (C++) postpones; this thread runs as soon as the signal arrives."""
+    with open(fd, "rb", buffering=0) as f:
+        while data := f.read(64):
+            if signal.SIGINT in data:
+                _interrupted()
+
+
+@contextlib.contextmanager
+def exit_on_interrupt():
+    """Within the block, Ctrl-C prints "jaxcell: interrupted" and exits with status 130 straight
+    away, also during a compile. Left as it is when SIGINT is ignored (a background job) or
+    handled by someone else, or outside the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    previous_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    watcher = threading.Thread(target=_watch, args=(r,), name="jaxcell-sigint", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(w)  # the watcher reads end-of-file and returns
+        watcher.join()
 
 
 def _add_transport_argument(parser) -> None:
@@ -63,26 +216,33 @@ def _model(args, params):
     if getattr(args, "transport_efficiency", "Bruggeman") == "Bruggeman":
         return cls(thermal=args.thermal)
     if args.model == "SPM":
-        raise ValueError("--transport-efficiency applies to the SPMe and the DFN; the SPM has no electrolyte or solid transport.")
+        raise UsageError("--transport-efficiency applies to the SPMe and the DFN; the SPM has no electrolyte or solid transport.")
     missing = missing_parameters(args.transport_efficiency, params)
     if missing:
-        raise ValueError(f"--transport-efficiency 'tortuosity factor' reads {', '.join(repr(k) for k in missing)}, which "
+        raise UsageError(f"--transport-efficiency 'tortuosity factor' reads {', '.join(repr(k) for k in missing)}, which "
                          f"parameter set {params.name!r} does not have: add them with --set \"NAME=VALUE\".")
     return cls(thermal=args.thermal, transport_efficiency=args.transport_efficiency)
 
 
 def _with_overrides(params, items, transport_efficiency="Bruggeman"):
-    """`params` with the --set values. The tortuosity factors (PyBaMM's five names) may be added
-    to a set that has none, with --transport-efficiency "tortuosity factor" only."""
+    """`params` with the --set NAME=VALUE values (shared by `simulate` and `population`). The
+    tortuosity factors (PyBaMM's five names) may be added to a set that has none, with
+    --transport-efficiency "tortuosity factor" only."""
     from .physics.transport import TORTUOSITY_PARAMETERS
 
     new = dict(_parse_set(s) for s in items)
     added = {k: v for k, v in new.items() if k in TORTUOSITY_PARAMETERS and k not in params}
     if added and transport_efficiency != "tortuosity factor":
-        raise ValueError(f"--set {next(iter(added))!r}: tortuosity factors are read only with "
+        raise UsageError(f"--set {next(iter(added))!r}: tortuosity factors are read only with "
                          "--transport-efficiency \"tortuosity factor\".")
     params = params.update({k: v for k, v in new.items() if k not in added})
     return params.update(added, check_already_exists=False)
+
+
+def _set_argument(parser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help='override a parameter by its PyBaMM name, e.g. --set "Negative electrode porosity=0.3"; '
+                             "repeat for several")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,12 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--experiment", action="append", metavar="STEP",
                      help='a PyBaMM-style step, e.g. "Discharge at 1C until 2.5 V"; repeat for several steps '
                           '(default: "Discharge at 1C until <lower cut-off> V")')
-    sim.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help='override a parameter by its PyBaMM name, e.g. --set "Negative electrode porosity=0.3"')
+    _set_argument(sim)
     sim.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
     _add_transport_argument(sim)
-    sim.add_argument("--output", default="out.csv", help="CSV file to write (default out.csv)")
-    sim.add_argument("--plot", default=None, metavar="PNG", help="also save a plot of voltage, current, temperature")
+    sim.add_argument("--output", default="out.csv", help="CSV file to write (default out.csv); its directory must exist")
+    sim.add_argument("--plot", default=None, metavar="PNG", help="also save a plot of voltage, current, temperature (.png, .pdf, .svg, ...)")
     from .ageing._cli import add_age_parser
 
     add_age_parser(sub)
@@ -115,15 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     pop.add_argument("--parameters", default="Chen2020",
                      help="parameter set: Chen2020, Marquis2019, Ecker2015 (case-insensitive), or a BPX .json file")
     pop.add_argument("--n", type=int, default=200, help="number of cells (default 200)")
-    pop.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same cells")
+    pop.add_argument("--seed", type=_seed, default=0,
+                     help="random seed, an integer in [0, 2**63 - 1] (default 0); the same seed gives the same cells")
     pop.add_argument("--variation", default=None, metavar="SPEC",
                      help="variation spec, .toml or .json (default: jaxcell's built-in manufacturing variation)")
     pop.add_argument("--experiment", action="append", metavar="STEP",
                      help='a PyBaMM-style step; repeat for several (default: "Discharge at 1C until <lower cut-off> V")')
+    _set_argument(pop)
     pop.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="cells per compiled chunk, to bound memory (default: all at once)")
     pop.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
-    pop.add_argument("--output", default="cells.csv", help="CSV file to write (default cells.csv)")
+    pop.add_argument("--output", default="cells.csv", help="CSV file to write (default cells.csv); its directory must exist")
     pop.add_argument("--plot", default=None, metavar="PNG",
                      help="also save histograms of capacity and energy and a parameter-capacity scatter")
     return parser
@@ -137,27 +298,48 @@ def _load(name: str):
     return jaxcell.load_parameters(name)
 
 
+def _check_paths(args) -> None:
+    """--output and --plot, checked before anything is computed."""
+    check_output_path("--output", args.output, (".csv",))
+    if args.plot:
+        check_output_path("--plot", args.plot, _plot_suffixes())
+
+
+def _check_simulation(model, params, experiment) -> None:
+    """The checks that `simulate` and `simulate_batch` make before compiling (voltage cut-offs
+    in order, holds inside them, ...), run while the inputs are being read so that they are
+    reported as bad input."""
+    from .simulate import _prepare
+
+    _prepare(model, params, experiment, t_eval=None, rtol=1e-6, atol=1e-8, max_steps=20_000, solver=None, adjoint=None)
+
+
+def _default_steps(args, params) -> list[str]:
+    return args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
+
+
+def _savefig(fig, option: str, path: str) -> None:
+    fmt = Path(path).suffix[1:].lower()
+    _write(option, path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt))
+
+
 def cmd_simulate(args) -> int:
     import jaxcell
 
-    try:
+    with user_input():
+        _check_paths(args)
         params = _load(args.parameters)
         if args.set:
             params = _with_overrides(params, args.set, args.transport_efficiency)
-        steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
-        experiment = jaxcell.Experiment(steps)
+        experiment = jaxcell.Experiment(_default_steps(args, params))
         model = _model(args, params)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
+        _check_simulation(model, params, experiment)
     sol = jaxcell.simulate(model, params, experiment)
     df = sol.to_pandas()
-    df.to_csv(args.output, index=False, float_format="%.10g")
+    _write("--output", args.output, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))
     print(f"model {args.model} ({args.thermal}), parameters {params.name}, {len(experiment)} step(s)")
-    dq = df.Q_Ah.diff().fillna(0.0)
-    de = (0.5 * (df.V_V * df.I_A + (df.V_V * df.I_A).shift()) * df.t_s.diff()).fillna(0.0) / 3600
-    print(f"capacity  {dq[dq > 0].sum():.4f} A.h discharged, {-dq[dq < 0].sum():.4f} A.h charged")
-    print(f"energy    {de[de > 0].sum():.4f} W.h delivered, {-de[de < 0].sum():.4f} W.h absorbed")
+    print(f"capacity  {sol.capacity:.4f} A.h")
+    print(f"energy    {sol.energy:.4f} W.h")
     print(f"duration  {df.t_s.iloc[-1] / 3600:.4f} h, final voltage {df.V_V.iloc[-1]:.4f} V")
     print(f"end       {sol.message}")
     print(f"wrote     {args.output} ({len(df)} rows: t_s,V_V,I_A,Q_Ah,T_K)")
@@ -165,7 +347,7 @@ def cmd_simulate(args) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-        sol.plot().savefig(args.plot, dpi=120)
+        _savefig(sol.plot(), "--plot", args.plot)
         print(f"plot      {args.plot}")
     return 0 if bool(sol.success) else 1
 
@@ -186,28 +368,31 @@ def cmd_population(args) -> int:
         sample_population,
     )
 
-    try:
+    with user_input():
         if args.n < 1:
-            raise ValueError(f"--n must be a positive integer, got {args.n}")
+            raise UsageError(f"--n must be a positive integer, got {args.n}")
         if args.batch_size is not None and args.batch_size < 1:
-            raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+            raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
+        _check_paths(args)
         params = _load(args.parameters)
+        if args.set:
+            params = _with_overrides(params, args.set)
         variation = Variation.from_file(args.variation) if args.variation else default_variation()
-        steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
+        steps = _default_steps(args, params)
         experiment = jaxcell.Experiment(steps)
+        model = _model(args, params)
+        _check_simulation(model, params, experiment)
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
-        model = _model(args, params)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
     t1 = time.perf_counter()
     sols = jax.block_until_ready(jaxcell.simulate_batch(model, cells, experiment, batch_size=args.batch_size))
     t2 = time.perf_counter()
     table = population_table(cells, sols, variation)
-    table.to_csv(args.output, index=False, float_format="%.10g")
+    _write("--output", args.output, lambda tmp: table.to_csv(tmp, index=False, float_format="%.10g"))
     source = args.variation or "built-in default"
     print(f"population {args.n} cells, model {args.model} ({args.thermal}), parameters {params.name}, seed {args.seed}")
+    if args.set:
+        print(f"set        {'; '.join(args.set)}")
     print(f"variation  {source}: {len(variation.names)} parameters, "
           f"{variation.hierarchy.cells_per_module} cells/module, {variation.hierarchy.modules_per_pack} modules/pack")
     print(f"experiment {'; '.join(steps)}")
@@ -222,20 +407,26 @@ def cmd_population(args) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-        plot_population(table).savefig(args.plot, dpi=120)
+        _savefig(plot_population(table), "--plot", args.plot)
         print(f"plot       {args.plot}")
     return 0
 
 
 def main(argv=None) -> int:
+    """Run the `jaxcell` command with `argv` (default: the process's arguments); returns the
+    exit status: 0, 1 when a simulation failed, 2 for bad input (argparse's code too), 130 on
+    Ctrl-C."""
     args = build_parser().parse_args(argv)
-    if args.command == "simulate":
-        return cmd_simulate(args)
-    if args.command == "population":
-        return cmd_population(args)
-    if args.command == "age":
-        return args.func(args)
-    return 2  # pragma: no cover
+    with exit_on_interrupt():
+        try:
+            if args.command == "simulate":
+                return cmd_simulate(args)
+            if args.command == "population":
+                return cmd_population(args)
+            return args.func(args)  # age
+        except UsageError as e:
+            print(f"jaxcell: error: {e}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

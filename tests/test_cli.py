@@ -1,22 +1,32 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import DATA, load_reference
 
+import jaxcell
+import jaxcell.population
+from jaxcell import cli
 from jaxcell.cli import main
 
 
 def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
     out, png = tmp_path / "out.csv", tmp_path / "out.png"
     code = main(["simulate", "--model", "SPMe", "--parameters", "Chen2020", "--experiment", "Rest for 1 hour",
-                 "--set", "Negative electrode porosity=0.3", "--output", str(out), "--plot", str(png)])
+                 "--set", "Negative electrode porosity=0.2", "--output", str(out), "--plot", str(png)])
     assert code == 0
     df = pd.read_csv(out)
     assert list(df.columns) == ["t_s", "V_V", "I_A", "Q_Ah", "T_K"]
     assert df.t_s.iloc[-1] == pytest.approx(3600.0) and (df.I_A == 0).all()
     assert png.stat().st_size > 10_000
+    assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.png"]  # no temporary files left
     text = capsys.readouterr().out
     assert "capacity" in text and "energy" in text and "completed" in text
 
@@ -33,11 +43,136 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--set", "Separator tortuosity factor (electrolyte)=2"], "read only with --transport-efficiency"),
         (["--transport-efficiency", "tortuosity factor", "--set", "Separator tortuosity factr (electrolyte)=2"],
          "Unknown parameter"),
+        (["--set", "Negative electrode porosity"], "--set expects NAME=VALUE"),
+        (["--set", "Negative electrode porosity=thirty"], "value 'thirty' is not a number"),
+        (["--set", "Lower voltage cut-off [V]=4.3", "--set", "Upper voltage cut-off [V]=3.0"],
+         "'Lower voltage cut-off [V]' (4.3) must be below 'Upper voltage cut-off [V]' (3.0)"),
     ],
 )
-def test_cli_errors(tmp_path, capsys, args, message):
+def test_cli_errors(tmp_path, capsys, monkeypatch, args, message):
+    """Bad input: exit status 2 and a message, found before anything is compiled."""
+    monkeypatch.setattr(jaxcell, "simulate", _must_not_run)
     assert main(["simulate", "--output", str(tmp_path / "x.csv"), *args]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the command went on to simulate")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["simulate", "--output", "{tmp}/missing/out.csv"], "--output '{tmp}/missing/out.csv': directory '{tmp}/missing' does not exist"),
+        (["simulate", "--output", "{tmp}/out.txt"], "--output '{tmp}/out.txt': the file name must end in .csv"),
+        (["simulate", "--output", "{tmp}/folder.csv"], "--output '{tmp}/folder.csv' is a directory"),
+        (["simulate", "--output", "{tmp}/out.csv", "--plot", "{tmp}/missing/out.png"],
+         "--plot '{tmp}/missing/out.png': directory '{tmp}/missing' does not exist"),
+        (["simulate", "--output", "{tmp}/out.csv", "--plot", "{tmp}/out.docx"], "--plot '{tmp}/out.docx': the file name must end in"),
+        (["population", "--output", "{tmp}/missing/cells.csv"], "--output '{tmp}/missing/cells.csv': directory '{tmp}/missing' does not exist"),
+        (["population", "--plot", "{tmp}/missing/cells.png", "--output", "{tmp}/cells.csv"],
+         "--plot '{tmp}/missing/cells.png': directory '{tmp}/missing' does not exist"),
+    ],
+)
+def test_cli_output_paths_checked_before_computing(tmp_path, capsys, monkeypatch, args, message):
+    """An output path that cannot be written ends the command before anything is computed, with
+    exit status 2 and a message naming the option; nothing is written."""
+    (tmp_path / "folder.csv").mkdir()
+    monkeypatch.setattr(jaxcell, "simulate", _must_not_run)
+    monkeypatch.setattr(jaxcell, "simulate_batch", _must_not_run)
+    monkeypatch.setattr(jaxcell.population, "sample_population", _must_not_run)
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == ["folder.csv"]
+
+
+def test_atomic_path_replaces_whole_files_only(tmp_path):
+    """A write that fails leaves the previous file as it was and no temporary file; one that
+    succeeds replaces it, keeping its permissions."""
+    path = tmp_path / "out.csv"
+    path.write_text("previous")
+    path.chmod(0o640)
+    with pytest.raises(RuntimeError), cli.atomic_path(str(path)) as tmp:
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise RuntimeError("interrupted while writing")
+    assert path.read_text() == "previous" and os.listdir(tmp_path) == ["out.csv"]
+    with cli.atomic_path(str(path)) as tmp:
+        with open(tmp, "w") as f:
+            f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.csv"]
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999999", "1.5"])
+def test_cli_population_seed_range(tmp_path, capsys, seed):
+    with pytest.raises(SystemExit) as info:
+        main(["population", "--seed", seed, "--output", str(tmp_path / "x.csv")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: expected an integer in [0, 2**63 - 1]" in err and "Traceback" not in err
+
+
+def test_cli_population_set(tmp_path, capsys, monkeypatch):
+    """--set on `jaxcell population` changes the parameters the cells are sampled around (the
+    same parsing and checks as `jaxcell simulate`)."""
+    seen = {}
+
+    def sample(params, variation, n, key):
+        seen["params"] = params
+        raise AssertionError("stop before simulating")
+
+    monkeypatch.setattr(jaxcell.population, "sample_population", sample)
+    with pytest.raises(AssertionError, match="stop before simulating"):
+        main(["population", "--n", "4", "--set", "Ambient temperature [K]=288.5", "--set", "Lower voltage cut-off [V]=2.7",
+              "--output", str(tmp_path / "x.csv")])
+    assert float(seen["params"]["Ambient temperature [K]"]) == 288.5
+    assert float(seen["params"]["Lower voltage cut-off [V]"]) == 2.7
+    assert main(["population", "--set", "Negative electrode porosity=1.5", "--output", str(tmp_path / "x.csv")]) == 2
+    assert "'Negative electrode porosity' must be in the open interval (0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_exit_on_interrupt_handler(monkeypatch, capfd):
+    """Within `exit_on_interrupt`, SIGINT calls the exit with status 130 (here replaced, so that
+    the test process lives on) and prints a message; afterwards Python's own handler is back."""
+    calls = []
+    monkeypatch.setattr(cli, "_exit", calls.append)
+    with cli.exit_on_interrupt():
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert calls and set(calls) == {130}
+    assert "jaxcell: interrupted" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.set_wakeup_fd(-1) == -1  # the wakeup descriptor was given back
+    assert not any(t.name == "jaxcell-sigint" for t in threading.enumerate())
+
+
+def test_ctrl_c_during_compilation_exits_cleanly(tmp_path):
+    """Ctrl-C while the DFN compiles (tens of seconds): the command stops within a few seconds
+    with status 130 and a message, no traceback and no crash of the interpreter's teardown, and
+    writes nothing."""
+    out = tmp_path / "out.csv"
+    script = ("import sys, jaxcell.cli\nprint('ready', flush=True)\n"
+              f"sys.exit(jaxcell.cli.main(['simulate', '--model', 'DFN', '--output', {str(out)!r}]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(1.5)  # parsing takes a fraction of this; then tracing and compiling
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 5
+    assert "jaxcell: interrupted" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
 
 
 def test_cli_tortuosity_factors_added_by_set(tmp_path):
