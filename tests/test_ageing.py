@@ -1,12 +1,13 @@
-"""SEI ageing SDE: closed-form moments, the variance split, reflection, seeds, the feedback map
-and electrochemical check-ups.
+"""SEI ageing: closed-form moments of the gamma-clock model and its variance split, monotone
+paths, the lithium-inventory bound, the memory check, seeds, the feedback map and
+electrochemical check-ups.
 
-Monte Carlo checks compare with exact values and allow 4 standard errors, the standard errors
-computed from the true parameters (every sampled quantity here is Gaussian, so the standard
-errors of the variance estimators are exact). Designs share shapes so that the SDE compiles
-once per law: M = 400 cells x K = 10 replicates, 100 cycles in steps of 1 cycle."""
+Monte Carlo checks compare with exact values and allow 4 standard errors. The variance-split
+estimators are means over independent cells, so their standard errors are estimated from the
+per-cell terms. Designs share shapes so that the sampler compiles once per law."""
 
 import argparse
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpyro.distributions import LogNormal, Normal
+from scipy import stats
 
 import jaxcell
 from jaxcell.ageing import (
@@ -23,24 +25,35 @@ from jaxcell.ageing import (
     SEIFilm,
     age_population,
     aged_parameters,
+    ageing_clock,
     capacity_fade,
     fade_variance_split,
     film_resistance,
+    lithium_inventory,
     lithium_lost,
+    max_thickness,
     simulate_sei,
     variance_split,
 )
+from jaxcell.ageing import _population, _sde
 from jaxcell.ageing._cli import add_age_parser
+from jaxcell.ageing._population import DEPLETED
 from jaxcell.ageing._sde import _paths_jit
 from jaxcell.physics.constants import F
 
-M, K, CYCLES = 400, 10, 100.0
-TS = np.array([25.0, 50.0, 100.0])
+M, K, CYCLES = 4000, 8, 100.0
+TS = np.array([0.5, 50.0, 100.0])
 CHECKUP = "Discharge at 1C until 2.5 V"  # age_population's default check-up
-L0 = 50e-9  # far enough above the reflecting floor that no path reaches it (> 10 sigma)
+L0 = 5e-9
+NU = 2.0  # clock variance [cycle]
+LOG_MU, LOG_S = np.log(1e-9), 0.25  # lognormal rate constants across cells
+# moments of the lognormal rate constant k
+E_K = np.exp(LOG_MU + LOG_S**2 / 2)
+VAR_K = (np.exp(LOG_S**2) - 1) * np.exp(2 * LOG_MU + LOG_S**2)
+E_K2 = np.exp(2 * LOG_MU + 2 * LOG_S**2)
 
 
-def _split_errors(tau2, sig2, m=M, k=K):
+def _split_errors(tau2, sig2, m, k):
     """Exact standard errors of the balanced one-way estimators for Gaussian data: between-cell
     variance of the means B, within-cell variance W, heterogeneity B - W/K, total."""
     se_b = (tau2 + sig2 / k) * np.sqrt(2.0 / (m - 1))
@@ -50,22 +63,28 @@ def _split_errors(tau2, sig2, m=M, k=K):
     return se_b, se_w, se_het, se_tot
 
 
-def _check_moments(x, mean, tau2, sig2):
-    """x: (M, K, T) samples of a Gaussian quantity with cell effect variance tau2 and noise
-    variance sig2; checks the mean and the three variance estimates against the truth."""
+def _check_moments(x, mean, heterogeneity, intrinsic):
+    """x: (M, K, T) samples; checks the mean and the variance split against exact values, with
+    standard errors from the per-cell terms of each estimator (cells are independent)."""
+    x = np.asarray(x)
+    m, k = x.shape[:2]
     split = variance_split(x)
-    _, se_w, se_het, se_tot = _split_errors(tau2, sig2)
-    se_mean = np.sqrt((tau2 + sig2 / K) / M)
-    np.testing.assert_array_less(
-        np.abs(np.asarray(x).mean(axis=(0, 1)) - mean), 4 * se_mean
-    )
-    np.testing.assert_array_less(np.abs(split.intrinsic - sig2), 4 * se_w)
-    np.testing.assert_array_less(np.abs(split.heterogeneity - tau2), 4 * se_het)
-    np.testing.assert_array_less(np.abs(split.total - (tau2 + sig2)), 4 * se_tot)
+    cell_mean = x.mean(axis=1)
+    within = x.var(axis=1, ddof=1)
+    between = (cell_mean - cell_mean.mean(axis=0)) ** 2 * m / (m - 1)
+    for estimate, exact, terms in (
+        (cell_mean.mean(axis=0), mean, cell_mean),
+        (split.intrinsic, intrinsic, within),
+        (split.heterogeneity, heterogeneity, between - within / k),
+        (split.total, heterogeneity + intrinsic, between + within * (1 - 1 / k)),
+    ):
+        se = terms.std(axis=0, ddof=1) / np.sqrt(m)
+        np.testing.assert_array_less(np.abs(np.asarray(estimate) - exact), 4 * se)
+    return split
 
 
 def test_rate_laws_and_closed_forms():
-    """Each law's noise-free closed form starts at L0 and solves dL/dt = rate(L)."""
+    """Each law's noise-free closed form starts at L0 exactly and solves dL/dt = rate(L)."""
     cases = [
         (ReactionLimited(), jnp.array([2.5e-10])),
         (DiffusionLimited(), jnp.array([3.5e-17])),
@@ -79,12 +98,7 @@ def test_rate_laws_and_closed_forms():
                 (1.0,),
             )
             np.testing.assert_allclose(dLdt, law.rate(L, rates), rtol=1e-12)
-        assert law.deterministic_thickness(0.0, 5e-9, rates) == pytest.approx(
-            5e-9, rel=1e-14
-        )
-        np.testing.assert_allclose(
-            law.thickness(law.growth(123e-9)), 123e-9, rtol=1e-15
-        )
+        assert law.deterministic_thickness(0.0, 5e-9, rates) == 5e-9
     # the sqrt(t) law, and the mixed law's two limits
     assert DiffusionLimited.deterministic_thickness(
         1000.0, 0.0, jnp.array([2e-17])
@@ -101,11 +115,33 @@ def test_rate_laws_and_closed_forms():
     assert fast_diffusion == pytest.approx(5e-9 + 2.5e-10 * 500.0, rel=1e-9)
 
 
+def test_ageing_clock_is_a_gamma_process():
+    """tau(t) ~ Gamma(t / nu, nu) at every checkpoint, with independent increments: a
+    Kolmogorov-Smirnov test of each marginal (one interval shorter than nu, where the gamma
+    shape is below 1) and Cov(tau(s), tau(t)) = nu min(s, t). A reaction law with k = 1
+    m/cycle from L0 = 0 reads the clock off, L = tau. nu = 0 is the clock tau = t."""
+    law = ReactionLimited(reaction_rate=1.0, clock_variance=NU)
+    run = {"n_cells": M, "replicates": K, "cycles": CYCLES, "checkpoints": TS}
+    tau = np.asarray(
+        simulate_sei(law, key=jax.random.key(5), initial_thickness=0.0, **run).thickness
+    ).reshape(M * K, TS.size)
+    assert np.all(np.diff(tau, axis=1) >= 0) and tau.min() >= 0
+    for j, t in enumerate(TS):
+        assert stats.kstest(tau[:, j], stats.gamma(t / NU, scale=NU).cdf).pvalue > 1e-3
+    # Cov(tau(50), tau(100)) = Var(tau(50)) = nu * 50; the product of the centred values has
+    # variance Var(tau50) Var(tau100) + Cov^2 (Isserlis, to leading order)
+    n = M * K
+    cov = np.cov(tau[:, 1], tau[:, 2])[0, 1]
+    assert abs(cov - NU * 50) < 4 * np.sqrt((NU * 50 * NU * 100 + (NU * 50) ** 2) / n)
+    ts = jnp.asarray(TS)
+    np.testing.assert_array_equal(ageing_clock(jax.random.key(0), ts, 0.0), ts)
+
+
 def test_reaction_law_moments_and_variance_split():
-    """L(t) = L0 + k t + sigma W_t with k ~ N(mu, s^2): E = L0 + mu t, heterogeneity s^2 t^2,
-    intrinsic sigma^2 t (the two parts equal at t = 100)."""
-    mu, s, sigma = 1e-9, 2e-10, 2e-9
-    law = ReactionLimited(reaction_rate=Normal(mu, s), noise=sigma)
+    """L(t) = L0 + k tau(t) with k lognormal and tau a gamma clock independent of k:
+    E = L0 + E[k] t, heterogeneity Var(k) t^2, intrinsic E[k^2] nu t (the intrinsic part
+    leads at the first checkpoint, the heterogeneity at cycle 100)."""
+    law = ReactionLimited(reaction_rate=LogNormal(LOG_MU, LOG_S), clock_variance=NU)
     paths = simulate_sei(
         law,
         n_cells=M,
@@ -116,14 +152,17 @@ def test_reaction_law_moments_and_variance_split():
         initial_thickness=L0,
     )
     assert paths.thickness.shape == (M, K, TS.size)
-    _check_moments(paths.thickness, L0 + mu * TS, s**2 * TS**2, sigma**2 * TS)
+    split = _check_moments(
+        paths.thickness, L0 + E_K * TS, VAR_K * TS**2, E_K2 * NU * TS
+    )
+    frac = np.asarray(split.heterogeneity_fraction)
+    assert frac[0] < 0.5 < frac[-1]
 
 
 def test_diffusion_law_moments_in_l_squared():
-    """The sqrt(t) law in its growth variable: L^2 = L0^2 + 2 k t + sigma W_t with
-    k ~ N(mu, s^2): E = L0^2 + 2 mu t, heterogeneity 4 s^2 t^2, intrinsic sigma^2 t."""
-    mu, s, sigma = 5e-17, 1e-17, 2e-16
-    law = DiffusionLimited(diffusion_rate=Normal(mu, s), noise=sigma)
+    """The sqrt(t) law on the gamma clock: L^2 = L0^2 + 2 k tau(t), so E = L0^2 + 2 E[k] t,
+    heterogeneity 4 Var(k) t^2, intrinsic 4 E[k^2] nu t."""
+    law = DiffusionLimited(diffusion_rate=LogNormal(LOG_MU, LOG_S), clock_variance=NU)
     paths = simulate_sei(
         law,
         n_cells=M,
@@ -134,13 +173,16 @@ def test_diffusion_law_moments_in_l_squared():
         initial_thickness=L0,
     )
     _check_moments(
-        paths.thickness**2, L0**2 + 2 * mu * TS, 4 * s**2 * TS**2, sigma**2 * TS
+        paths.thickness**2,
+        L0**2 + 2 * E_K * TS,
+        4 * VAR_K * TS**2,
+        4 * E_K2 * NU * TS,
     )
 
 
 def test_zero_noise_is_the_deterministic_law():
-    """With sigma = 0 every path is sqrt(L0^2 + 2 k_D t) for its cell's k_D (Euler is exact
-    for the constant drift of L^2); changing noise, rates and key does not recompile."""
+    """With clock_variance = 0 every path is sqrt(L0^2 + 2 k_D t) for its cell's k_D; changing
+    the clock variance, rates and key does not recompile."""
     run = {
         "n_cells": M,
         "replicates": K,
@@ -149,12 +191,14 @@ def test_zero_noise_is_the_deterministic_law():
         "initial_thickness": L0,
     }
     simulate_sei(
-        DiffusionLimited(diffusion_rate=Normal(5e-17, 1e-17)),
+        DiffusionLimited(diffusion_rate=LogNormal(LOG_MU, LOG_S)),
         key=jax.random.key(2),
         **run,
     )
     compiled = _paths_jit._cached._cache_size()
-    paths = simulate_sei(DiffusionLimited(noise=0.0), key=jax.random.key(3), **run)
+    paths = simulate_sei(
+        DiffusionLimited(clock_variance=0.0), key=jax.random.key(3), **run
+    )
     assert _paths_jit._cached._cache_size() == compiled
     k_d = np.asarray(paths.rates)[:, 0]
     exact = np.sqrt(L0**2 + 2 * k_d[:, None, None] * TS)
@@ -166,53 +210,121 @@ def test_zero_noise_is_the_deterministic_law():
     )  # the default lognormal spread
 
 
-def test_mixed_law_euler_converges_at_order_one():
-    """The mixed law's drift depends on L: Euler's error against the closed form halves with
-    the step, and Euler overshoots (it takes each step at the rate of the thinner film)."""
-    law = MixedLimited(reaction_rate=1e-9, diffusion_rate=3.5e-17, noise=0.0)
-    exact = float(
-        MixedLimited.deterministic_thickness(CYCLES, 5e-9, jnp.array([1e-9, 3.5e-17]))
+def test_mixed_law_is_exact_on_the_clock():
+    """The clock of a path depends on the key only, so a reaction law with k_R = 1 m/cycle
+    reads it off (L - L0 = tau); the mixed law's path with the same key solves its implicit
+    closed form (L - L0)/k_R + (L^2 - L0^2)/(2 k_D) = tau at every checkpoint, with no
+    discretisation error."""
+    # the shapes of test_every_path_is_non_decreasing: no new compile
+    run = {"n_cells": 50, "replicates": 2, "cycles": 1000.0, "checkpoints": np.arange(1001.0)}
+    key = jax.random.key(11)
+    tau = np.asarray(
+        simulate_sei(ReactionLimited(reaction_rate=1.0), key=key, **run).thickness
+    ) - L0
+    k_r, k_d = 1e-9, 3.5e-17
+    L = np.asarray(
+        simulate_sei(
+            MixedLimited(reaction_rate=k_r, diffusion_rate=k_d), key=key, **run
+        ).thickness
     )
-    errors = []
-    for dt in (2.0, 1.0):
-        paths = simulate_sei(
+    np.testing.assert_allclose(
+        (L - L0) / k_r + (L**2 - L0**2) / (2 * k_d), tau, rtol=1e-10, atol=1e-9
+    )
+    assert np.any(np.abs(tau[..., -1] - 1000.0) > 1.0)  # a random clock, not tau = t
+
+
+def test_every_path_is_non_decreasing():
+    """SEI growth is irreversible: with each default law, over every cycle of 1000, no cell's
+    thickness, fade or resistance ever decreases, and the fade is never negative (0 at cycle
+    0 exactly)."""
+    chen = jaxcell.load_parameters("Chen2020")
+    for law in (ReactionLimited(), DiffusionLimited(), MixedLimited()):
+        res = age_population(
+            chen,
             law,
-            n_cells=2,
-            cycles=CYCLES,
-            checkpoints=[CYCLES],
+            n_cells=50,
+            replicates=2,
+            cycles=1000.0,
             key=jax.random.key(0),
-            dt=dt,
+            checkpoints=np.arange(1001.0),
         )
-        errors.append((float(paths.thickness[0, 0, -1]) - exact) / exact)
-    assert errors[0] > 0 and errors[1] > 0
-    assert errors[0] / errors[1] == pytest.approx(2.0, rel=0.05)
+        for x in (res.thickness, res.fade, res.resistance):
+            assert np.all(np.diff(np.asarray(x), axis=-1) >= 0), type(law).__name__
+        fade = np.asarray(res.fade)
+        assert np.all(fade[..., 0] == 0.0) and fade.min() >= 0.0
+        # and it does grow: the default laws take about 10% of the capacity in 1000 cycles
+        assert 0.05 < np.median(fade[..., -1]) / 5.0 < 0.2
 
 
-def test_reflection_at_zero_is_the_discrete_skorokhod_map():
-    """No drift, L0 = 0: each Euler step is reflected at 0, y_n = max(y_{n-1} + dW, 0), whose
-    mean is exactly sigma sqrt(dt / (2 pi)) sum_{k<=n} k^(-1/2) (Spitzer's identity for the
-    maximum of a Gaussian random walk)."""
-    sigma = 1e-9
-    law = ReactionLimited(reaction_rate=0.0, noise=sigma)
-    paths = simulate_sei(
-        law,
-        n_cells=M,
-        replicates=K,
-        cycles=CYCLES,
-        checkpoints=TS,
-        key=jax.random.key(4),
-        initial_thickness=0.0,
-    )
-    L = np.asarray(paths.thickness).reshape(M * K, -1)
-    assert L.min() >= 0.0
-    exact = np.array(
-        [
-            sigma * np.sqrt(1 / (2 * np.pi)) * np.sum(np.arange(1, n + 1) ** -0.5)
-            for n in TS.astype(int)
-        ]
-    )
-    se = L.std(axis=0, ddof=1) / np.sqrt(M * K)
-    np.testing.assert_array_less(np.abs(L.mean(axis=0) - exact), 4 * se)
+def test_fade_is_bounded_by_the_lithium_inventory_at_1e5_cycles():
+    """Over 10^5 cycles the default sqrt(t) law would bind more lithium than a Chen2020 cell
+    holds in many cells. No fade exceeds the inventory (5.25 A.h); the cells that reach it
+    stay there from their depleted_cycle on, with the film at max_thickness; the end of life
+    (80% of 5 A.h) comes first; and the run warns."""
+    chen = jaxcell.load_parameters("Chen2020")
+    with pytest.warns(RuntimeWarning, match="consumed the whole lithium inventory"):
+        res = age_population(
+            chen, DiffusionLimited(), n_cells=50, replicates=2, cycles=1e5, key=jax.random.key(0)
+        )
+    fade, L = np.asarray(res.fade), np.asarray(res.thickness)
+    cyc = np.asarray(res.cycles)
+    inventory = F * float(lithium_inventory(chen)) / 3600
+    np.testing.assert_allclose(res.inventory_capacity, inventory, rtol=1e-15)
+    assert fade.max() <= inventory * (1 + 1e-12)
+    assert np.all(np.diff(fade, axis=-1) >= 0)
+    dead = np.asarray(res.depleted_cycle)
+    assert 0.1 < np.isfinite(dead).mean() < 0.9  # some cells, not all
+    after = cyc[None, None, :] >= dead[..., None]  # NaN: never
+    np.testing.assert_allclose(fade[after], inventory, rtol=1e-12)
+    np.testing.assert_allclose(L[after], float(max_thickness(chen)), rtol=1e-14)
+    assert np.all(L[~after] < float(max_thickness(chen)))
+    eol = np.asarray(res.end_of_life_cycle)
+    assert np.all(np.isfinite(eol[np.isfinite(dead)]))
+    assert np.all(eol[np.isfinite(dead)] < dead[np.isfinite(dead)])
+    # the end-of-life cycle is the first checkpoint with 1 A.h lost
+    np.testing.assert_allclose(res.end_of_life_fade, 1.0, rtol=1e-15)
+    i = np.argmax(fade >= 1.0, axis=-1)
+    np.testing.assert_array_equal(np.where((fade >= 1.0).any(-1), cyc[i], np.nan), eol)
+    df = res.to_pandas()
+    assert df.depleted.sum() == after.sum()
+    with pytest.raises(ValueError, match=r"end_of_life must be a fraction .* \(0, 1\)"):
+        age_population(chen, DiffusionLimited(), n_cells=2, cycles=10.0, key=jax.random.key(0), end_of_life=80)
+
+
+def test_outputs_that_do_not_fit_are_refused_before_any_compute(monkeypatch):
+    """Checkpoints every cycle for 10^7 cycles of 10 cells x 2 replicates would take 7.5 GiB:
+    refused with the sizes and the limit named, before sampling anything. The number of cycles
+    itself costs nothing: 10^7 cycles at 101 checkpoints run."""
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the population was sampled")
+
+    chen = jaxcell.load_parameters("Chen2020")
+    every_cycle = np.arange(0.0, 1e7 + 1.0)
+    with monkeypatch.context() as m:
+        m.setattr(_sde, "_paths_jit", no_compute)
+        m.setattr(ReactionLimited, "sample_rates", no_compute)
+        with pytest.raises(
+            ValueError,
+            match=r"needs 7\.45 GiB \(n_cells x replicates x checkpoints = 10 x 2 x 10000001 "
+            r"values of 40 bytes\), above the limit max_output_bytes = 2 GiB",
+        ):
+            age_population(
+                chen, ReactionLimited(), n_cells=10, replicates=2, cycles=1e7,
+                key=jax.random.key(0), checkpoints=every_cycle,
+            )
+        with pytest.raises(ValueError, match="max_output_bytes = 0.5 GiB"):
+            simulate_sei(
+                ReactionLimited(), n_cells=10**6, replicates=10, cycles=10.0,
+                key=jax.random.key(0), max_output_bytes=2**29,
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every cell exhausts its lithium
+        res = age_population(
+            chen, DiffusionLimited(), n_cells=50, replicates=2, cycles=1e7, key=jax.random.key(0)
+        )
+    assert res.fade.shape == (50, 2, 101)
+    assert np.all(np.isfinite(np.asarray(res.depleted_cycle)))
 
 
 def test_seeds_reproduce_and_cells_do_not_depend_on_population_size():
@@ -265,7 +377,7 @@ def test_fade_variance_split_scales_the_thickness_split():
     """Fade is affine in L (dQ/dL = F z S / (3600 V_SEI)), so its split is the thickness split
     times (dQ/dL)^2, at every checkpoint."""
     chen = jaxcell.load_parameters("Chen2020")
-    law = ReactionLimited(reaction_rate=Normal(1e-9, 2e-10), noise=2e-9)
+    law = ReactionLimited(reaction_rate=LogNormal(LOG_MU, LOG_S), clock_variance=NU)
     film = SEIFilm(initial_thickness=L0)
     key = jax.random.key(1)
     cycles, split = fade_variance_split(
@@ -330,7 +442,18 @@ def test_film_consequences_and_feedback_map():
         == chen["Positive electrode thickness [m]"]
     )
 
-    # the negative electrode's lithium is all in the film at L0 + c0 R_n V_SEI / 6 = 2.8 um
+    # the lithium inventory: the negative electrode's lithium at the charged state, all of it in
+    # the film at L0 + c0 R_n V_SEI / 6 = 2.8 um, where the fade is the whole inventory
+    inventory = 29866.0 * eps * L_n * area
+    assert float(lithium_inventory(chen)) == pytest.approx(inventory, rel=1e-12)
+    top = 5e-9 + 29866.0 * R_n * 9.585e-5 / 6
+    assert float(max_thickness(chen, film)) == pytest.approx(top, rel=1e-12)
+    assert float(capacity_fade(top, chen)) == pytest.approx(F * inventory / 3600, rel=1e-12)
+    assert F * inventory / 3600 == pytest.approx(5.253, abs=1e-3)  # 5 A.h nominal
+    with pytest.raises(ValueError, match=r"capacity_fade: SEI thickness 3e-06 m .* 2\.801e-06\] m"):
+        capacity_fade(np.array([1e-7, 3e-6]), chen)
+    with pytest.raises(ValueError, match="lithium_lost: .*inventory"):
+        lithium_lost(-1e-9, chen)
     with pytest.raises(
         ValueError, match=r"cell 1 .* Accepted thickness: 0 m to 2\.80\d*e-06 m"
     ):
@@ -341,6 +464,8 @@ def test_film_consequences_and_feedback_map():
         SEIFilm(resistivity=-1.0)
     with pytest.raises(ValueError, match="non-negative"):
         ReactionLimited(reaction_rate=-1e-10)
+    with pytest.raises(ValueError, match="MixedLimited.clock_variance must be a finite non-negative"):
+        MixedLimited(clock_variance=-1.0)
     with pytest.raises(ValueError, match="cell"):
         ReactionLimited(reaction_rate=Normal(0.0, 1e-10)).sample_rates(
             jax.random.key(0), 50
@@ -354,7 +479,7 @@ def test_checkups_through_simulate_batch(spm):
     capacity lost is bounded by the lithium lost (and is most of it); the film resistance
     takes a little more. Every check-up batch here has 3 cells: one compile."""
     chen = jaxcell.load_parameters("Chen2020")
-    law = ReactionLimited(reaction_rate=2.5e-10, noise=0.0)
+    law = ReactionLimited(reaction_rate=2.5e-10, clock_variance=0.0)
     res = age_population(
         chen,
         law,
@@ -388,8 +513,28 @@ def test_checkups_through_simulate_batch(spm):
     np.testing.assert_array_equal(rows.cycle, [0.0, 500.0, 1000.0])
     np.testing.assert_allclose(rows.capacity_Ah, cap)
 
+    # 20000 cycles at 0.25 nm/cycle would be 5 um of film, more than the 2.8 um that hold the
+    # whole lithium inventory: the film stops at 2.8 um and the last check-up finds no
+    # lithium (capacity 0, status DEPLETED, no solve); the earlier ones are the cells above
+    with pytest.warns(RuntimeWarning, match="1 consumed the whole lithium inventory"):
+        dead = age_population(
+            chen,
+            law,
+            n_cells=1,
+            cycles=20000.0,
+            key=jax.random.key(0),
+            checkups=[0, 1000, 20000],
+            model=spm,
+        )
+    np.testing.assert_array_equal(dead.checkup_status[0], [0, 0, DEPLETED])
+    np.testing.assert_allclose(dead.checkup_capacity[0, :2], cap[[0, 2]], rtol=1e-12)
+    assert float(dead.checkup_capacity[0, 2]) == 0.0
+    assert float(dead.thickness[0, 0, -1]) == pytest.approx(float(max_thickness(chen)), rel=1e-14)
+    # L0 + k t reaches 2.8 um at cycle 11183; the first checkpoint after it is 11200
+    assert float(dead.depleted_cycle[0, 0]) == 11200.0
 
-def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys):
+
+def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
     parser = argparse.ArgumentParser(prog="jaxcell")
     add_age_parser(parser.add_subparsers(dest="command", required=True))
     out, png = tmp_path / "fade.csv", tmp_path / "fan.png"
@@ -440,3 +585,26 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys):
     )
     assert bad.func(bad) == 2
     assert "--checkups expects comma-separated cycles" in capsys.readouterr().err
+
+    # 10^7 cycles: every cell's film ends holding the whole lithium inventory; the fade stops
+    # there, the cells are counted and a warning says so
+    args = parser.parse_args(
+        ["age", "--n", "3", "--cycles", "1e7", "--replicates", "2", "--output", str(out)]
+    )
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert "lithium inventory (5.253 A.h) exhausted, film growth stopped: 6 of 6 paths" in captured.out
+    assert "jaxcell: warning:" in captured.err and "6 consumed the whole lithium inventory" in captured.err
+    df = pd.read_csv(out)
+    assert df.fade_Ah.max() <= 5.253 and df.depleted.iloc[-1]
+
+    # a population too large for --max-memory is refused before anything is loaded
+    def no_run(*a, **k):
+        raise AssertionError("the population was aged")
+
+    monkeypatch.setattr(_population, "age_population", no_run)
+    big = parser.parse_args(["age", "--n", "10000000", "--output", str(tmp_path / "y.csv")])
+    assert big.func(big) == 2
+    err = capsys.readouterr().err
+    assert "needs 226 GiB (--n 10000000 x --replicates 4 x 101 checkpoints x 40 bytes" in err
+    assert "above the limit --max-memory = 2 GiB" in err
