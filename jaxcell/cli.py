@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 MODELS = ("SPM", "SPMe", "DFN")
@@ -21,7 +22,8 @@ DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
 
 writes a CSV with columns t_s,V_V,I_A,Q_Ah,T_K (time [s], voltage [V], current [A, positive
 on discharge], discharged capacity [A.h], temperature [K]) and prints capacity, energy and why
-the experiment ended.
+the experiment ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
+before anything is computed, output paths included), 130 on Ctrl-C.
 
   jaxcell population --model SPM --parameters Chen2020 --n 200 --seed 0 --output cells.csv
 
@@ -412,12 +414,30 @@ def cmd_population(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Warnings (a step limit outside the voltage cut-offs, ...) printed as one line each,
+    "jaxcell: warning: ...", and each message once: the inputs are checked before the run and
+    again by `simulate` itself."""
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"jaxcell: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv=None) -> int:
     """Run the `jaxcell` command with `argv` (default: the process's arguments); returns the
     exit status: 0, 1 when a simulation failed, 2 for bad input (argparse's code too), 130 on
     Ctrl-C."""
     args = build_parser().parse_args(argv)
-    with exit_on_interrupt():
+    with exit_on_interrupt(), _warnings_as_lines():
         try:
             if args.command == "simulate":
                 return cmd_simulate(args)

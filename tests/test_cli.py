@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,23 @@ def test_cli_errors(tmp_path, capsys, monkeypatch, args, message):
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the command went on to simulate")
+
+
+def test_cli_warning_printed_once_on_one_line(tmp_path, capsys, monkeypatch):
+    """A warning about the inputs (e.g. a step limit outside the cut-offs) comes from the check
+    before the run and again from `simulate` itself: the user sees it once, as one line."""
+    def warn(*args, **kwargs):
+        warnings.warn("step 1 ends outside the cut-offs", stacklevel=2)
+
+    def warn_then_stop(*args, **kwargs):
+        warnings.warn("step 1 ends outside the cut-offs", stacklevel=2)
+        raise AssertionError("stop before compiling")
+
+    monkeypatch.setattr(cli, "_check_simulation", warn)
+    monkeypatch.setattr(jaxcell, "simulate", warn_then_stop)
+    with pytest.raises(AssertionError, match="stop before compiling"):
+        main(["simulate", "--model", "SPM", "--output", str(tmp_path / "x.csv")])
+    assert capsys.readouterr().err.splitlines() == ["jaxcell: warning: step 1 ends outside the cut-offs"]
 
 
 @pytest.mark.parametrize(
