@@ -200,7 +200,8 @@ def cmd_age(args) -> int:
     ):
         at = np.asarray(at)
         hit = np.isfinite(at)
-        when = f", median cycle {np.median(at[hit]):g}" if hit.any() else ""
+        # resolved to the checkpoints: the first checkpoint at or after the event
+        when = f", median first checkpoint {np.median(at[hit]):g}" if hit.any() else ""
         print(f"{label}: {int(hit.sum())} of {paths} paths{when}")
     if res.n_cells >= 2 and res.n_replicates >= 2:
         split = res.variance_split()
