@@ -64,7 +64,7 @@ def user_input():
 
 def _parse_set(item: str) -> tuple[str, float]:
     if "=" not in item:
-        raise UsageError(f"--set expects NAME=VALUE, e.g. --set \"Negative electrode porosity=0.3\", got {item!r}")
+        raise UsageError(f"--set expects NAME=VALUE, e.g. --set \"Negative electrode porosity=0.2\", got {item!r}")
     name, value = item.rsplit("=", 1)
     try:
         return name.strip(), float(value)
@@ -243,7 +243,7 @@ def _with_overrides(params, items, transport_efficiency="Bruggeman"):
 
 def _set_argument(parser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help='override a parameter by its PyBaMM name, e.g. --set "Negative electrode porosity=0.3"; '
+                        help='override a parameter by its PyBaMM name, e.g. --set "Negative electrode porosity=0.2"; '
                              "repeat for several")
 
 

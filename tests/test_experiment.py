@@ -72,3 +72,20 @@ def test_or_and_period_give_the_same_table():
         exp = jaxcell.Experiment(steps)
         for name in ("mode", "value", "c_rate", "duration", "until_voltage", "until_current", "until_c_rate"):
             np.testing.assert_array_equal(getattr(exp.table, name), getattr(reference.table, name), err_msg=name)
+
+
+def test_or_ends_at_whichever_comes_first():
+    """'for ... or until ...' ends on the duration when it comes first, and on the limit when
+    that comes first, whichever order the two are written in."""
+    from jaxcell.solution import StepEnd
+
+    p = jaxcell.load_parameters("Chen2020")
+    exp = jaxcell.Experiment(["Discharge at 1C for 10 minutes or until 2.6 V", "Rest for 1 minute (1 second period)",
+                              "Discharge at 2C until 3.6 V or 1 hour"])
+    sol = jaxcell.simulate(jaxcell.SPM(), p, exp)
+    assert list(np.asarray(sol.step_end)) == [StepEnd.DURATION, StepEnd.DURATION, StepEnd.VOLTAGE]
+    ends = np.asarray(sol.step_end_time)
+    np.testing.assert_allclose(ends[:2], [600.0, 660.0], rtol=1e-9)
+    assert ends[2] - ends[1] < 3600.0
+    v = np.asarray(sol.voltage)
+    assert v[np.isfinite(v)].min() == pytest.approx(3.6, abs=1e-6)
