@@ -38,12 +38,12 @@ Writes a CSV with one row per cell: cell, pack, module, the sampled parameters (
 capacity [A.h], energy [W.h], status (COMPLETED, LOWER_CUTOFF, ..., SOLVER_FAILURE) and success.
 Prints mean, standard deviation and quantiles of capacity and energy over the cells that did not
 fail, and the number of failed cells. The exit status is 0 when the population ran (failed cells
-are reported, not fatal), 2 for bad input. The variation file format is in docs/population.md."""
+are reported, not fatal), 2 for bad input, 130 on Ctrl-C. The variation file format is in docs/population.md."""
 
 
 class UsageError(Exception):
-    """A mistake in the command line or in a file it names: `main` prints the message on one
-    line (no traceback) and exits with status 2."""
+    """A mistake in the command line or in a file it names: `main` prints the message (no
+    traceback) and exits with status 2."""
 
 
 @contextlib.contextmanager
@@ -56,8 +56,8 @@ def user_input():
         yield
     except UsageError:
         raise
-    except KeyError as e:  # KeyError's own str() puts quotes around the message
-        raise UsageError(str(e.args[0]) if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)) from None
+    except KeyError as e:  # a bare KeyError says only the key; UnknownParameterError has a message
+        raise UsageError(f"missing {e}" if type(e).__str__ is KeyError.__str__ else str(e)) from None
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(str(e)) from None
 
@@ -167,7 +167,8 @@ def _on_sigint(signum, frame) -> None:
 def _watch(fd: int) -> None:
     """Reads the signal numbers that Python's C-level handler writes to the wakeup file
     descriptor, as they arrive. The main thread runs Python's handler only between bytecodes,
-    which a long XLA compile (C++) postpones; this thread runs as soon as the signal arrives."""
+    which a long XLA compile (C++) postpones; this thread runs as soon as the signal arrives,
+    since the compiler releases the interpreter lock while it works."""
     with open(fd, "rb", buffering=0) as f:
         while data := f.read(64):
             if signal.SIGINT in data:
