@@ -200,6 +200,7 @@ def capacity_fade(thickness, params: ParameterSet, film: SEIFilm | None = None):
         >>> capacity_fade(100e-9, jaxcell.load_parameters("Chen2020"))  # about 0.18 A.h
     """
     film = SEIFilm() if film is None else film
+    _check_thickness(thickness, params, film, "capacity_fade")
     return F * lithium_lost(thickness, params, film) / 3600.0
 
 
