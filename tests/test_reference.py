@@ -85,3 +85,31 @@ def test_tortuosity_factor_matches_pybamm(chen, model_name, ref_name, tol_mv):
     rms, dt = rms_after_first_second(sol, ref)
     assert rms < tol_mv, f"RMS {rms:.3f} mV"
     assert abs(dt) < 0.005
+
+
+@pytest.mark.parametrize("pset", ["Chen2020", "Marquis2019", "Ecker2015"])
+def test_model_level_ocp_matches_pybamm(pset):
+    """The OCP the models use against PyBaMM's model-level OCP (its clipping of the stoichiometry
+    to [1e-10, 1 - 1e-10] and its barrier at either end, the entropic term at 318 K) on the
+    functions grid and near the limits; then the SPM's open-circuit voltage with the particle
+    surfaces at sto 0 and 1, where the barrier adds about 1 V to each electrode."""
+    from jaxcell.physics import cell
+
+    ref = json.loads((DATA / "pybamm" / f"functions_{pset}.json").read_text())
+    p = jaxcell.load_parameters(pset)
+    for domain in ("Negative", "Positive"):
+        for suffix in ("", " near the limits"):
+            entry = ref[f"model: {domain} electrode OCP [V]{suffix}"]
+            sto, T = np.meshgrid(*(np.asarray(ref[a]) for a in entry["args"]), indexing="ij")
+            got = cell.open_circuit_potential(domain.lower(), sto, T, p)
+            np.testing.assert_allclose(got, entry["values"], rtol=1e-9, atol=1e-12, err_msg=f"{domain}{suffix}")
+
+    # the SPM's state: particle concentrations (negative, positive), temperature; the negative
+    # surface empty and the positive one full (the ends of a discharge driven too far)
+    model = jaxcell.SPM()
+    y = np.concatenate([np.zeros(model.n_r_n), np.full(model.n_r_p, ref["c_max_positive"]), [ref["T"][0]]])
+    limits = np.asarray(ref["sto_limits"])
+    U_n = ref["model: Negative electrode OCP [V] near the limits"]["values"][0][0]
+    U_p = ref["model: Positive electrode OCP [V] near the limits"]["values"][-1][0]
+    assert limits[0] == 0.0 and limits[-1] == 1.0 and ref["T"][0] == p["Ambient temperature [K]"]
+    np.testing.assert_allclose(model.open_circuit_voltage(y, p), U_p - U_n, rtol=0, atol=1e-9)

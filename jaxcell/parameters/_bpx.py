@@ -11,7 +11,7 @@ Notes on the mapping:
   electrolyte concentration in mol.m-3 for electrolyte properties) or ``{"x": [...], "y": [...]}``
   tables. Expressions are parsed with `ast` and only arithmetic, numbers, the variable names and
   a fixed list of maths functions are accepted; nothing is passed to `eval`. Tables are
-  interpolated linearly, holding the end values outside the table.
+  interpolated linearly and continued linearly outside their range (as PyBaMM's interpolant).
 * Temperature dependence is Arrhenius about the BPX reference temperature. The activation
   energies (0 where the file gives none) are stored as scalar entries that the functions read
   from the set, so they can be varied and differentiated.
@@ -23,9 +23,17 @@ Notes on the mapping:
 * Transport efficiency ``B`` becomes the Bruggeman exponent ``b = ln(B) / ln(porosity)``; the
   electrode conductivities in BPX are already effective (Bruggeman exponent 0 for the solid).
 * Surface area per unit volume ``a`` becomes the active material volume fraction ``a R / 3``.
-* Electrode area ``A`` becomes a width of ``A`` and a height of 1 m.
-* Initial particle concentrations come from the initial state of charge (1 when not given)
-  placed linearly in the stoichiometry windows of the two electrodes.
+* Electrode area ``A`` becomes a square electrode, width and height ``sqrt(A)`` (as PyBaMM).
+* Without an initial state of charge the cell starts fully charged: the negative electrode at its
+  maximum stoichiometry, the positive at its minimum. With one, the stoichiometries are placed
+  as PyBaMM's BPX import places them (`initial_stoichiometries`): linearly in SOC between the
+  points where the open-circuit voltage equals the cut-off voltages, with the cyclable lithium
+  of the full-charge state.
+
+Parameter by parameter, the result equals PyBaMM's ``ParameterValues.create_from_bpx`` (the
+numbers to 1e-12, the functions on a grid of stoichiometry, concentration and temperature),
+except for the fields that no model reads (the BPX names as given, current collectors of zero
+thickness) and the names of the activation energies, which are jaxcell's.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from ..physics.constants import F
 from ._functions import arrhenius, mass_action_exchange_current
 from ._parameter_set import ParameterSet, ParameterValueError, _validate
 
-__all__ = ["BPXUnsupportedError", "read_bpx", "parse_expression"]
+__all__ = ["BPXUnsupportedError", "initial_stoichiometries", "read_bpx", "parse_expression"]
 
 DEFAULT_REFERENCE_TEMPERATURE = 298.15  # [K], used only when the file gives no activation energy
 DEFAULT_ELECTROLYTE_CONCENTRATION = 1000.0  # [mol.m-3], the conventional BPX reference c_e0
@@ -221,8 +229,9 @@ class Expression:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """A BPX ``{x, y}`` table as a jnp function of one variable: linear interpolation, held
-    constant at the end values outside the table (the argument is clamped to the table range)."""
+    """A BPX ``{x, y}`` table as a jnp function of one variable: linear interpolation, continued
+    linearly outside the table with the slope of its end segments (PyBaMM's linear interpolant,
+    which a cell whose stoichiometry leaves the table's range sees too)."""
 
     x: tuple[float, ...]
     y: tuple[float, ...]
@@ -235,14 +244,20 @@ class Table:
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
             raise ValueError("A BPX table contains non-finite values.")
         order = np.argsort(x, kind="stable")
-        object.__setattr__(self, "x", tuple(x[order].tolist()))
-        object.__setattr__(self, "y", tuple(y[order].tolist()))
+        x, y = x[order], y[order]
+        if x[1] == x[0] or x[-1] == x[-2]:
+            raise ValueError("A BPX table's first two and last two x values must differ (they set the slopes "
+                             "outside the table).")
+        object.__setattr__(self, "x", tuple(x.tolist()))
+        object.__setattr__(self, "y", tuple(y.tolist()))
 
     def __call__(self, v: Any, *unused: Any) -> Any:
-        xp = jnp.asarray(self.x)
-        fp = jnp.asarray(self.y)
+        x, y = self.x, self.y
         v = _as_float(v)
-        return jnp.interp(jnp.clip(v, xp[0], xp[-1]), xp, fp)
+        below = y[0] + (v - x[0]) * ((y[1] - y[0]) / (x[1] - x[0]))
+        above = y[-1] + (v - x[-1]) * ((y[-1] - y[-2]) / (x[-1] - x[-2]))
+        inside = jnp.interp(v, jnp.asarray(x), jnp.asarray(y))
+        return jnp.where(v < x[0], below, jnp.where(v > x[-1], above, inside))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,8 +380,8 @@ def _map_cell(m: _Mapper, cell: Any) -> None:
     for alias, v in _fields(cell, where).items():
         src = f"{where}.{alias}"
         if alias == "Electrode area [m2]":
-            m.set("Electrode width [m]", v, src)
-            m.set("Electrode height [m]", 1.0, src)
+            m.set("Electrode width [m]", math.sqrt(v), src)
+            m.set("Electrode height [m]", math.sqrt(v), src)
         elif alias == "External surface area [m2]":
             m.set("Cell cooling surface area [m2]", v, src)
         elif alias == "Volume [m3]":
@@ -632,20 +647,19 @@ def read_bpx(path: str | Path, *, name: str | None = None) -> ParameterSet:
     else:
         m.default("Total heat transfer coefficient [W.m-2.K-1]", 0.0, " (adiabatic, as PyBaMM)")
 
+    # full charge: the negative electrode at its maximum stoichiometry, the positive at its minimum
     soc = ic.initial_soc if ic is not None else None
     soc_src = "State.Initial conditions.Initial state-of-charge"
-    if soc is None:
-        soc = 1.0
-        m.defaults.append("initial state of charge = 1 (full charge)")
-    elif not 0 <= soc <= 1:
+    if soc is not None and not 0 <= soc <= 1:
         raise ParameterValueError(f"BPX field {soc_src!r} must be between 0 and 1, got {soc}.")
     for side, fields in electrodes.items():
-        lo, hi = fields.get("Minimum stoichiometry"), fields.get("Maximum stoichiometry")
+        sto = fields.get("Maximum stoichiometry" if side == "negative" else "Minimum stoichiometry")
         c_max = fields.get("Maximum concentration [mol.m-3]")
-        if lo is None or hi is None or c_max is None:
-            continue
-        sto = lo + soc * (hi - lo) if side == "negative" else hi - soc * (hi - lo)
-        m.set(f"Initial concentration in {side} electrode [mol.m-3]", sto * c_max, soc_src)
+        if sto is not None and c_max is not None:
+            m.set(f"Initial concentration in {side} electrode [mol.m-3]", sto * c_max,
+                  f"Parameterisation.{side.capitalize()} electrode (full charge)")
+    if soc is None:
+        m.defaults.append("initial state of charge = 1 (full charge)")
 
     m.set("Number of cells connected in series to make a battery", 1.0, "BPX describes a single cell")
 
@@ -666,4 +680,75 @@ def read_bpx(path: str | Path, *, name: str | None = None) -> ParameterSet:
 
     header = obj.header
     set_name = name or header.title or path.stem
-    return ParameterSet.from_dict(m.values, name=set_name, citation=header.references or "")
+    p = ParameterSet.from_dict(m.values, name=set_name, citation=header.references or "")
+    if soc is not None:
+        x, y = initial_stoichiometries(p, soc)
+        p = p.update({
+            "Initial concentration in negative electrode [mol.m-3]": x * p["Maximum concentration in negative electrode [mol.m-3]"],
+            "Initial concentration in positive electrode [mol.m-3]": y * p["Maximum concentration in positive electrode [mol.m-3]"],
+        })
+    return p
+
+
+def _root(f: Callable[[float], float], lo: float, hi: float, what: str) -> float:
+    """The root of the increasing function `f` in [lo, hi], by bisection to the last bit."""
+    f_lo, f_hi = f(lo), f(hi)
+    if not f_lo <= 0 <= f_hi:
+        raise ParameterValueError(
+            f"The open-circuit voltage does not reach {what} within the electrodes' stoichiometry ranges "
+            f"(from {f_lo:+.4g} V to {f_hi:+.4g} V away from it)."
+        )
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            return lo if -f_lo <= f_hi else hi
+        f_mid = f(mid)
+        if f_mid == 0:
+            return mid
+        if f_mid < 0:
+            lo, f_lo = mid, f_mid
+        else:
+            hi, f_hi = mid, f_mid
+
+
+def initial_stoichiometries(p: ParameterSet, soc: float) -> tuple[float, float]:
+    """Particle stoichiometries (negative, positive) at state of charge `soc` in [0, 1], as
+    PyBaMM's ``ParameterValues.set_initial_state`` places them (what its BPX import does with a
+    file's initial state of charge).
+
+    The cyclable lithium is that of the set's initial concentrations. With it, 100% and 0% SOC
+    are where the open-circuit voltage at the reference temperature equals "Open-circuit voltage
+    at 100% SOC [V]" and "... at 0% SOC [V]" (for BPX, the cut-off voltages), the positive
+    electrode taking what the negative gives up; `soc` is linear in between. These ends can lie
+    inside the file's stoichiometry limits, whose own OCV need not equal the cut-offs.
+    """
+    from ..physics import cell  # the models' OCP, with PyBaMM's clipping and barrier
+
+    T_ref = p["Reference temperature [K]"]
+    capacity = {}  # lithium capacity of each electrode's solid, per electrode area [mol.m-2]
+    for side in ("negative", "positive"):
+        D = side.capitalize()
+        capacity[side] = float(
+            p[f"{D} electrode active material volume fraction"] * p[f"{D} electrode thickness [m]"]
+            * p[f"Maximum concentration in {side} electrode [mol.m-3]"]
+        )
+    Q_n, Q_p = capacity["negative"], capacity["positive"]
+    lithium = float(
+        Q_n * p["Initial concentration in negative electrode [mol.m-3]"] / p["Maximum concentration in negative electrode [mol.m-3]"]
+        + Q_p * p["Initial concentration in positive electrode [mol.m-3]"] / p["Maximum concentration in positive electrode [mol.m-3]"]
+    )
+
+    def ocv(x: float, y: float) -> float:
+        return float(cell.open_circuit_potential("positive", y, T_ref, p) - cell.open_circuit_potential("negative", x, T_ref, p))
+
+    V_max = float(p["Open-circuit voltage at 100% SOC [V]"])
+    V_min = float(p["Open-circuit voltage at 0% SOC [V]"])
+    # 100% SOC: the negative stoichiometry x_100 with y_100 = (lithium - x Q_n) / Q_p in [0, 1]
+    x_100 = _root(lambda x: ocv(x, (lithium - x * Q_n) / Q_p) - V_max,
+                  max(0.0, (lithium - Q_p) / Q_n), min(1.0, lithium / Q_n), f"{V_max} V (100% SOC)")
+    y_100 = (lithium - x_100 * Q_n) / Q_p
+    # 0% SOC: x_0 < x_100, the positive taking up what the negative gives, y_0 <= 1
+    x_0 = _root(lambda x: ocv(x, y_100 + (x_100 - x) * Q_n / Q_p) - V_min,
+                max(0.0, x_100 - (1.0 - y_100) * Q_p / Q_n), x_100, f"{V_min} V (0% SOC)")
+    y_0 = y_100 + (x_100 - x_0) * Q_n / Q_p
+    return x_0 + soc * (x_100 - x_0), y_0 - soc * (y_0 - y_100)
