@@ -585,6 +585,11 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
     )
     assert bad.func(bad) == 2
     assert "--checkups expects comma-separated cycles" in capsys.readouterr().err
+    bad = parser.parse_args(["age", "--end-of-life", "80", "--output", str(tmp_path / "x.csv")])
+    assert bad.func(bad) == 2
+    assert "--end-of-life must be the remaining fraction of the nominal capacity, in (0, 1)" in (
+        capsys.readouterr().err
+    )
 
     # 10^7 cycles: every cell's film ends holding the whole lithium inventory; the fade stops
     # there, the cells are counted and a warning says so

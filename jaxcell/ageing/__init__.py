@@ -22,6 +22,7 @@ from ._laws import ReactionLimited as ReactionLimited
 from ._laws import diffusion_limited_rate as diffusion_limited_rate
 from ._laws import mixed_rate as mixed_rate
 from ._laws import reaction_limited_rate as reaction_limited_rate
+from ._population import DEPLETED as DEPLETED
 from ._population import AgeingResult as AgeingResult
 from ._population import age_population as age_population
 from ._population import fade_variance_split as fade_variance_split

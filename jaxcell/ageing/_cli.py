@@ -134,6 +134,11 @@ def cmd_age(args) -> int:
                 raise ValueError(f"{name} must be a positive integer, got {value}.")
         if not (np.isfinite(args.cycles) and args.cycles > 0):
             raise ValueError(f"--cycles must be a positive finite number, got {args.cycles:g}.")
+        if not 0.0 < args.end_of_life < 1.0:
+            raise ValueError(
+                f"--end-of-life must be the remaining fraction of the nominal capacity, in "
+                f"(0, 1), got {args.end_of_life:g}."
+            )
         if not (np.isfinite(args.max_memory) and args.max_memory > 0):
             raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory:g}.")
         limit = args.max_memory * 2**30
