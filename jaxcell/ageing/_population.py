@@ -110,8 +110,9 @@ class AgeingResult(eqx.Module):
         Columns: cell, replicate, cycle, the cell's rate constants (named by `rate_names`
         and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm,
         end_of_life (fade at or above `end_of_life_fade`), depleted (lithium inventory
-        exhausted); with check-ups also capacity_Ah, energy_Wh and status, filled on replicate 0 at the
-        check-up cycles (NaN / -1 elsewhere). ``all_replicates=False`` keeps replicate 0 only.
+        exhausted); with check-ups also capacity_Ah, energy_Wh and status, filled on
+        replicate 0 at the check-up cycles (NaN / -1 elsewhere). ``all_replicates=False``
+        keeps replicate 0 only.
         """
         import pandas as pd
 
