@@ -136,3 +136,28 @@ def test_bpx_cell_matches_pybamm(bpx_cell, thermal, name, tol_mv):
         rise = ref[reached, 3] - ref[0, 3]
         assert rise.max() > 5.0
         assert np.max(np.abs(T - ref[reached, 3])) < 0.002 * rise.max()
+
+
+def test_initial_stoichiometries_reach_the_cutoffs(bpx_cell):
+    """Ground truth for the SOC placement: at SOC 1 and 0 the open-circuit voltage (reference
+    temperature) is at the upper and lower cut-off, every SOC holds the same cyclable lithium,
+    and SOC 0.8 (the file's) gives the set's initial concentrations."""
+    from jaxcell.parameters._bpx import initial_stoichiometries
+
+    p = bpx_cell
+    T_ref = p["Reference temperature [K]"]
+    c_max = {d: float(p[f"Maximum concentration in {d} electrode [mol.m-3]"]) for d in ("negative", "positive")}
+    Q = {d: float(p[f"{d.capitalize()} electrode active material volume fraction"]
+                  * p[f"{d.capitalize()} electrode thickness [m]"]) * c_max[d] for d in c_max}
+    lithium = []
+    for soc, V in ((1.0, p["Upper voltage cut-off [V]"]), (0.0, p["Lower voltage cut-off [V]"]), (0.8, None)):
+        x, y = initial_stoichiometries(p, soc)
+        assert 0 < x < 1 and 0 < y < 1
+        lithium.append(Q["negative"] * x + Q["positive"] * y)
+        if V is not None:
+            ocv = cell.open_circuit_potential("positive", y, T_ref, p) - cell.open_circuit_potential("negative", x, T_ref, p)
+            np.testing.assert_allclose(ocv, V, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lithium, lithium[0], rtol=1e-14)
+    np.testing.assert_allclose([x * c_max["negative"], y * c_max["positive"]],
+                               [p["Initial concentration in negative electrode [mol.m-3]"],
+                                p["Initial concentration in positive electrode [mol.m-3]"]], rtol=1e-14)
