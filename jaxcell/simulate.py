@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import diffrax
 import equinox as eqx
@@ -15,7 +16,7 @@ from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd
-from .solvers import CellField, DenseSolve, Rodas4, StructuredSolve
+from .solvers import N_TOTALS, CellField, DenseSolve, Rodas4, StructuredSolve
 
 # Surface stoichiometry at which an experiment stops: beyond it OCP fits and the exchange
 # current's square roots are no longer defined.
@@ -30,11 +31,10 @@ def default_solver(model=None) -> diffrax.AbstractSolver:
     solve for models that describe their Jacobian `structure` (the DFN, docs/dfn.md) and a dense
     one otherwise (SPM, SPMe: at most ~100 states).
 
-    Rodas4 replaced diffrax's Kvaerno5 for the SPM and SPMe once it had its own dense output:
-    the same voltage (0.089 mV RMS from PyBaMM's SPMe, Chen2020 1C) in 27 ms instead of 169 ms
-    for the SPMe and 7.6 ms instead of 9.2 ms for the SPM (warm, rtol 1e-6, this 2-core machine).
-    A Rosenbrock method has no Newton iteration to fail on the stiff electrolyte modes, where
-    Kvaerno5's chord iteration rejected a third of its steps."""
+    A Rosenbrock method has no Newton iteration to fail on the stiff electrolyte and
+    double-layer modes, where an ESDIRK method's chord iteration (diffrax's Kvaerno5) rejects a
+    large share of its steps; with its own dense output it gives the same voltage in fewer,
+    cheaper steps (docs/dfn.md has the comparison)."""
     if getattr(model, "structure", None) is not None:
         return Rodas4(StructuredSolve())
     return Rodas4(DenseSolve())
@@ -134,10 +134,12 @@ def _max_duration(row, p):
 
 
 def _outputs(model, current, p):
+    """The outputs at (t, (y, q)): voltage, current, net discharged charge (from the running
+    totals q, `solvers.N_TOTALS`) and temperature."""
     def fn(t, state, args):
         y, q = state
         I = current(t, y)
-        return jnp.stack([model.voltage(y, I, p), I, q, model.temperature(y)])
+        return jnp.stack([model.voltage(y, I, p), I, q[0] - q[1], model.temperature(y)])
     return fn
 
 
@@ -148,8 +150,9 @@ def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
     instead, so no inf or NaN enters a gradient; the caller discards them.
 
     Why not in diffrax's save loop, one time after another: the voltage's derivative at each
-    time is then its own small reverse-mode pass inside the loop (benchmark gradient 75.5 ->
-    58.0 ms; under `vmap` the loop is faster, so `simulate_batch` keeps it: docs/dfn.md)."""
+    time is then its own small reverse-mode pass inside the loop, which makes a single cell's
+    gradient slower; under `vmap` the loop is the faster one, so `simulate_batch` keeps it
+    (docs/dfn.md)."""
 
     def one(t, y_part, q):
         ok = jnp.isfinite(t)
@@ -161,9 +164,8 @@ def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
 
 BIG = 1e6  # value of a disabled event condition (never crosses zero)
 # The first trial step of every experiment step [s]. diffrax's own heuristic (a trial Euler step,
-# Hairer's rule for explicit methods) gives about 1 ms for a 1C DFN; Rodas4 takes 10 ms at once,
-# and populations ran 8% faster with it (docs/dfn.md). A step too long at high currents is
-# rejected and shortened.
+# Hairer's rule for explicit methods) gives about 1 ms for a 1C DFN, shorter than Rodas4 needs;
+# a step too long at high currents is rejected and shortened (docs/dfn.md).
 FIRST_STEP = 0.01
 
 
@@ -291,10 +293,10 @@ def _simulate(model, params, table, modes, t_eval, opts):
     y0 = model.initial_state(params)
     at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
     init = (
-        jnp.asarray(0.0), y0, jnp.asarray(0.0), jnp.asarray(False),
+        jnp.asarray(0.0), y0, jnp.zeros(N_TOTALS), jnp.asarray(False),
         jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), at_rest,
     )
-    (_, y, _, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
+    (_, y, totals, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -302,10 +304,37 @@ def _simulate(model, params, table, modes, t_eval, opts):
     return Solution(
         t=t_out, voltage=out[:, 0], current=out[:, 1], discharge_capacity=out[:, 2], temperature=out[:, 3],
         status=status, step_end=ends, step_end_time=end_times, final_state=y,
+        discharged_capacity=totals[0], charged_capacity=totals[1],
+        discharged_energy=totals[2], charged_energy=totals[3],
     )
 
 
 _simulate_jit = eqx.filter_jit(_simulate)  # modes (a tuple of ints) is static
+
+
+def _check_step_limits(experiment, v_lo, v_hi):
+    """Refuse a voltage hold outside the set's voltage cut-offs (the current that holds it is
+    far outside anything the cell was parametrised for: a 5 V hold on a 4.2 V set starts at
+    thousands of amperes), and warn about a step limit outside them (the cut-off stops the
+    experiment first). Traced cut-offs are not checked."""
+    if isinstance(v_lo, jax.core.Tracer) or isinstance(v_hi, jax.core.Tracer):
+        return
+    lo, hi = float(np.min(np.asarray(v_lo))), float(np.max(np.asarray(v_hi)))
+    table = experiment.table
+    modes, values, until = (np.asarray(x) for x in (table.mode, table.value, table.until_voltage))
+    for i, text in enumerate(experiment.descriptions):
+        if modes[i] == MODES["voltage"] and not lo <= values[i] <= hi:
+            raise ValueError(
+                f"step {i + 1} ({text!r}) holds {values[i]:g} V, outside the parameter set's voltage cut-offs "
+                f"[{lo:g}, {hi:g}] V ('Lower voltage cut-off [V]', 'Upper voltage cut-off [V]'): "
+                "hold within them, or change the cut-offs."
+            )
+        if np.isfinite(until[i]) and not lo <= until[i] <= hi:
+            warnings.warn(
+                f"step {i + 1} ({text!r}) ends at {until[i]:g} V, outside the parameter set's voltage cut-offs "
+                f"[{lo:g}, {hi:g}] V: the cut-off will stop the experiment first.",
+                stacklevel=4,
+            )
 
 
 def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop=False):
@@ -320,13 +349,20 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
         t_eval = jnp.asarray(t_eval, dtype=jnp.float64)
         if t_eval.ndim != 1 or t_eval.size == 0:
             raise ValueError(f"t_eval must be a non-empty 1D array of times [s], got shape {t_eval.shape}.")
-        if not isinstance(t_eval, jax.core.Tracer) and (np.any(np.diff(np.asarray(t_eval)) < 0) or np.asarray(t_eval)[0] < 0):
-            raise ValueError("t_eval must be non-negative and increasing.")
+        if not isinstance(t_eval, jax.core.Tracer):
+            te = np.asarray(t_eval)
+            if not np.all(np.isfinite(te)):
+                i = int(np.flatnonzero(~np.isfinite(te))[0])
+                raise ValueError(f"t_eval must be finite times [s], got {te[i]:g} at index {i}.")
+            if np.any(np.diff(te) < 0) or te[0] < 0:
+                i = int(np.flatnonzero(np.diff(te) < 0)[0]) + 1 if np.any(np.diff(te) < 0) else 0
+                raise ValueError(f"t_eval must be non-negative and increasing, got {te[i]:g} at index {i}.")
     v_lo, v_hi = params["Lower voltage cut-off [V]"], params["Upper voltage cut-off [V]"]
     if not isinstance(v_lo, jax.core.Tracer) and not isinstance(v_hi, jax.core.Tracer) and np.any(np.asarray(v_lo) >= np.asarray(v_hi)):
         raise ValueError(
             f"'Lower voltage cut-off [V]' ({np.asarray(v_lo)}) must be below 'Upper voltage cut-off [V]' ({np.asarray(v_hi)})."
         )
+    _check_step_limits(experiment, v_lo, v_hi)
     solver = solver if solver is not None else default_solver(model)
     adjoint = adjoint if adjoint is not None else default_adjoint()
     if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
@@ -355,23 +391,25 @@ def simulate(
 ) -> Solution:
     """Simulate `model` with parameters `params` under `experiment`.
 
-    Returns a `Solution` with time [s], voltage [V], current [A] (positive on discharge),
-    discharge capacity [A.h] and temperature [K], and a `status` saying whether every step
-    finished or what stopped the experiment. Steps end exactly at their events (bisection on the
-    solver's dense output), not at the next sample.
+    Returns a `Solution` with time [s], voltage [V], current [A] (positive on discharge), net
+    discharged charge [A.h] and temperature [K] at the output times; the charge and energy
+    delivered on discharge and taken in on charge over the whole experiment (`sol.capacity`,
+    `sol.energy`, `sol.charged_capacity`, ...), integrated by the solver with the state, so
+    exact whatever the output times; and a `status` saying whether every step finished or what
+    stopped the experiment (`sol.delivered`: whether it ran as asked). Steps end exactly at
+    their events (bisection on the solver's dense output), not at the next sample.
 
     With `t_eval=None` each step is sampled at 400 evenly spaced times over its maximum
     duration; times after the step ended repeat the step's final point, so arrays have a fixed
-    length (needed under `jit`/`vmap`) and integrals such as energy are unaffected. With
+    length (needed under `jit`/`vmap`). With
     `t_eval` (global times [s], increasing) outputs are at those times, and NaN at times the
     experiment never reached (it stopped first; see `status`).
 
     By default the outputs are evaluated after each step's solve, at all output times at once,
     from the part of the state they depend on: fastest for one cell and its gradient.
     `outputs_in_loop=True` evaluates them inside the solver's loop, one output time after
-    another, as `jaxcell.simulate_batch` does. That is faster under `jax.vmap` over many cells
-    (SPM, 1000 cells at once: 1.7-1.9 against 2.1-3.3 ms per cell), and reverse mode through
-    a long protocol with many output times then keeps 4 numbers per output time instead of
+    another, as `jaxcell.simulate_batch` does. That is faster under `jax.vmap` over many cells,
+    and reverse mode through a long protocol with many output times then keeps 4 numbers per output time instead of
     the saved part of the state. For populations prefer `simulate_batch`.
 
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
@@ -384,7 +422,7 @@ def simulate(
     Example:
         >>> p = jaxcell.load_parameters("Chen2020")
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
-        >>> sol.discharge_capacity[-1], sol.message
+        >>> float(sol.capacity), float(sol.energy), sol.message
     """
     return _simulate_jit(*_prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop))
 

@@ -6,6 +6,7 @@ import enum
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -21,7 +22,7 @@ class Status(enum.IntEnum):
 
 
 STATUS_MESSAGES = {
-    Status.COMPLETED: "completed: every step ran to its end (see step_end for how each ended)",
+    Status.COMPLETED: "completed: every step ended on its own condition",
     Status.LOWER_CUTOFF: "stopped: the voltage reached the lower voltage cut-off",
     Status.UPPER_CUTOFF: "stopped: the voltage reached the upper voltage cut-off",
     Status.STOICHIOMETRY_LIMIT: "stopped: a particle surface stoichiometry reached 0 or 1",
@@ -42,6 +43,31 @@ class StepEnd(enum.IntEnum):
     NOT_RUN = 6  # an earlier step stopped the experiment
 
 
+# how a step may end when the experiment was delivered as asked: on its own end condition
+_DELIVERED_ENDS = (StepEnd.DURATION, StepEnd.VOLTAGE, StepEnd.CURRENT)
+
+
+def _describe(status: int, step_end: np.ndarray) -> str:
+    """The message of one cell: its status, and for a completed experiment the steps that did
+    not end on their own condition."""
+    status = Status(int(status))
+    if status != Status.COMPLETED:
+        return STATUS_MESSAGES[status]
+    skipped = [i + 1 for i, e in enumerate(step_end) if e == StepEnd.ALREADY_MET]
+    unmet = [i + 1 for i, e in enumerate(step_end) if e == StepEnd.MAX_DURATION]
+    if not skipped and not unmet:
+        return "completed: every step ended on its own condition"
+    parts = []
+    if skipped:
+        parts.append(f"step{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))} skipped (end condition held at the start)")
+    if unmet:
+        parts.append(
+            f"step{'s' if len(unmet) > 1 else ''} {', '.join(map(str, unmet))} stopped at the maximum duration "
+            "without reaching its limit"
+        )
+    return "completed, but " + "; ".join(parts)
+
+
 class Solution(eqx.Module):
     """Result of `jaxcell.simulate`: arrays of equal length, leading batch axes under `vmap`.
 
@@ -49,11 +75,20 @@ class Solution(eqx.Module):
         t: time [s].
         voltage: terminal voltage [V].
         current: current [A], positive on discharge (PyBaMM's convention).
-        discharge_capacity: charge passed since the start [A.h], positive on discharge.
+        discharge_capacity: net charge passed since the start at each time [A.h], positive on
+            discharge (PyBaMM's "Discharge capacity [A.h]").
         temperature: cell temperature [K].
         status: `Status` code of the experiment.
         step_end: `StepEnd` code of each step; step_end_time: its end time [s].
         final_state: model state at the end.
+        discharged_capacity, charged_capacity: charge delivered while discharging and taken in
+            while charging over the whole experiment [A.h], one per cell.
+        discharged_energy, charged_energy: energy delivered while discharging and taken in
+            while charging [W.h], one per cell.
+
+    The four totals are integrated by the solver with the cell's state, so they are exact to
+    the solver's tolerance whatever the output times, and differentiable; see `capacity`,
+    `energy`, `net_charge`, `charge_throughput`.
     """
 
     t: jax.Array
@@ -65,20 +100,70 @@ class Solution(eqx.Module):
     step_end: jax.Array
     step_end_time: jax.Array
     final_state: jax.Array
+    discharged_capacity: jax.Array
+    charged_capacity: jax.Array
+    discharged_energy: jax.Array
+    charged_energy: jax.Array
 
     @property
     def message(self) -> str | list[str]:
-        """Human-readable status (a list for a batch)."""
+        """Human-readable status (a list for a batch): what stopped the experiment, or for a
+        completed one, which steps were skipped or ran to their maximum duration."""
         codes = np.asarray(self.status)
-        if codes.ndim == 0:
-            return STATUS_MESSAGES[Status(int(codes))]
-        return [STATUS_MESSAGES[Status(int(c))] for c in codes.ravel()]
+        ends = np.asarray(self.step_end).reshape(codes.size, -1)
+        msgs = [_describe(c, e) for c, e in zip(codes.ravel(), ends)]
+        return msgs[0] if codes.ndim == 0 else msgs
 
     @property
     def success(self):
         """True where the experiment ran to its end or stopped at a physical limit (not a
-        solver failure)."""
+        solver failure). See `delivered` for whether the experiment ran as asked."""
         return self.status < Status.MAX_STEPS
+
+    @property
+    def delivered(self):
+        """True where the cell delivered the experiment as asked: status COMPLETED and every
+        step ended on its own condition (its duration, voltage or current limit). False for an
+        experiment stopped early (a cut-off, a stoichiometry limit, a solver failure), a step
+        skipped because its end condition held at its start, or a step that ran to its maximum
+        duration without reaching its limit. Population summaries average delivered cells only."""
+        ends = jnp.asarray(self.step_end)
+        ok = jnp.isin(ends, jnp.asarray(_DELIVERED_ENDS))
+        return (jnp.asarray(self.status) == Status.COMPLETED) & jnp.all(ok, axis=-1)
+
+    # -- totals over the experiment (integrated by the solver; one per cell) --------------------
+    @property
+    def capacity(self) -> jax.Array:
+        """Discharge capacity [A.h]: the charge delivered while discharging, over the whole
+        experiment (charging does not subtract from it). One per cell; differentiable."""
+        return self.discharged_capacity
+
+    @property
+    def energy(self) -> jax.Array:
+        """Discharge energy [W.h]: the energy delivered while discharging, the integral of
+        voltage x current over the discharge. One per cell; differentiable."""
+        return self.discharged_energy
+
+    @property
+    def net_charge(self) -> jax.Array:
+        """Net charge discharged by the end [A.h] (discharged minus charged; PyBaMM's final
+        "Discharge capacity [A.h]")."""
+        return self.discharged_capacity - self.charged_capacity
+
+    @property
+    def net_energy(self) -> jax.Array:
+        """Net energy delivered by the end [W.h] (discharged minus charged)."""
+        return self.discharged_energy - self.charged_energy
+
+    @property
+    def charge_throughput(self) -> jax.Array:
+        """Charge passed in either direction [A.h] (PyBaMM's "Throughput capacity [A.h]")."""
+        return self.discharged_capacity + self.charged_capacity
+
+    @property
+    def energy_throughput(self) -> jax.Array:
+        """Energy passed in either direction [W.h]."""
+        return self.discharged_energy + self.charged_energy
 
     def _single(self, name: str):
         if np.ndim(self.status) != 0:
@@ -93,22 +178,6 @@ class Solution(eqx.Module):
         dup = np.zeros_like(keep)
         dup[1:] = (np.diff(t) == 0) & np.all(v[:, 1:] == v[:, :-1], axis=0) & keep[1:] & keep[:-1]
         return keep & ~dup
-
-    @property
-    def capacity(self) -> float:
-        """Net charge discharged by the end [A.h]."""
-        self._single("capacity")
-        keep = self._finite()
-        return float(np.asarray(self.discharge_capacity)[keep][-1])
-
-    @property
-    def energy(self) -> float:
-        """Net energy delivered [W.h] (trapezoid rule on the output points)."""
-        self._single("energy")
-        keep = self._finite()
-        t = np.asarray(self.t)[keep]
-        pw = np.asarray(self.voltage)[keep] * np.asarray(self.current)[keep]
-        return float(np.sum(0.5 * (pw[1:] + pw[:-1]) * np.diff(t)) / 3600.0)
 
     def to_pandas(self):
         """A tidy table: columns t_s, V_V, I_A, Q_Ah, T_K (repeated end points and unreached

@@ -83,10 +83,26 @@ _M_ARR = np.asarray(_M)
 _D_ARR = np.asarray([d + (0.0,) for d in _D])  # over all six stages (the last one's weight 0)
 
 
+# The running totals integrated with the state, q = (charge delivered on discharge [A.h],
+# charge taken in on charge [A.h], energy delivered on discharge [W.h], energy taken in on
+# charge [W.h]): exact integrals of the solution, not quadratures of sampled outputs.
+N_TOTALS = 4
+
+
+def totals_rate(I, V):
+    """d(q)/dt of the running totals (`N_TOTALS`) for current I [A] (positive on discharge) and
+    terminal voltage V [V]."""
+    dis, chg = jnp.where(I > 0, I, 0.0), jnp.where(I < 0, -I, 0.0)
+    return jnp.stack([dis, chg, V * dis, V * chg]) / 3600.0
+
+
 class CellField(eqx.Module):
-    """The vector field of a cell under a control: d(y, q)/dt = (rhs(t, y, I(t, y)), I / 3600),
-    with q the discharged charge [A.h]. Kept in parts so the solver can build the Jacobian
-    as (rhs Jacobian at fixed current) + (rhs current sensitivity) x (current gradient)."""
+    """The vector field of a cell under a control: d(y, q)/dt = (rhs(t, y, I(t, y)),
+    totals_rate(I, V(y, I))), with q the running totals (`N_TOTALS`: charge and energy
+    delivered on discharge and taken in on charge). Kept in parts so the solver can build the
+    Jacobian as (rhs Jacobian at fixed current) + (rhs current sensitivity) x (current
+    gradient); the totals do not feed back into the state, so their rows of the Jacobian are
+    all it needs of them."""
 
     model: eqx.Module
     params: eqx.Module
@@ -102,10 +118,13 @@ class CellField(eqx.Module):
     def rhs(self, t, y, I):
         return self.model.rhs(t, y, I, self.params)
 
+    def totals(self, t, y, I):
+        return totals_rate(I, self.model.voltage(y, I, self.params))
+
     def __call__(self, t, state, args):
         y, _ = state
         I = self.current(t, y)
-        return self.rhs(t, y, I), I / 3600.0
+        return self.rhs(t, y, I), self.totals(t, y, I)
 
 
 class _LinearSolve(eqx.Module):
@@ -131,9 +150,8 @@ class _LinearSolve(eqx.Module):
     def factor(self, field, t, state, hg):
         """(solve, df/dt) for JAX's own derivatives (forward mode, or `Rodas4(reverse_rule=False)`):
         the factorisation is not differentiated, derivatives with respect to the matrix go
-        through `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`. Differentiating
-        the DFN's Thomas sweeps instead made a step's VJP 2.1x slower (3.2 vs 1.5 ms, default
-        mesh, one CPU core) and its reverse-mode compile longer."""
+        through `lax.custom_linear_solve` (dx = A^-1 (db - dA x)) and `matvec`: cheaper to run
+        and to compile than differentiating the DFN's Thomas sweeps (docs/dfn.md)."""
         data, f_t = self.jacobian(field, t, state)
         fixed = self.factorise(field, jax.lax.stop_gradient(data), jax.lax.stop_gradient(hg))
         unravel = ravel_pytree(state)[1]
@@ -206,7 +224,9 @@ def _jacobian_parts(field, t, y, structure):
       `M[k, d, a, b]` = d(rhs of unknown a at node k)/d(unknown b at node k + d - 1);
     - `J_zT`, `J_Tz`: (n_x, 2) the temperature column and row in the same layout, `J_TT`;
     - `F_I`: d(rhs)/dI (n,), `I_y`: dI/dy (n,; None when the current does not depend on the
-      state), `I_t`: dI/dt.
+      state), `I_t`: dI/dt;
+    - `Q_y`: (N_TOTALS, n) the running totals' rows, d(totals)/dy with the current's
+      dependence on the state included, and `Q_I`: (N_TOTALS,) d(totals)/dI.
     """
     n = structure.n
     macro, macro_x, kind = structure.macro, structure.macro_x, structure.macro_kind
@@ -246,6 +266,9 @@ def _jacobian_parts(field, t, y, structure):
     else:
         I_y = None
     I_t = jax.jvp(lambda t_: field.current(t_, y), (t,), (jnp.ones_like(t),))[1]
+    Q_y, Q_I = jax.jacrev(lambda y_, I_: field.totals(t, y_, I_), argnums=(0, 1))(y, I)
+    if I_y is not None:
+        Q_y = Q_y + Q_I[:, None] * I_y
 
     micro_col = JV[0:3]
     macro_col = JV[3:9].reshape(2, 3, n)  # [kind of the column, x colour of the column, row]
@@ -291,7 +314,7 @@ def _jacobian_parts(field, t, y, structure):
         c_rows = jnp.concatenate([jnp.zeros((idx.shape[0], 2, nr - 2), y.dtype), jnp.stack(outer, axis=-1)], axis=-1)
         C.append(jnp.concatenate([c_rows, _take(row_T, idx)[:, None, :]], axis=1))
     return {"P": P, "B": B, "C": C, "M": M, "J_zT": J_zT, "J_Tz": J_Tz, "J_TT": row_T[t_pos],
-            "F_I": F_I, "I_y": I_y, "I_t": I_t}
+            "F_I": F_I, "I_y": I_y, "I_t": I_t, "Q_y": Q_y, "Q_I": Q_I}
 
 
 def _inv2(S):
@@ -377,12 +400,12 @@ class StructuredSolve(_LinearSolve):
     (`jaxcell.models.DFNStructure`): the particle blocks are eliminated node by node
     (tridiagonal Thomas sweeps, vectorised over the nodes), leaving the macro system of the
     electrolyte and the potentials, block-tridiagonal in x with 2x2 blocks and bordered by the
-    temperature, which a block Thomas sweep solves in O(n_x) (docs/dfn.md: measured faster
-    than a dense LU of the macro system even for one cell on a CPU, and by far for batches)."""
+    temperature, which a block Thomas sweep solves in O(n_x): faster than a dense LU of the
+    macro system even for one cell, and by far for batches (docs/dfn.md)."""
 
     def jacobian(self, field, t, state):
         parts = _jacobian_parts(field, t, state[0], field.model.structure)
-        return parts, (parts["F_I"] * parts["I_t"], parts["I_t"] / 3600.0)
+        return parts, (parts["F_I"] * parts["I_t"], parts["Q_I"] * parts["I_t"])
 
     def factorise(self, field, parts, hg):
         return _structured_factor(parts, field.model.structure, hg)
@@ -411,10 +434,9 @@ def _repeated(flat):
     return flat.size > 1 and flat[0] >= 0 and bool(np.all(flat == flat[0]))
 
 
-# Gathers and scatters with static index arrays are slow on XLA's CPU backend under `vmap`
-# (measured: one gather and one scatter of 600 of 691 entries, vmapped over 32 cells, 21.3 µs
-# against 8.9 µs as slices and a concatenation). The state's index sets are mostly a few
-# consecutive runs, so these take and put them as slices.
+# Gathers and scatters with static index arrays are slow on XLA's CPU backend under `vmap`,
+# about twice the cost of slices and a concatenation (docs/dfn.md). The state's index sets are
+# mostly a few consecutive runs, so these take and put them as slices.
 def _take(x, idx):
     """x[idx] along the first axis for a static integer array idx, zero where idx is -1."""
     idx = np.asarray(idx)
@@ -484,10 +506,10 @@ def _structured_matvec(parts, s, hg, x):
         jy = _put(jy, idx, pu + jnp.einsum("krb,kb->kr", B, _take_cols(z, local)))
         jz = _put_cols(jz, local, jnp.einsum("kar,kr->ka", C, u), add=True)  # local[:, 2] is the temperature
     jy = _put(jy, macro, jz)
+    xq = xq / hg - parts["Q_y"] @ xy
     if parts["I_y"] is None:  # the current does not depend on the state
-        return xy / hg - jy, xq / hg
-    i_x = jnp.dot(parts["I_y"], xy)
-    return xy / hg - jy - parts["F_I"] * i_x, xq / hg - i_x / 3600.0
+        return xy / hg - jy, xq
+    return xy / hg - jy - parts["F_I"] * jnp.dot(parts["I_y"], xy), xq
 
 
 def _particle_groups(parts, s):
@@ -502,7 +524,8 @@ def _particle_groups(parts, s):
 
 def _structured_factor(parts, s, hg):
     """Factorise I / hg - J (J from `_jacobian_parts`, the current's dependence included) and
-    return its solve, a linear function of b = (b_y, b_q)."""
+    return its solve, a linear function of b = (b_y, b_q). The totals q do not appear on the
+    right-hand side, so their columns of J are zero and x_q follows from x_y."""
     macro = s.macro
     pos, t_macro = _block_layout(s)
     # the macro matrix G = I / hg - J in blocks: lower, diagonal, upper, the temperature
@@ -547,9 +570,17 @@ def _structured_factor(parts, s, hg):
             x = _put(x, idx, u + jnp.einsum("krb,kb->kr", Z, _take_cols(z, local)))
         return x
 
-    F_I, I_y = parts["F_I"], parts["I_y"]
-    if I_y is None:  # the current does not depend on the state: the matrix is block-diagonal in (y, q)
-        return lambda b: (solve_y(b[0]), hg * b[1])
+    F_I, I_y, Q_y = parts["F_I"], parts["I_y"], parts["Q_y"]
+
+    def totals(bq, xy):  # the totals' rows: x_q / hg - Q_y x_y = b_q
+        return hg * (bq + Q_y @ xy)
+
+    if I_y is None:  # the current does not depend on the state: no rank-one term
+        def solve_fixed(b):
+            xy = solve_y(b[0])
+            return xy, totals(b[1], xy)
+
+        return solve_fixed
 
     # the current's dependence on the state is a rank-one term: Sherman-Morrison
     w = solve_y(F_I)
@@ -559,8 +590,7 @@ def _structured_factor(parts, s, hg):
         by, bq = b
         x0 = solve_y(by)
         xy = x0 + w * (jnp.dot(I_y, x0) / denom)
-        xq = hg * (bq + jnp.dot(I_y, xy) / 3600.0)
-        return xy, xq
+        return xy, totals(bq, xy)
 
     return solve
 
@@ -604,10 +634,10 @@ def _stage_rhs(field, t0, h, y0, K, f_t, row):
 def _run_stages(field, t0, h, y0, f0, solve, f_t):
     """The six stages K[..., i] (on a last axis) for a given stage solve. Stage 0 from f0,
     stages 1-5 in one scan over the coefficient rows: one traced stage (right-hand side, linear
-    solve and their derivatives) instead of five unrolled ones, about a third less compile time
+    solve and their derivatives) instead of five unrolled ones, for a shorter compile
     (docs/dfn.md). With the stages on a last axis their combinations are matrix-vector products
-    K @ coefficients also under `vmap` (with the stage axis first, vmapped steps were a third
-    slower)."""
+    K @ coefficients also under `vmap` (with the stage axis first they are not, and vmapped
+    steps are slower)."""
     k0 = solve(_tree(lambda f, ft: f + _GAMMAS[0] * h * ft, f0, f_t))
     K = _tree(lambda k: jnp.zeros(k.shape + (6,), k.dtype).at[..., 0].set(k), k0)
 

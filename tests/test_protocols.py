@@ -1,6 +1,8 @@
 """Multi-step protocols: CC, rest, CC-CV, power, drive cycles, cut-off stops."""
 
 import numpy as np
+import pytest
+from scipy import integrate
 
 import jaxcell
 from jaxcell import StepEnd
@@ -44,6 +46,23 @@ def test_cccv_power_rest(spm, chen):
     # discharge capacity is the integral of the current (trapezoid per step on the output grid)
     q = sum(np.trapezoid(_step_rows(sol, k)[2], _step_rows(sol, k)[0]) / 3600 for k in range(5))
     assert abs(q - float(sol.discharge_capacity[-1])) < 2e-3
+    # the totals integrated by the solver, against closed forms where the protocol gives one:
+    # 5 A for 20 minutes; 5 W for 10 minutes is 5/6 W.h whatever the voltage; the CC charge
+    # passes 5 A for its duration and the hold's energy is 4.2 V times its charge. The
+    # voltage integrals are Simpson's rule on the 400 output points of a step (its error:
+    # 4e-8 W.h on the discharge, about 1e-5 W.h on the charge's steep end at 4.2 V)
+    simpson = lambda k: integrate.simpson(_step_rows(sol, k)[1], x=_step_rows(sol, k)[0]) / 3600  # noqa: E731
+    t4, _, i4, _ = _step_rows(sol, 4)
+    q_power = integrate.simpson(i4, x=t4) / 3600
+    np.testing.assert_allclose(float(sol.discharged_capacity), 5.0 * 1200 / 3600 + q_power, rtol=1e-7)
+    np.testing.assert_allclose(float(sol.discharged_energy), 5.0 * simpson(0) + 5.0 * 600 / 3600, rtol=1e-7)
+    q_hold = float(sol.charged_capacity) - 5.0 * (ends[2] - ends[1]) / 3600
+    assert 0.5 < q_hold < 1.5
+    np.testing.assert_allclose(float(sol.charged_energy), 5.0 * simpson(2) + 4.2 * q_hold, rtol=1e-5)
+    np.testing.assert_allclose(float(sol.net_charge), float(sol.discharge_capacity[-1]), rtol=1e-12)
+    assert float(sol.capacity) == float(sol.discharged_capacity) and float(sol.energy) == float(sol.discharged_energy)
+    np.testing.assert_allclose(float(sol.charge_throughput), float(sol.discharged_capacity + sol.charged_capacity))
+    assert bool(sol.delivered) and sol.message.startswith("completed: every step ended on its own condition")
 
 
 def test_drive_cycle_follows_profile(spm, chen):
@@ -66,6 +85,53 @@ def test_cutoff_stops_experiment(spm, chen):
     np.testing.assert_allclose(sol.to_pandas().V_V.iloc[-1], 2.5 - 1e-6, atol=1e-7)  # 1 uV past, by design
     assert "lower voltage cut-off" in sol.message
     assert not np.any(np.isnan(np.asarray(sol.voltage)))
+
+
+def test_capacity_and_energy_do_not_depend_on_output_times(spm, chen):
+    """With output times that run past the cut-off (the last one before it at 1200 s), the
+    capacity is still the charge to the cut-off, 10 A times the stop time (it used to be read
+    from the last finite sample: 0.0 or 4.44 of 4.96 A.h), and the energy the same as with the
+    default output times."""
+    exp = ["Discharge at 2C for 2 hours", "Rest for 1 hour"]
+    ref = jaxcell.simulate(spm, chen, exp)
+    sol = jaxcell.simulate(spm, chen, exp, t_eval=np.array([0.0, 600.0, 1200.0, 5000.0, 7000.0]))
+    t_stop = float(sol.step_end_time[0])
+    assert 1200.0 < t_stop < 5000.0 and int(sol.status) == jaxcell.Status.LOWER_CUTOFF
+    np.testing.assert_allclose(float(sol.capacity), 10.0 * t_stop / 3600, rtol=1e-9)
+    np.testing.assert_allclose(float(sol.energy), float(ref.energy), rtol=1e-9)
+    # the energy of the dense default output, as a check of the integral itself
+    df = ref.to_pandas()
+    np.testing.assert_allclose(float(ref.energy), np.trapezoid(df.V_V * df.I_A, df.t_s) / 3600, rtol=1e-4)
+    assert float(sol.charged_capacity) == 0.0 and not bool(sol.delivered)
+
+
+def test_t_eval_must_be_finite(spm, chen):
+    for bad in ([0.0, np.nan, 10.0], [0.0, np.inf]):
+        with pytest.raises(ValueError, match="t_eval must be finite"):
+            jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array(bad))
+    with pytest.raises(ValueError, match="increasing, got 5 at index 2"):
+        jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array([0.0, 10.0, 5.0]))
+
+
+def test_voltage_limits_of_steps(spm, chen):
+    """A hold outside the set's cut-offs is refused before any solve (a 5 V hold on a 4.2 V set
+    started at -7151 A); a step limit outside them is warned about."""
+    for text in ("Hold at 5 V until C/50", "Hold at 2.0 V for 1 hour"):
+        with pytest.raises(ValueError, match=r"outside the parameter set's voltage cut-offs \[2.5, 4.2\] V"):
+            jaxcell.simulate(spm, chen, ["Discharge at 1C for 1 minute", text])
+    with pytest.warns(UserWarning, match="ends at 2 V, outside"):
+        sol = jaxcell.simulate(spm, chen, "Discharge at 1C until 2.0 V")
+    assert int(sol.status) == jaxcell.Status.LOWER_CUTOFF and not bool(sol.delivered)
+
+
+def test_skipped_step_is_not_delivered(spm, chen):
+    """A step whose end condition holds at its start is skipped: the experiment goes on, but
+    the solution says so instead of 'every step ran to its end'."""
+    sol = jaxcell.simulate(spm, chen, ["Charge at 1C until 3.0 V", "Discharge at 3 A for 1 minute"])
+    assert list(np.asarray(sol.step_end)) == [StepEnd.ALREADY_MET, StepEnd.DURATION]
+    assert int(sol.status) == jaxcell.Status.COMPLETED and not bool(sol.delivered)
+    assert sol.message == "completed, but step 1 skipped (end condition held at the start)"
+    np.testing.assert_allclose(float(sol.capacity), 3.0 * 60 / 3600, rtol=1e-9)
 
 
 def test_cutoff_just_past_at_step_start_still_stops(spm, chen):
