@@ -21,8 +21,8 @@ DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
       --experiment "Discharge at 1C until 2.5 V" --output out.csv --plot out.png
 
 writes a CSV with columns t_s,V_V,I_A,Q_Ah,T_K (time [s], voltage [V], current [A, positive
-on discharge], discharged capacity [A.h], temperature [K]) and prints capacity, energy and why
-the experiment ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
+on discharge], net discharged charge [A.h], temperature [K]) and prints the charge and energy
+delivered on discharge and taken in on charge, and why the experiment ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
 before anything is computed, output paths included), 130 on Ctrl-C.
 
   jaxcell population --model SPM --parameters Chen2020 --n 200 --seed 0 --output cells.csv
@@ -35,10 +35,12 @@ POPULATION_HELP = """Sample a population of cells with manufacturing variation, 
 compiled batch and summarise the spread of capacity and energy.
 
 Writes a CSV with one row per cell: cell, pack, module, the sampled parameters (PyBaMM names),
-capacity [A.h], energy [W.h], status (COMPLETED, LOWER_CUTOFF, ..., SOLVER_FAILURE) and success.
-Prints mean, standard deviation and quantiles of capacity and energy over the cells that did not
-fail, and the number of failed cells. The exit status is 0 when the population ran (failed cells
-are reported, not fatal), 2 for bad input, 130 on Ctrl-C. The variation file format is in docs/population.md."""
+capacity [A.h] and energy [W.h] delivered on discharge, status (COMPLETED, LOWER_CUTOFF, ...,
+SOLVER_FAILURE), success, delivered and outcome. Prints mean, standard deviation and quantiles of
+capacity and energy over the cells that delivered the experiment (every step ended on its own
+condition), and how many did not, by reason (stopped at a cut-off or stoichiometry limit, a step
+skipped, a solver failure). The exit status is 0 when the population ran (cells that did not
+deliver are reported, not fatal), 2 for bad input, 130 on Ctrl-C. The variation file format is in docs/population.md."""
 
 
 class UsageError(Exception):
@@ -341,8 +343,9 @@ def cmd_simulate(args) -> int:
     df = sol.to_pandas()
     _write("--output", args.output, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))
     print(f"model {args.model} ({args.thermal}), parameters {params.name}, {len(experiment)} step(s)")
-    print(f"capacity  {sol.capacity:.4f} A.h")
-    print(f"energy    {sol.energy:.4f} W.h")
+    print(f"capacity  {float(sol.capacity):.4f} A.h discharged, {float(sol.charged_capacity):.4f} A.h charged, "
+          f"net {float(sol.net_charge):.4f} A.h")
+    print(f"energy    {float(sol.energy):.4f} W.h discharged, {float(sol.charged_energy):.4f} W.h charged")
     print(f"duration  {df.t_s.iloc[-1] / 3600:.4f} h, final voltage {df.V_V.iloc[-1]:.4f} V")
     print(f"end       {sol.message}")
     print(f"wrote     {args.output} ({len(df)} rows: t_s,V_V,I_A,Q_Ah,T_K)")
@@ -365,6 +368,7 @@ def cmd_population(args) -> int:
     from jaxcell.population import (
         Variation,
         default_variation,
+        not_delivered,
         plot_population,
         population_summary,
         population_table,
@@ -403,8 +407,10 @@ def cmd_population(args) -> int:
     summary = population_summary(table)
     with pd.option_context("display.float_format", "{:.5g}".format):
         print(summary.to_string())
-    failed = int((~table["success"]).sum())
-    print(f"failed     {failed} of {args.n} cells" + (" (see the status column)" if failed else ""))
+    delivered = int(table["delivered"].sum())
+    print(f"delivered  {delivered} of {args.n} cells (the statistics above count these only)")
+    for reason, count in not_delivered(table).items():
+        print(f"  {count} cell{'s' if count > 1 else ''}: {reason}")
     print(f"wrote      {args.output} ({len(table)} rows, {len(table.columns)} columns)")
     if args.plot:
         import matplotlib

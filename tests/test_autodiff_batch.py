@@ -70,20 +70,22 @@ def test_vmap_equals_loop_and_one_compile(spm, chen):
 
 
 def test_failing_cell_does_not_touch_neighbours(spm, chen):
-    """One impossible cell (particles that cannot take lithium in: diffusivity 1e-30) gets its
-    own stop status; the others match their individual solves exactly."""
+    """One impossible cell (particles that cannot take lithium in: diffusivity 1e-30) reaches
+    its voltage limit at once (its surface fills, and the open-circuit potential is steep at
+    the stoichiometry limit, as PyBaMM's) with almost no charge; every cell, that one too,
+    matches its individual solve exactly."""
     exp = jaxcell.Experiment(["Discharge at 1C until 3.0 V"])
-    good = [chen, chen.update({"Negative electrode thickness [m]": 70e-6})]
-    bad = chen.update({"Positive particle diffusivity [m2.s-1]": 1e-30})
-    sols = jax.vmap(lambda q: jaxcell.simulate(spm, q, exp))(jaxcell.stack([good[0], bad, good[1]]))
-    status = np.asarray(sols.status)
-    assert status[1] in (jaxcell.Status.STOICHIOMETRY_LIMIT, jaxcell.Status.LOWER_CUTOFF)
-    assert status[0] == status[2] == jaxcell.Status.COMPLETED
+    cells = [chen, chen.update({"Positive particle diffusivity [m2.s-1]": 1e-30}),
+             chen.update({"Negative electrode thickness [m]": 70e-6})]
+    sols = jax.vmap(lambda q: jaxcell.simulate(spm, q, exp))(jaxcell.stack(cells))
     assert np.all(np.isfinite(np.asarray(sols.voltage)))
-    for k, g in zip((0, 2), good):
-        s = jaxcell.simulate(spm, g, exp)
+    for k, c in enumerate(cells):
+        s = jaxcell.simulate(spm, c, exp)
+        assert int(sols.status[k]) == int(s.status) == jaxcell.Status.COMPLETED
         np.testing.assert_allclose(sols.voltage[k], s.voltage, rtol=1e-9)
-    assert "stopped" in jaxcell.Solution.message.fget(jax.tree.map(lambda x: x[1], sols))
+        np.testing.assert_allclose(float(sols.capacity[k]), float(s.capacity), rtol=1e-9)
+    assert float(sols.capacity[1]) < 0.2 * float(sols.capacity[0])
+    assert float(sols.step_end_time[1, 0]) < 0.2 * float(sols.step_end_time[0, 0])
 
 
 def test_forward_mode(spm, chen):

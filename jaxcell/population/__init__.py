@@ -17,6 +17,7 @@ from ._spec import ParameterVariation as ParameterVariation
 from ._spec import StudentTCopula as StudentTCopula
 from ._spec import Variation as Variation
 from ._spec import VariationError as VariationError
+from ._summary import not_delivered as not_delivered
 from ._summary import plot_population as plot_population
 from ._summary import population_summary as population_summary
 from ._summary import population_table as population_table

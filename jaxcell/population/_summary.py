@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 
 from ..parameters import ParameterSet
@@ -17,17 +16,9 @@ ENERGY = "energy [W.h]"
 PERCENTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
-def _per_cell(solution: Solution) -> tuple[np.ndarray, np.ndarray]:
-    """Capacity [A.h] and energy [W.h] of each cell, as `Solution.capacity` and
-    `Solution.energy` define them (NaN for a cell without a single finite output)."""
-    sol = jax.tree.map(np.asarray, solution)
-    n = sol.status.shape[0]
-    cap, energy = np.full(n, np.nan), np.full(n, np.nan)
-    for i in range(n):
-        one = jax.tree.map(lambda x, i=i: x[i], sol)
-        if np.isfinite(one.voltage).any():
-            cap[i], energy[i] = one.capacity, one.energy
-    return cap, energy
+def _label(column: str) -> str:
+    """An axis label from a column name: first letter upper case, units as written ("A.h")."""
+    return column[:1].upper() + column[1:]
 
 
 def population_table(
@@ -41,9 +32,12 @@ def population_table(
     layout); the sampled parameters (the variation's, and those that follow them; without a
     variation, every parameter that differs between cells), each named as in the
     `ParameterSet`; and, with a batched `solution` (from `simulate_batch`), ``capacity [A.h]``
-    and ``energy [W.h]`` (`Solution.capacity` and `Solution.energy` of each cell), ``status``
-    (the `Status` name, e.g. ``COMPLETED`` or ``SOLVER_FAILURE``) and ``success`` (False where
-    the solver failed; capacity and energy are then those reached before the failure).
+    and ``energy [W.h]`` (`Solution.capacity` and `Solution.energy` of each cell: charge and
+    energy delivered while discharging, integrated by the solver), ``status`` (the `Status`
+    name, e.g. ``COMPLETED`` or ``LOWER_CUTOFF``), ``success`` (False where the solver
+    failed), ``delivered`` (`Solution.delivered`: the experiment ran as asked) and ``outcome``
+    (`Solution.message`: what stopped the cell, or which steps were skipped). Capacity and
+    energy of a cell that did not deliver are those it reached; summaries leave it out.
 
     Example:
         >>> cells = sample_population(p, variation, 100, jax.random.key(0))
@@ -77,9 +71,12 @@ def population_table(
             raise ValueError(
                 f"solution has status shape {status.shape}; expected one status per cell, ({n},)."
             )
-        data[CAPACITY], data[ENERGY] = _per_cell(solution)
+        data[CAPACITY] = np.asarray(solution.capacity, dtype=float)
+        data[ENERGY] = np.asarray(solution.energy, dtype=float)
         data["status"] = np.array([Status(int(s)).name for s in status])
         data["success"] = status < Status.MAX_STEPS
+        data["delivered"] = np.asarray(solution.delivered)
+        data["outcome"] = np.asarray(solution.message)
     return pd.DataFrame(data)
 
 
@@ -88,41 +85,52 @@ def population_summary(
     columns: Sequence[str] = (CAPACITY, ENERGY),
     percentiles: Sequence[float] = PERCENTILES,
 ):
-    """Distribution statistics of some columns of a `population_table` (successful cells).
+    """Distribution statistics of some columns of a `population_table`, over the cells that
+    delivered the experiment (`Solution.delivered`).
 
-    Rows: ``cells`` (successful cells counted), ``failed`` (cells whose solve failed), ``mean``,
-    ``std``, ``cv`` (std / mean), ``min``, the `percentiles` (``1%`` ... ``99%``) and ``max``.
+    Rows: ``cells`` (delivered cells, the ones counted), ``not delivered`` (cells left out:
+    stopped early at a cut-off or stoichiometry limit, a step skipped, or a solver failure;
+    `not_delivered` says why), ``failed`` (of those, solver failures), ``mean``, ``std``,
+    ``cv`` (std / mean), ``min``, the `percentiles` (``1%`` ... ``99%``) and ``max``.
 
     Example:
         >>> population_summary(df).loc[["mean", "std", "5%", "95%"]]
     """
     import pandas as pd
 
-    ok = (
-        table["success"].to_numpy(bool)
-        if "success" in table
-        else np.ones(len(table), bool)
-    )
+    n = len(table)
+    failed = ~table["success"].to_numpy(bool) if "success" in table else np.zeros(n, bool)
+    ok = table["delivered"].to_numpy(bool) if "delivered" in table else ~failed
     stats = table.loc[ok, list(columns)].describe(percentiles=list(percentiles))
     stats = stats.rename(index={"count": "cells"})
     extra = pd.DataFrame(
         [
             [float((~ok).sum())] * len(columns),
+            [float(failed.sum())] * len(columns),
             list(stats.loc["std"] / stats.loc["mean"]),
         ],
-        index=["failed", "cv"],
+        index=["not delivered", "failed", "cv"],
         columns=list(columns),
     )
-    order = ["cells", "failed", "mean", "std", "cv"] + [
+    order = ["cells", "not delivered", "failed", "mean", "std", "cv"] + [
         i for i in stats.index if i not in ("cells", "mean", "std")
     ]
     return pd.concat([stats, extra]).loc[order]
 
 
+def not_delivered(table) -> dict[str, int]:
+    """How many cells of a `population_table` did not deliver the experiment, by reason (the
+    cells' `outcome`), most frequent first; empty when every cell delivered."""
+    if "delivered" not in table:
+        return {}
+    counts = table.loc[~table["delivered"].to_numpy(bool), "outcome"].value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
 def plot_population(table, parameter: str | None = None, bins: int = 30):
     """Histograms of capacity and energy and a scatter of one sampled parameter against
-    capacity, from a `population_table` with outputs. Failed cells are left out of the
-    histograms and drawn as red crosses in the scatter. By default the parameter is the one
+    capacity, from a `population_table` with outputs. Cells that did not deliver the
+    experiment are left out of the histograms and drawn as red crosses in the scatter. By default the parameter is the one
     whose rank correlation with capacity is strongest. Returns the matplotlib Figure.
 
     Example:
@@ -136,8 +144,8 @@ def plot_population(table, parameter: str | None = None, bins: int = 30):
             raise ValueError(
                 f"plot_population needs a population_table with outputs (column {col!r} missing)."
             )
-    ok = table["success"].to_numpy(bool)
-    skip = {"cell", "pack", "module", CAPACITY, ENERGY, "status", "success"}
+    ok = table["delivered"].to_numpy(bool) if "delivered" in table else table["success"].to_numpy(bool)
+    skip = {"cell", "pack", "module", CAPACITY, ENERGY, "status", "success", "delivered", "outcome"}
     candidates = [c for c in table.columns if c not in skip and table[c].nunique() > 1]
     if parameter is None and candidates:
         rank = (
@@ -160,7 +168,7 @@ def plot_population(table, parameter: str | None = None, bins: int = 30):
         values = table.loc[ok, col]
         ax.hist(values, bins=bins, color="C0", alpha=0.8)
         ax.axvline(values.mean(), color="k", lw=1, label=f"mean {values.mean():.4g}")
-        ax.set_xlabel(col.capitalize())
+        ax.set_xlabel(_label(col))
         ax.set_ylabel("Cells")
         ax.set_title(f"{ok.sum()} cells, cv {values.std() / values.mean():.2%}")
         ax.legend(fontsize=8)
@@ -180,10 +188,10 @@ def plot_population(table, parameter: str | None = None, bins: int = 30):
                 s=30,
                 marker="x",
                 color="red",
-                label="failed",
+                label="not delivered",
             )
             ax.legend(fontsize=8)
         ax.set_xlabel(parameter)
-        ax.set_ylabel(CAPACITY.capitalize())
+        ax.set_ylabel(_label(CAPACITY))
     fig.tight_layout()
     return fig
