@@ -5,7 +5,7 @@ Everything runs in one process, and by default both libraries run on one thread:
 ``_common.init_xla_cpu``: batched LAPACK LUs, which an earlier DFN solver used, hung with a small
 multi-thread pool; the DFN solver no longer calls LAPACK, the SPM/SPMe dense solve still does).
 
-1. Accuracy and single solve. Reference: ``/work/shared/reference/pybamm/DFNfine_Chen2020_1.0C.csv``
+1. Accuracy and single solve. Reference: ``tests/data/pybamm/DFNfine_Chen2020_1.0C.csv``
    (PyBaMM DFN on a fine mesh, IDAKLU rtol 1e-8; columns t_s, V_V, Q_Ah). RMS and max voltage
    difference [mV] on the reference's times after t = 1 s (jaxcell's double layers charge within
    microseconds; docs/dfn.md) up to the earlier end time, and the end-time difference [%]. Both
@@ -72,7 +72,7 @@ import numpy as np
 
 import jaxcell
 
-REFERENCE = pathlib.Path("/work/shared/reference/pybamm/DFNfine_Chen2020_1.0C.csv")
+REFERENCE = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "pybamm" / "DFNfine_Chen2020_1.0C.csv"
 FINE_VAR_PTS = {"x_n": 30, "x_s": 15, "x_p": 30, "r_n": 30, "r_p": 30}
 COARSE_VAR_PTS = {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 15, "r_p": 15}
 COARSEST_VAR_PTS = {"x_n": 10, "x_s": 5, "x_p": 10, "r_n": 10, "r_p": 10}

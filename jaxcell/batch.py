@@ -43,8 +43,7 @@ def simulate_batch(
 
     The default `batch_size` is all cells at once on accelerators and `CPU_CHUNK` cells per
     device on CPUs, where a large vmapped chunk is slower per cell than a small one (its working
-    set leaves the caches; measured for the DFN on 2 cores: 108 ms per cell in chunks of 8, 116
-    in chunks of 32, 232 in chunks of 1000).
+    set leaves the caches; benchmarks/README.md has the measurements).
 
     Returns a `Solution` whose arrays have the cells as leading axis.
 
