@@ -25,6 +25,12 @@ from .parameters import (  # noqa: E402
     stack as stack,
 )
 from .simulate import simulate as simulate  # noqa: E402
+from .soc import (  # noqa: E402
+    initial_stoichiometries as initial_stoichiometries,
+    soc_at_voltage as soc_at_voltage,
+    stoichiometry_window as stoichiometry_window,
+    with_initial_soc as with_initial_soc,
+)
 from . import ageing as ageing  # noqa: E402
 from . import population as population  # noqa: E402
 from .population import (  # noqa: E402

@@ -70,12 +70,13 @@ def simulate_batch(
     n_chunks = math.ceil(n / size)
     mesh = Mesh(np.asarray(devices), ("cells",))
     sharding = NamedSharding(mesh, PartitionSpec("cells"))
-    opts = dict(t_eval=None, rtol=1e-6, atol=1e-8, max_steps=20_000, solver=None, adjoint=None)
+    opts = dict(t_eval=None, rtol=1e-6, atol=1e-8, max_steps=20_000, solver=None, adjoint=None, initial_soc=None)
     unknown = set(kwargs) - set(opts)
     if unknown:
         raise TypeError(f"simulate_batch got unexpected keyword arguments {sorted(unknown)}; accepted: {sorted(opts)}.")
     opts.update(kwargs)
-    model, _, table, modes, t_eval, options = _prepare(model, params, experiment, **opts, outputs_in_loop=True)
+    model, params, table, modes, t_eval, options = _prepare(model, params, experiment, **opts, outputs_in_loop=True)
+    params = jax.device_get(params)
 
     chunks = range(n_chunks)
     if progress or (progress is None and n_chunks > 1):

@@ -16,6 +16,7 @@ from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd
+from .soc import with_initial_soc
 from .solvers import N_TOTALS, CellField, DenseSolve, Rodas4, StructuredSolve
 
 # Surface stoichiometry at which an experiment stops: beyond it OCP fits and the exchange
@@ -337,12 +338,15 @@ def _check_step_limits(experiment, v_lo, v_hi):
             )
 
 
-def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop=False):
+def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop=False,
+             initial_soc=None):
     """Check and convert `simulate`'s inputs into the arguments of the compiled `_simulate`."""
     if not isinstance(model, AbstractCellModel):
         raise TypeError(f"model must be a jaxcell model (SPM(), SPMe(), ...), got {type(model).__name__}.")
     if not isinstance(params, ParameterSet):
         raise TypeError(f"params must be a ParameterSet (jaxcell.load_parameters(...)), got {type(params).__name__}.")
+    if initial_soc is not None:
+        params = with_initial_soc(params, initial_soc)
     if not isinstance(experiment, Experiment):
         experiment = Experiment(experiment if isinstance(experiment, (list, tuple)) else [experiment])
     if t_eval is not None:
@@ -388,6 +392,7 @@ def simulate(
     solver: diffrax.AbstractSolver | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
     outputs_in_loop: bool = False,
+    initial_soc=None,
 ) -> Solution:
     """Simulate `model` with parameters `params` under `experiment`.
 
@@ -412,6 +417,11 @@ def simulate(
     and reverse mode through a long protocol with many output times then keeps 4 numbers per output time instead of
     the saved part of the state. For populations prefer `simulate_batch`.
 
+    `initial_soc` starts the cell at a state of charge in [0, 1], or at the state whose
+    open-circuit voltage is a rest voltage given as a string ("3.9 V"), as PyBaMM's
+    `initial_soc` does (`jaxcell.with_initial_soc`); by default the set's initial
+    concentrations are used.
+
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
     `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
@@ -424,6 +434,8 @@ def simulate(
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
         >>> float(sol.capacity), float(sol.energy), sol.message
     """
-    return _simulate_jit(*_prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop))
+    return _simulate_jit(*_prepare(
+        model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop, initial_soc
+    ))
 
 

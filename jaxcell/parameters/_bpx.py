@@ -690,27 +690,6 @@ def read_bpx(path: str | Path, *, name: str | None = None) -> ParameterSet:
     return p
 
 
-def _root(f: Callable[[float], float], lo: float, hi: float, what: str) -> float:
-    """The root of the increasing function `f` in [lo, hi], by bisection to the last bit."""
-    f_lo, f_hi = f(lo), f(hi)
-    if not f_lo <= 0 <= f_hi:
-        raise ParameterValueError(
-            f"The open-circuit voltage does not reach {what} within the electrodes' stoichiometry ranges "
-            f"(from {f_lo:+.4g} V to {f_hi:+.4g} V away from it)."
-        )
-    while True:
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            return lo if -f_lo <= f_hi else hi
-        f_mid = f(mid)
-        if f_mid == 0:
-            return mid
-        if f_mid < 0:
-            lo, f_lo = mid, f_mid
-        else:
-            hi, f_hi = mid, f_mid
-
-
 def initial_stoichiometries(p: ParameterSet, soc: float) -> tuple[float, float]:
     """Particle stoichiometries (negative, positive) at state of charge `soc` in [0, 1], as
     PyBaMM's ``ParameterValues.set_initial_state`` places them (what its BPX import does with a
@@ -722,33 +701,7 @@ def initial_stoichiometries(p: ParameterSet, soc: float) -> tuple[float, float]:
     electrode taking what the negative gives up; `soc` is linear in between. These ends can lie
     inside the file's stoichiometry limits, whose own OCV need not equal the cut-offs.
     """
-    from ..physics import cell  # the models' OCP, with PyBaMM's clipping and barrier
+    from ..soc import initial_stoichiometries as window_soc
 
-    T_ref = p["Reference temperature [K]"]
-    capacity = {}  # lithium capacity of each electrode's solid, per electrode area [mol.m-2]
-    for side in ("negative", "positive"):
-        D = side.capitalize()
-        capacity[side] = float(
-            p[f"{D} electrode active material volume fraction"] * p[f"{D} electrode thickness [m]"]
-            * p[f"Maximum concentration in {side} electrode [mol.m-3]"]
-        )
-    Q_n, Q_p = capacity["negative"], capacity["positive"]
-    lithium = float(
-        Q_n * p["Initial concentration in negative electrode [mol.m-3]"] / p["Maximum concentration in negative electrode [mol.m-3]"]
-        + Q_p * p["Initial concentration in positive electrode [mol.m-3]"] / p["Maximum concentration in positive electrode [mol.m-3]"]
-    )
-
-    def ocv(x: float, y: float) -> float:
-        return float(cell.open_circuit_potential("positive", y, T_ref, p) - cell.open_circuit_potential("negative", x, T_ref, p))
-
-    V_max = float(p["Open-circuit voltage at 100% SOC [V]"])
-    V_min = float(p["Open-circuit voltage at 0% SOC [V]"])
-    # 100% SOC: the negative stoichiometry x_100 with y_100 = (lithium - x Q_n) / Q_p in [0, 1]
-    x_100 = _root(lambda x: ocv(x, (lithium - x * Q_n) / Q_p) - V_max,
-                  max(0.0, (lithium - Q_p) / Q_n), min(1.0, lithium / Q_n), f"{V_max} V (100% SOC)")
-    y_100 = (lithium - x_100 * Q_n) / Q_p
-    # 0% SOC: x_0 < x_100, the positive taking up what the negative gives, y_0 <= 1
-    x_0 = _root(lambda x: ocv(x, y_100 + (x_100 - x) * Q_n / Q_p) - V_min,
-                max(0.0, x_100 - (1.0 - y_100) * Q_p / Q_n), x_100, f"{V_min} V (0% SOC)")
-    y_0 = y_100 + (x_100 - x_0) * Q_n / Q_p
-    return x_0 + soc * (x_100 - x_0), y_0 - soc * (y_0 - y_100)
+    x, y = window_soc(p, soc)
+    return float(x), float(y)

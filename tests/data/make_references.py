@@ -7,7 +7,7 @@ Usage::
 
     python tests/data/make_references.py [--out DIR] [GROUP ...]
 
-GROUPS: spm_spme converged dfn_lumped tortuosity protocol functions bpx (default: all). With
+GROUPS: spm_spme converged dfn_lumped tortuosity protocol functions bpx initial_soc (default: all). With
 ``--out DIR`` the files go to DIR instead (to compare a regeneration with the committed files).
 
 Writes into ``tests/data/pybamm/``:
@@ -39,6 +39,10 @@ Writes into ``tests/data/pybamm/``:
 * ``bpx_{NAME}.json``, ``SPMe_bpx_{NAME}_1.0C.csv`` and ``SPMe_lumped_bpx_{NAME}_1.0C.csv`` --
   group ``bpx``: PyBaMM's import of ``tests/data/bpx_{NAME}.json`` (every scalar parameter, the
   functions on a grid) and its SPMe at 1C from the file's initial state.
+
+* ``initial_soc_{SET}.json`` and ``DFNfine_Chen2020_soc0.5_1.0C.csv`` -- group ``initial_soc``:
+  PyBaMM's initial concentrations at states of charge and rest voltages, and the fine-mesh DFN
+  at 1C from 50 % (columns ``t_s,V_V,Q_Ah``).
 
 Every file under ``tests/data/pybamm/`` is written by one of these groups.
 """
@@ -376,8 +380,36 @@ def bpx():
             write_csv(OUT / f"{tag}_bpx_{stem}_1.0C.csv", data, header, fmt="%.18e")
 
 
+SOCS = (0.0, 0.05, 0.3, 0.5, 0.9, 1.0, "3.3 V", "3.8 V", "4.0 V")
+
+
+def initial_soc():
+    """PyBaMM's ``ParameterValues.set_initial_state`` for every set at the states of charge and
+    rest voltages `SOCS` (its initial particle concentrations), and the Chen2020 DFN on the fine
+    mesh discharged at 1C from 50 % (``Simulation.solve(initial_soc=0.5)``)."""
+    for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
+        pv = pybamm.ParameterValues(set_name)
+        out = {"_doc": "PyBaMM's set_initial_state(value): initial concentrations [mol.m-3] (negative, positive)"}
+        for value in SOCS:
+            if isinstance(value, str) and not (pv["Open-circuit voltage at 0% SOC [V]"] <= float(value[:-2]) <= pv["Open-circuit voltage at 100% SOC [V]"]):
+                continue
+            q = pv.set_initial_state(value, inplace=False)
+            out[str(value)] = [q["Initial concentration in negative electrode [mol.m-3]"],
+                               q["Initial concentration in positive electrode [mol.m-3]"]]
+        (OUT / f"initial_soc_{set_name}.json").write_text(json.dumps(out, indent=1))
+    model = pybamm.lithium_ion.DFN()
+    params = pybamm.ParameterValues("Chen2020")
+    params["Current function [A]"] = params["Nominal cell capacity [A.h]"]
+    sim = pybamm.Simulation(model, parameter_values=params, var_pts=FINE, solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10))
+    t_end = 0.6 * 3600.0
+    sol = sim.solve([0.0, t_end], t_interp=np.linspace(0.0, t_end, N_OUT), initial_soc=0.5)
+    print(f"  termination: {sol.termination}")
+    data = np.column_stack([sol["Time [s]"].entries, sol["Voltage [V]"].entries, sol["Discharge capacity [A.h]"].entries])
+    write_csv(OUT / "DFNfine_Chen2020_soc0.5_1.0C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
+
+
 GROUPS = {"spm_spme": spm_spme, "converged": converged, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
-          "functions": parameter_functions, "bpx": bpx}
+          "functions": parameter_functions, "bpx": bpx, "initial_soc": initial_soc}
 
 
 def main():
