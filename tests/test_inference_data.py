@@ -57,6 +57,21 @@ def test_reads_records_in_order_of_appearance(tmp_path):
     np.testing.assert_array_equal(step.drive_current[0], a.current)
 
 
+def test_blank_lines_are_passed_over_and_counted(tmp_path):
+    lines = GOOD.splitlines()
+    text = "\n".join(lines[:4] + [""] + lines[4:]) + "\n\n"  # a blank line 5 and one at the end
+    a, b = inf.read_measurements(write(tmp_path, text), ["cell", "soc"])
+    np.testing.assert_array_equal(a.rows, [2, 3, 4, 6, 7, 11, 12])
+    np.testing.assert_array_equal(b.rows, [8, 9, 10])
+
+
+def test_record_from_arrays_is_checked():
+    r = inf.Record(key={"cell": 1}, t=[0.0, 1.0], current=[0.0, 1.0], voltage=[4.0, 3.9])
+    np.testing.assert_array_equal(r.rows, [0, 1])
+    with pytest.raises(inf.MeasurementError, match="t must start at 0 and increase strictly"):
+        inf.Record(key={}, t=[0.0, 0.0], current=[0.0, 1.0], voltage=[4.0, 3.9])
+
+
 def test_dataframe_one_record_and_other_column_names():
     df = pd.DataFrame({"time": [5.0, 6.0, 8.0], "amps": [0.0, 2.0, 2.0], "volts": [4.0, 3.9, 3.8], "x": np.nan})
     (r,) = inf.read_measurements(df, time="time", current="amps", voltage="volts")

@@ -45,11 +45,14 @@ class Record:
         current: current [A], shape (n,), positive on discharge.
         voltage: terminal voltage [V], shape (n,).
         rows: where each point came from, shape (n,): line numbers of a CSV file (the header
-            is line 1) or 0-based positions in a DataFrame.
+            is line 1) or 0-based positions in a DataFrame (by default 0, 1, ..., n - 1).
         source: the file's name, or ``"DataFrame"``.
         t_start: the first time stamp in the source [s] (``t`` is the source's time minus it).
         rest_current: |current| [A] at or below which a point counts as rest (`at_rest`).
         notes: what was changed while reading (merged or separated duplicated time stamps).
+
+    `read_measurements` builds records from tables; built directly from arrays, a record is
+    checked (finite values, ``t`` from 0 strictly increasing, at least 2 points).
 
     Example:
         >>> rec = jaxcell.inference.read_measurements("pulses.csv", ["ambient_degC", "soc_percent", "cell"])[0]
@@ -62,7 +65,7 @@ class Record:
     t: np.ndarray
     current: np.ndarray
     voltage: np.ndarray
-    rows: np.ndarray
+    rows: np.ndarray | None = None
     source: str = "DataFrame"
     t_start: float = 0.0
     rest_current: float = 0.01
@@ -70,7 +73,7 @@ class Record:
 
     def __post_init__(self):
         t, i, v = (np.asarray(x, dtype=np.float64) for x in (self.t, self.current, self.voltage))
-        rows = np.asarray(self.rows, dtype=np.int64)
+        rows = np.arange(t.size) if self.rows is None else np.asarray(self.rows, dtype=np.int64)
         if not (t.ndim == 1 and t.shape == i.shape == v.shape == rows.shape and t.size >= 2):
             raise MeasurementError(
                 f"{self.name}: t, current, voltage and rows must be 1D arrays of one length >= 2, got shapes "
