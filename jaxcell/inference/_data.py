@@ -272,7 +272,7 @@ def read_measurements(
         >>> recs = read_measurements("pulses.csv", ["ambient_degC", "soc_percent", "cell"], min_duration=5.0,
         ...                          on_error="skip")
         >>> recs[0].key, len(recs[0]), recs[0].rest_voltage
-        ({'ambient_degC': 0, 'soc_percent': 90, 'cell': 19}, 123, '4.08078 V')
+        ({'ambient_degC': 0, 'soc_percent': 90, 'cell': 19}, 114, '4.08078 V')
     """
     if duplicates not in ("separate", "refuse"):
         raise ValueError(f"duplicates must be 'separate' or 'refuse', got {duplicates!r}.")
