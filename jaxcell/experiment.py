@@ -90,11 +90,23 @@ def _fail(text: str, why: str) -> ExperimentError:
     return ExperimentError(f"Cannot parse experiment step {text!r}: {why}.\n{ACCEPTED_FORMS}")
 
 
+def _number(text: str, spec: str, digits: str, scale: float = 1.0) -> float:
+    """`float(digits) * scale`, refused unless finite: a number beyond float64's range (1e400)
+    would make an infinite rate, limit or duration."""
+    return _finite(text, spec, float(digits) * scale)
+
+
+def _finite(text: str, spec: str, value: float) -> float:
+    if not np.isfinite(value):
+        raise _fail(text, f"{spec!r} overflows: values must be finite, below {np.finfo(np.float64).max:.3g} (float64)")
+    return value
+
+
 def _parse_duration(text: str, spec: str) -> float:
     m = re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec.strip())
     if not m or m.group(2) not in _TIME_UNITS:
         raise _fail(text, f"{spec!r} is not a duration")
-    value = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    value = _number(text, spec, m.group(1), _TIME_UNITS[m.group(2)])
     if value <= 0:
         raise _fail(text, "the duration must be positive")
     return value
@@ -104,20 +116,23 @@ def _parse_current(text: str, spec: str) -> tuple[float, bool]:
     """('1C' | 'C/2' | '0.5 A' | '500 mA') -> (value, is_c_rate)."""
     s = spec.replace(" ", "")
     if m := re.fullmatch(rf"({_NUM})c", s):
-        return float(m.group(1)), True
+        return _number(text, spec, m.group(1)), True
     if m := re.fullmatch(rf"c/({_NUM})", s):
-        return 1.0 / float(m.group(1)), True
+        divisor = _number(text, spec, m.group(1))
+        if divisor == 0:  # also a divisor that underflows to 0 (C/1e-400)
+            raise _fail(text, f"{spec!r} divides by zero: C/N needs N > 0")
+        return _finite(text, spec, 1.0 / divisor), True
     if m := re.fullmatch(rf"({_NUM})(ma|a)", s):
-        return float(m.group(1)) * (1e-3 if m.group(2) == "ma" else 1.0), False
+        return _number(text, spec, m.group(1), 1e-3 if m.group(2) == "ma" else 1.0), False
     raise _fail(text, f"{spec!r} is not a current (e.g. '1C', 'C/2', '0.5 A', '500 mA')")
 
 
 def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
     s = spec.replace(" ", "")
     if m := re.fullmatch(rf"({_NUM})(mw|w)", s):
-        return "power", float(m.group(1)) * (1e-3 if m.group(2) == "mw" else 1.0), False
+        return "power", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mw" else 1.0), False
     if m := re.fullmatch(rf"({_NUM})(mv|v)", s):
-        return "voltage", float(m.group(1)) * (1e-3 if m.group(2) == "mv" else 1.0), False
+        return "voltage", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mv" else 1.0), False
     value, c_rate = _parse_current(text, spec)
     return "current", value, c_rate
 
@@ -152,7 +167,7 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
         elif m2 := re.fullmatch(rf"({_NUM})(mv|v)", t):
             if not np.isnan(until_v):
                 raise _fail(text, "the step has two voltage limits")
-            until_v = float(m2.group(1)) * (1e-3 if m2.group(2) == "mv" else 1.0)
+            until_v = _number(text, spec, m2.group(1), 1e-3 if m2.group(2) == "mv" else 1.0)
         else:
             if not np.isnan(until_i):
                 raise _fail(text, "the step has two current limits")

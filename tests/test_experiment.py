@@ -51,6 +51,29 @@ def test_unparsable_step_shows_string_and_forms(text):
     assert repr(text) in msg and "Accepted step forms" in msg and "Hold at 4.2 V until C/50" in msg
 
 
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("Discharge at C/0 for 1 hour", "'c/0' divides by zero: C/N needs N > 0"),
+        ("Hold at 4.2 V until C/0", "'c/0' divides by zero"),
+        ("Discharge at C/1e-400 for 1 hour", "'c/1e-400' divides by zero"),  # underflows to 0
+        ("Discharge at C/1e-310 for 1 hour", "'c/1e-310' overflows"),
+        ("Discharge at 1e400 C for 1 s", "'1e400 c' overflows: values must be finite, below 1.8e+308"),
+        ("Discharge at 1e400 mW for 1 s", "'1e400 mw' overflows"),
+        ("Discharge at 1C until 1e400 V", "'1e400 v' overflows"),
+        ("Discharge at 1C for 1e400 s", "'1e400 s' overflows"),
+        ("Discharge at 1C for 1e305 days", "'1e305 days' overflows"),  # finite number, infinite seconds
+        ("Rest for 1 hour (1e400 s period)", "'1e400 s' overflows"),
+    ],
+)
+def test_zero_divisor_and_overflow_refused(text, why):
+    """C/0 and numbers beyond float64 are refused with the step and the value, not turned into a
+    ZeroDivisionError or an infinite rate, limit or duration."""
+    with pytest.raises(jaxcell.ExperimentError) as info:
+        parse_step(text)
+    assert f"Cannot parse experiment step {text!r}: {why}" in str(info.value)
+
+
 def test_cycles_and_table():
     exp = jaxcell.Experiment([("Discharge at 1C until 3 V", "Rest for 1 hour")] * 3 + ["Charge at 1 A until 4.1 V"])
     assert len(exp) == 7 and exp.cycle_index == (0, 0, 1, 1, 2, 2, 3)
