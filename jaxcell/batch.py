@@ -62,10 +62,10 @@ def simulate_batch(
     devices = jax.local_devices()
     if batch_size is None:
         size = CPU_CHUNK * len(devices) if devices[0].platform == "cpu" else n
-    else:
+    elif isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1:
         size = int(batch_size)
-    if size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    else:  # int() would truncate 2.5 to 2 silently
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
     size = math.ceil(min(size, n) / len(devices)) * len(devices)  # whole cells per device
     n_chunks = math.ceil(n / size)
     mesh = Mesh(np.asarray(devices), ("cells",))

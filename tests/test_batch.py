@@ -19,6 +19,14 @@ def _cells(chen, n):
     return jaxcell.stack([chen.update({"Negative electrode thickness [m]": l}) for l in L])
 
 
+@pytest.mark.parametrize("batch_size", [2.5, 2.0, 0, -1, True, "2"])
+def test_batch_size_must_be_a_positive_integer(chen, batch_size):
+    """A batch size that is not a positive integer is refused (2.5 was truncated to 2) before
+    anything is compiled."""
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer or None, got "):
+        jaxcell.simulate_batch(jaxcell.SPM(), _cells(chen, 2), EXP, batch_size=batch_size)
+
+
 def test_chunks_equal_one_vmap(spm, chen):
     """5 cells in chunks of 2 (last chunk padded) give what one vmap over all 5 gives."""
     cells = _cells(chen, 5)
