@@ -161,3 +161,23 @@ def test_initial_stoichiometries_reach_the_cutoffs(bpx_cell):
     np.testing.assert_allclose([x * c_max["negative"], y * c_max["positive"]],
                                [p["Initial concentration in negative electrode [mol.m-3]"],
                                 p["Initial concentration in positive electrode [mol.m-3]"]], rtol=1e-14)
+
+
+def test_malformed_expression_names_the_field(tmp_path, capsys):
+    """An OCP expression with an unclosed bracket (which bpx lets through as pyparsing's
+    ParseSyntaxException) is reported naming the BPX field and the expression, and the CLI exits
+    with status 2 and no traceback."""
+    from jaxcell.cli import main
+
+    data = json.loads((DATA / "bpx_example.json").read_text())
+    data["Parameterisation"]["Negative electrode"]["OCP [V]"] = "1.9793 * exp(-39.3631 * x"
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(data))
+    message = ("is not a valid BPX file: BPX field 'Parameterisation.Negative electrode.OCP [V]': cannot parse the "
+               "expression '1.9793 * exp(-39.3631 * x': Expected ')' (at character 26)")
+    with pytest.raises(ValueError) as info:
+        jaxcell.ParameterSet.from_bpx(str(path))
+    assert message in str(info.value)
+    assert main(["simulate", "--parameters", str(path), "--output", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1

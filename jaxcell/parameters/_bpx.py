@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import math
 import operator
 import warnings
@@ -558,6 +559,32 @@ def _map_user_defined(m: _Mapper, user_defined: Any) -> None:
             raise _unsupported(src, "only numbers are read from the User-defined section (functions have no agreed arguments)")
 
 
+def _fields_holding(path: Path, text: str) -> list[str]:
+    """The fields of the BPX file `path` (dotted paths, in file order) whose value is the string
+    `text`; empty if the file cannot be read again."""
+    import yaml  # a dependency of bpx, as pyparsing
+
+    try:
+        with path.open(encoding="utf-8") as f:
+            raw = yaml.safe_load(f) if path.suffix.lower() in (".yml", ".yaml") else json.load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return []
+    found = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{where}.{k}" if where else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+        elif node == text:
+            found.append(where)
+
+    walk(raw, "")
+    return found
+
+
 def read_bpx(path: str | Path, *, name: str | None = None) -> ParameterSet:
     """Read a BPX JSON (or YAML) file into a `ParameterSet` with PyBaMM-style names.
 
@@ -575,12 +602,20 @@ def read_bpx(path: str | Path, *, name: str | None = None) -> ParameterSet:
         >>> p["Negative electrode thickness [m]"]
     """
     bpx_pkg = _import_bpx()
+    import pyparsing
 
     path = Path(path)
     try:
         obj = bpx_pkg.parse_bpx_file(str(path))
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         raise ValueError(f"{path} is not a valid BPX file:\n{e}") from e
+    except pyparsing.ParseBaseException as e:
+        # bpx catches pyparsing's ParseException only: a syntax error found after a fixed point
+        # (an unclosed bracket) escapes as ParseSyntaxException, naming no field
+        fields = _fields_holding(path, e.pstr)
+        where = f"BPX field {fields[0]!r}" if fields else "a BPX expression"
+        raise ValueError(f"{path} is not a valid BPX file: {where}: cannot parse the expression {e.pstr!r}: "
+                         f"{e.msg} (at character {e.loc + 1})") from None
 
     par = obj.parameterisation
     m = _Mapper()
