@@ -268,6 +268,11 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
 def _simulate(model, params, table, modes, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
+    if t_eval is not None:  # `_prepare` checks concrete ones; this, traced ones (under jit)
+        t_eval = eqx.error_if(
+            t_eval, ~jnp.all(jnp.isfinite(t_eval)) | jnp.any(jnp.diff(t_eval) < 0) | (t_eval[0] < 0),
+            "t_eval must be finite, non-negative and increasing",
+        )
 
     def one_step(carry, row):
         t, y, q, stopped, status, out, last = carry
@@ -298,6 +303,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
         jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), at_rest,
     )
     (_, y, totals, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
+    status = _check_conservation(model, params, y0, y, totals, status)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -308,6 +314,24 @@ def _simulate(model, params, table, modes, t_eval, opts):
         discharged_capacity=totals[0], charged_capacity=totals[1],
         discharged_energy=totals[2], charged_energy=totals[3],
     )
+
+
+# Lithium the particles gain or lose must match the charge passed; a solve that breaks this by
+# more than this share of (charge throughput + nominal capacity) gets Status.NOT_CONSERVED. A
+# sound solve holds it to about 1e-9 (the DFN's double layers hold about 1e-5 of it).
+CONSERVATION_TOLERANCE = 1e-3
+
+
+def _check_conservation(model, params, y0, y, totals, status):
+    """`status`, or NOT_CONSERVED where the particles' lithium does not follow the charge passed
+    (seen at extreme parameters, e.g. particle diffusion times below a picosecond, where the
+    linear solves lose all precision and an electrode stops taking in lithium)."""
+    (n0, p0), (n1, p1) = model.particle_charge(y0, params), model.particle_charge(y, params)
+    net = totals[0] - totals[1]
+    scale = totals[0] + totals[1] + params["Nominal cell capacity [A.h]"]
+    off = jnp.maximum(jnp.abs((n0 - n1) - net), jnp.abs((p1 - p0) - net))
+    bad = ~(off <= CONSERVATION_TOLERANCE * scale) & (status < Status.MAX_STEPS)
+    return jnp.where(bad, Status.NOT_CONSERVED, status)
 
 
 _simulate_jit = eqx.filter_jit(_simulate)  # modes (a tuple of ints) is static
@@ -333,7 +357,8 @@ def _check_step_limits(experiment, v_lo, v_hi):
         if np.isfinite(until[i]) and not lo <= until[i] <= hi:
             warnings.warn(
                 f"step {i + 1} ({text!r}) ends at {until[i]:g} V, outside the parameter set's voltage cut-offs "
-                f"[{lo:g}, {hi:g}] V: the cut-off will stop the experiment first.",
+                f"[{lo:g}, {hi:g}] V: it cannot end there (a cut-off stops the experiment first, or the step is "
+                "skipped if its limit already holds at its start).",
                 stacklevel=4,
             )
 
@@ -362,10 +387,14 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
                 i = int(np.flatnonzero(np.diff(te) < 0)[0]) + 1 if np.any(np.diff(te) < 0) else 0
                 raise ValueError(f"t_eval must be non-negative and increasing, got {te[i]:g} at index {i}.")
     v_lo, v_hi = params["Lower voltage cut-off [V]"], params["Upper voltage cut-off [V]"]
-    if not isinstance(v_lo, jax.core.Tracer) and not isinstance(v_hi, jax.core.Tracer) and np.any(np.asarray(v_lo) >= np.asarray(v_hi)):
-        raise ValueError(
-            f"'Lower voltage cut-off [V]' ({np.asarray(v_lo)}) must be below 'Upper voltage cut-off [V]' ({np.asarray(v_hi)})."
-        )
+    if not isinstance(v_lo, jax.core.Tracer) and not isinstance(v_hi, jax.core.Tracer):
+        lo, hi = np.broadcast_arrays(np.asarray(v_lo), np.asarray(v_hi))
+        if np.any(lo >= hi):
+            at = tuple(int(i) for i in np.argwhere(lo >= hi)[0])
+            where = f" in cell {list(at)} ({int(np.sum(lo >= hi))} of {lo.size} cells)" if at else ""
+            raise ValueError(
+                f"'Lower voltage cut-off [V]' ({lo[at]:g}) must be below 'Upper voltage cut-off [V]' ({hi[at]:g}){where}."
+            )
     _check_step_limits(experiment, v_lo, v_hi)
     solver = solver if solver is not None else default_solver(model)
     adjoint = adjoint if adjoint is not None else default_adjoint()
@@ -434,6 +463,13 @@ def simulate(
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
         >>> float(sol.capacity), float(sol.energy), sol.message
     """
+    if isinstance(params, ParameterSet) and params.batch_shape and not any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)
+    ):
+        raise ValueError(
+            f"simulate runs one cell, but params has batch shape {params.batch_shape}: use "
+            "jax.vmap(lambda q: jaxcell.simulate(model, q, experiment))(params) or jaxcell.simulate_batch."
+        )
     return _simulate_jit(*_prepare(
         model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop, initial_soc
     ))

@@ -19,6 +19,7 @@ class Status(enum.IntEnum):
     STOICHIOMETRY_LIMIT = 3
     MAX_STEPS = 4
     SOLVER_FAILURE = 5
+    NOT_CONSERVED = 6
 
 
 STATUS_MESSAGES = {
@@ -28,6 +29,10 @@ STATUS_MESSAGES = {
     Status.STOICHIOMETRY_LIMIT: "stopped: a particle surface stoichiometry reached 0 or 1",
     Status.MAX_STEPS: "failed: the solver reached its maximum number of steps",
     Status.SOLVER_FAILURE: "failed: the solver could not continue (step size collapsed or a non-finite state)",
+    Status.NOT_CONSERVED: (
+        "failed: the particles' lithium does not match the charge passed (the solve lost accuracy, "
+        "e.g. at extreme parameter values)"
+    ),
 }
 
 
@@ -47,12 +52,19 @@ class StepEnd(enum.IntEnum):
 _DELIVERED_ENDS = (StepEnd.DURATION, StepEnd.VOLTAGE, StepEnd.CURRENT)
 
 
-def _describe(status: int, step_end: np.ndarray) -> str:
-    """The message of one cell: its status, and for a completed experiment the steps that did
-    not end on their own condition."""
+def _describe(status: int, step_end: np.ndarray, step_end_time: np.ndarray) -> str:
+    """The message of one cell: its status (with the step and time of a stop), and for a
+    completed experiment the steps that did not end on their own condition."""
     status = Status(int(status))
     if status != Status.COMPLETED:
-        return STATUS_MESSAGES[status]
+        stopped = np.flatnonzero(step_end == StepEnd.STOPPED)
+        if stopped.size == 0:
+            return STATUS_MESSAGES[status]
+        k = int(stopped[0])
+        start = float(step_end_time[k - 1]) if k else 0.0
+        end = float(step_end_time[k])
+        when = f"at the start of step {k + 1}" if end <= start else f"in step {k + 1}, at t = {end:.6g} s"
+        return f"{STATUS_MESSAGES[status]} ({when})"
     skipped = [i + 1 for i, e in enumerate(step_end) if e == StepEnd.ALREADY_MET]
     unmet = [i + 1 for i, e in enumerate(step_end) if e == StepEnd.MAX_DURATION]
     if not skipped and not unmet:
@@ -111,7 +123,8 @@ class Solution(eqx.Module):
         completed one, which steps were skipped or ran to their maximum duration."""
         codes = np.asarray(self.status)
         ends = np.asarray(self.step_end).reshape(codes.size, -1)
-        msgs = [_describe(c, e) for c, e in zip(codes.ravel(), ends)]
+        times = np.asarray(self.step_end_time).reshape(codes.size, -1)
+        msgs = [_describe(c, e, t) for c, e, t in zip(codes.ravel(), ends, times)]
         return msgs[0] if codes.ndim == 0 else msgs
 
     @property

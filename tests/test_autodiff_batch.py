@@ -88,6 +88,25 @@ def test_failing_cell_does_not_touch_neighbours(spm, chen):
     assert float(sols.step_end_time[1, 0]) < 0.2 * float(sols.step_end_time[0, 0])
 
 
+def test_lost_lithium_is_a_failure_not_a_result(spm, chen):
+    """Particles far too small (radius 1e-16 m: a diffusion time of 1e-19 s) make the linear
+    solves lose all precision and the positive electrode stops taking in lithium; the cell used
+    to come out COMPLETED with more capacity than it holds (5.08 against 4.98 A.h at the
+    fast-diffusion limit, radius 1e-8 m). Lithium conservation is checked at the end of every
+    solve: such a cell is NOT_CONSERVED and not delivered; its neighbours are untouched."""
+    exp = jaxcell.Experiment(["Discharge at 1C until 3.0 V"])  # the compiled solve of the test above
+    name = "Positive particle radius [m]"
+    cells = [chen.update({name: 1e-8}), chen.update({name: 1e-16}), chen]
+    sols = jax.vmap(lambda q: jaxcell.simulate(spm, q, exp))(jaxcell.stack(cells))
+    assert list(np.asarray(sols.status)) == [jaxcell.Status.COMPLETED, jaxcell.Status.NOT_CONSERVED, jaxcell.Status.COMPLETED]
+    assert list(np.asarray(sols.delivered)) == [True, False, True] and not bool(sols.success[1])
+    assert "lithium does not match the charge passed" in sols.message[1]
+    for k in (0, 2):  # sound cells: each electrode's lithium follows the charge to 1e-9
+        y0, y1 = spm.initial_state(cells[k]), sols.final_state[k]
+        (n0, p0), (n1, p1) = spm.particle_charge(y0, cells[k]), spm.particle_charge(y1, cells[k])
+        np.testing.assert_allclose([float(n0 - n1), float(p1 - p0)], float(sols.net_charge[k]), rtol=1e-9)
+
+
 def test_forward_mode(spm, chen):
     """Forward mode (jax.jvp with diffrax.ForwardMode) through an event time, against central
     differences."""

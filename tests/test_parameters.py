@@ -103,6 +103,15 @@ def test_volume_fractions_per_electrode(set_name):
         assert float(q[por]) == 0.9
 
 
+def test_initial_concentration_at_most_maximum(chen):
+    name = "Initial concentration in positive electrode [mol.m-3]"
+    with pytest.raises(ValueError, match=r"exceeds 'Maximum concentration in positive electrode \[mol.m-3\]' \(63104\)") as info:
+        chen.update({name: 70000.0})
+    assert name in str(info.value)
+    with pytest.raises(ValueError, match=r"batch index \[1\]"):
+        chen.update({name: np.array([30000.0, 1e9])})
+
+
 def test_pytree_vmap_grad(chen):
     """Numbers are leaves: vmap over a batch axis and grad with respect to a value work."""
     batch = jaxcell.stack([chen.update({"Negative electrode thickness [m]": L}) for L in (70e-6, 80e-6)])

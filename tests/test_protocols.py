@@ -83,7 +83,10 @@ def test_cutoff_stops_experiment(spm, chen):
     assert int(sol.status) == jaxcell.Status.LOWER_CUTOFF
     assert list(np.asarray(sol.step_end)) == [StepEnd.STOPPED, StepEnd.NOT_RUN]
     np.testing.assert_allclose(sol.to_pandas().V_V.iloc[-1], 2.5 - 1e-6, atol=1e-7)  # 1 uV past, by design
-    assert "lower voltage cut-off" in sol.message
+    assert "lower voltage cut-off" in sol.message and sol.message.endswith(f"(in step 1, at t = {float(sol.step_end_time[0]):.6g} s)")
+    # a cut-off passed at once: the message says so (the output shows only the state at rest)
+    start = jaxcell.simulate(spm, chen, "Charge at 1C for 10 minutes")
+    assert start.message == "stopped: the voltage reached the upper voltage cut-off (at the start of step 1)"
     assert not np.any(np.isnan(np.asarray(sol.voltage)))
 
 
@@ -111,6 +114,14 @@ def test_t_eval_must_be_finite(spm, chen):
             jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array(bad))
     with pytest.raises(ValueError, match="increasing, got 5 at index 2"):
         jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array([0.0, 10.0, 5.0]))
+    # a batched set is one cell per entry: simulate says how to run it (it failed in jnp.stack)
+    batch = chen.update({"Negative electrode thickness [m]": np.full((2, 2), 85e-6)})
+    with pytest.raises(ValueError, match=r"batch shape \(2, 2\): use jax.vmap"):
+        jaxcell.simulate(spm, batch, "Discharge at 1C until 2.5 V")
+    # inverted cut-offs in a population name the first cell
+    cut = chen.update({"Lower voltage cut-off [V]": np.array([2.5, 4.3, 2.5])})
+    with pytest.raises(ValueError, match=r"\(4.3\) must be below 'Upper voltage cut-off \[V\]' \(4.2\) in cell \[1\]"):
+        jaxcell.simulate_batch(spm, cut, "Discharge at 1C until 2.5 V")
 
 
 def test_voltage_limits_of_steps(spm, chen):

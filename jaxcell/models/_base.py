@@ -51,6 +51,11 @@ class AbstractCellModel(eqx.Module):
     # A model whose outputs need all of its state keeps 0.
     output_start = 0
 
+    @abc.abstractmethod
+    def particle_charge(self, y, p) -> tuple[jax.Array, jax.Array]:
+        """Lithium in each electrode's particles (negative, positive) as charge [A.h]: what
+        `simulate` checks against the charge passed (lithium conservation)."""
+
     def temperature(self, y) -> jax.Array:
         return y[-1]
 

@@ -27,7 +27,7 @@ from .. import mesh
 from ..physics import cell, kinetics, transport
 from ..physics.constants import R_GAS, F
 from ._base import AbstractCellModel
-from ._spm import _check_sizes, exchange_current, particle_rhs, solid_conductivity, x_volumes
+from ._spm import _check_sizes, _solid_charge, exchange_current, particle_rhs, solid_conductivity, x_volumes
 
 DEFAULT_DOUBLE_LAYER = 0.2  # F.m-2, used when a set has no double-layer capacity
 
@@ -185,6 +185,16 @@ class DFN(AbstractCellModel):
         return cell.open_circuit_potential("positive", jnp.mean(sp), T, p) - cell.open_circuit_potential(
             "negative", jnp.mean(sn), T, p
         )
+
+    def particle_charge(self, y, p):
+        c_n, c_p, *_ = self.split(y)
+        dx = self._mesh(p)[0]
+        nn, ns = self.n_x_n, self.n_x_s
+        out = []
+        for domain, c, w_dx, edges in (("negative", c_n, dx[:nn], self.edges[0]), ("positive", c_p, dx[nn + ns:], self.edges[1])):
+            per_node = c @ mesh.sphere_volume_weights(c.shape[1], 1.0, edges)  # volume averages in each particle
+            out.append(_solid_charge(domain, jnp.sum(w_dx * per_node) / jnp.sum(w_dx), p))
+        return tuple(out)
 
     # -- physics -------------------------------------------------------------------------------
     def _mesh(self, p):

@@ -25,6 +25,14 @@ def particle_rhs(domain, c, j, T, p, edges=None):
     return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{D} particle radius [m]"], edges)
 
 
+def _solid_charge(domain, mean_concentration, p):
+    """Lithium [A.h] in an electrode's particles whose volume-averaged concentration over the
+    electrode is `mean_concentration` [mol.m-3]."""
+    D = domain.capitalize()
+    volume = p[f"{D} electrode active material volume fraction"] * p[f"{D} electrode thickness [m]"] * cell.electrode_area(p)
+    return mean_concentration * volume * F / 3600.0
+
+
 def exchange_current(domain, c_e, c_surf, T, p):
     """Exchange-current density [A.m-2] with the surface stoichiometry kept inside (0, 1)."""
     D = domain.capitalize()
@@ -98,6 +106,13 @@ class SPM(AbstractCellModel):
     def initial_state(self, p):
         c_n, c_p, T = self._initial_particles_and_T(p)
         return jnp.concatenate([c_n, c_p, T])
+
+    def particle_charge(self, y, p):
+        c_n, c_p, _ = self.split(y)
+        return tuple(
+            _solid_charge(domain, jnp.sum(mesh.sphere_volume_weights(c.shape[0], 1.0) * c), p)
+            for domain, c in (("negative", c_n), ("positive", c_p))
+        )
 
     def surface_stoichiometries(self, y, p):
         c_n, c_p, _ = self.split(y)

@@ -122,6 +122,20 @@ def _check_volume_fractions(values: Mapping[str, Any]) -> None:
             )
 
 
+def _check_concentrations(values: Mapping[str, Any]) -> None:
+    """Raise `ParameterValueError` where an electrode's initial concentration exceeds its
+    maximum (a stoichiometry above 1, where the open-circuit potentials are not defined)."""
+    for side in ("negative", "positive"):
+        c0, cmax = f"Initial concentration in {side} electrode [mol.m-3]", f"Maximum concentration in {side} electrode [mol.m-3]"
+        if c0 not in values or cmax not in values or any(isinstance(values[n], jax.core.Tracer) for n in (c0, cmax)):
+            continue
+        a, b = np.broadcast_arrays(np.asarray(values[c0], float), np.asarray(values[cmax], float))
+        if np.any(a > b):
+            at = tuple(int(i) for i in np.argwhere(a > b)[0])
+            where = f" at batch index {list(at)}" if at else ""
+            raise ParameterValueError(f"{c0!r} ({a[at]:g}) exceeds {cmax!r} ({b[at]:g}){where}: a stoichiometry above 1.")
+
+
 def _check_batch_shapes(values: Mapping[str, Any], changed: Iterator[str] = ()) -> None:
     """Raise `ParameterValueError` if the numbers' shapes do not broadcast to one batch shape,
     naming a changed parameter whose shape disagrees."""
@@ -186,6 +200,7 @@ class ParameterSet(eqx.Module):
                 values[k] = jnp.asarray(v, dtype=jnp.float64)
         _check_batch_shapes(values, list(values))
         _check_volume_fractions(values)
+        _check_concentrations(values)
         return cls(values=values, functions=tuple(sorted(functions, key=lambda kv: kv[0])), name=name, citation=citation)
 
     # -- reading ------------------------------------------------------------------------------
@@ -270,6 +285,8 @@ class ParameterSet(eqx.Module):
         _check_batch_shapes(values, changed)
         if any("porosity" in k or "volume fraction" in k for k in changed):
             _check_volume_fractions(values)
+        if any("concentration in" in k and "electrode" in k for k in changed):
+            _check_concentrations(values)
         return ParameterSet(
             values=values,
             functions=tuple(sorted(functions.items(), key=lambda kv: kv[0])),
