@@ -14,6 +14,8 @@ from pathlib import Path
 
 MODELS = ("SPM", "SPMe", "DFN")
 SEED_MAX = 2**63 - 1  # jax.random.key takes a 64-bit signed integer (jaxcell runs in float64/int64)
+MAX_MEMORY_GIB = 2.0  # default of --max-memory (`population`, `age`)
+OUTPUT_FIELDS = 5  # a Solution's series at each output point: t, voltage, current, charge, temperature
 
 DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
 
@@ -40,7 +42,8 @@ SOLVER_FAILURE), success, delivered and outcome. Prints mean, standard deviation
 capacity and energy over the cells that delivered the experiment (every step ended on its own
 condition), and how many did not, by reason (stopped at a cut-off or stoichiometry limit, a step
 skipped, a solver failure). The exit status is 0 when the population ran (cells that did not
-deliver are reported, not fatal), 2 for bad input, 130 on Ctrl-C. The variation file format is in docs/population.md."""
+deliver are reported, not fatal), 2 for bad input, 130 on Ctrl-C. A population whose outputs would
+exceed --max-memory is refused before it is sampled. The variation file format is in docs/population.md."""
 
 
 class UsageError(Exception):
@@ -146,6 +149,42 @@ def _seed(text: str) -> int:
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63 - 1] = [0, {SEED_MAX}], got {text}")
     return value
+
+
+def _max_memory(text: str) -> float:
+    """argparse type of --max-memory: a positive finite number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {text!r}")
+    return value
+
+
+def max_memory_argument(parser) -> None:
+    """Add --max-memory [GiB] (`population`, `age`): the limit of the memory estimate made from
+    the sizes on the command line, checked before anything is sampled or compiled."""
+    parser.add_argument("--max-memory", type=_max_memory, default=MAX_MEMORY_GIB, metavar="GIB",
+                        help=f"refuse runs whose outputs need more memory than this, in GiB (default {MAX_MEMORY_GIB:g})")
+
+
+def _check_population_memory(args, params, experiment) -> None:
+    """Refuse (before sampling) a population whose outputs exceed --max-memory: --n cells x the
+    output points x `OUTPUT_FIELDS` x 8 bytes, and the sampled parameters (8 bytes each)."""
+    import jax
+    import numpy as np
+
+    from .ageing._sde import require_memory
+    from .simulate import N_OUT_PER_STEP
+
+    points = N_OUT_PER_STEP * len(experiment)
+    n_params = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    require_memory(
+        8.0 * args.n * (points * OUTPUT_FIELDS + n_params), args.max_memory * 2**30,
+        f"--n {args.n} cells x {points} output points x {OUTPUT_FIELDS} fields x 8 bytes, and {n_params} sampled "
+        "parameters a cell", "--max-memory",
+    )
 
 
 def _interrupted() -> None:
@@ -288,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _set_argument(pop)
     pop.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="cells per compiled chunk, to bound memory (default: all at once)")
+    max_memory_argument(pop)
     pop.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
     pop.add_argument("--output", default="cells.csv", help="CSV file to write (default cells.csv); its directory must exist")
     pop.add_argument("--plot", default=None, metavar="PNG",
@@ -389,6 +429,7 @@ def cmd_population(args) -> int:
         experiment = jaxcell.Experiment(steps)
         model = _model(args, params)
         _check_simulation(model, params, experiment)
+        _check_population_memory(args, params, experiment)
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
     t1 = time.perf_counter()

@@ -38,6 +38,9 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--set", "Negative electrode porosity=1.5"], "must be in the open interval (0, 1)"),
         (["--set", "Negative electrod porosity=0.3"], "Did you mean"),
         (["--experiment", "Discharge at 1C"], "Accepted step forms"),
+        (["--experiment", "Discharge at C/0 for 1 hour"], "'Discharge at C/0 for 1 hour': 'c/0' divides by zero"),
+        (["--experiment", "Discharge at 1e400 C for 1 s"], "'1e400 c' overflows"),
+        (["--experiment", "Discharge at 1C until 1e400 V"], "'1e400 v' overflows"),
         (["--parameters", "Nope2000"], "available: Chen2020"),
         (["--model", "SPM", "--transport-efficiency", "tortuosity factor"], "the SPM has no electrolyte"),
         (["--model", "DFN", "--transport-efficiency", "tortuosity factor"], "add them with --set"),
@@ -47,7 +50,7 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--set", "Negative electrode porosity"], "--set expects NAME=VALUE"),
         (["--set", "Negative electrode porosity=thirty"], "value 'thirty' is not a number"),
         (["--set", "Lower voltage cut-off [V]=4.3", "--set", "Upper voltage cut-off [V]=3.0"],
-         "'Lower voltage cut-off [V]' (4.3) must be below 'Upper voltage cut-off [V]' (3.0)"),
+         "'Lower voltage cut-off [V]' (4.3) must be below 'Upper voltage cut-off [V]' (3)"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, monkeypatch, args, message):
@@ -131,6 +134,33 @@ def test_cli_population_seed_range(tmp_path, capsys, seed):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "argument --seed: expected an integer in [0, 2**63 - 1]" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n", "1000000000"], "needs 1.54e+04 GiB (--n 1000000000 cells x 400 output points x 5 fields x 8 bytes, and "),
+        (["--n", "200000", "--experiment", "Rest for 1 hour", "--experiment", "Rest for 1 hour"],
+         "(--n 200000 cells x 800 output points x 5 fields"),
+        (["--n", "1000", "--max-memory", "0.001"], "above the limit --max-memory = 0.001 GiB"),
+        (["--experiment", "Discharge at C/0 for 1 hour"], "'c/0' divides by zero"),
+    ],
+)
+def test_cli_population_refused_before_sampling(tmp_path, capsys, monkeypatch, args, message):
+    """A population whose outputs exceed --max-memory (2 GiB by default; 10^9 cells tried to
+    allocate 64 GB) and a bad step are refused before any cell is sampled: exit 2, one line."""
+    monkeypatch.setattr(jaxcell.population, "sample_population", _must_not_run)
+    assert main(["population", *args, "--output", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "two"])
+def test_cli_population_max_memory_range(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        main(["population", "--max-memory", value, "--output", str(tmp_path / "x.csv")])
+    assert info.value.code == 2
+    assert f"argument --max-memory: expected a positive number of GiB, got {value!r}" in capsys.readouterr().err
 
 
 def test_cli_population_set(tmp_path, capsys, monkeypatch):
