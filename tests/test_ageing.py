@@ -7,6 +7,7 @@ estimators are means over independent cells, so their standard errors are estima
 per-cell terms. Designs share shapes so that the sampler compiles once per law."""
 
 import argparse
+import os
 import warnings
 
 import jax
@@ -613,3 +614,54 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "needs 226 GiB (--n 10000000 x --replicates 4 x 101 checkpoints x 40 bytes" in err
     assert "above the limit --max-memory = 2 GiB" in err
+
+
+def _no_ageing(*args, **kwargs):
+    raise AssertionError("the population was aged")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--output", "{tmp}/missing/fade.csv"], "--output '{tmp}/missing/fade.csv': directory '{tmp}/missing' does not exist"),
+        (["--output", "{tmp}/fade.txt"], "--output '{tmp}/fade.txt': the file name must end in .csv"),
+        (["--plot", "{tmp}/missing/fan.png"], "--plot '{tmp}/missing/fan.png': directory '{tmp}/missing' does not exist"),
+        (["--plot", "/proc/fan.png"], "--plot '/proc/fan.png': cannot create a file in directory '/proc'"),
+        (["--plot", "{tmp}/fan.xyz"], "--plot '{tmp}/fan.xyz': the file name must end in"),
+        (["--experiment", "Discharge at C/0 for 1 hour"], "'c/0' divides by zero"),
+        (["--experiment", "Discharge at 1e400 C for 1 s", "--checkups", "0"], "'1e400 c' overflows"),
+    ],
+)
+def test_cli_age_bad_input_refused_before_ageing(tmp_path, capsys, monkeypatch, args, message):
+    """Output paths and the check-up protocol are checked before the population is aged (they
+    were found after the whole run, with a traceback): exit 2, one message naming the input."""
+    from jaxcell.cli import main
+
+    monkeypatch.setattr(_population, "age_population", _no_ageing)
+    argv = ["age", "--output", str(tmp_path / "fade.csv"), *[a.format(tmp=tmp_path) for a in args]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--seed", str(2**63), "argument --seed: expected an integer in [0, 2**63 - 1]"),
+        ("--seed", "-1", "argument --seed: expected an integer in [0, 2**63 - 1]"),
+        ("--max-memory", "0", "argument --max-memory: expected a positive number of GiB, got '0'"),
+        ("--max-memory", "inf", "argument --max-memory: expected a positive number of GiB, got 'inf'"),
+    ],
+)
+def test_cli_age_seed_and_memory_ranges(tmp_path, capsys, monkeypatch, option, value, message):
+    """--seed takes the range of `jaxcell population`'s (2**63 overflowed jax.random.key, -1 was
+    accepted); --max-memory a positive number of GiB, as for `population`."""
+    from jaxcell.cli import main
+
+    monkeypatch.setattr(_population, "age_population", _no_ageing)
+    with pytest.raises(SystemExit) as info:
+        main(["age", option, value, "--output", str(tmp_path / "fade.csv")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

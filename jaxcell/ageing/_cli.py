@@ -8,6 +8,16 @@ import warnings
 
 import numpy as np
 
+from ..cli import (
+    UsageError,
+    _check_paths,
+    _savefig,
+    _seed,
+    _write,
+    max_memory_argument,
+    user_input,
+)
+
 AGE_DESCRIPTION = """Age a population of cells with stochastic SEI growth (docs/ageing.md).
 
   jaxcell age --n 500 --cycles 1000 --law diffusion --replicates 4 --seed 0 \\
@@ -23,7 +33,8 @@ replicate 0, --all-replicates for all): cell, replicate, cycle, rate constant(s)
 thickness_m, fade_Ah, resistance_Ohm, end_of_life, depleted, and with --checkups the
 electrochemical check-up capacity_Ah, energy_Wh and status. Time is in cycles; the cost does
 not grow with --cycles. A run whose output would exceed --max-memory is refused before it
-starts. Exit status: 0, or 1 if a check-up solve failed, or 2 for bad arguments."""
+starts. Exit status: 0, or 1 if a check-up solve failed, or 2 for bad arguments (output paths
+included, checked before anything is computed)."""
 
 
 def _cycles_list(text: str) -> list[float]:
@@ -57,7 +68,12 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
         choices=tuple(LAWS),
         help="SEI growth law: diffusion (sqrt t), reaction (linear), mixed (default diffusion)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="random seed, an integer in [0, 2**63 - 1] (default 0)",
+    )
     p.add_argument(
         "--replicates",
         type=int,
@@ -70,12 +86,16 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
         help="parameter set: Chen2020, Marquis2019, Ecker2015, or a BPX .json file",
     )
     p.add_argument(
-        "--output", default="fade.csv", help="CSV file to write (default fade.csv)"
+        "--output",
+        default="fade.csv",
+        help="CSV file to write (default fade.csv); its directory must exist",
     )
     p.add_argument(
         "--all-replicates", action="store_true", help="write every replicate to the CSV"
     )
-    p.add_argument("--plot", default=None, metavar="PNG", help="also save a fan plot")
+    p.add_argument(
+        "--plot", default=None, metavar="PNG", help="also save a fan plot (.png, .pdf, .svg, ...)"
+    )
     p.add_argument(
         "--checkups",
         default=None,
@@ -101,13 +121,7 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="remaining fraction of the nominal capacity at end of life (default 0.8)",
     )
-    p.add_argument(
-        "--max-memory",
-        type=float,
-        default=2.0,
-        metavar="GIB",
-        help="refuse runs whose output needs more memory than this, in GiB (default 2)",
-    )
+    max_memory_argument(p)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -119,16 +133,27 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_age(args) -> int:
-    """Run `jaxcell age` from parsed arguments; returns the exit code."""
+    """Run `jaxcell age` from parsed arguments; returns the exit code (2, with the message, for
+    bad input)."""
+    try:
+        return _age(args)
+    except UsageError as e:
+        print(f"jaxcell: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _age(args) -> int:
     import jax
 
     from .. import models
+    from ..experiment import Experiment
     from ..parameters import ParameterSet, load_parameters
     from ._laws import LAWS
     from ._population import age_population
     from ._sde import require_memory
 
-    try:
+    with user_input():
+        _check_paths(args)
         for name, value in (("--n", args.n), ("--replicates", args.replicates)):
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}.")
@@ -139,8 +164,6 @@ def cmd_age(args) -> int:
                 f"--end-of-life must be the remaining fraction of the nominal capacity, in "
                 f"(0, 1), got {args.end_of_life:g}."
             )
-        if not (np.isfinite(args.max_memory) and args.max_memory > 0):
-            raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory:g}.")
         limit = args.max_memory * 2**30
         checkups = _cycles_list(args.checkups) if args.checkups else []
         n_checkpoints = np.union1d(np.linspace(0.0, args.cycles, 101), checkups).size
@@ -160,6 +183,7 @@ def cmd_age(args) -> int:
             params = load_parameters(args.parameters)
         cut = float(params["Lower voltage cut-off [V]"])
         experiment = args.experiment or f"Discharge at 1C until {cut:g} V"
+        Experiment(experiment)  # checked also without --checkups, which alone run it
         model = getattr(models, args.model)() if checkups else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
@@ -177,9 +201,6 @@ def cmd_age(args) -> int:
                 end_of_life=args.end_of_life,
                 max_output_bytes=limit,
             )
-    except (ValueError, KeyError, OSError) as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
     for w in caught:
         print(f"jaxcell: warning: {w.message}", file=sys.stderr)
 
@@ -252,12 +273,12 @@ def cmd_age(args) -> int:
             if not ok.all():
                 status = 1
     df = res.to_pandas(all_replicates=args.all_replicates)
-    df.to_csv(args.output, index=False, float_format="%.10g")
+    _write("--output", args.output, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))
     print(f"wrote     {args.output} ({len(df)} rows: {','.join(df.columns)})")
     if args.plot:
         import matplotlib
 
         matplotlib.use("Agg")
-        res.plot().savefig(args.plot, dpi=120)
+        _savefig(res.plot(), "--plot", args.plot)
         print(f"plot      {args.plot}")
     return status
