@@ -1,0 +1,179 @@
+"""Inference engines for numpyro models of cells: the maximum a posteriori point with a
+Laplace approximation (fast default), and NUTS.
+
+Both work on numpyro's potential (the negative log joint density in the unconstrained space
+numpyro maps every bounded site to), so they serve any model: `cell_model` or a user's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import initialize_model
+
+# central differences of the gradient give the Laplace Hessian: second-order derivatives
+# through the solver would need forward mode over Rodas4's reverse-mode rule, which a
+# custom_vjp does not have. The step is in the unconstrained space (log or logit of the value).
+HESSIAN_STEP = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class MAPResult:
+    """The maximum a posteriori point of a model and the Laplace approximation around it.
+
+    Attributes:
+        params: the sampled sites at the optimum, in natural units (name -> array).
+        unconstrained: the same in numpyro's unconstrained space (flat vector `z`).
+        hessian: Hessian of the negative log joint density with respect to `z` at the optimum.
+        converged: whether the optimiser met its tolerance; steps: its number of steps.
+        potential: the negative log joint density at the optimum.
+    """
+
+    params: dict
+    unconstrained: np.ndarray
+    hessian: np.ndarray
+    converged: bool
+    steps: int
+    potential: float
+    _unravel: object = dataclasses.field(repr=False)
+    _postprocess: object = dataclasses.field(repr=False)
+    names: tuple = ()
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """The Laplace covariance in the unconstrained space: the inverse Hessian."""
+        return np.linalg.inv(self.hessian)
+
+    def sample(self, key, n: int = 4000) -> dict:
+        """Draws from the Laplace approximation (Gaussian in the unconstrained space), mapped to
+        natural units: name -> array (n, ...)."""
+        chol = np.linalg.cholesky(self.covariance)
+        z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
+        draws = jax.vmap(lambda zi: self._postprocess(self._unravel(zi)))(jnp.asarray(z))
+        return {k: np.asarray(v) for k, v in draws.items() if k in self.names}
+
+    def summary(self, key=None, n: int = 4000) -> dict:
+        """name -> {"mean", "sd", "q05", "q95"} of the Laplace approximation in natural units."""
+        draws = self.sample(jax.random.key(0) if key is None else key, n)
+        return {k: _stats(v) for k, v in draws.items()}
+
+    def identifiability(self) -> dict:
+        """What the data determine: eigenvalues (ascending) and eigenvectors (columns) of the
+        Hessian in the unconstrained space (log or logit of each parameter; a small eigenvalue is
+        a sloppy direction the data barely constrain), and the Laplace correlation matrix.
+        `names` orders the rows."""
+        w, v = np.linalg.eigh(self.hessian)
+        cov = self.covariance
+        sd = np.sqrt(np.diag(cov))
+        return {"names": self.names, "eigenvalues": w, "eigenvectors": v, "correlation": cov / np.outer(sd, sd)}
+
+
+def _stats(x) -> dict:
+    x = np.asarray(x)
+    return {"mean": x.mean(0), "sd": x.std(0, ddof=1), "q05": np.quantile(x, 0.05, axis=0), "q95": np.quantile(x, 0.95, axis=0)}
+
+
+def _potential(model, key, args, kwargs, init_strategy):
+    # validate_grad=False: numpyro would otherwise compile the gradient once more to check it
+    info, potential_fn, postprocess_fn, _ = initialize_model(
+        key, model, model_args=args, model_kwargs=kwargs, init_strategy=init_strategy, dynamic_args=False,
+        validate_grad=False,
+    )
+    return info.z, potential_fn, postprocess_fn
+
+
+def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, **kwargs) -> MAPResult:
+    """The maximum a posteriori point of the numpyro `model` (called as model(*args, **kwargs))
+    by BFGS (scipy) on numpyro's potential in its unconstrained space, with gradients through
+    the solver (`gtol`: the gradient norm at which it stops), and the Laplace approximation
+    around it (Hessian by central differences of the gradient).
+
+    `init`: name -> starting value in natural units (default: the priors' medians).
+
+    Example:
+        >>> res = fit_map(cell_model, jaxcell.SPMe(), p, exp, t, v, priors=priors)
+        >>> res.summary()["Negative particle diffusivity [m2.s-1]"]
+    """
+    from numpyro.infer.initialization import init_to_median, init_to_value
+
+    key = jax.random.key(0) if key is None else key
+    strategy = init_to_value(values=init) if init else init_to_median()
+    z0, potential_fn, postprocess_fn = _potential(model, key, args, kwargs, strategy)
+    flat0, unravel = ravel_pytree(z0)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda z: potential_fn(unravel(z))))
+
+    # BFGS on the host (scipy) around one compiled value_and_grad: optimistix would compile
+    # its own loop around the solve again, and takes the derivative in forward mode, which
+    # Rodas4's reverse-mode rule (a custom_vjp) does not have
+    def fun(z):
+        value, grad = value_and_grad(jnp.asarray(z))
+        return float(value), np.asarray(grad, dtype=float)
+
+    sol = scipy.optimize.minimize(fun, np.asarray(flat0, dtype=float), jac=True, method="BFGS",
+                                  options=dict(gtol=gtol, maxiter=max_steps))
+    z = np.asarray(sol.x)
+    n = z.size
+    H = np.zeros((n, n))
+    for i in range(n):  # the compiled value_and_grad again: no second compile
+        e = np.zeros(n)
+        e[i] = HESSIAN_STEP
+        up, down = value_and_grad(jnp.asarray(z + e))[1], value_and_grad(jnp.asarray(z - e))[1]
+        H[:, i] = (np.asarray(up) - np.asarray(down)) / (2 * HESSIAN_STEP)
+    H = 0.5 * (H + H.T)
+    names = tuple(z0)
+    post = postprocess_fn(unravel(jnp.asarray(z)))
+    return MAPResult(
+        params={k: np.asarray(post[k]) for k in names},
+        unconstrained=z,
+        hessian=H,
+        converged=bool(sol.success),
+        steps=int(sol.nit),
+        potential=float(value_and_grad(jnp.asarray(z))[0]),
+        _unravel=unravel,
+        _postprocess=postprocess_fn,
+        names=names,
+    )
+
+
+def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
+             init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, **kwargs):
+    """NUTS (numpyro) on `model(*args, **kwargs)`, gradients through the solver; `init`: name ->
+    starting value in natural units (e.g. a `fit_map` result's `params`). Chains run one after
+    another on one device (`chain_method="sequential"`): the solve's own loops make vectorised
+    chains step in lockstep. Returns the `numpyro.infer.MCMC` object (`get_samples()`,
+    `print_summary()`); `diagnostics(mcmc)` has R-hat, effective sample sizes and divergences."""
+    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.initialization import init_to_median, init_to_value
+
+    key = jax.random.key(0) if key is None else key
+    strategy = init_to_value(values=init) if init else init_to_median()
+    kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method="sequential", progress_bar=progress_bar)
+    mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
+    return mcmc
+
+
+def diagnostics(mcmc) -> dict:
+    """name -> {"mean", "sd", "q05", "q95", "r_hat", "ess"} of the sampled sites of a NUTS run,
+    and "divergences": the number of divergent transitions."""
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+    samples = mcmc.get_samples(group_by_chain=True)
+    latent = set(mcmc.last_state.z)  # the sampled sites (not deterministic ones)
+    out = {}
+    for name, x in samples.items():
+        if name not in latent:
+            continue
+        x = np.asarray(x)
+        stats = _stats(x.reshape((-1,) + x.shape[2:]))
+        stats["r_hat"] = np.asarray(split_gelman_rubin(x))
+        stats["ess"] = np.asarray(effective_sample_size(x))
+        out[name] = stats
+    out["divergences"] = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+    return out

@@ -1,0 +1,128 @@
+"""numpyro building blocks: priors on cell parameters in natural units, a voltage noise model,
+and the likelihood of a measured voltage through `jaxcell.simulate`.
+
+They are plain functions to call inside a numpyro model (STYLE: numpyro models are functions of
+data), so a user can compose their own; `cell_model` is the ready-made one for one cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from ..parameters import ParameterSet
+from ..parameters._parameter_set import _rule
+from ..simulate import simulate
+
+# a simulated voltage the solve did not reach (the cell stopped before the measurement ended) is
+# compared with this value instead: a large residual, so such parameters are unlikely, rather
+# than a NaN or a masked point that would reward stopping early
+UNREACHED_VOLTAGE = 0.0
+
+
+def _bounds(name: str) -> str:
+    """"fraction" for a parameter in (0, 1) (porosities, volume fractions), "positive" for one
+    that must be positive, "real" otherwise (the set's validation rules)."""
+    rule = _rule(name)
+    if rule is None:
+        return "real"
+    desc = rule[0]
+    if "(0, 1)" in desc or "(0, 1]" in desc:
+        return "fraction"
+    if desc in ("positive", "non-negative"):
+        return "positive"
+    return "real"
+
+
+def default_prior(name: str, nominal, spread: float = 0.5) -> dist.Distribution:
+    """A weakly informative prior on parameter `name` around `nominal`, in natural units: a
+    log-normal with log-standard deviation `spread` for a positive parameter (0.5: the 90 %
+    interval spans a factor 2.3 either side), a logit-normal with logit-standard deviation
+    `spread` for a fraction, a normal with standard deviation `spread` x |nominal| otherwise.
+
+    Example:
+        >>> default_prior("Negative particle diffusivity [m2.s-1]", 3.3e-14)
+    """
+    nominal = float(np.asarray(nominal))
+    if not spread > 0:
+        raise ValueError(f"spread must be positive, got {spread}.")
+    kind = _bounds(name)
+    if kind == "positive":
+        if not nominal > 0:
+            raise ValueError(f"{name!r} is positive; its prior's centre must be too, got {nominal}.")
+        return dist.LogNormal(np.log(nominal), spread)
+    if kind == "fraction":
+        if not 0 < nominal < 1:
+            raise ValueError(f"{name!r} lies in (0, 1); its prior's centre must too, got {nominal}.")
+        return dist.TransformedDistribution(dist.Normal(np.log(nominal / (1 - nominal)), spread), dist.transforms.SigmoidTransform())
+    return dist.Normal(nominal, spread * max(abs(nominal), 1e-12))
+
+
+def check_prior(name: str, prior: dist.Distribution) -> None:
+    """Raise `ValueError` if `prior`'s support reaches outside the range of parameter `name`
+    (e.g. a normal prior on a diffusivity puts mass on negative values)."""
+    kind = _bounds(name)
+    outside = {"positive": (-1.0,), "fraction": (-0.5, 1.5)}.get(kind, ())
+    with jax.ensure_compile_time_eval():
+        inside = [jnp.all(prior.support.check(jnp.asarray(v))) for v in outside]
+        if any(isinstance(c, jax.core.Tracer) for c in inside):  # a prior whose bounds are traced
+            return
+        bad = any(bool(c) for c in inside)
+    if bad:
+        raise ValueError(
+            f"the prior on {name!r} has support {prior.support}, outside the parameter's range "
+            f"({'positive' if kind == 'positive' else 'in (0, 1)'}): use a log-normal, a logit-normal or a "
+            "distribution truncated to the range (jaxcell.inference.default_prior)."
+        )
+
+
+def sample_parameters(p: ParameterSet, priors: Mapping[str, dist.Distribution]) -> ParameterSet:
+    """Inside a numpyro model: sample each named parameter from its prior (sites named as the
+    parameters) and return the set with them in."""
+    values = {}
+    for name, prior in priors.items():
+        if name not in p:
+            raise ValueError(f"unknown parameter {name!r} in the priors (parameter set {p.name!r}).")
+        check_prior(name, prior)
+        values[name] = numpyro.sample(name, prior)
+    return p.update(values)
+
+
+def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "gaussian", df: float = 4.0, name="V"):
+    """Inside a numpyro model: the measured voltage given the simulated one, with noise of scale
+    `sigma` [V], Gaussian or Student-t (`df` degrees of freedom; robust to outliers). Points the
+    simulation did not reach count as `UNREACHED_VOLTAGE`; `mask` (boolean, same shape) leaves
+    out padding."""
+    predicted = jnp.where(jnp.isfinite(predicted), predicted, UNREACHED_VOLTAGE)
+    if noise == "gaussian":
+        d = dist.Normal(predicted, sigma)
+    elif noise == "student_t":
+        d = dist.StudentT(df, predicted, sigma)
+    else:
+        raise ValueError(f"noise must be 'gaussian' or 'student_t', got {noise!r}.")
+    if mask is not None:
+        d = d.mask(jnp.asarray(mask, bool))
+    return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed)
+
+
+def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, priors, noise_prior=None,
+               noise: str = "gaussian", mask=None, initial_soc=None, rtol: float = 1e-6, atol: float = 1e-8):
+    """A numpyro model of one cell's measured voltage: parameters from `priors` (name ->
+    distribution in natural units), the voltage at `t_eval` from `simulate`, and measurement
+    noise of unknown scale `sigma` [V] (prior `noise_prior`, default a half-normal of scale 10 mV).
+
+    Example:
+        >>> priors = {k: default_prior(k, p[k]) for k in names}
+        >>> mcmc = numpyro.infer.MCMC(numpyro.infer.NUTS(cell_model), num_warmup=200, num_samples=200)
+        >>> mcmc.run(key, jaxcell.SPMe(), p, experiment, t, v, priors=priors)
+    """
+    q = sample_parameters(p, priors)
+    sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
+    sol = simulate(model, q, experiment, t_eval=t_eval, initial_soc=initial_soc, rtol=rtol, atol=atol)
+    numpyro.deterministic("V_model", sol.voltage)
+    return voltage_likelihood(sol.voltage, observed, sigma, mask=mask, noise=noise)
