@@ -3,6 +3,7 @@ experiment structure and fixed-length t_eval arrays wherever they can: the solve
 once per (model, parameter-set functions, experiment structure, t_eval length)."""
 
 import functools
+import gc
 from pathlib import Path
 
 import jax
@@ -75,3 +76,15 @@ def spm():
 @pytest.fixture(scope="session")
 def spme():
     return jaxcell.SPMe()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled functions after each test module. Every compiled function keeps its
+    machine code mapped, and a whole suite's worth of compiles in one process exceeded the
+    kernel's limit on memory mappings (vm.max_map_count, 65530 here): XLA's next compile then
+    crashed with a segmentation fault late in the suite. Tests share compiled functions within
+    a module, not across modules."""
+    yield
+    jax.clear_caches()
+    gc.collect()
