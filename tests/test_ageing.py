@@ -503,9 +503,7 @@ def test_checkups_through_simulate_batch(spm):
     thin = jaxcell.simulate_batch(
         spm, aged_parameters(chen, L, SEIFilm(resistivity=1e-12)), CHECKUP
     )
-    cap_li = np.array(
-        [jax.tree.map(lambda x, i=i: x[i], thin).capacity for i in range(3)]
-    )
+    cap_li = np.asarray(thin.capacity)
     lost_li = cap_li[0] - cap_li[1:]
     assert np.all(lost_li <= fade[1:]) and np.all(lost_li > 0.9 * fade[1:])
     assert np.all(cap[1:] < cap_li[1:])  # film resistance: the cut-off comes earlier

@@ -457,22 +457,14 @@ def age_population(
         stacked = jax.tree.map(
             lambda *xs: jnp.concatenate(xs), *[_broadcast(a, M) for a in aged]
         )
-        sols = jax.tree.map(
-            np.asarray,
-            simulate_batch(
-                model, stacked, experiment, batch_size=batch_size, progress=progress
-            ),
-        )
-        for j in range(M * C):
-            c, i = divmod(j, M)
-            sol = jax.tree.map(lambda x, j=j: x[j], sols)
-            if gone[i, c]:
-                status[i, c], cap[i, c], energy[i, c] = DEPLETED, 0.0, 0.0
-                continue
-            status[i, c] = int(sol.status)
-            if int(sol.status) < Status.MAX_STEPS:
-                cap[i, c] = sol.capacity
-                energy[i, c] = sol.energy
+        sols = simulate_batch(model, stacked, experiment, batch_size=batch_size, progress=progress)
+        # cells are ordered check-up by check-up: entry j is check-up j // M of cell j % M
+        per_cell = lambda x: np.asarray(x).reshape(C, M).T  # noqa: E731
+        status = per_cell(sols.status).astype(np.int64)
+        ok = status < Status.MAX_STEPS
+        cap = np.where(ok, per_cell(sols.capacity), np.nan)
+        energy = np.where(ok, per_cell(sols.energy), np.nan)
+        status, cap, energy = np.where(gone, DEPLETED, status), np.where(gone, 0.0, cap), np.where(gone, 0.0, energy)
     return AgeingResult(
         cycles=paths.cycles,
         rates=paths.rates,
