@@ -1,0 +1,202 @@
+"""Population throughput on whatever JAX device is present (a GPU when there is one), float64.
+
+For each model (SPMe, DFN; Chen2020, isothermal, "Discharge at 1C until 2.5 V", jaxcell's default
+manufacturing variation) and each population size n:
+
+* **largest chunk that fits**: XLA's memory analysis of the compiled chunk function at a probe
+  chunk size gives bytes per cell; the largest chunk is the device's memory (``bytes_limit`` of
+  ``device.memory_stats()``, or the host's available memory on a CPU) times ``--memory-fraction``
+  divided by that. A chunk that still runs out of memory is halved and retried (recorded);
+* **compile**: the first call's wall time and the seconds JAX reports for tracing, lowering and
+  compiling (``jax.monitoring``);
+* **throughput**: a second, warm call on all n cells in chunks of min(n, largest chunk); cells/s;
+* **memory**: bytes per cell from XLA's analysis and, on a GPU, the device's peak bytes in use
+  divided by the chunk size;
+* **agreement**: the first ``--check`` cells solved one by one on the CPU (``jax.default_device``);
+  the largest |dV| [mV] on the output grid and the largest end-time difference [s]. On a CPU-only
+  machine this compares the batched solve with single solves;
+* status counts (``jaxcell.Status`` names) and which device the chunk ran on.
+
+Default sizes: 10^3, 10^4, 10^5 on an accelerator; 8 and 32 on a CPU (the suite smoke-tests the
+script with a tiny run). Output: a table on stdout and ``--out`` JSON (rewritten after each case).
+
+Usage::
+
+    python benchmarks/bench_gpu.py                        # SPMe and DFN at the default sizes
+    python benchmarks/bench_gpu.py --models SPMe --sizes 1000 10000 --out results/gpu_spme.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402  (registers the compile listener before any JAX computation)
+import numpy as np  # noqa: E402
+
+import jaxcell  # noqa: E402
+from jaxcell.solution import Status  # noqa: E402
+
+MODELS = {"SPMe": jaxcell.SPMe, "DFN": jaxcell.DFN}
+
+
+def device_memory_limit(device) -> tuple[int, str]:
+    """Bytes the device can hold and where the figure comes from."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), "device bytes_limit"
+    return int(_common.mem_available_bytes()), "host MemAvailable"
+
+
+def peak_device_bytes(device):
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def is_out_of_memory(err: Exception) -> bool:
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def run_chunks(model, cells, ts, chunk):
+    """simulate_batch with `chunk` cells per compiled call; halve the chunk on out-of-memory."""
+    retries = []
+    while True:
+        try:
+            t0 = time.perf_counter()
+            sol = jaxcell.simulate_batch(model, cells, _common.EXPERIMENT, batch_size=chunk, t_eval=ts,
+                                         rtol=_common.RTOL, atol=_common.ATOL, progress=False)
+            jax.block_until_ready(sol.voltage)
+            return sol, time.perf_counter() - t0, chunk, retries
+        except Exception as e:  # XlaRuntimeError has no stable import path across jaxlib versions
+            if not is_out_of_memory(e) or chunk == 1:
+                raise
+            retries.append(chunk)
+            chunk = max(1, chunk // 2)
+
+
+def cpu_check(model, cells, ts, sol, k):
+    """Largest |dV| [mV] and end-time difference [s] between the batch's first k cells and the
+    same cells solved one at a time on the CPU."""
+    cpu = jax.devices("cpu")[0]
+    dv, dt = 0.0, 0.0
+    with jax.default_device(cpu):
+        for i in range(k):
+            p = jax.tree.map(lambda x: x[i], cells)
+            one = jaxcell.simulate(model, p, _common.EXPERIMENT, t_eval=ts, rtol=_common.RTOL, atol=_common.ATOL)
+            va, vb = np.asarray(sol.voltage[i]), np.asarray(one.voltage)
+            both = np.isfinite(va) & np.isfinite(vb)
+            if np.any(np.isfinite(va) != np.isfinite(vb)):
+                dv = math.inf
+            elif both.any():
+                dv = max(dv, 1e3 * float(np.max(np.abs(va[both] - vb[both]))))
+            dt = max(dt, abs(float(sol.step_end_time[i][-1]) - float(one.step_end_time[-1])))
+    return dv, dt
+
+
+def bench_model(name, sizes, args, device, out):
+    model = MODELS[name]()
+    p = jaxcell.load_parameters(_common.SET)
+    ts = np.linspace(0.0, _common.T_END, args.n_out)
+    cells_all = jaxcell.sample_population(p, jaxcell.default_variation(), max(sizes), jax.random.key(args.seed))
+    cells_all = jax.device_get(cells_all)
+
+    probe = min(args.probe, max(sizes))
+    if probe:
+        mem = _common.xla_chunk_memory(model, jax.tree.map(lambda x: x[:probe], cells_all), ts)
+        per_cell = mem["total_bytes"] / probe
+        limit, source = device_memory_limit(device)
+        largest = max(1, int(args.memory_fraction * limit / per_cell))
+        print(f"{name}: XLA estimates {per_cell / 1e6:.3f} MB per cell; {source} {limit / 1e9:.1f} GB "
+              f"-> largest chunk ~{largest} cells", flush=True)
+    else:  # no memory analysis: every population in one chunk
+        mem, per_cell, largest = None, math.nan, max(sizes)
+
+    for n in sizes:
+        cells = jax.tree.map(lambda x: x[:n], cells_all)
+        chunk = min(n, largest)
+        c0, s0 = _common.compiles(), _common.compile_seconds()
+        t0 = time.perf_counter()
+        first = jaxcell.simulate_batch(model, jax.tree.map(lambda x: x[:chunk], cells), _common.EXPERIMENT,
+                                       batch_size=chunk, t_eval=ts, rtol=_common.RTOL, atol=_common.ATOL, progress=False)
+        jax.block_until_ready(first.voltage)
+        first_s = time.perf_counter() - t0
+        sol, wall, used, retries = run_chunks(model, cells, ts, chunk)
+        compile_s = _common.compile_seconds() - s0
+        status = np.asarray(sol.status)
+        counts = {Status(int(c)).name: int((status == c).sum()) for c in np.unique(status)}
+        dv, dt = cpu_check(model, cells, ts, sol, min(args.check, n)) if args.check else (None, None)
+        peak = peak_device_bytes(device)
+        row = {
+            "model": name, "n": n, "chunk": used, "oom_retries_at": retries,
+            "cells_per_s": n / wall, "warm_s": wall, "first_call_s": first_s,
+            "compile_s": compile_s, "compiles": _common.compiles() - c0,
+            "xla_bytes_per_cell": per_cell, "xla_memory_probe": {"chunk": probe, **mem} if mem else None,
+            "device_peak_bytes_per_cell": peak / used if peak else None,
+            "largest_chunk_estimate": largest, "status_counts": counts,
+            "cpu_check_cells": min(args.check, n), "cpu_check_max_dV_mV": dv, "cpu_check_max_dt_end_s": dt,
+        }
+        out["results"].append(row)
+        print(f"{name:5s} n={n:7d} chunk={used:6d} {n / wall:10.1f} cells/s  compile {compile_s:6.1f} s  "
+              f"{per_cell / 1e6:8.3f} MB/cell  CPU check {dv} mV {dt} s  {counts}", flush=True)
+        if args.out:
+            write(out, args.out)
+
+
+def write(out, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=None,
+                        help="population sizes (default 1000 10000 100000 on an accelerator, 8 32 on a CPU)")
+    parser.add_argument("--n-out", type=int, default=100, help="output points per cell on [0, 4320 s] (default 100)")
+    parser.add_argument("--check", type=int, default=4, help="cells compared with single CPU solves (default 4)")
+    parser.add_argument("--probe", type=int, default=64,
+                        help="chunk size of the memory analysis (default 64; 0: no analysis, each population in one chunk)")
+    parser.add_argument("--memory-fraction", type=float, default=0.8,
+                        help="share of the device memory a chunk may take (default 0.8)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join(_common.RESULTS, "gpu_latest.json"))
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.sizes or []):
+        parser.error("--sizes must be positive integers")
+    if args.probe < 0 or args.check < 0 or args.n_out < 2 or not 0 < args.memory_fraction <= 1:
+        parser.error("--probe and --check must be >= 0, --n-out >= 2, --memory-fraction in (0, 1]")
+
+    device = jax.devices()[0]
+    accelerator = device.platform != "cpu"
+    sizes = args.sizes or ([1000, 10_000, 100_000] if accelerator else [8, 32])
+    out = {
+        "device": str(device), "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
+        "devices": [str(d) for d in jax.devices()], "cpu_model": _common.cpu_model(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "jax": jax.__version__, "jaxcell": jaxcell.__version__,
+        "x64": bool(jax.config.jax_enable_x64), "git": _common.git_info(),
+        "settings": {"set": _common.SET, "experiment": _common.EXPERIMENT, "rtol": _common.RTOL, "atol": _common.ATOL,
+                     "n_out": args.n_out, "sizes": sizes, "seed": args.seed},
+        "results": [],
+    }
+    print(f"device {device} ({out['device_kind']}), {len(out['devices'])} device(s), float64", flush=True)
+    for name in args.models:
+        bench_model(name, sizes, args, device, out)
+    if args.out:
+        write(out, args.out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
