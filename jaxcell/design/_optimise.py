@@ -1,0 +1,156 @@
+"""Gradient-based design: one jitted value-and-gradient of the design objective, driven by
+scipy's L-BFGS-B on the unit box, by BFGS on the unbounded (logit) coordinates, or by optax's
+Adam; a constraint ``g(u) <= 0`` by an augmented Lagrangian."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+METHODS = ("L-BFGS-B", "BFGS", "adam")
+
+
+@dataclasses.dataclass
+class DesignResult:
+    """The outcome of a design optimisation.
+
+    Attributes:
+        design: name -> value at the optimum (the parameter's units).
+        objective, initial_objective: the objective (energy density, or its mean over a
+            population) at the optimum and at the start.
+        capacity: the design's capacity [A.h] (nominal cell, or the population's mean).
+        evaluations: gradient evaluations used (each a value and its gradient).
+        constraint: the constraint's value g at the optimum (g <= 0 is feasible), None without one.
+        feasible: whether the optimum meets the constraint (True without one).
+        converged: whether the optimiser stopped on its own tolerance (not the budget).
+        message: the optimiser's message, or why the result is infeasible.
+        path: one entry per evaluation: the design, objective, capacity, constraint.
+        seconds: wall time, compilation included.
+    """
+
+    design: dict
+    objective: float
+    initial_objective: float
+    capacity: float
+    evaluations: int
+    constraint: float | None
+    feasible: bool
+    converged: bool
+    message: str
+    path: list
+    seconds: float
+    method: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def augmented_lagrangian(value, g, lam, mu):
+    """``-value + (max(0, lam + mu g)^2 - lam^2) / (2 mu)``: the augmented Lagrangian (to
+    minimise) of maximising `value` subject to ``g <= 0``, multiplier `lam`, penalty `mu`."""
+    return -value + (jnp.square(jnp.maximum(0.0, lam + mu * g)) - lam**2) / (2.0 * mu)
+
+
+def _as_np(x):
+    return np.asarray(jax.device_get(x), dtype=np.float64)
+
+
+def maximise(
+    value_and_grad: Callable,
+    u0,
+    *,
+    method: str = "L-BFGS-B",
+    max_evaluations: int = 25,
+    constraint: bool = False,
+    tol: float = 1e-9,
+    learning_rate: float = 0.3,
+    outer_iterations: int = 6,
+    constraint_tol: float = 0.0,
+    record: Callable | None = None,
+):
+    """Maximise over the unit box. `value_and_grad(u, lam, mu) -> ((loss, aux), grad)` where
+    loss is the (augmented) quantity to minimise; `record(u, aux)` turns an evaluation into a
+    dict for the path and must hold the constraint under "constraint" when `constraint` is set.
+
+    Returns (u_best, path, evaluations, converged, message). Without a constraint one inner
+    solve runs; with one, an augmented Lagrangian: inner solves with the multiplier `lam` and
+    penalty `mu` fixed, then ``lam <- max(0, lam + mu g)`` and ``mu x 10`` where g did not fall
+    by a factor 4, until g <= `constraint_tol` and the multiplier settles, or the budget ends."""
+    import scipy.optimize as so
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
+    path = []
+    state = {"n": 0}
+
+    def evaluate(u, lam, mu):
+        (loss, aux), grad = value_and_grad(jnp.asarray(u), lam, mu)
+        loss, grad = float(loss), _as_np(grad)
+        state["n"] += 1
+        entry = record(np.asarray(u), aux) if record else {}
+        entry.update(loss=loss, evaluation=state["n"])
+        path.append(entry)
+        if not np.isfinite(loss) or not np.all(np.isfinite(grad)):
+            # a failed solve: a wall the line search backs off from
+            return 1e6, np.zeros_like(grad)
+        return loss, grad
+
+    def inner(u, lam, mu, budget):
+        n = len(u)
+        if method == "L-BFGS-B":
+            res = so.minimize(lambda x: evaluate(x, lam, mu), u, jac=True, method="L-BFGS-B",
+                              bounds=[(0.0, 1.0)] * n, options=dict(maxfun=budget, maxiter=budget, ftol=tol, gtol=1e-10))
+            return np.clip(res.x, 0.0, 1.0), res.success, str(res.message)
+        from ._variables import DesignSpace
+
+        z0 = _as_np(DesignSpace.unit_to_unbounded(u, 1e-6))
+
+        def fz(z):
+            s = 1.0 / (1.0 + np.exp(-z))
+            loss, g = evaluate(s, lam, mu)
+            return loss, g * s * (1 - s)
+
+        if method == "BFGS":
+            res = so.minimize(fz, z0, jac=True, method="BFGS", options=dict(maxiter=budget, gtol=1e-8))
+            return 1.0 / (1.0 + np.exp(-res.x)), res.success, str(res.message)
+        import optax
+
+        opt = optax.adam(learning_rate)
+        z, st = jnp.asarray(z0), opt.init(jnp.asarray(z0))
+        for _ in range(budget):
+            _, g = fz(_as_np(z))
+            upd, st = opt.update(jnp.asarray(g), st)
+            z = optax.apply_updates(z, upd)
+        return 1.0 / (1.0 + np.exp(-_as_np(z))), False, f"adam: {budget} steps (fixed budget)"
+
+    u = np.asarray(u0, dtype=np.float64)
+    if not constraint:
+        u, ok, msg = inner(u, 0.0, 1.0, max_evaluations)
+        return u, path, state["n"], ok, msg
+    lam, mu, g_prev, ok, msg = 0.0, 10.0, np.inf, False, ""
+    for _ in range(outer_iterations):
+        budget = max_evaluations - state["n"]
+        if budget <= 0:
+            break
+        u, ok, msg = inner(u, lam, mu, budget)
+        (_, aux), _ = value_and_grad(jnp.asarray(u), lam, mu)
+        g = float(record(u, aux)["constraint"])
+        lam_new = max(0.0, lam + mu * g)
+        if g <= constraint_tol and abs(lam_new - lam) <= 1e-3 * max(1.0, lam):
+            lam = lam_new
+            break
+        if g > 0.25 * g_prev and g > constraint_tol:
+            mu *= 10.0
+        lam, g_prev = lam_new, g
+    return u, path, state["n"], ok, msg
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
