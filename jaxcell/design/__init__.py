@@ -26,3 +26,14 @@ from ._variables import (
     DesignVariable as DesignVariable,
     DesignVariableError as DesignVariableError,
 )
+from ._robust import (
+    CheckResult as CheckResult,
+    CommonDraws as CommonDraws,
+    cell_alpha as cell_alpha,
+    check_design as check_design,
+    common_draws as common_draws,
+    optimise_robust_design as optimise_robust_design,
+    population_cells as population_cells,
+    robust_objective as robust_objective,
+    smoothed_failure as smoothed_failure,
+)

@@ -184,9 +184,11 @@ class DesignSpace:
         return jax.nn.sigmoid(z)
 
     def apply(self, p: ParameterSet, u) -> ParameterSet:
-        """The set with the design at `u` (unit box) and the parameters that follow it. `u` may
-        carry leading batch axes only if `p` is unbatched (then every leaf broadcasts)."""
-        values = self.from_unit(u)
+        """The set with the design at `u` (unit box) and the parameters that follow it."""
+        return self.apply_values(p, self.from_unit(u))
+
+    def apply_values(self, p: ParameterSet, values: Mapping[str, float]) -> ParameterSet:
+        """The set with the design's `values` (name -> value) and the parameters that follow them."""
         new = dict(values)
         for derived, driver, kept in self.follows:
             if derived.endswith("active material volume fraction"):

@@ -1,0 +1,311 @@
+"""Robust design: a design plus jaxcell's manufacturing variation (`jaxcell.population`), its
+expected energy density and a chance constraint on capacity, by sample-average approximation
+with common random numbers; the Monte Carlo check of a design on a fresh population; the cell
+failure rate from a pack's."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..batch import simulate_batch
+from ..experiment import Experiment
+from ..parameters import ParameterSet
+from ..population import Variation, sample_population, sample_values, transformed_deviations
+from ..population._sample import _transform, derived_parameters
+from ..soc import with_initial_soc
+from ._mass import cell_mass, cell_volume, densities as _densities
+from ._objective import cell_outcome, check_objective, formation_ratio, with_formation_lithium
+from ._optimise import DesignResult, augmented_lagrangian, maximise
+from ._variables import DesignSpace
+
+
+def cell_alpha(alpha_pack: float, n_cells: int) -> float:
+    """The failure probability a cell may have so that a pack of `n_cells` cells, all of which must
+    pass, fails with probability `alpha_pack`: ``1 - (1 - alpha_pack)^(1 / n_cells)``.
+
+    It assumes independent cells. Cells of one pack share production lots (jaxcell's default
+    variation puts most of the variance at the pack level), so their failures are positively
+    correlated: a pack fails less often than the formula says for the same cell rate, but its
+    failures come together (a bad lot fails many cells). Measure the pack rate on a hierarchical
+    check population rather than trusting the formula (docs/design.md)."""
+    if not 0.0 < alpha_pack < 1.0:
+        raise ValueError(f"alpha_pack must be a probability in (0, 1), got {alpha_pack!r}.")
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+        raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}.")
+    return float(-math.expm1(math.log1p(-alpha_pack) / n_cells))
+
+
+def _apply_deviation(kind: str, x, d):
+    if kind == "log":
+        return x * jnp.exp(d)
+    if kind == "logit":
+        return jax.nn.sigmoid(jnp.log(x) - jnp.log1p(-x) + d)
+    return x + d
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonDraws:
+    """The manufacturing draws shared by every candidate design (common random numbers): each
+    varied parameter's deviation in its transformed space (log for positive quantities, logit
+    for fractions), applied to the design's value, and the sampled values of varied parameters
+    the design does not touch."""
+
+    deviations: dict  # name -> (n,) deviation in the transformed space, for designed names
+    kinds: dict  # name -> "log" | "logit" | "identity"
+    fixed: dict  # name -> (n,) sampled values of the other varied parameters
+    derived: dict  # active fraction name -> porosity name (the fraction follows the porosity)
+    n: int
+
+
+def common_draws(params: ParameterSet, space: DesignSpace, variation: Variation, n: int, key) -> CommonDraws:
+    """Draw `n` cells' variation once (`transformed_deviations`, `sample_values`) for use with
+    every design. A designed parameter whose distribution is not in a log, logit or identity
+    space (a truncated normal, or an active fraction varied as a share of the solid) cannot
+    carry a deviation from design to design: refused with a ValueError naming it."""
+    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    dev = transformed_deviations(params, variation, n, key)
+    vals = sample_values(params, variation, n, key)
+    designed = set(space.names) | {d for d, _, _ in space.follows}
+    kinds, deviations, fixed = {}, {}, {}
+    for name in variation.names:
+        if name in designed:
+            kind = _transform(name, params)
+            dist = variation[name].distribution
+            if kind not in ("log", "logit", "identity") or "truncated" in dist:
+                raise ValueError(
+                    f"{name!r} is both designed and varied ({dist!r}): a robust design needs its variation in a log, "
+                    "logit or identity space (lognormal, logit_normal, normal, student_t, ...), so that one draw "
+                    "applies to every design."
+                )
+            kinds[name], deviations[name] = kind, dev[name]
+        else:
+            fixed[name] = vals[name]
+    return CommonDraws(deviations, kinds, fixed, derived_parameters(params, variation), int(n))
+
+
+def population_cells(q: ParameterSet, draws: CommonDraws) -> dict:
+    """The varied parameters of the draw's cells around design `q`: name -> (n,) values."""
+    values = dict(draws.fixed)
+    for name, d in draws.deviations.items():
+        values[name] = _apply_deviation(draws.kinds[name], q[name], d)
+    for act, por in draws.derived.items():  # the solid's composition of the design is kept
+        values[act] = q[act] / (1.0 - q[por]) * (1.0 - values[por])
+    return values
+
+
+def robust_objective(
+    model,
+    params: ParameterSet,
+    experiment,
+    space: DesignSpace,
+    draws: CommonDraws,
+    *,
+    objective: str = "gravimetric",
+    initial_soc=1.0,
+    lithium: str = "set",
+    densities: Mapping[str, float] | None = None,
+    **simulate_kwargs,
+):
+    """``f(u) -> Outcome`` with a leading axis of ``draws.n`` cells: the cells the factory makes of
+    the design at `u`, each simulated (one `jax.vmap`). The same draws for every `u`, so the
+    sample averages are smooth in the design."""
+    check_objective(objective)
+    _densities(params, densities)
+    if not isinstance(experiment, Experiment):
+        experiment = Experiment(experiment if isinstance(experiment, (list, tuple)) else [experiment])
+    ratio = formation_ratio(params) if lithium == "formation" else None
+    kwargs = dict(simulate_kwargs)
+    kwargs.setdefault("outputs_in_loop", True)  # faster under vmap (jaxcell.simulate)
+
+    def one(q, values):
+        c = q.update(values)
+        if lithium == "formation":
+            c = with_formation_lithium(c, ratio)
+        if initial_soc is not None:
+            c = with_initial_soc(c, initial_soc)
+        return cell_outcome(model, c, experiment, objective=objective, densities=densities, **kwargs)
+
+    def f(u):
+        q = space.apply(params, u)
+        return jax.vmap(lambda v: one(q, v))(population_cells(q, draws))
+
+    return f
+
+
+def smoothed_failure(capacity, min_capacity, width):
+    """Sample average of ``sigmoid((min_capacity - capacity) / width)``: a smooth estimate of
+    P(capacity < min_capacity), differentiable in the design (the indicator's step smoothed over
+    a width [A.h])."""
+    return jnp.mean(jax.nn.sigmoid((min_capacity - capacity) / width))
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """A plain Monte Carlo check of a design on a fresh population.
+
+    Attributes:
+        n: cells simulated; failures: cells with capacity below `min_capacity` or that did not
+            deliver the experiment; failure_probability: failures / n, stderr: its standard
+            error sqrt(p (1 - p) / n); not_delivered: cells that did not deliver it (counted as
+            failures); mean_objective, mean_capacity: over delivered cells; pack_failure_probability:
+            the fraction of packs (of the variation's hierarchy) with at least one failed cell.
+    """
+
+    n: int
+    failures: int
+    failure_probability: float
+    stderr: float
+    not_delivered: int
+    mean_objective: float
+    mean_capacity: float
+    min_capacity: float | None
+    pack_failure_probability: float | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_design(
+    model,
+    params: ParameterSet,
+    experiment,
+    design: Mapping[str, float],
+    variation: Variation,
+    n: int,
+    key,
+    *,
+    min_capacity: float | None = None,
+    objective: str = "gravimetric",
+    initial_soc=1.0,
+    lithium: str = "set",
+    densities: Mapping[str, float] | None = None,
+    batch_size: int | None = None,
+) -> CheckResult:
+    """Check `design` (name -> value, e.g. `DesignResult.design`) by plain Monte Carlo: `n` fresh
+    cells from `variation` around it (`sample_population`, a key the optimisation did not use),
+    simulated with `simulate_batch`; the share below `min_capacity` with its standard error."""
+    t0 = time.perf_counter()
+    check_objective(objective)
+    # the design's values with the parameters that follow them, as in the optimisation
+    space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()])
+    q = space.apply_values(params, {k: float(v) for k, v in design.items()})
+    ratio = formation_ratio(params) if lithium == "formation" else None
+    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    cells = sample_population(q, variation, n, key)
+    if lithium == "formation":
+        cells = with_formation_lithium(cells, ratio)
+    if initial_soc is not None:
+        cells = with_initial_soc(cells, initial_soc)
+    sols = simulate_batch(model, cells, experiment, batch_size=batch_size)
+    cap = np.asarray(sols.capacity)
+    energy = np.asarray(sols.energy)
+    delivered = np.asarray(sols.delivered)
+    size = np.asarray(cell_mass(cells, densities) if objective == "gravimetric" else cell_volume(cells))
+    obj = energy / np.broadcast_to(size, energy.shape)
+    fail = ~delivered
+    if min_capacity is not None:
+        fail = fail | (cap < min_capacity)
+    p = float(fail.mean())
+    pack_p = None
+    if min_capacity is not None:
+        pack, _ = variation.hierarchy.layout(n)
+        packs = np.unique(pack)
+        pack_p = float(np.mean([fail[pack == k].any() for k in packs]))
+    ok = delivered
+    return CheckResult(
+        n=int(n), failures=int(fail.sum()), failure_probability=p, stderr=math.sqrt(p * (1 - p) / n),
+        not_delivered=int((~delivered).sum()),
+        mean_objective=float(obj[ok].mean()) if ok.any() else float("nan"),
+        mean_capacity=float(cap[ok].mean()) if ok.any() else float("nan"),
+        min_capacity=min_capacity, pack_failure_probability=pack_p, seconds=time.perf_counter() - t0,
+    )
+
+
+def optimise_robust_design(
+    model,
+    params: ParameterSet,
+    experiment,
+    variables: DesignSpace | Sequence,
+    variation: Variation,
+    *,
+    min_capacity: float,
+    alpha: float,
+    n_samples: int = 64,
+    key=0,
+    smoothing: float | None = None,
+    objective: str = "gravimetric",
+    method: str = "L-BFGS-B",
+    max_evaluations: int = 40,
+    initial_soc=1.0,
+    lithium: str = "set",
+    densities: Mapping[str, float] | None = None,
+    start: Mapping[str, float] | None = None,
+    **simulate_kwargs,
+) -> DesignResult:
+    """Maximise the expected energy density over the cells made of a design, subject to the
+    chance constraint P(capacity < `min_capacity`) <= `alpha`.
+
+    Sample-average approximation with common random numbers: `n_samples` cells' variation drawn
+    once (`common_draws`, key `key`) and applied to every candidate design; the probability
+    smoothed by a sigmoid of width `smoothing` [A.h] (default 0.2 % of `min_capacity`); an
+    augmented Lagrangian on ``g = P_smooth - alpha <= 0`` with L-BFGS-B on the unit box (or
+    `method`). The result's `constraint` is g at the optimum; where it stays positive the result
+    is marked infeasible (``feasible=False``, the message says so). Check the design on a fresh,
+    larger population with `check_design`: the smoothed sample estimate is not the failure rate.
+    """
+    t0 = time.perf_counter()
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be a probability in (0, 1), got {alpha!r}.")
+    if not (np.isfinite(min_capacity) and min_capacity > 0):
+        raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+    space = variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
+    draws = common_draws(params, space, variation, n_samples, key)
+    f = robust_objective(model, params, experiment, space, draws, objective=objective, initial_soc=initial_soc,
+                         lithium=lithium, densities=densities, **simulate_kwargs)
+    width = smoothing if smoothing is not None else 2e-3 * min_capacity
+    u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
+    fj = jax.jit(f)
+    first = fj(jnp.asarray(u0))
+    f0 = float(jnp.mean(first.objective))
+    if not np.isfinite(f0):
+        raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
+
+    def loss(u, lam, mu):
+        out = f(u)
+        g = smoothed_failure(out.capacity, min_capacity, width) - alpha
+        return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g)
+
+    vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+    def record(u, aux):
+        out, g = aux
+        cap = np.asarray(out.capacity)
+        return {
+            "design": {k: float(v) for k, v in space.from_unit(u).items()},
+            "objective": float(jnp.mean(out.objective)), "capacity": float(cap.mean()),
+            "constraint": float(g), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
+            "delivered": float(np.mean(np.asarray(out.delivered))),
+        }
+
+    u, path, n_eval, ok, msg = maximise(vg, u0, method=method, max_evaluations=max_evaluations, constraint=True,
+                                        record=record)
+    final = fj(jnp.asarray(u))
+    g = float(smoothed_failure(final.capacity, min_capacity, width) - alpha)
+    feasible = g <= 1e-3 * alpha
+    if not feasible:
+        msg = (f"infeasible: no design found within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
+               f"on the {n_samples}-cell sample (smoothed probability {g + alpha:.4g}); {msg}")
+    return DesignResult(
+        design={k: float(v) for k, v in space.from_unit(u).items()},
+        objective=float(jnp.mean(final.objective)), initial_objective=f0,
+        capacity=float(jnp.mean(final.capacity)), evaluations=n_eval, constraint=g, feasible=bool(feasible),
+        converged=bool(ok), message=msg, path=path, seconds=time.perf_counter() - t0, method=method,
+    )
