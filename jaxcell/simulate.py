@@ -15,7 +15,7 @@ import optimistix as optx
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
-from .solution import Solution, Status, StepEnd
+from .solution import Solution, Status, StepEnd, solved
 from .soc import with_initial_soc
 from .solvers import N_TOTALS, CellField, DenseSolve, Rodas4, StructuredSolve
 
@@ -182,10 +182,12 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     has_v, has_i = ~jnp.isnan(row.until_voltage), ~jnp.isnan(row.until_current)
     I_lim = _amps(row.until_current, row.until_c_rate, p)
     V_min, V_max = p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
+    depletion = model.electrolyte_margin
 
     def conditions(t, state):
         """Every end condition, oriented to cross from positive to negative; disabled ones BIG.
-        Order: step voltage, step current, lower cut-off, upper cut-off, stoichiometry."""
+        Order: step voltage, step current, lower cut-off, upper cut-off, stoichiometry,
+        electrolyte (models whose electrolyte must not run out)."""
         y, _ = state
         I = current(t, y)
         V = model.voltage(y, I, p)
@@ -196,17 +198,19 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
             jnp.where(is_hold, BIG, V - V_min),
             jnp.where(is_hold, BIG, V_max - V),
             jnp.min(jnp.stack([sn, 1 - sn, sp, 1 - sp])) - STO_LIMIT,
+            jnp.asarray(BIG if depletion is None else depletion(y, p), V.dtype),
         ])
 
-    is_step_cond = jnp.array([True, True, False, False, False])
-    step_codes = jnp.array([StepEnd.VOLTAGE, StepEnd.CURRENT, 0, 0, 0])
-    stop_codes = jnp.array([0, 0, Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT])
+    is_step_cond = jnp.array([True, True, False, False, False, False])
+    step_codes = jnp.array([StepEnd.VOLTAGE, StepEnd.CURRENT, 0, 0, 0, 0])
+    stop_codes = jnp.array([0, 0, Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT,
+                            Status.ELECTROLYTE_DEPLETED])
 
     # The voltage cut-offs get a slack of 1 uV: the previous step may have ended on the cut-off
     # itself, and the event must still be able to fire from there. It also makes the step's own
     # limit win a tie with a cut-off at the same voltage. (The stoichiometry limit has its own
     # margin, STO_LIMIT.)
-    slack = jnp.array([0.0, 0.0, 1e-6, 1e-6, 0.0])
+    slack = jnp.array([0.0, 0.0, 1e-6, 1e-6, 0.0, 0.0])
 
     def first_crossing(t, state):
         return conditions(t, state) + slack
@@ -330,7 +334,7 @@ def _check_conservation(model, params, y0, y, totals, status):
     net = totals[0] - totals[1]
     scale = totals[0] + totals[1] + params["Nominal cell capacity [A.h]"]
     off = jnp.maximum(jnp.abs((n0 - n1) - net), jnp.abs((p1 - p0) - net))
-    bad = ~(off <= CONSERVATION_TOLERANCE * scale) & (status < Status.MAX_STEPS)
+    bad = ~(off <= CONSERVATION_TOLERANCE * scale) & solved(status)
     return jnp.where(bad, Status.NOT_CONSERVED, status)
 
 

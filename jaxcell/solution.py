@@ -20,6 +20,18 @@ class Status(enum.IntEnum):
     MAX_STEPS = 4
     SOLVER_FAILURE = 5
     NOT_CONSERVED = 6
+    ELECTROLYTE_DEPLETED = 7
+
+
+# the experiment stopped at a physical limit: a valid solve up to there
+PHYSICAL_STOPS = (Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.STOICHIOMETRY_LIMIT, Status.ELECTROLYTE_DEPLETED)
+
+
+def solved(status):
+    """True where `status` (codes, any shape) is a valid solve: the experiment ran to its end or
+    stopped at a physical limit, not a solver failure."""
+    status = jnp.asarray(status)
+    return (status == Status.COMPLETED) | jnp.isin(status, jnp.asarray(PHYSICAL_STOPS))
 
 
 STATUS_MESSAGES = {
@@ -32,6 +44,10 @@ STATUS_MESSAGES = {
     Status.NOT_CONSERVED: (
         "failed: the particles' lithium does not match the charge passed (the solve lost accuracy, "
         "e.g. at extreme parameter values)"
+    ),
+    Status.ELECTROLYTE_DEPLETED: (
+        "stopped: the electrolyte ran out somewhere in the cell, where this model does not hold "
+        "(the DFN does: its reaction moves away from the depleted region)"
     ),
 }
 
@@ -131,7 +147,7 @@ class Solution(eqx.Module):
     def success(self):
         """True where the experiment ran to its end or stopped at a physical limit (not a
         solver failure). See `delivered` for whether the experiment ran as asked."""
-        return self.status < Status.MAX_STEPS
+        return solved(self.status)
 
     @property
     def delivered(self):

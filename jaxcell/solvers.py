@@ -842,6 +842,10 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
         K = _tree(lambda Kl: jnp.where(finite, Kl, 0.0), K)
         y1 = _tree(lambda y, Kl: jnp.where(moves, y + Kl @ _M_ARR, y), y0, K)
         f1 = _field_value((field, t1, y1)) if self.reverse_rule else terms.vf(t1, y1, args)
+        # so is a step that ends where the field is not finite: the next step could not start
+        # there, and every later trial would be rejected until max_steps (a stage-wise finite
+        # step can end a little past a state's physical range)
+        finite = finite & _all_finite(f1)
         d1, d2 = (_tree(lambda Kl, c=c: Kl @ c, K) for c in _D_ARR)
         k_err = _tree(lambda Kl: jnp.where(finite, Kl[..., 5], jnp.inf), K)
         dense_info = {"y0": y0, "y1": y1, "d1": d1, "d2": d2}

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int
 
 from ..batch import simulate_batch
 from ..parameters import ParameterSet
-from ..solution import Status
+from ..solution import solved
 from ..physics.constants import F
 from ._film import (
     SEIFilm,
@@ -461,7 +461,7 @@ def age_population(
         # cells are ordered check-up by check-up: entry j is check-up j // M of cell j % M
         per_cell = lambda x: np.asarray(x).reshape(C, M).T  # noqa: E731
         status = per_cell(sols.status).astype(np.int64)
-        ok = status < Status.MAX_STEPS
+        ok = np.asarray(solved(status))
         cap = np.where(ok, per_cell(sols.capacity), np.nan)
         energy = np.where(ok, per_cell(sols.energy), np.nan)
         status, cap, energy = np.where(gone, DEPLETED, status), np.where(gone, 0.0, cap), np.where(gone, 0.0, energy)

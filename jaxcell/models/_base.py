@@ -42,6 +42,11 @@ class AbstractCellModel(eqx.Module):
         """Particle surface stoichiometries (negative, positive), each a scalar (the extreme
         value over the electrode for spatially resolved models)."""
 
+    # None, or a function (y, p) -> the lowest electrolyte concentration [mol.m-3] for a model
+    # that does not hold once the electrolyte runs out: `simulate` stops where it crosses zero,
+    # with Status.ELECTROLYTE_DEPLETED (the SPMe; the DFN holds there)
+    electrolyte_margin = None
+
     # Whether `rhs` reads its time argument. A model whose rhs does keeps True: Rodas4's reverse
     # rule then includes df/dt's part of the gradient for every protocol, not only drive cycles.
     rhs_reads_time = True

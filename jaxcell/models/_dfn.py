@@ -203,7 +203,8 @@ class DFN(AbstractCellModel):
 
     def _fields(self, y, current, p):
         """Everything the rhs, the voltage and the heat need: face currents, reaction rates."""
-        c_n, c_p, c_e, dphi_n, dphi_p, T = self.split(y)
+        c_n, c_p, c_e_state, dphi_n, dphi_p, T = self.split(y)
+        c_e = transport.positive_concentration(c_e_state)  # where properties and logarithms are evaluated
         i_app = cell.current_density(current, p)
         dx, eps, tor = self._mesh(p)
         nn, ns = self.n_x_n, self.n_x_s
@@ -239,7 +240,7 @@ class DFN(AbstractCellModel):
         j_n = kinetics.butler_volmer(dphi_n - U_n, exchange_current("negative", ce_n, cs_n, T, p), T)
         j_p = kinetics.butler_volmer(dphi_p - U_p, exchange_current("positive", ce_p, cs_p, T, p), T)
         return {
-            "c_n": c_n, "c_p": c_p, "c_e": c_e, "T": T, "i_app": i_app, "dx": dx, "eps": eps, "tor": tor, "kappa": kappa,
+            "c_n": c_n, "c_p": c_p, "c_e": c_e_state, "c_pos": c_e, "T": T, "i_app": i_app, "dx": dx, "eps": eps, "tor": tor, "kappa": kappa,
             "kappa_f": kappa_f, "nu": nu, "nu_f": nu_f, "dlnc": dlnc, "t_plus": t_plus, "i_e": i_e, "j_n": j_n, "j_p": j_p,
             "U_n": U_n, "U_p": U_p, "dphi_n": dphi_n, "dphi_p": dphi_p, "sig_n": sig_n, "sig_p": sig_p,
         }
@@ -254,7 +255,7 @@ class DFN(AbstractCellModel):
         dc_p = particle_rhs("positive", f["c_p"], f["j_p"], T, p, self.edges[1])
         # electrolyte: eps dc/dt = d/dx(D_eff dc/dx) + (1 - t+) a j / F
         a_j = jnp.concatenate([a_n * f["j_n"], jnp.zeros(ns), a_p * f["j_p"]])
-        D_eff = f["tor"] * p.evaluate("Electrolyte diffusivity [m2.s-1]", f["c_e"], T)
+        D_eff = f["tor"] * p.evaluate("Electrolyte diffusivity [m2.s-1]", f["c_pos"], T)
         dc_e = mesh.cartesian_diffusion(f["c_e"], D_eff, dx, (1.0 - f["t_plus"]) * a_j / F) / f["eps"]
         # double layers: a C_dl d(dphi)/dt = d(i_e)/dx - a j
         div_i_e = jnp.diff(f["i_e"]) / dx
@@ -299,7 +300,7 @@ class DFN(AbstractCellModel):
         dx, T = f["dx"], f["T"]
         i_e_nodes = 0.5 * (f["i_e"][:-1] + f["i_e"][1:])
         # electrolyte ohmic heat -i_e d(phi_e)/dx = i_e (i_e / kappa - nu dln c/dx), at nodes
-        dlnc_nodes = jnp.gradient(jnp.log(f["c_e"]), jnp.cumsum(dx) - 0.5 * dx)
+        dlnc_nodes = jnp.gradient(jnp.log(f["c_pos"]), jnp.cumsum(dx) - 0.5 * dx)
         q_e = i_e_nodes * (i_e_nodes / f["kappa"] - f["nu"] * dlnc_nodes)
         i_s_n = f["i_app"] - i_e_nodes[:nn]
         i_s_p = f["i_app"] - i_e_nodes[nn + ns :]

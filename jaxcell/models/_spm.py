@@ -195,6 +195,12 @@ class SPMe(SPM):
     def n_x(self):
         return self.n_x_n + self.n_x_s + self.n_x_p
 
+    def electrolyte_margin(self, y, p):
+        """The lowest electrolyte concentration [mol.m-3]: the SPMe's reactions are uniform
+        across each electrode whatever the electrolyte, so where it runs out the model no longer
+        holds and `simulate` stops (Status.ELECTROLYTE_DEPLETED)."""
+        return jnp.min(self.split_electrolyte(y))
+
     def split_electrolyte(self, y):
         """Electrolyte concentration [mol.m-3] at the x nodes (negative, separator, positive)."""
         start = self.n_r_n + self.n_r_p
@@ -212,7 +218,7 @@ class SPMe(SPM):
     def _electrolyte_terms(self, y, i_app, p):
         c_n, c_p, T = self.split(y)
         c_n_surf, c_p_surf = mesh.surface_value(c_n), mesh.surface_value(c_p)
-        c_e = self.split_electrolyte(y)
+        c_e = transport.positive_concentration(self.split_electrolyte(y))
         dx, _, tor = self._x_mesh(p)
         L_n, L_s, L_p = (p[f"{name} thickness [m]"] for name in REGIONS)
         c_e_n, c_e_p = c_e[: self.n_x_n], c_e[self.n_x - self.n_x_p :]
@@ -247,13 +253,14 @@ class SPMe(SPM):
         dc_n, dc_p = self._particle_rhs(y, i_app, p)
         T = y[-1]
         c_e = self.split_electrolyte(y)
+        c_pos = transport.positive_concentration(c_e)
         dx, eps, tor = self._x_mesh(p)
         L_n, L_p = p["Negative electrode thickness [m]"], p["Positive electrode thickness [m]"]
-        t_plus = p.evaluate("Cation transference number", c_e, T)
+        t_plus = p.evaluate("Cation transference number", c_pos, T)
         a_j = jnp.concatenate([
             jnp.full(self.n_x_n, i_app / L_n), jnp.zeros(self.n_x_s), jnp.full(self.n_x_p, -i_app / L_p)
         ])
-        D_eff = tor * p.evaluate("Electrolyte diffusivity [m2.s-1]", c_e, T)
+        D_eff = tor * p.evaluate("Electrolyte diffusivity [m2.s-1]", c_pos, T)
         dc_e = mesh.cartesian_diffusion(c_e, D_eff, dx, (1.0 - t_plus) * a_j / F) / eps
         dT = self._dT_dt(y, current, p, self.heat_per_area(y, current, p))
         return jnp.concatenate([dc_n, dc_p, dc_e, jnp.reshape(dT, (1,))])

@@ -1,6 +1,23 @@
-"""Effective transport in porous media: kappa_eff = kappa * B, with B the transport efficiency."""
+"""Effective transport in porous media: kappa_eff = kappa * B, with B the transport efficiency;
+the electrolyte concentration at which its properties are evaluated."""
+
+import jax.numpy as jnp
 
 from ..parameters import UnknownParameterError
+
+# [mol.m-3]: the scale below which `positive_concentration` departs from the concentration
+ELECTROLYTE_FLOOR = 1e-3
+
+
+def positive_concentration(c_e):
+    """The electrolyte concentration [mol.m-3] at which the electrolyte's properties, the
+    exchange current and ln(c_e) are evaluated: the smooth positive part
+    (c + sqrt(c^2 + 4 d^2)) / 2 with d = `ELECTROLYTE_FLOOR`. It differs from c_e by d^2 / c_e
+    (1e-12 relative at 1000 mol.m-3, 1e-6 at 1 mol.m-3) and stays positive when the solver's
+    state dips below zero, which it may within its tolerance where the electrolyte runs out (the
+    Chen2020 DFN near the positive current collector at 3C): sqrt(c_e) and ln(c_e) would be NaN
+    there. The conserved state itself is not changed."""
+    return 0.5 * (c_e + jnp.sqrt(c_e * c_e + 4.0 * ELECTROLYTE_FLOOR**2))
 
 # the `transport_efficiency` option of the SPMe and the DFN (PyBaMM's "transport efficiency")
 TRANSPORT_EFFICIENCY_OPTIONS = ("Bruggeman", "tortuosity factor")

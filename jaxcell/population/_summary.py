@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..parameters import ParameterSet
-from ..solution import Solution, Status
+from ..solution import Solution, Status, solved
 from ._sample import varied_parameter_names
 from ._spec import Variation
 
@@ -74,7 +74,7 @@ def population_table(
         data[CAPACITY] = np.asarray(solution.capacity, dtype=float)
         data[ENERGY] = np.asarray(solution.energy, dtype=float)
         data["status"] = np.array([Status(int(s)).name for s in status])
-        data["success"] = status < Status.MAX_STEPS
+        data["success"] = np.asarray(solved(status))
         data["delivered"] = np.asarray(solution.delivered)
         data["outcome"] = np.asarray(solution.message)
     return pd.DataFrame(data)

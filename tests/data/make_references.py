@@ -7,7 +7,7 @@ Usage::
 
     python tests/data/make_references.py [--out DIR] [GROUP ...]
 
-GROUPS: spm_spme converged dfn_lumped tortuosity protocol functions bpx initial_soc (default: all). With
+GROUPS: spm_spme converged high_rate dfn_lumped tortuosity protocol functions bpx initial_soc (default: all). With
 ``--out DIR`` the files go to DIR instead (to compare a regeneration with the committed files).
 
 Writes into ``tests/data/pybamm/``:
@@ -36,6 +36,11 @@ Writes into ``tests/data/pybamm/``:
   written at full precision, the DFN on the fine mesh ``FINE`` (60 points per domain and
   particle, 30 in the separator); IDAKLU rtol 1e-8 and atol 1e-10, except Ecker2015's DFN at
   atol 1e-8, because at 1e-10 IDA's initial-condition line search fails on that set.
+* ``DFNfine_Chen2020_3.0C.csv`` and ``SPMe_Chen2020_3.0C_depletion.json`` -- group
+  ``high_rate``: the fine-mesh DFN at 3C (full precision, IDAKLU rtol 1e-8, atol 1e-10), where
+  the electrolyte at the positive current collector runs out before the cut-off; and the time
+  at which the SPMe's lowest electrolyte concentration crosses zero at 3C (PyBaMM's default
+  mesh, output every 10 ms, interpolated linearly).
 * ``bpx_{NAME}.json``, ``SPMe_bpx_{NAME}_1.0C.csv`` and ``SPMe_lumped_bpx_{NAME}_1.0C.csv`` --
   group ``bpx``: PyBaMM's import of ``tests/data/bpx_{NAME}.json`` (every scalar parameter, the
   functions on a grid) and its SPMe at 1C from the file's initial state.
@@ -287,6 +292,30 @@ def converged():
             write_csv(OUT / f"{tag}_{set_name}_{rate:.1f}C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
 
 
+def high_rate():
+    """The Chen2020 DFN on the fine mesh at 3C: the electrolyte near the positive current
+    collector is depleted for the last ~10 s before the cut-off."""
+    data, term, v_cut = discharge("DFN", "Chen2020", 3.0, var_pts=FINE)
+    print(f"  termination: {term} (cut-off {v_cut} V)")
+    write_csv(OUT / "DFNfine_Chen2020_3.0C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
+
+    params = pybamm.ParameterValues("Chen2020")
+    params["Current function [A]"] = 3.0 * params["Nominal cell capacity [A.h]"]
+    sim = pybamm.Simulation(pybamm.lithium_ion.SPMe(), parameter_values=params,
+                            solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10))
+    t = np.linspace(0.0, 59.0, 5901)
+    sol = sim.solve([0.0, 120.0], t_interp=t)
+    c_min = sol["Electrolyte concentration [mol.m-3]"].entries.min(axis=0)
+    t = sol["Time [s]"].entries
+    k = int(np.argmax(c_min < 0))
+    t_zero = t[k - 1] + (t[k] - t[k - 1]) * c_min[k - 1] / (c_min[k - 1] - c_min[k])
+    out = {"_doc": "PyBaMM's SPMe, Chen2020, 3C from full: time [s] at which the lowest electrolyte "
+                   "concentration crosses zero (linear between outputs 10 ms apart)",
+           "t_zero_s": float(t_zero), "pybamm": pybamm.__version__}
+    (OUT / "SPMe_Chen2020_3.0C_depletion.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"SPMe_Chen2020_3.0C_depletion.json: t_zero={t_zero:.4f} s")
+
+
 def dfn_lumped():
     """The DFN's lumped thermal model, on PyBaMM's fine mesh."""
     for set_name in ("Chen2020", "Marquis2019"):
@@ -408,7 +437,7 @@ def initial_soc():
     write_csv(OUT / "DFNfine_Chen2020_soc0.5_1.0C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
 
 
-GROUPS = {"spm_spme": spm_spme, "converged": converged, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
+GROUPS = {"spm_spme": spm_spme, "converged": converged, "high_rate": high_rate, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
           "functions": parameter_functions, "bpx": bpx, "initial_soc": initial_soc}
 
 
