@@ -61,7 +61,6 @@ def optimise_design(
     f = design_objective(model, params, experiment, space, objective=objective, initial_soc=initial_soc,
                          lithium=lithium, densities=densities, **simulate_kwargs)
     u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
-    scale = {"value": None}
 
     def loss(u, lam, mu, f0):
         out = f(u)
@@ -69,37 +68,37 @@ def optimise_design(
         return augmented_lagrangian(out.objective / f0, g, lam, mu), (out, g)
 
     vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    first = jax.jit(f)(jnp.asarray(u0))
+    # the start's objective scales the loss to about 1 (one compiled function: f0 is an argument)
+    (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(first.objective)
     if not np.isfinite(f0) or not bool(first.delivered):
         raise ValueError(
             f"the starting design does not deliver the experiment (status {int(first.status)}, objective {f0:g}): "
             "choose another start or protocol."
         )
-    scale["value"] = f0
 
     def record(u, aux):
         out, g = aux
         return {
             "design": {k: float(v) for k, v in space.from_unit(u).items()},
             "objective": float(out.objective), "capacity": float(out.capacity),
-            "delivered": bool(out.delivered), "constraint": float(g),
+            "delivered": bool(out.delivered), "status": int(out.status), "constraint": float(g),
         }
 
-    u, path, n, ok, msg = maximise(
-        lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method, max_evaluations=max_evaluations,
+    u, path, n, ok, msg = maximise(  # the first gradient (for f0) counts against the budget
+        lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method, max_evaluations=max_evaluations - 1,
         constraint=min_capacity is not None, record=record,
     )
-    final = jax.jit(f)(jnp.asarray(u))
-    g = None if min_capacity is None else float((min_capacity - final.capacity) / min_capacity)
+    final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
+    g = None if min_capacity is None else final["constraint"]
     feasible = g is None or g <= 1e-9
     if not feasible:
         msg = (f"infeasible: no design found within the bounds whose capacity reaches {min_capacity:g} A.h "
-               f"(best found {float(final.capacity):.5g} A.h); {msg}")
+               f"(best found {final['capacity']:.5g} A.h); {msg}")
     return DesignResult(
         design={k: float(v) for k, v in space.from_unit(u).items()},
-        objective=float(final.objective), initial_objective=f0, capacity=float(final.capacity),
-        evaluations=n, constraint=g, feasible=bool(feasible and bool(final.delivered)), converged=bool(ok),
-        message=msg if bool(final.delivered) else f"the optimum does not deliver the experiment (status {int(final.status)}); {msg}",
+        objective=final["objective"], initial_objective=f0, capacity=final["capacity"],
+        evaluations=n + 1, constraint=g, feasible=bool(feasible and final["delivered"]), converged=bool(ok),
+        message=msg if final["delivered"] else f"the optimum does not deliver the experiment (status {final['status']}); {msg}",
         path=path, seconds=time.perf_counter() - t0, method=method,
     )

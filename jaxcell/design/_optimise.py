@@ -67,7 +67,7 @@ def maximise(
     method: str = "L-BFGS-B",
     max_evaluations: int = 25,
     constraint: bool = False,
-    tol: float = 1e-9,
+    tol: float = 1e-7,
     learning_rate: float = 0.3,
     outer_iterations: int = 6,
     constraint_tol: float = 0.0,
@@ -76,6 +76,10 @@ def maximise(
     """Maximise over the unit box. `value_and_grad(u, lam, mu) -> ((loss, aux), grad)` where
     loss is the (augmented) quantity to minimise; `record(u, aux)` turns an evaluation into a
     dict for the path and must hold the constraint under "constraint" when `constraint` is set.
+
+    `tol`: L-BFGS-B's relative reduction of the loss at which it stops; the solves' own error
+    (a change of the adaptive step sequence moves the loss by about the solver's rtol) makes
+    smaller values spend evaluations on noise.
 
     Returns (u_best, path, evaluations, converged, message). Without a constraint one inner
     solve runs; with one, an augmented Lagrangian: inner solves with the multiplier `lam` and
@@ -86,9 +90,14 @@ def maximise(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     path = []
-    state = {"n": 0}
+    state = {"n": 0, "best": None}
+
+    class _Budget(Exception):
+        pass
 
     def evaluate(u, lam, mu):
+        if state["n"] >= max_evaluations:
+            raise _Budget
         (loss, aux), grad = value_and_grad(jnp.asarray(u), lam, mu)
         loss, grad = float(loss), _as_np(grad)
         state["n"] += 1
@@ -98,13 +107,27 @@ def maximise(
         if not np.isfinite(loss) or not np.all(np.isfinite(grad)):
             # a failed solve: a wall the line search backs off from
             return 1e6, np.zeros_like(grad)
+        if state["best"] is None or loss < state["best"][0]:
+            state["best"] = (loss, np.array(u, dtype=np.float64), entry)
         return loss, grad
 
     def inner(u, lam, mu, budget):
+        """One solve at fixed (lam, mu); returns the best point it evaluated (the budget may stop
+        it inside a line search)."""
+        state["best"] = None
+        try:
+            _, ok, msg = _inner(u, lam, mu, budget)
+        except _Budget:
+            ok, msg = False, f"stopped at the budget of {max_evaluations} gradient evaluations"
+        if state["best"] is None:
+            return np.asarray(u), ok, msg, None
+        return state["best"][1], ok, msg, state["best"][2]
+
+    def _inner(u, lam, mu, budget):
         n = len(u)
         if method == "L-BFGS-B":
             res = so.minimize(lambda x: evaluate(x, lam, mu), u, jac=True, method="L-BFGS-B",
-                              bounds=[(0.0, 1.0)] * n, options=dict(maxfun=budget, maxiter=budget, ftol=tol, gtol=1e-10))
+                              bounds=[(0.0, 1.0)] * n, options=dict(maxfun=budget, maxiter=budget, ftol=tol, gtol=1e-6))
             return np.clip(res.x, 0.0, 1.0), res.success, str(res.message)
         from ._variables import DesignSpace
 
@@ -116,7 +139,7 @@ def maximise(
             return loss, g * s * (1 - s)
 
         if method == "BFGS":
-            res = so.minimize(fz, z0, jac=True, method="BFGS", options=dict(maxiter=budget, gtol=1e-8))
+            res = so.minimize(fz, z0, jac=True, method="BFGS", options=dict(maxiter=budget, gtol=1e-6))
             return 1.0 / (1.0 + np.exp(-res.x)), res.success, str(res.message)
         import optax
 
@@ -130,16 +153,17 @@ def maximise(
 
     u = np.asarray(u0, dtype=np.float64)
     if not constraint:
-        u, ok, msg = inner(u, 0.0, 1.0, max_evaluations)
+        u, ok, msg, _ = inner(u, 0.0, 1.0, max_evaluations)
         return u, path, state["n"], ok, msg
-    lam, mu, g_prev, ok, msg = 0.0, 10.0, np.inf, False, ""
+    lam, mu, g_prev, ok, msg = 0.0, 100.0, np.inf, False, ""
     for _ in range(outer_iterations):
         budget = max_evaluations - state["n"]
         if budget <= 0:
             break
-        u, ok, msg = inner(u, lam, mu, budget)
-        (_, aux), _ = value_and_grad(jnp.asarray(u), lam, mu)
-        g = float(record(u, aux)["constraint"])
+        u, ok, msg, entry = inner(u, lam, mu, budget)
+        if entry is None:
+            break
+        g = float(entry["constraint"])
         lam_new = max(0.0, lam + mu * g)
         if g <= constraint_tol and abs(lam_new - lam) <= 1e-3 * max(1.0, lam):
             lam = lam_new

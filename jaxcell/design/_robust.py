@@ -272,18 +272,18 @@ def optimise_robust_design(
                          lithium=lithium, densities=densities, **simulate_kwargs)
     width = smoothing if smoothing is not None else 2e-3 * min_capacity
     u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
-    fj = jax.jit(f)
-    first = fj(jnp.asarray(u0))
-    f0 = float(jnp.mean(first.objective))
-    if not np.isfinite(f0):
-        raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
 
-    def loss(u, lam, mu):
+    def loss(u, lam, mu, f0):
         out = f(u)
         g = smoothed_failure(out.capacity, min_capacity, width) - alpha
         return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g)
 
     vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    # the start's mean objective scales the loss to about 1 (f0 is an argument: one compile)
+    (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
+    f0 = float(jnp.mean(first.objective))
+    if not np.isfinite(f0):
+        raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
 
     def record(u, aux):
         out, g = aux
@@ -295,17 +295,17 @@ def optimise_robust_design(
             "delivered": float(np.mean(np.asarray(out.delivered))),
         }
 
-    u, path, n_eval, ok, msg = maximise(vg, u0, method=method, max_evaluations=max_evaluations, constraint=True,
-                                        record=record)
-    final = fj(jnp.asarray(u))
-    g = float(smoothed_failure(final.capacity, min_capacity, width) - alpha)
+    u, path, n_eval, ok, msg = maximise(lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method,
+                                        max_evaluations=max_evaluations - 1, constraint=True, record=record)
+    final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
+    g = final["constraint"]
     feasible = g <= 1e-3 * alpha
     if not feasible:
         msg = (f"infeasible: no design found within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
                f"on the {n_samples}-cell sample (smoothed probability {g + alpha:.4g}); {msg}")
     return DesignResult(
         design={k: float(v) for k, v in space.from_unit(u).items()},
-        objective=float(jnp.mean(final.objective)), initial_objective=f0,
-        capacity=float(jnp.mean(final.capacity)), evaluations=n_eval, constraint=g, feasible=bool(feasible),
+        objective=final["objective"], initial_objective=f0,
+        capacity=final["capacity"], evaluations=n_eval + 1, constraint=g, feasible=bool(feasible),
         converged=bool(ok), message=msg, path=path, seconds=time.perf_counter() - t0, method=method,
     )
