@@ -3,6 +3,8 @@ chance constraint, through `simulate` with its events), the common-random-number
 infeasible constraint reported as such. PyBOP's design problem itself (SPMe with a voltage hold)
 is benchmarks/bench_design.py: its compiles take minutes."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,11 +70,39 @@ def test_gradients_of_objective_and_smoothed_constraint_match_finite_differences
     assert abs(float(jac[1, 0])) > 1e-2  # the constraint is not flat here: the test can fail
 
 
-def test_infeasible_capacity_floor_is_reported(setup):
-    """A capacity floor no design within the bounds reaches: the result says infeasible."""
-    p, space, _, _, model = setup
-    res = design.optimise_design(model, p, STEP, space, min_capacity=8.0, max_evaluations=4)
-    assert not res.feasible
-    assert res.message.startswith("infeasible")
-    assert res.capacity < 8.0 and res.constraint > 0
-    assert res.evaluations == 4  # the budget is a hard limit
+def test_cli_reports_an_infeasible_capacity_floor(tmp_path, capsys):
+    """`jaxcell design` end to end: a capacity floor no design within the bounds reaches gives
+    exit status 1 and a design.json that says infeasible, with the issue's keys and a check."""
+    from jaxcell.cli import main
+
+    out = tmp_path / "design.json"
+    rc = main(["design", "--model", "SPM", "--vary", "Positive electrode thickness [m]=65e-6:100e-6",
+               "--min-capacity", "8", "--max-evaluations", "4", "--check", "4", "--output", str(out)])
+    assert rc == 1
+    d = json.loads(out.read_text())
+    for key in ("design", "objective", "initial_objective", "capacity", "evaluations", "check", "feasible", "message"):
+        assert key in d, key
+    assert d["feasible"] is False and d["message"].startswith("infeasible")
+    assert d["evaluations"] == 4  # the budget is a hard limit
+    assert d["capacity"] < 8.0 and d["constraint"] > 0
+    assert set(d["check"]) >= {"n", "failure_probability", "stderr", "mean_objective", "mean_capacity"}
+    assert d["check"]["n"] == 4 and d["check"]["failure_probability"] == 1.0  # no cell reaches 8 A.h
+    assert "infeasible" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_named(tmp_path, capsys):
+    from jaxcell.cli import main
+
+    out = str(tmp_path / "d.json")
+    cases = [
+        (["--vary", "Positive electrode thicknes [m]=65e-6:100e-6"], "Did you mean 'Positive electrode thickness [m]'"),
+        (["--vary", "Positive electrode porosity=0.1:1.5"], "outside its physical range"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--alpha", "0.1"], "--alpha needs --min-capacity"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "2"], r"--alpha must be a probability in (0, 1)"),
+        ([], "at least one design variable"),
+    ]
+    for extra, message in cases:
+        assert main(["design", *extra, "--output", out]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["design", "--vary", "Positive electrode porosity=0.1:0.5", "--output", str(tmp_path / "d.csv")]) == 2
+    assert "must end in .json" in capsys.readouterr().err

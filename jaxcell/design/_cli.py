@@ -146,7 +146,7 @@ def _design(args) -> int:
     for k, v in res.design.items():
         print(f"  {k} = {v:.6g}")
     print(f"objective  {res.objective:.6g} {unit} (start {res.initial_objective:.6g}); capacity {res.capacity:.5g} A.h")
-    print(f"result     {'feasible' if res.feasible else 'INFEASIBLE'}: {res.message}")
+    print(f"result     {'feasible: ' if res.feasible else ''}{res.message}")
     if args.check:
         c = check_design(model, params, experiment, res.design, variation, args.check,
                          jax.random.fold_in(jax.random.key(args.seed), 1), min_capacity=args.min_capacity,
