@@ -78,13 +78,57 @@ def spme():
     return jaxcell.SPMe()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _release_compiled_code():
-    """Drop JAX's compiled functions after each test module. Every compiled function keeps its
-    machine code mapped, and a whole suite's worth of compiles in one process exceeded the
-    kernel's limit on memory mappings (vm.max_map_count, 65530 here): XLA's next compile then
-    crashed with a segmentation fault late in the suite. Tests share compiled functions within
-    a module, not across modules."""
-    yield
+# Compiled functions are released when the process holds more memory mappings than this (the
+# kernel's limit, vm.max_map_count, is 65530 by default; one test module adds up to a few
+# thousand). Checked after every test, so compiled functions are shared across modules until then.
+MAX_MAPPINGS = 24_000
+_mappings = {"peak": 0, "largest test": 0, "releases": 0}
+
+
+def _count_mappings():
+    """The number of memory mappings of this process, or None where /proc is not there."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return None
+
+
+def _release():
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_code():
+    """Drop JAX's compiled functions once the process holds MAX_MAPPINGS memory mappings. Every
+    compiled function keeps its machine code mapped, and a whole suite's worth of compiles in one
+    process exceeded the kernel's limit on memory mappings (vm.max_map_count, 65530 here): XLA's
+    next compile then crashed with a segmentation fault late in the suite. Below the threshold,
+    tests share compiled functions, also across modules. Without /proc, caches are dropped
+    after each module (`_release_per_module`)."""
+    before = _count_mappings()
+    yield
+    after = _count_mappings()
+    if after is None:
+        return
+    _mappings["peak"] = max(_mappings["peak"], after)
+    _mappings["largest test"] = max(_mappings["largest test"], after - before)
+    if after > MAX_MAPPINGS:
+        _release()
+        _mappings["releases"] += 1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_per_module():
+    yield
+    if _count_mappings() is None:
+        _release()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _mappings["peak"]:
+        terminalreporter.write_line(
+            f"memory mappings: peak {_mappings['peak']} (limit {MAX_MAPPINGS} then released, "
+            f"{_mappings['releases']} releases; largest growth in one test {_mappings['largest test']})"
+        )
