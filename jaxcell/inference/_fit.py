@@ -8,6 +8,7 @@ numpyro maps every bounded site to), so they serve any model: `cell_model` or a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -80,11 +81,18 @@ def _stats(x) -> dict:
 
 def _potential(model, key, args, kwargs, init_strategy):
     # validate_grad=False: numpyro would otherwise compile the gradient once more to check it
-    info, potential_fn, postprocess_fn, _ = initialize_model(
+    from numpyro.distributions.transforms import biject_to
+    from numpyro.infer.util import transform_fn
+
+    info, potential_fn, _, trace = initialize_model(
         key, model, model_args=args, model_kwargs=kwargs, init_strategy=init_strategy, dynamic_args=False,
         validate_grad=False,
     )
-    return info.z, potential_fn, postprocess_fn
+    # the latent sites' maps from the unconstrained space, from the model's first trace. numpyro's
+    # own postprocess_fn reruns the whole model (the solve included) to get deterministic sites,
+    # for every draw of the Laplace approximation
+    inv = {k: biject_to(trace[k]["fn"].support) for k in info.z}
+    return info.z, potential_fn, functools.partial(transform_fn, inv)
 
 
 def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, **kwargs) -> MAPResult:
@@ -177,3 +185,122 @@ def diagnostics(mcmc) -> dict:
         out[name] = stats
     out["divergences"] = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SVIResult:
+    """A variational fit (`fit_svi`): the guide, its fitted parameters and draws from it.
+
+    Attributes:
+        samples: name -> draws (n, ...) of the model's sampled sites in natural units.
+        losses: the ELBO loss (negative evidence lower bound) at every step.
+        converged: whether the loss had stopped falling: the mean of its last tenth differs from
+            the tenth before by less than the standard deviation of the last tenth, and is finite.
+        guide, params: the numpyro guide and its parameters (`guide.sample_posterior`).
+    """
+
+    samples: dict
+    losses: np.ndarray
+    converged: bool
+    guide: object = dataclasses.field(repr=False)
+    params: dict = dataclasses.field(repr=False)
+
+    def summary(self) -> dict:
+        """name -> {"mean", "sd", "q05", "q95"} of the draws."""
+        return {k: _stats(v) for k, v in self.samples.items()}
+
+
+def _loss_converged(losses: np.ndarray) -> bool:
+    n = max(len(losses) // 10, 2)
+    if len(losses) < 2 * n or not np.all(np.isfinite(losses[-2 * n:])):
+        return False
+    last, before = losses[-n:], losses[-2 * n:-n]
+    return bool(abs(last.mean() - before.mean()) < last.std(ddof=1))
+
+
+def fit_svi(model, *args, guide: str = "normal", key=None, num_steps: int = 2000, learning_rate: float = 0.01,
+            num_samples: int = 1000, init=None, progress_bar: bool = True, **kwargs) -> SVIResult:
+    """Stochastic variational inference (numpyro) on `model(*args, **kwargs)`: an autoguide,
+    `guide="normal"` (`AutoNormal`, independent normals in the unconstrained space, default) or
+    `"multivariate"` (`AutoMultivariateNormal`, with correlations), fitted by Adam at
+    `learning_rate` for `num_steps` steps of the ELBO (gradients through the solver), then
+    `num_samples` draws from it. `init`: name -> starting value in natural units (default: the
+    priors' medians). A progress bar shows the loss.
+
+    Example:
+        >>> res = fit_svi(cell_model, jaxcell.SPMe(), p, exp, t, v, priors=priors, num_steps=1000)
+        >>> res.summary()["Negative particle diffusivity [m2.s-1]"], res.converged
+    """
+    import numpyro.optim
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+    from numpyro.infer.initialization import init_to_median, init_to_value
+
+    guides = {"normal": AutoNormal, "multivariate": AutoMultivariateNormal}
+    if guide not in guides:
+        raise ValueError(f"guide must be one of {sorted(guides)}, got {guide!r}.")
+    for label, v in (("num_steps", num_steps), ("num_samples", num_samples)):
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"{label} must be a positive integer, got {v!r}.")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
+    key = jax.random.key(0) if key is None else key
+    strategy = init_to_value(values=init) if init else init_to_median()
+    g = guides[guide](model, init_loc_fn=strategy)
+    svi = SVI(model, g, numpyro.optim.Adam(learning_rate), Trace_ELBO())
+    k_fit, k_draw = jax.random.split(key)
+    run = svi.run(k_fit, num_steps, *args, progress_bar=progress_bar, **kwargs)
+    draws = g.sample_posterior(k_draw, run.params, *args, sample_shape=(num_samples,), **kwargs)
+    losses = np.asarray(run.losses)
+    return SVIResult(samples={k: np.asarray(v) for k, v in draws.items()}, losses=losses,
+                     converged=_loss_converged(losses), guide=g, params=run.params)
+
+
+def posterior_samples(result, key=None, n: int = 1000) -> dict:
+    """name -> draws (n_draws, ...) of the sampled sites from any engine's result: a `MAPResult`
+    (`n` draws of its Laplace approximation), an `SVIResult`, or a NUTS run (`numpyro.infer.MCMC`,
+    chains concatenated)."""
+    if isinstance(result, MAPResult):
+        return result.sample(jax.random.key(0) if key is None else key, n)
+    if isinstance(result, SVIResult):
+        return dict(result.samples)
+    if hasattr(result, "get_samples") and hasattr(result, "last_state"):
+        latent = set(result.last_state.z)
+        return {k: np.asarray(v) for k, v in result.get_samples().items() if k in latent}
+    raise TypeError(f"expected a MAPResult, an SVIResult or a numpyro MCMC, got {type(result).__name__}.")
+
+
+def to_inference_data(result, key=None, n: int = 1000):
+    """The result of `fit_map` (Laplace draws), `fit_svi` or `run_nuts` as an arviz
+    `InferenceData` (posterior group; for NUTS also the sample statistics, chains kept)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz announces its 1.0 refactor on import
+        import arviz as az
+    if hasattr(result, "get_samples") and hasattr(result, "last_state"):
+        return az.from_numpyro(result)
+    draws = posterior_samples(result, key, n)
+    return az.from_dict(posterior={k: np.asarray(v)[None] for k, v in draws.items()})
+
+
+def summary_table(result, key=None, n: int = 1000):
+    """A pandas table, one row per scalar parameter (vector sites get one row per element,
+    "name[i]"): mean, sd, q05, q95, and for a NUTS run r_hat, ess and the divergences in
+    `table.attrs["divergences"]`."""
+    import pandas as pd
+
+    is_mcmc = hasattr(result, "get_samples") and hasattr(result, "last_state")
+    stats = diagnostics(result) if is_mcmc else {k: _stats(v) for k, v in posterior_samples(result, key, n).items()}
+    rows = {}
+    for name, st in stats.items():
+        if name == "divergences":
+            continue
+        shape = np.shape(st["mean"])
+        for i in np.ndindex(shape):
+            label = name if not shape else f"{name}[{','.join(map(str, i))}]"
+            rows[label] = {k: float(np.asarray(v)[i]) for k, v in st.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if is_mcmc:
+        table.attrs["divergences"] = stats["divergences"]
+    return table
