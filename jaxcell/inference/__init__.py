@@ -6,8 +6,13 @@ solver). See docs/inference.md.
 - Building blocks for numpyro models: `default_prior` (natural units: log-normal for positive
   parameters, logit-normal for fractions), `check_prior`, `sample_parameters`,
   `voltage_likelihood` (Gaussian or Student-t noise), and the ready-made `cell_model`.
-- Engines: `fit_map` (maximum a posteriori by BFGS, Laplace approximation, identifiability) and
-  `run_nuts` with `diagnostics` (R-hat, effective sample sizes, divergences).
+- Hierarchy over cells: `hierarchical_model` (population priors `population_prior`, non-centred
+  cells, every record solved in one vmapped call, `group_records` for record -> cell), and
+  `cell_values`, `population_summary`, `new_cell_values`, `predict_voltage` (posterior
+  predictive, also for a new cell).
+- Engines: `fit_map` (maximum a posteriori by BFGS, Laplace approximation, identifiability),
+  `fit_svi` (numpyro autoguides) and `run_nuts` with `diagnostics` (R-hat, effective sample
+  sizes, divergences); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
 """
 
 from ._data import MeasurementError as MeasurementError
@@ -18,9 +23,28 @@ from ._data import StackedRecords as StackedRecords
 from ._data import read_measurements as read_measurements
 from ._data import stack_records as stack_records
 from ._fit import MAPResult as MAPResult
+from ._fit import SVIResult as SVIResult
 from ._fit import diagnostics as diagnostics
 from ._fit import fit_map as fit_map
+from ._fit import fit_svi as fit_svi
+from ._fit import posterior_samples as posterior_samples
 from ._fit import run_nuts as run_nuts
+from ._fit import summary_table as summary_table
+from ._fit import to_inference_data as to_inference_data
+from ._hierarchy import PopulationPrior as PopulationPrior
+from ._hierarchy import RecordSolver as RecordSolver
+from ._hierarchy import cell_values as cell_values
+from ._hierarchy import group_records as group_records
+from ._hierarchy import hierarchical_model as hierarchical_model
+from ._hierarchy import initial_concentrations as initial_concentrations
+from ._hierarchy import loc_site as loc_site
+from ._hierarchy import new_cell_values as new_cell_values
+from ._hierarchy import offset_site as offset_site
+from ._hierarchy import population_prior as population_prior
+from ._hierarchy import population_summary as population_summary
+from ._hierarchy import predict_voltage as predict_voltage
+from ._hierarchy import records_model as records_model
+from ._hierarchy import scale_site as scale_site
 from ._model import cell_model as cell_model
 from ._model import check_prior as check_prior
 from ._model import default_prior as default_prior
