@@ -310,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .ageing._cli import add_age_parser
 
     add_age_parser(sub)
+    from .inference._cli import add_inference_parsers
+    add_inference_parsers(sub)
+    from .design._cli import add_design_parser
+    add_design_parser(sub)
     pop = sub.add_parser(
         "population", help="simulate a population of cells with manufacturing variation",
         description=POPULATION_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,

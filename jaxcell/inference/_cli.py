@@ -1,0 +1,380 @@
+"""`jaxcell fit` and `jaxcell predict`: identify a cell model's parameters from measured CSV files
+and predict other measurements from the posterior (docs/inference.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from ..cli import MODELS, UsageError, _load, _write, check_output_path, user_input
+
+#: parameters identified when --fit is not given: the two electrodes' active material volume
+#: fractions (capacity and stoichiometry window) and particle diffusivities (the rate dependence)
+DEFAULT_FIT = (
+    "Negative electrode active material volume fraction",
+    "Positive electrode active material volume fraction",
+    "Negative particle diffusivity [m2.s-1]",
+    "Positive particle diffusivity [m2.s-1]",
+)
+FIT_FORMAT = "jaxcell-fit/1"
+N_KEEP = 400  # posterior draws kept in fit.json for `predict`
+MIN_POINTS = 5  # a record needs at least this many points (and more than the fitted parameters)
+R_HAT_MAX = 1.01  # a NUTS run with a larger R-hat, or any divergence, has not converged
+
+FIT_DESCRIPTION = """Identify a cell model's parameters from measurements (docs/inference.md).
+
+  jaxcell fit rate_tests.csv --records ambient_degC,C_rate --model SPMe --parameters Chen2020 \\
+      --fit "Positive particle diffusivity [m2.s-1]" --method map --output fit.json
+  jaxcell fit pulses.csv --records ambient_degC,soc_percent,cell --group cell --method svi \\
+      --output fit.json
+
+A CSV has columns t_s (time [s]), I_A (current [A], positive on discharge) and V_V (voltage [V]);
+--records names the columns that tell records apart. Every record is simulated with its measured
+current (all in one compiled, vmapped call) and compared with its voltage. Priors: log-normal
+(positive parameters) or logit-normal (fractions) around the set's values, log/logit sd 0.5
+(--prior NAME=CENTRE[,SD] to change one). Without --fit these are identified:
+  """ + "\n  ".join(DEFAULT_FIT) + """
+--group COL fits the records hierarchically, one cell per value of COL: the population's median
+and spread of each parameter and every cell's value (svi or nuts; a joint MAP of a hierarchy is
+not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
+"parameters" (group fits: the population median's; each cell's under "cells"), the noise scale,
+the method's diagnostics and posterior draws for `jaxcell predict`.
+Exit status: 0, 1 if the fit did not converge (fit.json is written and says so), 2 for bad input."""
+
+PREDICT_DESCRIPTION = """Predict measured voltages from a fit (docs/inference.md).
+
+  jaxcell predict fit.json --data other_rate.csv --records ambient_degC,C_rate --output pred.csv
+
+Runs the measured current of every record of --data through the posterior draws of fit.json and
+writes t_s, I_A, V_V (measured), V_pred_V (posterior predictive mean) and V_lo_V, V_hi_V (its 5 %
+and 95 % quantiles, measurement noise included), with the record columns. Prints the RMS error
+and the share of measured points inside the band. For a group fit, records are matched to the
+fitted cells by the group column; --new-cell predicts a cell not in the fit from the population.
+Exit status: 0, 2 for bad input."""
+
+
+def _columns(text: str | None) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else []
+
+
+def _initial_soc(text: str | None):
+    if text is None:
+        return None
+    from ..soc import parse_soc
+
+    if text.strip().lower().endswith("v"):
+        parse_soc(text)  # checks the form
+        return text
+    try:
+        x = float(text)
+    except ValueError:
+        raise UsageError(f"--initial-soc must be a state of charge in [0, 1] or a rest voltage such as \"4.0 V\", got {text!r}") from None
+    if not 0 <= x <= 1:
+        raise UsageError(f"--initial-soc must lie in [0, 1] (a fraction, not a percentage), got {x:g}")
+    return x
+
+
+def add_inference_parsers(subparsers) -> None:
+    """Add the `fit` and `predict` commands to an `argparse` subparsers object."""
+    fit = subparsers.add_parser("fit", help="identify cell parameters from measured CSV files",
+                                description=FIT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("data", nargs="+", metavar="DATA.csv", help="measurement files (t_s, I_A, V_V)")
+    fit.add_argument("--model", default="SPMe", choices=MODELS, help="cell model (default SPMe)")
+    fit.add_argument("--parameters", default="Chen2020",
+                     help="parameter set: Chen2020, Marquis2019, Ecker2015, or a BPX .json file (default Chen2020)")
+    fit.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
+    fit.add_argument("--fit", nargs="+", action="extend", default=None, metavar="NAME",
+                     help="parameters to identify (PyBaMM names; default: see above)")
+    fit.add_argument("--prior", action="append", default=[], metavar="NAME=CENTRE[,SD]",
+                     help="prior of a fitted parameter: its centre (natural units) and log/logit sd (default 0.5)")
+    fit.add_argument("--method", default=None, choices=("map", "svi", "nuts"),
+                     help="map (with a Laplace approximation; default), svi (AutoMultivariateNormal), or nuts "
+                          "(default svi with --group)")
+    fit.add_argument("--initial-soc", default=None, metavar="X",
+                     help="initial state of charge in [0, 1] or a rest voltage \"4.0 V\" (default: each record's first voltage, "
+                          "which must be at rest)")
+    fit.add_argument("--records", default=None, metavar="COLS", help="comma-separated columns that tell records apart")
+    fit.add_argument("--group", default=None, metavar="COL", help="fit hierarchically, one cell per value of COL")
+    fit.add_argument("--noise", default="gaussian", choices=("gaussian", "student_t"), help="measurement noise model")
+    fit.add_argument("--steps", type=int, default=None, help="optimiser steps (map: 200, svi: 2000)")
+    fit.add_argument("--samples", type=int, default=500, help="nuts: warm-up and sampling iterations each (default 500)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
+    fit.set_defaults(func=cmd_fit)
+
+    pred = subparsers.add_parser("predict", help="predict measured voltages from a fit",
+                                 description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pred.add_argument("fit_file", metavar="fit.json", help="a file written by `jaxcell fit`")
+    pred.add_argument("--data", required=True, metavar="FILE.csv", help="measurement file (t_s, I_A, V_V)")
+    pred.add_argument("--records", default=None, metavar="COLS", help="comma-separated columns that tell records apart")
+    pred.add_argument("--new-cell", action="store_true", help="predict a cell not in the (group) fit from the population")
+    pred.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pred.add_argument("--output", default="pred.csv", help="CSV file to write (default pred.csv)")
+    pred.set_defaults(func=cmd_predict)
+
+
+def _run(fn, args) -> int:
+    try:
+        return fn(args)
+    except UsageError as e:
+        print(f"jaxcell: error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_fit(args) -> int:
+    """Run `jaxcell fit`; returns the exit status."""
+    return _run(_fit, args)
+
+
+def cmd_predict(args) -> int:
+    """Run `jaxcell predict`; returns the exit status."""
+    return _run(_predict, args)
+
+
+def _read(paths, records, min_points):
+    from ._data import read_measurements
+
+    recs = []
+    for path in paths:
+        recs += read_measurements(path, records or None, min_points=min_points)
+    return recs
+
+
+def _stats(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)), "q05": float(np.quantile(x, 0.05)),
+            "q95": float(np.quantile(x, 0.95))}
+
+
+def _priors(args, p, names, group):
+    from ._hierarchy import population_prior
+    from ._model import default_prior
+
+    centres = {}
+    for item in args.prior:
+        if "=" not in item:
+            raise UsageError(f"--prior expects NAME=CENTRE[,SD], got {item!r}")
+        name, value = item.rsplit("=", 1)
+        name = name.strip()
+        if name not in names:
+            raise UsageError(f"--prior {name!r}: not among the fitted parameters ({', '.join(names)})")
+        parts = value.split(",")
+        try:
+            centres[name] = tuple(float(v) for v in parts)
+        except ValueError:
+            raise UsageError(f"--prior {item!r}: CENTRE and SD must be numbers") from None
+        if len(parts) > 2:
+            raise UsageError(f"--prior {item!r}: give NAME=CENTRE or NAME=CENTRE,SD")
+    out, used = {}, {}
+    for name in names:
+        centre, *sd = centres.get(name, (float(np.asarray(p[name])),))
+        spread = sd[0] if sd else 0.5
+        try:
+            out[name] = population_prior(name, centre, spread=spread) if group else default_prior(name, centre, spread)
+        except ValueError as e:
+            raise UsageError(f"prior of {name!r}: {e}") from None
+        used[name] = {"centre": centre, "spread": spread}
+    return out, used
+
+
+def _fit(args) -> int:
+    import jax
+
+    from ._data import stack_records
+    from ._fit import diagnostics, fit_map, fit_svi, run_nuts
+    from ._hierarchy import cell_values, group_records, hierarchical_model, population_summary, records_model
+
+    with user_input():
+        check_output_path("--output", args.output, (".json",))
+        method = args.method or ("svi" if args.group else "map")
+        if args.group and method == "map":
+            raise UsageError("--group needs --method svi or nuts: the joint maximum of a hierarchical model overstates "
+                             "the population's spread (it is not a population estimate)")
+        p = _load(args.parameters)
+        names = list(dict.fromkeys(args.fit or DEFAULT_FIT))
+        for name in names:
+            if name not in p:
+                raise p._unknown(name)
+            if not np.ndim(p[name]) == 0 or callable(p[name]):
+                raise UsageError(f"--fit {name!r}: only scalar parameters can be fitted")
+        for label in ("steps", "samples"):
+            v = getattr(args, label)
+            if v is not None and v < 1:
+                raise UsageError(f"--{label} must be a positive integer, got {v}")
+        import jaxcell
+
+        model = getattr(jaxcell, args.model)(thermal=args.thermal)
+        records_cols = _columns(args.records)
+        if args.group and args.group not in records_cols:
+            records_cols.append(args.group)
+        recs = _read(args.data, records_cols, max(MIN_POINTS, len(names) + 2))
+        initial_soc = _initial_soc(args.initial_soc)
+        stacked = stack_records(recs)
+        priors, prior_table = _priors(args, p, names, args.group)
+        kwargs = dict(priors=priors, noise=args.noise, initial_soc=initial_soc)
+        if args.group:
+            index, cells = group_records(recs, args.group)
+            model_fn, margs = hierarchical_model, (model, p, stacked, index)
+        else:
+            model_fn, margs = records_model, (model, p, stacked)
+        # the checks of the record solve (initial state, cut-offs) before any compile
+        from ._hierarchy import RecordSolver
+
+        RecordSolver(model, p, stacked, initial_soc=initial_soc)
+
+    key = jax.random.key(args.seed)
+    print(f"fitting {len(names)} parameter(s) to {len(recs)} record(s) ({int(stacked.mask.sum())} points) "
+          f"with the {args.model}, method {method}" + (f", {len(cells)} cells" if args.group else ""))
+    diag: dict = {"method": method}
+    if method == "map":
+        res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, **kwargs)
+        samples = res.sample(key, N_KEEP)
+        diag.update(converged=res.converged, steps=res.steps, neg_log_posterior=res.potential)
+        ident = res.identifiability()
+        diag["hessian_eigenvalues"] = [float(w) for w in ident["eigenvalues"]]
+        converged = res.converged and bool(np.all(ident["eigenvalues"] > 0))
+    elif method == "svi":
+        res = fit_svi(model_fn, *margs, key=key, guide="multivariate", num_steps=args.steps or 2000,
+                      num_samples=N_KEEP, **kwargs)
+        samples = res.samples
+        diag.update(converged=res.converged, steps=len(res.losses), final_loss=float(np.mean(res.losses[-10:])))
+        converged = res.converged
+    else:
+        mcmc = run_nuts(model_fn, *margs, key=key, num_warmup=args.samples, num_samples=args.samples, **kwargs)
+        d = diagnostics(mcmc)
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples().items() if k in mcmc.last_state.z}
+        r_hat = max(float(np.max(v["r_hat"])) for k, v in d.items() if k != "divergences")
+        diag.update(r_hat_max=r_hat, ess_min=min(float(np.min(v["ess"])) for k, v in d.items() if k != "divergences"),
+                    divergences=d["divergences"])
+        converged = r_hat < R_HAT_MAX and d["divergences"] == 0
+        diag["converged"] = converged
+        idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
+        samples = {k: v[idx] for k, v in samples.items()}
+
+    out = {
+        "format": FIT_FORMAT, "model": args.model, "parameter_set": args.parameters, "thermal": args.thermal,
+        "method": method, "noise": args.noise, "data": list(args.data), "records": records_cols,
+        "group": args.group, "initial_soc": initial_soc, "fit": names,
+        "priors": prior_table,
+        "noise_scale": _stats(samples["sigma"]),
+        "diagnostics": diag,
+    }
+    if args.group:
+        pop = population_summary(samples, priors)
+        out["parameters"] = {k: _stats(pop[k]["median"]) for k in names}
+        out["population_spread"] = {k: _stats(pop[k]["scale"]) for k in names}
+        cv = cell_values(samples, priors)
+        out["cells"] = {str(c): {k: _stats(cv[k][:, i]) for k in names} for i, c in enumerate(cells)}
+        out["cell_labels"] = [c if isinstance(c, (int, float, str)) else list(c) for c in cells]
+        out["priors"] = {k: {"centre": v.nominal, "spread": v.spread, "cell_spread": v.cell_spread} for k, v in priors.items()}
+    else:
+        out["parameters"] = {k: _stats(samples[k]) for k in names}
+    out["samples"] = {k: np.asarray(v, dtype=float).tolist() for k, v in samples.items()}
+
+    def write(path):
+        with open(path, "w") as f:
+            json.dump(_plain(out), f, indent=1)
+
+    _write("--output", args.output, write)
+    for k, s in out["parameters"].items():
+        print(f"{k:60s} {s['mean']:.4g} (90 % {s['q05']:.4g} .. {s['q95']:.4g})")
+    print(f"noise scale {1e3 * out['noise_scale']['mean']:.3g} mV; written {args.output}")
+    if not converged:
+        print(f"jaxcell: error: the {method} fit did not converge ({_plain(diag)}); fit.json says so "
+              "(diagnostics.converged false)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    return x
+
+
+def _predict(args) -> int:
+    import jax
+    import pandas as pd
+
+    import jaxcell
+
+    from ._data import stack_records
+    from ._hierarchy import PopulationPrior, cell_values, new_cell_values, predict_voltage
+
+    with user_input():
+        check_output_path("--output", args.output, (".csv",))
+        try:
+            with open(args.fit_file) as f:
+                fit = json.load(f)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{args.fit_file!r} is not a JSON file ({e})") from None
+        if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT:
+            raise UsageError(f"{args.fit_file!r} is not a file written by `jaxcell fit` (no \"format\": \"{FIT_FORMAT}\")")
+        p = _load(fit["parameter_set"])
+        model = getattr(jaxcell, fit["model"])(thermal=fit["thermal"])
+        cols = _columns(args.records) if args.records is not None else list(fit["records"])
+        group = fit.get("group")
+        if group and not args.new_cell and group not in cols:
+            cols.append(group)
+        recs = _read([args.data], cols, 2)
+        stacked = stack_records(recs)
+        samples = {k: np.asarray(v) for k, v in fit["samples"].items()}
+        names = fit["fit"]
+        n = len(samples["sigma"])
+        if group:
+            priors = {k: PopulationPrior(k, *_kind_of(k), v["centre"], v["spread"], v["cell_spread"])
+                      for k, v in fit["priors"].items()}
+            if args.new_cell:
+                values = new_cell_values(samples, priors, jax.random.key(args.seed + 1))
+            else:
+                labels = [c if not isinstance(c, list) else tuple(c) for c in fit["cell_labels"]]
+                per_cell = cell_values(samples, priors)
+                idx = []
+                for r in recs:
+                    label = r.key.get(group)
+                    if label not in labels:
+                        raise UsageError(f"record {r.key}: cell {label!r} (column {group!r}) was not in the fit "
+                                         f"(cells {labels}); predict it from the population with --new-cell")
+                    idx.append(labels.index(label))
+                values = {k: per_cell[k][:, idx] for k in names}
+        else:
+            if args.new_cell:
+                raise UsageError("--new-cell needs a group fit (jaxcell fit --group COL): this fit is of one cell")
+            values = {k: samples[k] for k in names}
+        initial_soc = fit.get("initial_soc")
+        from ._hierarchy import RecordSolver
+
+        RecordSolver(model, p, stacked, initial_soc=initial_soc)
+
+    print(f"predicting {len(recs)} record(s) from {n} posterior draws ({'new cell' if args.new_cell else 'fitted'})")
+    v = predict_voltage(model, p, values, stacked, sigma=samples["sigma"], key=jax.random.key(args.seed),
+                        noise=fit.get("noise", "gaussian"), initial_soc=initial_soc)
+    mean = np.nanmean(v, axis=0)
+    lo, hi = np.nanquantile(v, [0.05, 0.95], axis=0)
+    frames = []
+    for r, rec in enumerate(recs):
+        m = stacked.mask[r]
+        df = pd.DataFrame({**{c: [rec.key.get(c)] * len(rec) for c in cols}, "t_s": rec.t + rec.t_start,
+                           "I_A": rec.current, "V_V": rec.voltage, "V_pred_V": mean[r][m], "V_lo_V": lo[r][m],
+                           "V_hi_V": hi[r][m]})
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    err = table["V_pred_V"] - table["V_V"]
+    inside = (table["V_lo_V"] <= table["V_V"]) & (table["V_V"] <= table["V_hi_V"])
+    _write("--output", args.output, lambda path: table.to_csv(path, index=False))
+    print(f"RMS error {1e3 * np.sqrt(np.nanmean(err ** 2)):.2f} mV, band coverage {100 * inside.mean():.1f} % "
+          f"(90 % band, mean width {1e3 * np.nanmean(table['V_hi_V'] - table['V_lo_V']):.2f} mV); written {args.output}")
+    return 0
+
+
+def _kind_of(name: str) -> tuple[str]:
+    from ._model import _bounds
+
+    return (_bounds(name),)

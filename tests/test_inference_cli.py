@@ -1,0 +1,94 @@
+"""`jaxcell fit` and `jaxcell predict`: bad input refused with exit status 2 before anything is
+compiled, and one synthetic round trip (SPM, the positive diffusivity 0.6 x Chen2020's, fitted
+to 1C and 2C records, a 1.5C record predicted)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxcell
+from jaxcell.cli import main
+from jaxcell.inference._fit import _loss_converged
+
+D_POS = "Positive particle diffusivity [m2.s-1]"
+T = np.linspace(0.0, 900.0, 16)
+
+
+def _table(chen, rates, noise=0.002, seed=0):
+    rng = np.random.default_rng(seed)
+    model, rows = jaxcell.SPM(), []
+    p = chen.update({D_POS: 0.6 * float(chen[D_POS])})
+    for rate in rates:
+        current = np.where(T <= 600.0, 5.0 * rate, 0.0)
+        exp = jaxcell.Experiment([jaxcell.experiment.DriveCycle(T, current)])
+        v = np.asarray(jaxcell.simulate(model, p, exp, t_eval=T, initial_soc=0.9).voltage)
+        rows.append(pd.DataFrame({"rate": rate, "t_s": T, "I_A": current, "V_V": v + noise * rng.standard_normal(T.size)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _error(capsys, argv):
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
+    good = tmp_path / "d.csv"
+    pd.DataFrame({"rate": 1, "t_s": T, "I_A": 5.0, "V_V": 3.9}).to_csv(good, index=False)
+    out = str(tmp_path / "fit.json")
+    no_v = tmp_path / "nov.csv"
+    pd.DataFrame({"t_s": T, "I_A": 5.0}).to_csv(no_v, index=False)
+    assert "V_V" in _error(capsys, ["fit", str(no_v), "--output", out])
+    err = _error(capsys, ["fit", str(good), "--fit", "Positive particle diffusivity", "--output", out])
+    assert "Positive particle diffusivity" in err and "[m2.s-1]" in err  # the close match is named
+    err = _error(capsys, ["fit", str(good), "--fit", D_POS, "--prior", f"{D_POS}=-1e-14", "--output", out])
+    assert "positive" in err and D_POS in err
+    err = _error(capsys, ["fit", str(good), "--fit", "Positive electrode porosity", "--prior",
+                          "Positive electrode porosity=1.5", "--output", out])
+    assert "(0, 1)" in err
+    short = tmp_path / "short.csv"
+    pd.DataFrame({"t_s": T[:3], "I_A": 5.0, "V_V": 3.9}).to_csv(short, index=False)
+    assert "3 point" in _error(capsys, ["fit", str(short), "--output", out])
+    assert "--method svi or nuts" in _error(capsys, ["fit", str(good), "--records", "rate", "--group", "rate",
+                                                     "--method", "map", "--output", out])
+    assert "fraction" in _error(capsys, ["fit", str(good), "--initial-soc", "90", "--output", out])
+    assert ".json" in _error(capsys, ["fit", str(good), "--output", str(tmp_path / "fit.txt")])
+    assert not (tmp_path / "fit.json").exists()
+
+
+def test_loss_convergence_rule():
+    rng = np.random.default_rng(0)
+    assert _loss_converged(100 + rng.standard_normal(1000))  # flat, noisy
+    assert not _loss_converged(np.linspace(1000, 100, 1000) + rng.standard_normal(1000))  # still falling
+    assert not _loss_converged(np.r_[np.ones(999), np.nan])
+
+
+def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
+    data, other = tmp_path / "fit_data.csv", tmp_path / "other.csv"
+    _table(chen, [1.0, 2.0]).to_csv(data, index=False)
+    _table(chen, [1.5], seed=1).to_csv(other, index=False)
+    fit_json, pred_csv = tmp_path / "fit.json", tmp_path / "pred.csv"
+    code = main(["fit", str(data), "--model", "SPM", "--fit", D_POS, "--records", "rate", "--initial-soc", "0.9",
+                 "--output", str(fit_json)])
+    assert code == 0, capsys.readouterr().err
+    fit = json.loads(fit_json.read_text())
+    s = fit["parameters"][D_POS]
+    truth = 0.6 * float(chen[D_POS])
+    assert set(s) == {"mean", "sd", "q05", "q95"} and s["q05"] < truth < s["q95"]
+    assert abs(s["mean"] / truth - 1) < 0.1
+    assert fit["method"] == "map" and fit["diagnostics"]["converged"] is True
+    assert 0.0014 < fit["noise_scale"]["mean"] < 0.0026
+    capsys.readouterr()
+    assert main(["predict", str(fit_json), "--data", str(other), "--output", str(pred_csv)]) == 0
+    printed = capsys.readouterr().out
+    pred = pd.read_csv(pred_csv)
+    assert list(pred.columns) == ["rate", "t_s", "I_A", "V_V", "V_pred_V", "V_lo_V", "V_hi_V"]
+    assert len(pred) == T.size
+    rms = np.sqrt(np.mean((pred["V_pred_V"] - pred["V_V"]) ** 2))
+    assert rms < 0.004  # noise 2 mV
+    inside = np.mean((pred["V_lo_V"] <= pred["V_V"]) & (pred["V_V"] <= pred["V_hi_V"]))
+    assert inside >= 0.75
+    assert f"RMS error {1e3 * rms:.2f} mV" in printed
+    assert main(["predict", str(fit_json), "--data", str(other), "--new-cell", "--output", str(pred_csv)]) == 2
+    assert "--new-cell needs a group fit" in capsys.readouterr().err
