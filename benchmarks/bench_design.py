@@ -135,7 +135,10 @@ def independent(variation: Variation) -> Variation:
 def run_robust(args, out, p):
     var = independent(default_variation())
     model = jaxcell.SPMe()
-    det = design.optimise_design(model, p, STEPS, VARY, max_evaluations=25)
+    if args.deterministic_design:  # the deterministic optimum of part 2 (its compile takes minutes)
+        det_design = json.loads(open(args.deterministic_design).read())["jaxcell_deterministic"]["L-BFGS-B"]["design"]
+    else:
+        det_design = design.optimise_design(model, p, STEPS, VARY, max_evaluations=25).design
     t0 = time.perf_counter()
     rob = design.optimise_robust_design(model, p, STEPS, VARY, var, min_capacity=args.min_capacity, alpha=args.alpha,
                                         n_samples=args.n_samples, key=1, max_evaluations=args.robust_evaluations)
@@ -143,7 +146,7 @@ def run_robust(args, out, p):
     print(f"robust: {rob.objective:.3f} Wh/kg (mean) at {rob.design}, {rob.evaluations} evaluations, "
           f"{robust_seconds:.0f} s, constraint {rob.constraint:.3g}, {rob.message}")
     checks = {}
-    for name, d in (("deterministic", det.design), ("robust", rob.design)):
+    for name, d in (("deterministic", det_design), ("robust", rob.design)):
         c = design.check_design(model, p, STEPS, d, var, args.check, key=12345, min_capacity=args.min_capacity)
         checks[name] = c.to_dict()
         print(f"check {name}: P(fail) = {c.failure_probability:.4f} +- {c.stderr:.4f}, mean {c.mean_objective:.3f} Wh/kg, "
@@ -163,7 +166,7 @@ def run_robust(args, out, p):
           f"{checks['pack_formula']['pack_failure_if_independent']:.3f}")
     out["robust"] = {
         "min_capacity": args.min_capacity, "alpha": args.alpha, "n_samples": args.n_samples,
-        "deterministic": det.to_dict(), "robust": rob.to_dict(), "robust_seconds": robust_seconds, "checks": checks,
+        "deterministic": det_design, "robust": rob.to_dict(), "robust_seconds": robust_seconds, "checks": checks,
     }
 
 
@@ -179,6 +182,8 @@ def main():
     ap.add_argument("--n-samples", type=int, default=64)
     ap.add_argument("--robust-evaluations", type=int, default=40)
     ap.add_argument("--check", type=int, default=10_000)
+    ap.add_argument("--deterministic-design", default=None, metavar="JSON",
+                    help="take the deterministic optimum from a results file of part 2 instead of optimising again")
     ap.add_argument("--out", default=None, help="default results/design_latest.json (design_robust_latest.json "
                     "for --robust-only)")
     ap.add_argument("--robust-only", action="store_true", help="only part 3 (no PyBOP, no --methods)")

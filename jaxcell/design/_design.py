@@ -90,13 +90,18 @@ def optimise_design(
         constraint=min_capacity is not None, record=record,
     )
     final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
+    if min_capacity is not None and final["constraint"] > 1e-9:
+        ok_entries = [e for e in path if e["constraint"] <= 1e-9 and e["delivered"]]
+        if ok_entries:  # the budget ended outside the constraint: the best feasible design evaluated
+            final = max(ok_entries, key=lambda e: e["objective"])
+            msg = f"the best feasible design evaluated (the last point was below the capacity floor); {msg}"
     g = None if min_capacity is None else final["constraint"]
     feasible = g is None or g <= 1e-9
     if not feasible:
-        msg = (f"infeasible: no design found within the bounds whose capacity reaches {min_capacity:g} A.h "
-               f"(best found {final['capacity']:.5g} A.h); {msg}")
+        msg = (f"infeasible: no design evaluated within the bounds has a capacity of {min_capacity:g} A.h "
+               f"(the last {final['capacity']:.5g} A.h); {msg}")
     return DesignResult(
-        design={k: float(v) for k, v in space.from_unit(u).items()},
+        design=dict(final["design"]),
         objective=final["objective"], initial_objective=f0, capacity=final["capacity"],
         evaluations=n + 1, constraint=g, feasible=bool(feasible and final["delivered"]), converged=bool(ok),
         message=msg if final["delivered"] else f"the optimum does not deliver the experiment (status {final['status']}); {msg}",

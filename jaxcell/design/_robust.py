@@ -298,13 +298,22 @@ def optimise_robust_design(
     u, path, n_eval, ok, msg = maximise(lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method,
                                         max_evaluations=max_evaluations - 1, constraint=True, record=record)
     final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
+    tol = 1e-3 * alpha
+    if final["constraint"] > tol:
+        # the augmented Lagrangian approaches the boundary from outside; where its budget ends
+        # there, the best design it evaluated that meets the constraint is the answer
+        ok_entries = [e for e in path if e["constraint"] <= tol]
+        if ok_entries:
+            final = max(ok_entries, key=lambda e: e["objective"])
+            msg = (f"the best feasible design evaluated (the augmented Lagrangian's last point, smoothed probability "
+                   f"{path[-1]['constraint'] + alpha:.4g}, was outside the constraint); {msg}")
     g = final["constraint"]
-    feasible = g <= 1e-3 * alpha
+    feasible = g <= tol
     if not feasible:
-        msg = (f"infeasible: no design found within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
-               f"on the {n_samples}-cell sample (smoothed probability {g + alpha:.4g}); {msg}")
+        msg = (f"infeasible: no design evaluated within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
+               f"on the {n_samples}-cell sample (smoothed probability {g + alpha:.4g} at the last); {msg}")
     return DesignResult(
-        design={k: float(v) for k, v in space.from_unit(u).items()},
+        design=dict(final["design"]),
         objective=final["objective"], initial_objective=f0,
         capacity=final["capacity"], evaluations=n_eval + 1, constraint=g, feasible=bool(feasible),
         converged=bool(ok), message=msg, path=path, seconds=time.perf_counter() - t0, method=method,
