@@ -153,3 +153,34 @@ def test_energy_densities_match_pybop(chen):
         assert vol == pytest.approx(row["volumetric_Wh_per_m3"], rel=5e-3), row["design"]
         assert float(out.capacity) == pytest.approx(row["capacity_Ah"], rel=5e-3)
         assert float(out.mass) == pytest.approx(row["cell_mass_kg"], rel=1e-12)
+
+
+# -- the optimiser on problems with known optima ---------------------------------------------------
+def _toy(constraint):
+    import jax.numpy as jnp
+
+    def loss(u, lam, mu):
+        value = 1.0 - 0.2 * u[0] - (u[1] - 0.3) ** 2
+        g = jax.nn.sigmoid((4.99 - (5.0 + 0.08 * u[0])) / 0.01) - 0.05 if constraint else jnp.asarray(0.0)
+        return design.augmented_lagrangian(value, g, lam, mu), g
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS"])
+def test_optimiser_reaches_known_optima(method):
+    """Unconstrained: the bound u0 = 0 and the interior u1 = 0.3. With the chance-like constraint
+    sigmoid((-0.01 - 0.08 u0) / 0.01) <= 0.05 the optimum is on its boundary,
+    u0* = (0.01 logit(0.95) - 0.01) / 0.08."""
+    from jaxcell.design._optimise import maximise
+
+    record = lambda u, g: {"constraint": float(g)}  # noqa: E731
+    u, _, n, ok, _ = maximise(_toy(False), np.array([0.5, 0.8]), method=method, max_evaluations=40, record=record)
+    assert ok and n <= 40
+    np.testing.assert_allclose(u, [0.0, 0.3], atol=2e-3 if method == "BFGS" else 1e-6)  # BFGS: logit space
+    u, path, n, _, _ = maximise(_toy(True), np.array([0.5, 0.8]), method=method, max_evaluations=60,
+                                constraint=True, record=record)
+    star = (0.01 * math.log(0.95 / 0.05) - 0.01) / 0.08
+    assert u[0] == pytest.approx(star, abs=2e-3)
+    assert u[1] == pytest.approx(0.3, abs=2e-3)
+    assert n <= 60
