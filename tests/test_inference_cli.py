@@ -92,3 +92,34 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
     assert f"RMS error {1e3 * rms:.2f} mV" in printed
     assert main(["predict", str(fit_json), "--data", str(other), "--new-cell", "--output", str(pred_csv)]) == 2
     assert "--new-cell needs a group fit" in capsys.readouterr().err
+
+
+def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, capsys):
+    """A hierarchical fit cut to 30 SVI steps: the loss is still falling, so fit.json is written
+    with converged false and the exit status is 1; predict then runs the fitted cells (matched
+    by the group column) and a new cell, and refuses a cell that was not fitted."""
+    table = _table(chen, [1.0, 1.5, 2.0]).assign(cell=lambda d: d["rate"].map({1.0: "a", 1.5: "b", 2.0: "c"}))
+    data = tmp_path / "cells.csv"
+    table[table.cell != "c"].to_csv(data, index=False)
+    fit_json, pred_csv = tmp_path / "fit.json", tmp_path / "pred.csv"
+    code = main(["fit", str(data), "--model", "SPM", "--fit", D_POS, "--group", "cell", "--initial-soc", "0.9",
+                 "--steps", "30", "--output", str(fit_json)])
+    err = capsys.readouterr().err
+    assert code == 1 and "did not converge" in err
+    fit = json.loads(fit_json.read_text())
+    assert fit["method"] == "svi" and fit["diagnostics"]["converged"] is False and fit["diagnostics"]["steps"] == 30
+    assert set(fit["cells"]) == {"a", "b"} and set(fit["cells"]["a"][D_POS]) == {"mean", "sd", "q05", "q95"}
+    assert set(fit["parameters"][D_POS]) == {"mean", "sd", "q05", "q95"} and D_POS in fit["population_spread"]
+    known = tmp_path / "known.csv"
+    table[table.cell == "b"].to_csv(known, index=False)
+    assert main(["predict", str(fit_json), "--data", str(known), "--output", str(pred_csv)]) == 0
+    pred = pd.read_csv(pred_csv)
+    assert list(pred.columns) == ["cell", "t_s", "I_A", "V_V", "V_pred_V", "V_lo_V", "V_hi_V"]
+    assert np.all(pred["V_lo_V"] <= pred["V_pred_V"]) and np.all(pred["V_pred_V"] <= pred["V_hi_V"])
+    new = tmp_path / "new.csv"
+    table[table.cell == "c"].to_csv(new, index=False)
+    capsys.readouterr()
+    assert main(["predict", str(fit_json), "--data", str(new), "--output", str(pred_csv)]) == 2
+    assert "'c'" in capsys.readouterr().err
+    assert main(["predict", str(fit_json), "--data", str(new), "--new-cell", "--output", str(pred_csv)]) == 0
+    assert len(pd.read_csv(pred_csv)) == T.size

@@ -11,11 +11,14 @@ import numpy as np
 
 from ..cli import MODELS, UsageError, _load, _write, check_output_path, user_input
 
-#: parameters identified when --fit is not given: the two electrodes' active material volume
-#: fractions (capacity and stoichiometry window) and particle diffusivities (the rate dependence)
+#: parameters identified when --fit is not given: the two electrodes' thicknesses (each
+#: electrode's capacity, hence the cell's capacity and stoichiometry window) and particle
+#: diffusivities (the rate dependence). Not the active material volume fractions: in Chen2020
+#: they already fill each electrode with its porosity (0.75 + 0.25, 0.665 + 0.335), so any
+#: larger value is refused by the parameter set's checks
 DEFAULT_FIT = (
-    "Negative electrode active material volume fraction",
-    "Positive electrode active material volume fraction",
+    "Negative electrode thickness [m]",
+    "Positive electrode thickness [m]",
     "Negative particle diffusivity [m2.s-1]",
     "Positive particle diffusivity [m2.s-1]",
 )

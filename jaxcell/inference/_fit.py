@@ -195,7 +195,8 @@ class SVIResult:
         samples: name -> draws (n, ...) of the model's sampled sites in natural units.
         losses: the ELBO loss (negative evidence lower bound) at every step.
         converged: whether the loss had stopped falling: the mean of its last tenth differs from
-            the tenth before by less than the standard deviation of the last tenth, and is finite.
+            the tenth before by less than the standard deviation of the last tenth, and is finite
+            (never for fewer than 200 steps: tenths of at least `MIN_WINDOW` steps).
         guide, params: the numpyro guide and its parameters (`guide.sample_posterior`).
     """
 
@@ -210,9 +211,14 @@ class SVIResult:
         return {k: _stats(v) for k, v in self.samples.items()}
 
 
+# the windows `_loss_converged` compares hold at least this many steps: a shorter run cannot
+# show a plateau from the noise of a one-sample ELBO
+MIN_WINDOW = 20
+
+
 def _loss_converged(losses: np.ndarray) -> bool:
-    n = max(len(losses) // 10, 2)
-    if len(losses) < 2 * n or not np.all(np.isfinite(losses[-2 * n:])):
+    n = len(losses) // 10
+    if n < MIN_WINDOW or not np.all(np.isfinite(losses[-2 * n:])):
         return False
     last, before = losses[-n:], losses[-2 * n:-n]
     return bool(abs(last.mean() - before.mean()) < last.std(ddof=1))
