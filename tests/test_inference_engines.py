@@ -1,0 +1,62 @@
+"""The engines and result conversions on a conjugate model whose posterior is known in closed
+form (normal mean, known noise): MAP/Laplace exact, SVI and NUTS within Monte Carlo error;
+summary tables and arviz InferenceData of all three."""
+
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+from jaxcell.inference import fit_map, fit_svi, run_nuts, summary_table, to_inference_data
+
+PRIOR_SD = 10.0
+
+
+def conjugate(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    numpyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]).to_event(1), obs=y)
+
+
+@pytest.fixture(scope="module")
+def data():
+    y = 2.0 + np.random.default_rng(0).standard_normal(20)
+    precision = 1 / PRIOR_SD**2 + y.size
+    return y, y.sum() / precision, precision**-0.5  # data, exact posterior mean and sd
+
+
+def test_map_laplace_is_exact(data):
+    y, mean, sd = data
+    res = fit_map(conjugate, y)
+    assert res.converged
+    np.testing.assert_allclose(float(res.params["mu"]), mean, rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(res.covariance[0, 0]), sd, rtol=1e-4)
+    table = summary_table(res, n=20000)
+    assert list(table.columns) == ["mean", "sd", "q05", "q95"]
+    assert abs(table.loc["mu", "mean"] - mean) < 4 * sd / np.sqrt(20000)
+    np.testing.assert_allclose(table.loc["mu", "q95"] - table.loc["mu", "q05"], 2 * 1.6449 * sd, rtol=0.03)
+    assert to_inference_data(res, n=100).posterior["mu"].shape == (1, 100)
+
+
+def test_svi_normal_guide_reaches_the_exact_posterior(data):
+    y, mean, sd = data
+    res = fit_svi(conjugate, y, num_steps=3000, learning_rate=0.02, num_samples=4000, progress_bar=False)
+    assert res.converged
+    mu = res.samples["mu"]
+    assert abs(mu.mean() - mean) < 0.1 * sd + 4 * sd / np.sqrt(mu.size)
+    np.testing.assert_allclose(mu.std(), sd, rtol=0.1)
+    with pytest.raises(ValueError, match="guide must be one of"):
+        fit_svi(conjugate, y, guide="laplace")
+
+
+def test_nuts_table_has_r_hat_and_ess(data):
+    y, mean, sd = data
+    mcmc = run_nuts(conjugate, y, num_warmup=300, num_samples=500, num_chains=2, progress_bar=False,
+                    key=jax.random.key(1))
+    table = summary_table(mcmc)
+    assert list(table.columns) == ["mean", "sd", "q05", "q95", "r_hat", "ess"]
+    assert table.loc["mu", "r_hat"] < 1.01 and table.loc["mu", "ess"] > 200
+    assert abs(table.loc["mu", "mean"] - mean) < 4 * sd / np.sqrt(table.loc["mu", "ess"])
+    assert table.attrs["divergences"] == 0
+    idata = to_inference_data(mcmc)
+    assert idata.posterior["mu"].shape == (2, 500)
