@@ -53,6 +53,13 @@ class MAPResult:
     def sample(self, key, n: int = 4000) -> dict:
         """Draws from the Laplace approximation (Gaussian in the unconstrained space), mapped to
         natural units: name -> array (n, ...)."""
+        w = np.linalg.eigvalsh(self.hessian)
+        if not np.all(w > 0):
+            raise ValueError(
+                f"no Laplace approximation: the Hessian at the optimum is not positive definite (eigenvalues "
+                f"{np.array2string(w, precision=3)}, parameters {self.names}): the point is not a minimum, or the "
+                "data do not determine some direction (converged: " f"{self.converged})."
+            )
         chol = np.linalg.cholesky(self.covariance)
         z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
         draws = jax.vmap(lambda zi: self._postprocess(self._unravel(zi)))(jnp.asarray(z))
