@@ -148,6 +148,8 @@ def _read(paths, records, min_points):
 
 def _stats(x) -> dict:
     x = np.asarray(x, dtype=float)
+    if x.size < 2:  # a point without a posterior (a fit that did not converge)
+        return {"mean": float(x.reshape(-1)[0]), "sd": None, "q05": None, "q95": None}
     return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)), "q05": float(np.quantile(x, 0.05)),
             "q95": float(np.quantile(x, 0.95))}
 
@@ -234,11 +236,14 @@ def _fit(args) -> int:
     diag: dict = {"method": method}
     if method == "map":
         res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, **kwargs)
-        samples = res.sample(key, N_KEEP)
-        diag.update(converged=res.converged, steps=res.steps, neg_log_posterior=res.potential)
-        ident = res.identifiability()
-        diag["hessian_eigenvalues"] = [float(w) for w in ident["eigenvalues"]]
-        converged = res.converged and bool(np.all(ident["eigenvalues"] > 0))
+        eig = np.linalg.eigvalsh(res.hessian)
+        converged = res.converged and bool(np.all(eig > 0))
+        diag.update(converged=converged, optimiser_converged=res.converged, steps=res.steps,
+                    neg_log_posterior=res.potential, hessian_eigenvalues=[float(w) for w in eig])
+        if np.all(eig > 0):
+            samples = res.sample(key, N_KEEP)
+        else:  # no Laplace approximation: the optimum's point alone, no spread, and no draws
+            samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
     elif method == "svi":
         res = fit_svi(model_fn, *margs, key=key, guide="multivariate", num_steps=args.steps or 2000,
                       num_samples=N_KEEP, **kwargs)
@@ -275,7 +280,8 @@ def _fit(args) -> int:
         out["priors"] = {k: {"centre": v.nominal, "spread": v.spread, "cell_spread": v.cell_spread} for k, v in priors.items()}
     else:
         out["parameters"] = {k: _stats(samples[k]) for k in names}
-    out["samples"] = {k: np.asarray(v, dtype=float).tolist() for k, v in samples.items()}
+    if len(samples["sigma"]) > 1:
+        out["samples"] = {k: np.asarray(v, dtype=float).tolist() for k, v in samples.items()}
 
     def write(path):
         with open(path, "w") as f:
@@ -283,7 +289,8 @@ def _fit(args) -> int:
 
     _write("--output", args.output, write)
     for k, s in out["parameters"].items():
-        print(f"{k:60s} {s['mean']:.4g} (90 % {s['q05']:.4g} .. {s['q95']:.4g})")
+        band = f"(90 % {s['q05']:.4g} .. {s['q95']:.4g})" if s["sd"] is not None else "(no posterior)"
+        print(f"{k:60s} {s['mean']:.4g} {band}")
     print(f"noise scale {1e3 * out['noise_scale']['mean']:.3g} mV; written {args.output}")
     if not converged:
         print(f"jaxcell: error: the {method} fit did not converge ({_plain(diag)}); fit.json says so "
@@ -328,6 +335,9 @@ def _predict(args) -> int:
             cols.append(group)
         recs = _read([args.data], cols, 2)
         stacked = stack_records(recs)
+        if "samples" not in fit:
+            raise UsageError(f"{args.fit_file!r} holds no posterior draws: the fit did not converge "
+                             f"(diagnostics {fit.get('diagnostics')})")
         samples = {k: np.asarray(v) for k, v in fit["samples"].items()}
         names = fit["fit"]
         n = len(samples["sigma"])
