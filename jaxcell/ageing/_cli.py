@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 
 from ..cli import (
-    UsageError,
     _check_paths,
     _savefig,
     _seed,
@@ -133,16 +132,8 @@ def add_age_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_age(args) -> int:
-    """Run `jaxcell age` from parsed arguments; returns the exit code (2, with the message, for
-    bad input)."""
-    try:
-        return _age(args)
-    except UsageError as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _age(args) -> int:
+    """Run `jaxcell age` from parsed arguments; returns the exit code (`jaxcell.cli.main` turns
+    a `UsageError` into exit 2 with its message)."""
     import jax
 
     from .. import models

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import numpy as np
 
@@ -69,16 +68,8 @@ def add_design_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_design(args) -> int:
-    """Run `jaxcell design` from parsed arguments; returns the exit code (2, with the message,
-    for bad input)."""
-    try:
-        return _design(args)
-    except UsageError as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _design(args) -> int:
+    """Run `jaxcell design` from parsed arguments; returns the exit code (`jaxcell.cli.main`
+    turns a `UsageError` into exit 2 with its message)."""
     import jax
 
     import jaxcell

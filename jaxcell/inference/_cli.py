@@ -106,7 +106,7 @@ def add_inference_parsers(subparsers) -> None:
     fit.add_argument("--samples", type=int, default=500, help="nuts: warm-up and sampling iterations each (default 500)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
-    fit.set_defaults(func=cmd_fit)
+    fit.set_defaults(func=_fit)
 
     pred = subparsers.add_parser("predict", help="predict measured voltages from a fit",
                                  description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,25 +116,7 @@ def add_inference_parsers(subparsers) -> None:
     pred.add_argument("--new-cell", action="store_true", help="predict a cell not in the (group) fit from the population")
     pred.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     pred.add_argument("--output", default="pred.csv", help="CSV file to write (default pred.csv)")
-    pred.set_defaults(func=cmd_predict)
-
-
-def _run(fn, args) -> int:
-    try:
-        return fn(args)
-    except UsageError as e:
-        print(f"jaxcell: error: {e}", file=sys.stderr)
-        return 2
-
-
-def cmd_fit(args) -> int:
-    """Run `jaxcell fit`; returns the exit status."""
-    return _run(_fit, args)
-
-
-def cmd_predict(args) -> int:
-    """Run `jaxcell predict`; returns the exit status."""
-    return _run(_predict, args)
+    pred.set_defaults(func=_predict)
 
 
 def _read(paths, records, min_points):
