@@ -7,7 +7,7 @@ SOC are where the open-circuit voltage at the reference temperature equals the s
 what the negative gives; a state of charge is linear in the stoichiometries between them. Every
 function here is JAX code: it works under `jit` and `vmap` (a batched set gives a window per
 cell) and its derivatives with respect to the parameters come from the implicit function theorem
-through the root finds (optimistix).
+through the root finds (`_bisect`); `initial_concentrations` is the traceable core for one cell.
 """
 
 from __future__ import annotations
@@ -18,14 +18,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 
 from .parameters import ParameterSet
 from .physics import cell
 
-# every function solved here increases with its unknown (flip=False: no bracket detection,
-# which would raise an opaque error from inside the compiled code; the ends are checked after)
-_ROOT = optx.Bisection(rtol=1e-14, atol=1e-14, flip=False)
 _VOLTAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*V\s*$")
 
 
@@ -60,32 +56,79 @@ def _per_cell(fn, p: ParameterSet, *args):
     return jax.vmap(lambda p_, a: fn(p_, *a), in_axes=axes)(p, args)
 
 
-def _bisect(fn, lo, hi, args):
-    """The root of the scalar monotone fn(x, args) in [lo, hi] (optimistix bisection;
-    derivatives with respect to args by the implicit function theorem)."""
-    sol = optx.root_find(fn, _ROOT, 0.5 * (lo + hi), args, options=dict(lower=lo, upper=hi), max_steps=200, throw=False)
-    return sol.value
+# bisection steps of `_bisect`: the bracket shrinks by 2**-64, below float64's resolution
+BISECTION_STEPS = 64
 
 
-@eqx.filter_jit
-def _window(p: ParameterSet):
+def _bisect(fn, lo, hi):
+    """The root of the scalar fn(x), increasing on [lo, hi] (a bracket's end where it has no
+    root there), by a fixed number of bisection steps, with its derivative with respect to what
+    fn closes over by the implicit function theorem: one Newton step from the
+    (gradient-stopped) root, x - fn(x) / fn'(x), has the value x and the derivative
+    -fn_theta / fn_x. A plain loop rather than optimistix's root find: that one fails to compile
+    under `vmap` over cells inside reverse mode through a solve (jax 0.10, "Incompatible types
+    for broadcasting"), which fits of many cells need."""
+
+    def step(_, bracket):
+        a, b = bracket
+        m = 0.5 * (a + b)
+        up = fn(m) > 0
+        return jnp.where(up, a, m), jnp.where(up, m, b)
+
+    a, b = jax.lax.fori_loop(0, BISECTION_STEPS, step, (jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)))
+    x = jax.lax.stop_gradient(0.5 * (a + b))
+    slope = jax.lax.stop_gradient(jax.grad(fn)(x))
+    return x - fn(x) / jnp.where(slope == 0, 1.0, slope)
+
+
+def _window_of(p: ParameterSet):
+    """(x_0, x_100, y_0, y_100) of one cell, traceable (see `stoichiometry_window`)."""
     Q_n, Q_p, Li = _capacities(p)
 
-    def at_full(x, p_):
-        Q_n, Q_p, Li = _capacities(p_)
-        return open_circuit_voltage(p_, x, (Li - x * Q_n) / Q_p) - p_["Open-circuit voltage at 100% SOC [V]"]
+    def at_full(x):
+        return open_circuit_voltage(p, x, (Li - x * Q_n) / Q_p) - p["Open-circuit voltage at 100% SOC [V]"]
 
-    x_100 = _bisect(at_full, jnp.maximum(0.0, (Li - Q_p) / Q_n), jnp.minimum(1.0, Li / Q_n), p)
+    x_100 = _bisect(at_full, jnp.maximum(0.0, (Li - Q_p) / Q_n), jnp.minimum(1.0, Li / Q_n))
     y_100 = (Li - x_100 * Q_n) / Q_p
 
-    def at_empty(x, args):
-        p_, x_100_, y_100_ = args
-        Q_n, Q_p, _ = _capacities(p_)
-        return open_circuit_voltage(p_, x, y_100_ + (x_100_ - x) * Q_n / Q_p) - p_["Open-circuit voltage at 0% SOC [V]"]
+    def at_empty(x):
+        return open_circuit_voltage(p, x, y_100 + (x_100 - x) * Q_n / Q_p) - p["Open-circuit voltage at 0% SOC [V]"]
 
-    x_0 = _bisect(at_empty, jnp.maximum(0.0, x_100 - (1.0 - y_100) * Q_p / Q_n), x_100, (p, x_100, y_100))
+    x_0 = _bisect(at_empty, jnp.maximum(0.0, x_100 - (1.0 - y_100) * Q_p / Q_n), x_100)
     y_0 = y_100 + (x_100 - x_0) * Q_n / Q_p
     return x_0, x_100, y_0, y_100
+
+
+def _soc_of_voltage(p: ParameterSet, voltage):
+    """The state of charge of one cell whose open-circuit voltage is `voltage`, traceable."""
+    x_0, x_100, y_0, y_100 = _window_of(p)
+    return _bisect(lambda s: open_circuit_voltage(p, x_0 + s * (x_100 - x_0), y_0 - s * (y_0 - y_100)) - voltage,
+                   jnp.asarray(0.0), jnp.asarray(1.0))
+
+
+def _stoichiometries_of(p: ParameterSet, soc):
+    x_0, x_100, y_0, y_100 = _window_of(p)
+    return x_0 + soc * (x_100 - x_0), y_0 - soc * (y_0 - y_100)
+
+
+def _with_stoichiometries(p: ParameterSet, x, y) -> ParameterSet:
+    return p.update({
+        "Initial concentration in negative electrode [mol.m-3]": x * p["Maximum concentration in negative electrode [mol.m-3]"],
+        "Initial concentration in positive electrode [mol.m-3]": y * p["Maximum concentration in positive electrode [mol.m-3]"],
+    })
+
+
+def initial_concentrations(p: ParameterSet, kind: str, value) -> ParameterSet:
+    """The set `p` (one cell) with its initial particle concentrations at a state of charge
+    (`kind` "soc", `value` in [0, 1]) or at the state whose open-circuit voltage is `value` [V]
+    (`kind` "voltage"; `parse_soc` gives the pair): what `with_initial_soc` computes, without
+    its checks of concrete input, so that it can be traced inside a solve (under `vmap` and
+    reverse mode, as a fit of many cells needs)."""
+    soc = _soc_of_voltage(p, value) if kind == "voltage" else value
+    return _with_stoichiometries(p, *_stoichiometries_of(p, soc))
+
+
+_window = eqx.filter_jit(_window_of)
 
 
 def stoichiometry_window(p: ParameterSet):
@@ -124,10 +167,7 @@ def initial_stoichiometries(p: ParameterSet, soc):
     return x_0 + soc * (x_100 - x_0), y_0 - soc * (y_0 - y_100)
 
 
-@eqx.filter_jit
-def _initial(p, soc):
-    x_0, x_100, y_0, y_100 = _window(p)
-    return x_0 + soc * (x_100 - x_0), y_0 - soc * (y_0 - y_100)
+_initial = eqx.filter_jit(_stoichiometries_of)
 
 
 def soc_at_voltage(p: ParameterSet, voltage):
@@ -145,15 +185,7 @@ def soc_at_voltage(p: ParameterSet, voltage):
     return soc
 
 
-@eqx.filter_jit
-def _soc_at_voltage(p, voltage):
-    x_0, x_100, y_0, y_100 = _window(p)
-
-    def gap(s, args):
-        p_, V, x_0, x_100, y_0, y_100 = args
-        return open_circuit_voltage(p_, x_0 + s * (x_100 - x_0), y_0 - s * (y_0 - y_100)) - V
-
-    return _bisect(gap, jnp.asarray(0.0), jnp.asarray(1.0), (p, voltage, x_0, x_100, y_0, y_100))
+_soc_at_voltage = eqx.filter_jit(_soc_of_voltage)
 
 
 def parse_soc(initial_soc):
@@ -193,8 +225,4 @@ def with_initial_soc(p: ParameterSet, initial_soc) -> ParameterSet:
                 f"[{float(np.min(np.asarray(lo))):g}, {float(np.max(np.asarray(hi))):g}] V (its 0% and 100% SOC voltages)."
             )
         value = soc_at_voltage(p, value)
-    x, y = _per_cell(_initial, p, jnp.asarray(value, float))
-    return p.update({
-        "Initial concentration in negative electrode [mol.m-3]": x * p["Maximum concentration in negative electrode [mol.m-3]"],
-        "Initial concentration in positive electrode [mol.m-3]": y * p["Maximum concentration in positive electrode [mol.m-3]"],
-    })
+    return _with_stoichiometries(p, *_per_cell(_initial, p, jnp.asarray(value, float)))

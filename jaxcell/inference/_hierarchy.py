@@ -23,12 +23,10 @@ from numpyro.infer.reparam import LocScaleReparam
 
 from ..parameters import ParameterSet
 from ..simulate import _prepare, _simulate
-from ..soc import _capacities, open_circuit_voltage, parse_soc
+from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood
 
-# bisection steps of `_root` (the bracket shrinks by 2**-64: below float64's resolution)
-BISECTION_STEPS = 64
 # chunk of posterior draws solved in one compiled call by `predict_voltage` (the last chunk is
 # padded, so one compile serves any number of draws)
 PREDICT_CHUNK = 32
@@ -184,58 +182,6 @@ def _initial_socs(records: StackedRecords, initial_soc):
     if not np.all((soc >= 0) & (soc <= 1)):
         raise ValueError(f"initial_soc must lie in [0, 1] (a fraction, not a percentage), got {initial_soc}.")
     return "soc", soc
-
-
-def _root(fn, lo, hi):
-    """The root of fn, increasing on [lo, hi], by a fixed number of bisection steps, with its
-    derivative with respect to what fn closes over by the implicit function theorem: one Newton
-    step from the (gradient-stopped) root, x - fn(x) / fn'(x), has the value x and the
-    derivative -fn_theta / fn_x.
-
-    Why not `jaxcell.soc` (optimistix's bisection): under `vmap` over cells inside reverse mode
-    through the solve, its root find fails to compile with jax 0.10 / optimistix ("Incompatible
-    types for broadcasting"), even when its result is gradient-stopped; this loop does not."""
-
-    def step(_, bracket):
-        a, b = bracket
-        m = 0.5 * (a + b)
-        up = fn(m) > 0
-        return jnp.where(up, a, m), jnp.where(up, m, b)
-
-    a, b = jax.lax.fori_loop(0, BISECTION_STEPS, step, (jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)))
-    x = jax.lax.stop_gradient(0.5 * (a + b))
-    slope = jax.lax.stop_gradient(jax.grad(fn)(x))
-    return x - fn(x) / jnp.where(slope == 0, 1.0, slope)
-
-
-def initial_concentrations(p: ParameterSet, kind: str, value):
-    """The set `p` (one cell) with its initial particle concentrations at a state of charge
-    (`kind` "soc", value in [0, 1]) or at the state whose open-circuit voltage is `value` [V]
-    (`kind` "voltage"): the same stoichiometry window and states as `jaxcell.with_initial_soc`
-    (PyBaMM's), by `_root`, so that it runs under `vmap` inside reverse mode."""
-    Q_n, Q_p, Li = _capacities(p)
-
-    def at_full(x):
-        return open_circuit_voltage(p, x, (Li - x * Q_n) / Q_p) - p["Open-circuit voltage at 100% SOC [V]"]
-
-    x_100 = _root(at_full, jnp.maximum(0.0, (Li - Q_p) / Q_n), jnp.minimum(1.0, Li / Q_n))
-    y_100 = (Li - x_100 * Q_n) / Q_p
-
-    def at_empty(x):
-        return open_circuit_voltage(p, x, y_100 + (x_100 - x) * Q_n / Q_p) - p["Open-circuit voltage at 0% SOC [V]"]
-
-    x_0 = _root(at_empty, jnp.maximum(0.0, x_100 - (1.0 - y_100) * Q_p / Q_n), x_100)
-    y_0 = y_100 + (x_100 - x_0) * Q_n / Q_p
-
-    def at(s):
-        return x_0 + s * (x_100 - x_0), y_0 - s * (y_0 - y_100)
-
-    soc = _root(lambda s: open_circuit_voltage(p, *at(s)) - value, 0.0, 1.0) if kind == "voltage" else value
-    x, y = at(soc)
-    return p.update({
-        "Initial concentration in negative electrode [mol.m-3]": x * p["Maximum concentration in negative electrode [mol.m-3]"],
-        "Initial concentration in positive electrode [mol.m-3]": y * p["Maximum concentration in positive electrode [mol.m-3]"],
-    })
 
 
 def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values):
