@@ -40,6 +40,7 @@ from jaxcell.ageing import _population, _sde
 from jaxcell.ageing._cli import add_age_parser
 from jaxcell.ageing._population import DEPLETED
 from jaxcell.ageing._sde import _paths_jit
+from jaxcell.cli import main
 from jaxcell.physics.constants import F
 
 M, K, CYCLES = 4000, 8, 100.0
@@ -579,13 +580,10 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert "variance split" in text and "check-ups (SPM" in text and "heterog." in text
 
-    bad = parser.parse_args(
-        ["age", "--checkups", "0,x", "--output", str(tmp_path / "x.csv")]
-    )
-    assert bad.func(bad) == 2
+    # bad input: exit status 2 and a message, through the command line's own entry point
+    assert main(["age", "--checkups", "0,x", "--output", str(tmp_path / "x.csv")]) == 2
     assert "--checkups expects comma-separated cycles" in capsys.readouterr().err
-    bad = parser.parse_args(["age", "--end-of-life", "80", "--output", str(tmp_path / "x.csv")])
-    assert bad.func(bad) == 2
+    assert main(["age", "--end-of-life", "80", "--output", str(tmp_path / "x.csv")]) == 2
     assert "--end-of-life must be the remaining fraction of the nominal capacity, in (0, 1)" in (
         capsys.readouterr().err
     )
@@ -607,8 +605,7 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
         raise AssertionError("the population was aged")
 
     monkeypatch.setattr(_population, "age_population", no_run)
-    big = parser.parse_args(["age", "--n", "10000000", "--output", str(tmp_path / "y.csv")])
-    assert big.func(big) == 2
+    assert main(["age", "--n", "10000000", "--output", str(tmp_path / "y.csv")]) == 2
     err = capsys.readouterr().err
     assert "needs 226 GiB (--n 10000000 x --replicates 4 x 101 checkpoints x 40 bytes" in err
     assert "above the limit --max-memory = 2 GiB" in err
@@ -633,8 +630,6 @@ def _no_ageing(*args, **kwargs):
 def test_cli_age_bad_input_refused_before_ageing(tmp_path, capsys, monkeypatch, args, message):
     """Output paths and the check-up protocol are checked before the population is aged (they
     were found after the whole run, with a traceback): exit 2, one message naming the input."""
-    from jaxcell.cli import main
-
     monkeypatch.setattr(_population, "age_population", _no_ageing)
     argv = ["age", "--output", str(tmp_path / "fade.csv"), *[a.format(tmp=tmp_path) for a in args]]
     assert main(argv) == 2
@@ -655,8 +650,6 @@ def test_cli_age_bad_input_refused_before_ageing(tmp_path, capsys, monkeypatch, 
 def test_cli_age_seed_and_memory_ranges(tmp_path, capsys, monkeypatch, option, value, message):
     """--seed takes the range of `jaxcell population`'s (2**63 overflowed jax.random.key, -1 was
     accepted); --max-memory a positive number of GiB, as for `population`."""
-    from jaxcell.cli import main
-
     monkeypatch.setattr(_population, "age_population", _no_ageing)
     with pytest.raises(SystemExit) as info:
         main(["age", option, value, "--output", str(tmp_path / "fade.csv")])
