@@ -187,17 +187,27 @@ def test_exit_on_interrupt_handler(monkeypatch, capfd):
     the test process lives on) and prints a message; afterwards Python's own handler is back."""
     calls = []
     monkeypatch.setattr(cli, "_exit", calls.append)
+    # Python's own handler, as in an interactive session (a process started in the background by
+    # a non-interactive shell inherits SIGINT ignored, and exit_on_interrupt then leaves it alone)
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_once(calls)
+    finally:
+        signal.signal(signal.SIGINT, started_with)
+    assert calls and set(calls) == {130}
+    assert "jaxcell: interrupted" in capfd.readouterr().err
+    assert signal.set_wakeup_fd(-1) == -1  # the wakeup descriptor was given back
+    assert not any(t.name == "jaxcell-sigint" for t in threading.enumerate())
+
+
+def _interrupt_once(calls):
     with cli.exit_on_interrupt():
         assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
         os.kill(os.getpid(), signal.SIGINT)
         deadline = time.monotonic() + 5
         while not calls and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert calls and set(calls) == {130}
-    assert "jaxcell: interrupted" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.set_wakeup_fd(-1) == -1  # the wakeup descriptor was given back
-    assert not any(t.name == "jaxcell-sigint" for t in threading.enumerate())
 
 
 def test_ctrl_c_during_compilation_exits_cleanly(tmp_path):
@@ -205,7 +215,10 @@ def test_ctrl_c_during_compilation_exits_cleanly(tmp_path):
     with status 130 and a message, no traceback and no crash of the interpreter's teardown, and
     writes nothing."""
     out = tmp_path / "out.csv"
-    script = ("import sys, jaxcell.cli\nprint('ready', flush=True)\n"
+    # Python's own SIGINT handler, as in a terminal (a background job of a non-interactive shell
+    # starts with SIGINT ignored, which the command then leaves alone)
+    script = ("import signal, sys, jaxcell.cli\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "print('ready', flush=True)\n"
               f"sys.exit(jaxcell.cli.main(['simulate', '--model', 'DFN', '--output', {str(out)!r}]))\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
