@@ -38,6 +38,15 @@ def test_map_laplace_is_exact(data):
     assert to_inference_data(res, n=100).posterior["mu"].shape == (1, 100)
 
 
+def test_map_convergence_is_judged_by_the_newton_decrement(data):
+    # BFGS given no step at all: at the prior median, eight posterior sd from the optimum: the Newton polish with the Laplace
+    # Hessian (exact here: the potential is quadratic) reaches it, and the decrement says so
+    y, mean, sd = data
+    res = fit_map(conjugate, y, max_steps=0)
+    assert res.steps == 0 and res.converged and res.decrement < 1e-2
+    np.testing.assert_allclose(float(res.params["mu"]), mean, rtol=1e-6)
+
+
 def test_svi_normal_guide_reaches_the_exact_posterior(data):
     y, mean, sd = data
     res = fit_svi(conjugate, y, num_steps=3000, learning_rate=0.02, num_samples=4000, progress_bar=False)

@@ -13,6 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import initialize_model
@@ -31,7 +32,12 @@ class MAPResult:
         params: the sampled sites at the optimum, in natural units (name -> array).
         unconstrained: the same in numpyro's unconstrained space (flat vector `z`).
         hessian: Hessian of the negative log joint density with respect to `z` at the optimum.
-        converged: whether the optimiser met its tolerance; steps: its number of steps.
+        converged: whether the point is the optimum to within a small fraction of the
+            posterior's width: the Hessian is positive definite and the Newton decrement
+            sqrt(g' H^-1 g) (the distance to the quadratic model's minimum in posterior standard
+            deviations) is below the fit's `tol`.
+        decrement: that Newton decrement (inf where the Hessian is not positive definite).
+        steps: the optimiser's number of steps; message: what it said when it stopped.
         potential: the negative log joint density at the optimum.
     """
 
@@ -41,6 +47,8 @@ class MAPResult:
     converged: bool
     steps: int
     potential: float
+    decrement: float
+    message: str
     _unravel: object = dataclasses.field(repr=False)
     _postprocess: object = dataclasses.field(repr=False)
     names: tuple = ()
@@ -102,11 +110,18 @@ def _potential(model, key, args, kwargs, init_strategy):
     return info.z, potential_fn, functools.partial(transform_fn, inv)
 
 
-def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, **kwargs) -> MAPResult:
+def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, tol: float = 1e-2,
+            **kwargs) -> MAPResult:
     """The maximum a posteriori point of the numpyro `model` (called as model(*args, **kwargs))
     by BFGS (scipy) on numpyro's potential in its unconstrained space, with gradients through
     the solver (`gtol`: the gradient norm at which it stops), and the Laplace approximation
     around it (Hessian by central differences of the gradient).
+
+    The solver's tolerance puts noise on the gradient, so BFGS may stop short of `gtol` ("precision
+    loss") at a point that is the optimum for every practical purpose. What counts is the distance
+    to the optimum measured by the posterior's own width: up to three Newton steps with the Laplace
+    Hessian follow BFGS, and the fit has converged when the Newton decrement sqrt(g' H^-1 g) is
+    below `tol` (the default 0.01: within a hundredth of a posterior standard deviation).
 
     `init`: name -> starting value in natural units (default: the priors' medians).
 
@@ -131,28 +146,54 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
 
     sol = scipy.optimize.minimize(fun, np.asarray(flat0, dtype=float), jac=True, method="BFGS",
                                   options=dict(gtol=gtol, maxiter=max_steps))
-    z = np.asarray(sol.x)
-    n = z.size
-    H = np.zeros((n, n))
-    for i in range(n):  # the compiled value_and_grad again: no second compile
-        e = np.zeros(n)
-        e[i] = HESSIAN_STEP
-        up, down = value_and_grad(jnp.asarray(z + e))[1], value_and_grad(jnp.asarray(z - e))[1]
-        H[:, i] = (np.asarray(up) - np.asarray(down)) / (2 * HESSIAN_STEP)
-    H = 0.5 * (H + H.T)
+    z, (value, g) = np.asarray(sol.x), fun(sol.x)
+    H = _hessian(fun, z)
+    decrement = _decrement(H, g)
+    for _ in range(3):  # Newton polish: kept only where it lowers the potential
+        if decrement < tol or not np.isfinite(decrement):
+            break
+        z_new = z - np.linalg.solve(H, g)
+        value_new, g_new = fun(z_new)
+        if not value_new < value:
+            break
+        z, value, g = z_new, value_new, g_new
+        H = _hessian(fun, z)
+        decrement = _decrement(H, g)
     names = tuple(z0)
     post = postprocess_fn(unravel(jnp.asarray(z)))
     return MAPResult(
         params={k: np.asarray(post[k]) for k in names},
         unconstrained=z,
         hessian=H,
-        converged=bool(sol.success),
+        converged=bool(decrement < tol),
         steps=int(sol.nit),
-        potential=float(value_and_grad(jnp.asarray(z))[0]),
+        potential=value,
+        decrement=decrement,
+        message=str(sol.message),
         _unravel=unravel,
         _postprocess=postprocess_fn,
         names=names,
     )
+
+
+def _hessian(fun, z):
+    """Central differences of the gradient (the compiled value_and_grad again: no second compile)."""
+    n = z.size
+    H = np.zeros((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = HESSIAN_STEP
+        H[:, i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * HESSIAN_STEP)
+    return 0.5 * (H + H.T)
+
+
+def _decrement(H, g) -> float:
+    """The Newton decrement sqrt(g' H^-1 g); inf where H is not positive definite."""
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return float(np.linalg.norm(scipy.linalg.solve_triangular(L, g, lower=True)))
 
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
