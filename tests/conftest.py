@@ -126,6 +126,21 @@ def _release_per_module():
         _release()
 
 
+# The suite runs on two processes, one module at a time each (`-n 2 --dist loadfile
+# --no-loadscope-reorder`, the README's command): the longest modules start first, so that the
+# longest (test_dfn, about a third of the whole) is not left to run alone at the end.
+LONGEST_FIRST = ("test_dfn.py", "test_autodiff_batch.py", "test_reference.py", "test_inference_cli.py",
+                 "test_inference_hierarchy.py", "test_design_optimise.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
+
 def pytest_terminal_summary(terminalreporter):
     if _mappings["peak"]:
         terminalreporter.write_line(
