@@ -220,7 +220,7 @@ def _fit(args) -> int:
         res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, **kwargs)
         eig = np.linalg.eigvalsh(res.hessian)
         converged = res.converged
-        diag.update(converged=converged, newton_decrement=res.decrement, optimiser=res.message, steps=res.steps,
+        diag.update(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message, steps=res.steps,
                     neg_log_posterior=res.potential, hessian_eigenvalues=[float(w) for w in eig])
         if np.all(eig > 0):
             samples = res.sample(key, N_KEEP)

@@ -148,17 +148,16 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
                                   options=dict(gtol=gtol, maxiter=max_steps))
     z, (value, g) = np.asarray(sol.x), fun(sol.x)
     H = _hessian(fun, z)
-    decrement = _decrement(H, g)
+    step, decrement = _newton(H, g)
     for _ in range(3):  # Newton polish: kept only where it lowers the potential
-        if decrement < tol or not np.isfinite(decrement):
+        if decrement < tol or step is None:
             break
-        z_new = z - np.linalg.solve(H, g)
-        value_new, g_new = fun(z_new)
+        value_new, g_new = fun(z - step)
         if not value_new < value:
             break
-        z, value, g = z_new, value_new, g_new
+        z, value, g = z - step, value_new, g_new
         H = _hessian(fun, z)
-        decrement = _decrement(H, g)
+        step, decrement = _newton(H, g)
     names = tuple(z0)
     post = postprocess_fn(unravel(jnp.asarray(z)))
     return MAPResult(
@@ -187,13 +186,15 @@ def _hessian(fun, z):
     return 0.5 * (H + H.T)
 
 
-def _decrement(H, g) -> float:
-    """The Newton decrement sqrt(g' H^-1 g); inf where H is not positive definite."""
+def _newton(H, g):
+    """The Newton step H^-1 g and the Newton decrement sqrt(g' H^-1 g), from one Cholesky
+    factorisation; (None, inf) where H is not positive definite."""
     try:
-        L = np.linalg.cholesky(H)
+        factor = scipy.linalg.cho_factor(H)
     except np.linalg.LinAlgError:
-        return float("inf")
-    return float(np.linalg.norm(scipy.linalg.solve_triangular(L, g, lower=True)))
+        return None, float("inf")
+    step = scipy.linalg.cho_solve(factor, g)
+    return step, float(np.sqrt(max(g @ step, 0.0)))
 
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
