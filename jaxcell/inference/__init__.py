@@ -13,8 +13,16 @@ solver). See docs/inference.md.
 - Engines: `fit_map` (maximum a posteriori by BFGS, Laplace approximation, identifiability),
   `fit_svi` (numpyro autoguides) and `run_nuts` with `diagnostics` (R-hat, effective sample
   sizes, divergences); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
+- Calibration: `calibrate` (simulation-based calibration of the Laplace approximation, all
+  replicates fitted in one compiled, vmapped program), `sbc_ranks`, `rank_uniformity`,
+  `interval_coverage`.
 """
 
+from ._calibration import SBCResult as SBCResult
+from ._calibration import calibrate as calibrate
+from ._calibration import interval_coverage as interval_coverage
+from ._calibration import rank_uniformity as rank_uniformity
+from ._calibration import sbc_ranks as sbc_ranks
 from ._data import MeasurementError as MeasurementError
 from ._data import MeasurementWarning as MeasurementWarning
 from ._data import PAD_DT as PAD_DT
