@@ -1,7 +1,8 @@
-"""Simulation-based calibration: the batched Laplace fits against a conjugate Gaussian model's
-exact posterior, rank uniformity and coverage where the posterior is exact, and the checks
-rejecting a posterior that is too narrow or biased. No cell is simulated here (the SPMe's
-calibration is `benchmarks/sbc_spme.py`)."""
+"""Simulation-based calibration and profile likelihoods. The batched Laplace fits against a
+conjugate Gaussian model's exact posterior, rank uniformity and coverage where the posterior is
+exact, the checks rejecting a posterior that is too narrow or biased, and a profile likelihood
+against its closed form. No cell is simulated here (the SPMe's calibration is
+`benchmarks/sbc_spme.py`)."""
 
 import jax
 import jax.numpy as jnp
@@ -83,3 +84,44 @@ def test_checks_reject_a_narrow_or_biased_posterior():
 def test_calibrate_names_a_missing_site():
     with pytest.raises(ValueError, match="no sample site 'V'"):
         calibrate(gaussian, n_replicates=4, site="V", progress_bar=False)
+
+
+Z1 = np.array([1.31, 1.12, 1.25, 1.40, 1.18])  # observations of x + y (sd 0.2)
+Z2 = np.array([-0.52, -0.95, -0.61, -0.70, -0.88])  # of x - 2 y (sd 0.5)
+
+
+def ridge(z1=Z1, z2=Z2):
+    x = numpyro.sample("x", dist.Normal(0.0, 3.0))
+    y = numpyro.sample("y", dist.Normal(0.0, 3.0))
+    numpyro.sample("z1", dist.Normal(x + y, 0.2).expand([5]).to_event(1), obs=z1)
+    numpyro.sample("z2", dist.Normal(x - 2 * y, 0.5).expand([5]).to_event(1), obs=z2)
+
+
+def test_profile_likelihood_equals_the_closed_form():
+    """On a linear-Gaussian model: y's best value for each fixed x and the profile
+    log-likelihood (y's prior included, x's left out) against their closed forms (1e-8); the
+    likelihood-ratio interval holds the maximum."""
+    import scipy.stats
+
+    from jaxcell.inference import profile
+
+    xs = np.linspace(0.4, 2.0, 9)
+    pr = profile(ridge, name="x", values=xs, progress_bar=False)
+    assert pr.converged.all()
+    a = 1 / 9 + 5 / 0.04 + 4 * 5 / 0.25
+    y_best = (np.sum(Z1[None] - xs[:, None], 1) / 0.04 - 2 * np.sum(Z2[None] - xs[:, None], 1) / 0.25) / a
+    np.testing.assert_allclose(pr.others["y"], y_best, rtol=1e-8)
+    norm = scipy.stats.norm.logpdf
+    exact = np.array([norm(y, 0, 3) + norm(Z1, x + y, 0.2).sum() + norm(Z2, x - 2 * y, 0.5).sum() for x, y in zip(xs, y_best)])
+    np.testing.assert_allclose(pr.log_likelihood, exact, rtol=1e-8)
+    lo, hi = pr.interval()
+    assert lo <= xs[np.argmax(exact)] <= hi and (lo, hi) != (xs[0], xs[-1])
+
+
+def test_profile_refuses_unknown_site_and_values_outside_the_support():
+    from jaxcell.inference import profile
+
+    with pytest.raises(ValueError, match="not a latent sample site.*'x', 'y'"):
+        profile(ridge, name="z1", values=[0.0, 1.0], progress_bar=False)
+    with pytest.raises(ValueError, match="values must be a 1D grid"):
+        profile(ridge, name="x", values=[1.0], progress_bar=False)

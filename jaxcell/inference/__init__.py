@@ -15,7 +15,9 @@ solver). See docs/inference.md.
   sizes, divergences); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
 - Calibration: `calibrate` (simulation-based calibration of the Laplace approximation, all
   replicates fitted in one compiled, vmapped program), `sbc_ranks`, `rank_uniformity`,
-  `interval_coverage`.
+  `interval_coverage`. Identifiability: `MAPResult.identifiability()` (Hessian eigenvalues,
+  sloppy directions, correlations) and `profile` (profile likelihood over a grid, all values
+  fitted in one compiled call).
 """
 
 from ._calibration import SBCResult as SBCResult
@@ -23,6 +25,8 @@ from ._calibration import calibrate as calibrate
 from ._calibration import interval_coverage as interval_coverage
 from ._calibration import rank_uniformity as rank_uniformity
 from ._calibration import sbc_ranks as sbc_ranks
+from ._profile import ProfileResult as ProfileResult
+from ._profile import profile as profile
 from ._data import MeasurementError as MeasurementError
 from ._data import MeasurementWarning as MeasurementWarning
 from ._data import PAD_DT as PAD_DT
