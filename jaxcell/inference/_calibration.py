@@ -17,7 +17,7 @@ import numpy as np
 import scipy.stats
 from jax.flatten_util import ravel_pytree
 
-from ._fit import HESSIAN_STEP
+from ._fit import _hessian
 
 # Newton iterations of the batched fit, and the decrement sqrt(g' H^-1 g) below which a
 # replicate counts as converged (as `fit_map`'s default `tol`)
@@ -159,10 +159,7 @@ def calibrate(model, *args, n_replicates: int = 100, n_draws: int = 99, observed
         >>> res = calibrate(cell_model, jaxcell.SPMe(), p, exp, t, priors=priors, n_replicates=100)
         >>> res.table(); res.plot("sbc.png")
     """
-    from numpyro.distributions.transforms import biject_to
     from numpyro.infer import Predictive
-    from numpyro.infer.initialization import init_to_median, init_to_value
-    from numpyro.infer.util import initialize_model
 
     if n_replicates < 2 or n_draws < 1:
         raise ValueError(f"n_replicates must be at least 2 and n_draws at least 1, got {n_replicates} and {n_draws}.")
@@ -173,17 +170,49 @@ def calibrate(model, *args, n_replicates: int = 100, n_draws: int = 99, observed
         raise ValueError(f"the model has no sample site {site!r} to simulate data from (sites: {sorted(prior)}).")
     data = prior[site]
 
+    fit = _batched_fit(model, args, {**kwargs, observed: data[0]}, lambda y: (args, {**kwargs, observed: y}), data,
+                       k_init, init, progress_bar)
+    converged = fit.converged
+    truth = {k: np.asarray(prior[k]) for k in fit.names}
+    draws, means, sds = _laplace_draws(fit.natural, fit.z, fit.hessian, n_draws, k_draw)
+    kept_truth = {k: v[converged] for k, v in truth.items()}
+    kept_draws = {k: v[converged] for k, v in draws.items()}
+    ranks = sbc_ranks(kept_truth, kept_draws)
+    return SBCResult(
+        truth=truth, data=np.asarray(data), ranks=ranks, n_draws=n_draws, converged=converged,
+        p_values=rank_uniformity(ranks, n_draws), coverage=interval_coverage(kept_truth, kept_draws),
+        modes=fit.modes, means=means, sds=sds,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchedFit:
+    names: tuple
+    z: np.ndarray  # (B, d) unconstrained optima
+    value: np.ndarray  # (B,) the potential there
+    hessian: np.ndarray  # (B, d, d)
+    converged: np.ndarray  # (B,)
+    natural: object  # z (d,) -> name -> value in natural units
+    modes: dict  # name -> (B,) the optima in natural units
+
+
+def _batched_fit(model, args0, kwargs0, bind, batch, key, init, progress_bar) -> _BatchedFit:
+    """MAP points of `model` for every element of `batch` at once: `bind(b)` gives the model's
+    (args, kwargs) for one element b (a traced slice of `batch`), (args0, kwargs0) those of the
+    first element, concrete, for numpyro's initial trace. numpyro's potential is vmapped over the
+    batch and compiled once; `_newton_batch` minimises it from the priors' medians (or `init`,
+    name -> value in natural units)."""
+    from numpyro.distributions.transforms import biject_to
+    from numpyro.infer.initialization import init_to_median, init_to_value
+    from numpyro.infer.util import initialize_model
+
     strategy = init_to_value(values=init) if init else init_to_median()
     info, potential_gen, _, trace = initialize_model(
-        k_init, model, model_args=args, model_kwargs={**kwargs, observed: data[0]}, init_strategy=strategy,
-        dynamic_args=True, validate_grad=False,
+        key, model, model_args=args0, model_kwargs=kwargs0, init_strategy=strategy, dynamic_args=True,
+        validate_grad=False,
     )
     names = tuple(info.z)
     flat0, unravel = ravel_pytree(info.z)
-
-    def potential(z, y):
-        return potential_gen(*args, **{**kwargs, observed: y})(unravel(z))
-
     # each site's map from the unconstrained space (numpyro's postprocess function would rerun
     # the model, the solve included, for every draw)
     maps = {k: biject_to(trace[k]["fn"].support) for k in names}
@@ -191,20 +220,16 @@ def calibrate(model, *args, n_replicates: int = 100, n_draws: int = 99, observed
     def natural(z):
         return {k: maps[k](v) for k, v in unravel(z).items()}
 
-    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
-    z = np.tile(np.asarray(flat0, float), (n_replicates, 1))
-    z, H, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), data)), z, progress_bar)
+    def potential(z, b):
+        a, kw = bind(b)
+        return potential_gen(*a, **kw)(unravel(z))
 
-    truth = {k: np.asarray(prior[k]) for k in names}
-    draws, means, sds = _laplace_draws(natural, z, H, n_draws, k_draw)
-    ok = converged
-    ranks = sbc_ranks({k: v[ok] for k, v in truth.items()}, {k: v[ok] for k, v in draws.items()})
-    return SBCResult(
-        truth=truth, data=np.asarray(data), ranks=ranks, n_draws=n_draws, converged=converged,
-        p_values=rank_uniformity(ranks, n_draws),
-        coverage=interval_coverage({k: v[ok] for k, v in truth.items()}, {k: v[ok] for k, v in draws.items()}),
-        modes={k: np.asarray(v) for k, v in jax.vmap(natural)(jnp.asarray(z)).items()}, means=means, sds=sds,
-    )
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
+    batch = jax.tree.map(jnp.asarray, batch)
+    z0 = np.tile(np.asarray(flat0, float), (jax.tree.leaves(batch)[0].shape[0], 1))
+    z, value, H, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), batch)), z0, progress_bar)
+    modes = {k: np.asarray(v) for k, v in jax.vmap(natural)(jnp.asarray(z)).items()}
+    return _BatchedFit(names, z, value, H, converged, natural, modes)
 
 
 def _host(out):
@@ -212,31 +237,23 @@ def _host(out):
     return np.asarray(value, float), np.asarray(grad, float)
 
 
-def _hessians(fun, z):
-    """Central differences of the batched gradient: (R, d, d), symmetrised."""
-    R, d = z.shape
-    H = np.zeros((R, d, d))
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = HESSIAN_STEP
-        H[:, :, i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * HESSIAN_STEP)
-    return 0.5 * (H + np.swapaxes(H, 1, 2))
-
-
 def _newton_batch(fun, z, progress_bar):
     """Damped Newton on every row of z at once (the Hessian renewed every REFRESH steps). A row
     whose Hessian is not positive definite takes a step with its eigenvalues lifted (a
     trust-region-like safeguard); every step is halved until the potential decreases (up to
-    HALVINGS times; a row that does not decrease keeps its point). Returns (z, H, converged) with H
-    the Hessian at the final z and converged where its Newton decrement is below TOL."""
+    HALVINGS times; a row that does not decrease keeps its point). Returns (z, value, H, converged):
+    the points, the potential there, the Hessian there, and where the Newton decrement is below
+    TOL."""
     from tqdm.auto import tqdm
 
     value, g = fun(z)
+    if z.shape[1] == 0:  # nothing to fit (a profile of the model's only parameter)
+        return z, value, np.zeros(z.shape + (0,)), np.ones(z.shape[0], bool)
     bar = tqdm(total=MAX_NEWTON, desc="Laplace fits (Newton)", disable=not progress_bar, unit="step")
     age = REFRESH
     for _ in range(MAX_NEWTON):
         if age >= REFRESH:
-            H, age = _hessians(fun, z), 0
+            H, age = _hessian(fun, z), 0
         age += 1
         w, V = np.linalg.eigh(H)
         lifted = np.maximum(np.abs(w), 1e-3 * np.maximum(np.abs(w).max(axis=1, keepdims=True), 1.0))
@@ -263,12 +280,12 @@ def _newton_batch(fun, z, progress_bar):
         z = np.where(keep[:, None], trial, z)
         value, g = np.where(keep, v_new, value), np.where(keep[:, None], g_new, g)
     bar.close()
-    H = _hessians(fun, z)
+    H = _hessian(fun, z)
     w = np.linalg.eigvalsh(H)
     ok = np.all(w > 0, axis=1)
     step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])), g[:, :, None])[:, :, 0]
     decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)
-    return z, H, ok & (decrement < TOL)
+    return z, value, H, ok & (decrement < TOL)
 
 
 def _laplace_draws(natural, z, H, n_draws, key):

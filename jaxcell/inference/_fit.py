@@ -176,14 +176,16 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
 
 
 def _hessian(fun, z):
-    """Central differences of the gradient (the compiled value_and_grad again: no second compile)."""
-    n = z.size
-    H = np.zeros((n, n))
-    for i in range(n):
-        e = np.zeros(n)
+    """Central differences of the gradient (the compiled value_and_grad again: no second
+    compile). `fun(z)` returns (value, gradient); z is one point (d,) or a batch of them
+    (..., d) that `fun` evaluates at once, giving Hessians (..., d, d), symmetrised."""
+    d = z.shape[-1]
+    H = np.zeros(z.shape + (d,))
+    for i in range(d):
+        e = np.zeros(d)
         e[i] = HESSIAN_STEP
-        H[:, i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * HESSIAN_STEP)
-    return 0.5 * (H + H.T)
+        H[..., :, i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * HESSIAN_STEP)
+    return 0.5 * (H + np.swapaxes(H, -1, -2))
 
 
 def _newton(H, g):

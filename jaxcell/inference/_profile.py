@@ -9,9 +9,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from ._calibration import _host, _newton_batch
+from ._calibration import _batched_fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,47 +79,44 @@ def profile(model, *args, name: str, values, key=None, init=None, progress_bar: 
         >>> pr.interval(), pr.plot("profile.png")
     """
     import numpyro
-    from numpyro.infer.initialization import init_to_median, init_to_value
-    from numpyro.infer.util import initialize_model
 
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or values.size < 2:
         raise ValueError(f"values must be a 1D grid of at least 2 values of {name!r}, got shape {values.shape}.")
     key = jax.random.key(0) if key is None else key
-    trace = numpyro.handlers.trace(numpyro.handlers.seed(model, key)).get_trace(*args, **kwargs)
-    if name not in trace or trace[name]["type"] != "sample" or trace[name]["is_observed"]:
-        sites = sorted(k for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"])
-        raise ValueError(f"{name!r} is not a latent sample site of the model (latent sites: {sites}).")
-    prior = trace[name]["fn"]
-    outside = ~np.asarray(prior.support(jnp.asarray(values)))
+    sites = _latent_sites(model, key, args, kwargs)
+    if name not in sites:
+        raise ValueError(f"{name!r} is not a latent sample site of the model (latent sites: {sorted(sites)}).")
+    try:  # a prior built outside the model has concrete parameters; one built inside, tracers
+        outside = ~np.asarray(sites[name].support(jnp.asarray(values)))
+    except jax.errors.UnexpectedTracerError:
+        outside = np.zeros(values.shape, bool)
     if outside.any():
         raise ValueError(f"values of {name!r} outside its prior's support: {values[outside].tolist()}.")
 
-    def conditioned(value, *a, **kw):
-        with numpyro.handlers.condition(data={name: value}):
+    def fixed(value, *a, **kw):
+        # the site takes the value (condition) and is hidden from the potential (block): the
+        # value's own prior is left out, so the potential is a profile of the likelihood
+        with numpyro.handlers.block(hide=[name]), numpyro.handlers.condition(data={name: value}):
             return model(*a, **kw)
 
-    strategy = init_to_value(values=init) if init else init_to_median()
-    info, potential_gen, _, inner = initialize_model(
-        key, conditioned, model_args=(values[0], *args), model_kwargs=kwargs, init_strategy=strategy,
-        dynamic_args=True, validate_grad=False,
-    )
-    names = tuple(info.z)
-    flat0, unravel = ravel_pytree(info.z)
-    from numpyro.distributions.transforms import biject_to
+    fit = _batched_fit(fixed, (values[0], *args), kwargs, lambda v: ((v, *args), kwargs), values, key, init,
+                       progress_bar)
+    return ProfileResult(name=name, values=values, log_likelihood=-fit.value, others=fit.modes,
+                         converged=fit.converged)
 
-    maps = {k: biject_to(inner[k]["fn"].support) for k in names}
 
-    def potential(z, value):  # the fixed value's own prior taken out: a profile of the likelihood
-        return potential_gen(value, *args, **kwargs)(unravel(z)) + prior.log_prob(value)
+def _latent_sites(model, key, args, kwargs) -> dict:
+    """The model's latent sample sites (name -> distribution), from an abstract trace: no
+    solve is run or compiled."""
+    import numpyro
 
-    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
-    grid = jnp.asarray(values)
-    z = np.tile(np.asarray(flat0, float), (values.size, 1))
-    z, _, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), grid)), z, progress_bar)
-    pot = _host(value_and_grad(jnp.asarray(z), grid))[0]
-    others = jax.vmap(lambda zi: {k: maps[k](v) for k, v in unravel(zi).items()})(jnp.asarray(z))
-    return ProfileResult(
-        name=name, values=values, log_likelihood=-pot, others={k: np.asarray(v) for k, v in others.items()},
-        converged=converged,
-    )
+    sites = {}
+
+    def run():
+        trace = numpyro.handlers.trace(numpyro.handlers.seed(model, key)).get_trace(*args, **kwargs)
+        sites.update({k: s["fn"] for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]})
+        return jnp.zeros(())
+
+    jax.eval_shape(run)
+    return sites
