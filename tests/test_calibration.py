@@ -125,3 +125,28 @@ def test_profile_refuses_unknown_site_and_values_outside_the_support():
         profile(ridge, name="z1", values=[0.0, 1.0], progress_bar=False)
     with pytest.raises(ValueError, match="values must be a 1D grid"):
         profile(ridge, name="x", values=[1.0], progress_bar=False)
+
+
+def test_batched_newton_converges_on_an_ill_conditioned_optimum():
+    """A convex potential whose curvatures span six decades (a well-measured direction and a
+    prior-dominated one, as in a cell's posterior), rotated: the batched Newton reaches every
+    row's minimum in a few steps. Lifting the small positive curvatures (as a safeguard for
+    indefinite Hessians) would crawl along the flat direction and not converge."""
+    from jaxcell.inference._calibration import _newton_batch
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    c = np.array([1e6, 30.0, 1.0])
+    m = rng.normal(size=(5, 3))
+
+    def fun(z):  # sum_i c_i (exp(u_i) - u_i), u = Q'(z - m): minimum at m, Hessian Q diag(c) Q' there
+        u = (z - m) @ Q
+        return (c * (np.exp(u) - u)).sum(axis=1), ((c * (np.exp(u) - 1.0)) @ Q.T)
+
+    start = m + (rng.normal(size=m.shape) * c**-0.5) @ Q.T  # about one posterior sd away
+    z, value, H, converged = _newton_batch(fun, start, False)
+    assert converged.all()
+    # within the tolerance in posterior standard deviations along every direction
+    assert np.abs(((z - m) @ Q) * c**0.5).max() < 1e-2
+    np.testing.assert_allclose(value, c.sum(), rtol=1e-6)
+    np.testing.assert_allclose(H, np.broadcast_to(Q @ np.diag(c) @ Q.T, H.shape), rtol=1e-4, atol=1e-3)

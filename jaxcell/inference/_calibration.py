@@ -239,8 +239,8 @@ def _host(out):
 
 def _newton_batch(fun, z, progress_bar):
     """Damped Newton on every row of z at once (the Hessian renewed every REFRESH steps). A row
-    whose Hessian is not positive definite takes a step with its eigenvalues lifted (a
-    trust-region-like safeguard); every step is halved until the potential decreases (up to
+    whose Hessian is not positive definite takes a step with its negative and near-zero
+    eigenvalues lifted (`_lift`); every step is halved until the potential decreases (up to
     HALVINGS times; a row that does not decrease keeps its point). Returns (z, value, H, converged):
     the points, the potential there, the Hessian there, and where the Newton decrement is below
     TOL."""
@@ -256,7 +256,7 @@ def _newton_batch(fun, z, progress_bar):
             H, age = _hessian(fun, z), 0
         age += 1
         w, V = np.linalg.eigh(H)
-        lifted = np.maximum(np.abs(w), 1e-3 * np.maximum(np.abs(w).max(axis=1, keepdims=True), 1.0))
+        lifted = _lift(w)
         step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / lifted, V, g)
         decrement = np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0))
         done = np.all(w > 0, axis=1) & (decrement < TOL)
@@ -286,6 +286,16 @@ def _newton_batch(fun, z, progress_bar):
     step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])), g[:, :, None])[:, :, 0]
     decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)
     return z, value, H, ok & (decrement < TOL)
+
+
+def _lift(w):
+    """Eigenvalues for a Newton step: positive ones as they are (an ill-conditioned but positive
+    definite Hessian still gives the Newton step, whose convergence is quadratic), negative
+    ones by their magnitude (the step then descends along them too), and those near zero
+    relative to the largest (numerically singular, or noise of the finite differences) raised to
+    1e-3 of it, which bounds the step along them."""
+    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1.0)
+    return np.where(w > 1e-8 * scale, w, np.maximum(np.abs(w), 1e-3 * scale))
 
 
 def _laplace_draws(natural, z, H, n_draws, key):
