@@ -132,7 +132,7 @@ def test_batched_newton_converges_on_an_ill_conditioned_optimum():
     prior-dominated one, as in a cell's posterior), rotated: the batched Newton reaches every
     row's minimum in a few steps. Lifting the small positive curvatures (as a safeguard for
     indefinite Hessians) would crawl along the flat direction and not converge."""
-    from jaxcell.inference._calibration import _newton_batch
+    from jaxcell.inference._fit import _newton_batch
 
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
@@ -144,9 +144,30 @@ def test_batched_newton_converges_on_an_ill_conditioned_optimum():
         return (c * (np.exp(u) - u)).sum(axis=1), ((c * (np.exp(u) - 1.0)) @ Q.T)
 
     start = m + (rng.normal(size=m.shape) * c**-0.5) @ Q.T  # about one posterior sd away
-    z, value, H, converged = _newton_batch(fun, start, False)
+    z, value, H, _, converged = _newton_batch(fun, start)
     assert converged.all()
     # within the tolerance in posterior standard deviations along every direction
     assert np.abs(((z - m) @ Q) * c**0.5).max() < 1e-2
     np.testing.assert_allclose(value, c.sum(), rtol=1e-6)
     np.testing.assert_allclose(H, np.broadcast_to(Q @ np.diag(c) @ Q.T, H.shape), rtol=1e-4, atol=1e-3)
+
+
+def test_fit_map_polishes_an_unfinished_bfgs_to_the_optimum():
+    """fit_map's Newton polish from where BFGS stopped (here after one step): a Poisson rate
+    with a Gaussian prior on its logarithm, whose MAP solves sum(y) - n exp(t) - t / 100 = 0."""
+    from scipy.optimize import brentq
+
+    from jaxcell.inference import fit_map
+
+    y = np.array([180.0, 210.0, 195.0, 205.0])
+
+    def poisson(observed):
+        t = numpyro.sample("t", dist.Normal(0.0, 10.0))
+        numpyro.sample("y", dist.Poisson(jnp.exp(t)).expand([y.size]).to_event(1), obs=observed)
+
+    exact = brentq(lambda t: y.sum() - y.size * np.exp(t) - t / 100.0, 0.0, 10.0)
+    res = fit_map(poisson, jnp.asarray(y), max_steps=1, init={"t": 1.0})
+    assert res.converged and res.decrement < 1e-2
+    sd = 1.0 / np.sqrt(y.size * np.exp(exact) + 1e-2)  # the Laplace sd at the optimum
+    assert abs(float(res.params["t"]) - exact) < 1e-2 * sd
+    np.testing.assert_allclose(res.hessian[0, 0], sd**-2, rtol=1e-5)

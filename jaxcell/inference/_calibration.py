@@ -17,19 +17,8 @@ import numpy as np
 import scipy.stats
 from jax.flatten_util import ravel_pytree
 
-from ._fit import _hessian
+from ._fit import _newton_batch
 
-# Newton iterations of the batched fit, and the decrement sqrt(g' H^-1 g) below which a
-# replicate counts as converged (as `fit_map`'s default `tol`)
-MAX_NEWTON = 30
-TOL = 1e-2
-# A Hessian (2 d batched gradients by central differences) serves this many Newton steps: the
-# steps converge linearly instead of quadratically but cost one batched gradient each instead
-# of 2 d + 1; convergence is always judged with a Hessian of the point itself
-REFRESH = 3
-# Step halvings per Newton step: each is one more batched gradient, and a row that cannot
-# decrease (at its optimum within the solver's noise) would otherwise hold the whole batch
-HALVINGS = 8
 
 
 def sbc_ranks(truth, draws) -> dict:
@@ -227,7 +216,7 @@ def _batched_fit(model, args0, kwargs0, bind, batch, key, init, progress_bar) ->
     value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
     batch = jax.tree.map(jnp.asarray, batch)
     z0 = np.tile(np.asarray(flat0, float), (jax.tree.leaves(batch)[0].shape[0], 1))
-    z, value, H, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), batch)), z0, progress_bar)
+    z, value, H, _, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), batch)), z0, progress_bar)
     modes = {k: np.asarray(v) for k, v in jax.vmap(natural)(jnp.asarray(z)).items()}
     return _BatchedFit(names, z, value, H, converged, natural, modes)
 
@@ -235,67 +224,6 @@ def _batched_fit(model, args0, kwargs0, bind, batch, key, init, progress_bar) ->
 def _host(out):
     value, grad = out
     return np.asarray(value, float), np.asarray(grad, float)
-
-
-def _newton_batch(fun, z, progress_bar):
-    """Damped Newton on every row of z at once (the Hessian renewed every REFRESH steps). A row
-    whose Hessian is not positive definite takes a step with its negative and near-zero
-    eigenvalues lifted (`_lift`); every step is halved until the potential decreases (up to
-    HALVINGS times; a row that does not decrease keeps its point). Returns (z, value, H, converged):
-    the points, the potential there, the Hessian there, and where the Newton decrement is below
-    TOL."""
-    from tqdm.auto import tqdm
-
-    value, g = fun(z)
-    if z.shape[1] == 0:  # nothing to fit (a profile of the model's only parameter)
-        return z, value, np.zeros(z.shape + (0,)), np.ones(z.shape[0], bool)
-    bar = tqdm(total=MAX_NEWTON, desc="Laplace fits (Newton)", disable=not progress_bar, unit="step")
-    age = REFRESH
-    for _ in range(MAX_NEWTON):
-        if age >= REFRESH:
-            H, age = _hessian(fun, z), 0
-        age += 1
-        w, V = np.linalg.eigh(H)
-        lifted = _lift(w)
-        step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / lifted, V, g)
-        decrement = np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0))
-        done = np.all(w > 0, axis=1) & (decrement < TOL)
-        bar.update(1)
-        bar.set_postfix(converged=f"{int(done.sum())}/{done.size}")
-        if done.all():
-            if age == 1:  # judged with a Hessian of this point
-                break
-            age = REFRESH
-            continue
-        alpha = np.where(done, 0.0, 1.0)
-        for _ in range(HALVINGS):
-            trial = z - alpha[:, None] * step
-            v_new, g_new = fun(trial)
-            # a decrease within the potential's own noise (the solver's tolerance) counts
-            better = (v_new <= value + 1e-10 * np.abs(value)) | (alpha == 0)
-            if better.all():
-                break
-            alpha = np.where(better, alpha, alpha / 2)
-        keep = better & (alpha > 0)
-        z = np.where(keep[:, None], trial, z)
-        value, g = np.where(keep, v_new, value), np.where(keep[:, None], g_new, g)
-    bar.close()
-    H = _hessian(fun, z)
-    w = np.linalg.eigvalsh(H)
-    ok = np.all(w > 0, axis=1)
-    step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])), g[:, :, None])[:, :, 0]
-    decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)
-    return z, value, H, ok & (decrement < TOL)
-
-
-def _lift(w):
-    """Eigenvalues for a Newton step: positive ones as they are (an ill-conditioned but positive
-    definite Hessian still gives the Newton step, whose convergence is quadratic), negative
-    ones by their magnitude (the step then descends along them too), and those near zero
-    relative to the largest (numerically singular, or noise of the finite differences) raised to
-    1e-3 of it, which bounds the step along them."""
-    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1.0)
-    return np.where(w > 1e-8 * scale, w, np.maximum(np.abs(w), 1e-3 * scale))
 
 
 def _laplace_draws(natural, z, H, n_draws, key):

@@ -13,7 +13,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import initialize_model
@@ -22,6 +21,19 @@ from numpyro.infer.util import initialize_model
 # through the solver would need forward mode over Rodas4's reverse-mode rule, which a
 # custom_vjp does not have. The step is in the unconstrained space (log or logit of the value).
 HESSIAN_STEP = 1e-4
+
+
+# Newton iterations (`_newton_batch`: fit_map's polish, calibrate's and profile's batched
+# fits), and the decrement sqrt(g' H^-1 g) below which a point counts as converged
+MAX_NEWTON = 30
+TOL = 1e-2
+# A Hessian (2 d batched gradients by central differences) serves this many Newton steps: the
+# steps converge linearly instead of quadratically but cost one batched gradient each instead
+# of 2 d + 1; convergence is always judged with a Hessian of the point itself
+REFRESH = 3
+# Step halvings per Newton step: each is one more batched gradient, and a row that cannot
+# decrease (at its optimum within the solver's noise) would otherwise hold the whole batch
+HALVINGS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +131,11 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
 
     The solver's tolerance puts noise on the gradient, so BFGS may stop short of `gtol` ("precision
     loss") at a point that is the optimum for every practical purpose. What counts is the distance
-    to the optimum measured by the posterior's own width: up to three Newton steps with the Laplace
-    Hessian follow BFGS, and the fit has converged when the Newton decrement sqrt(g' H^-1 g) is
-    below `tol` (the default 0.01: within a hundredth of a posterior standard deviation).
+    to the optimum measured by the posterior's own width: damped Newton steps with the Laplace
+    Hessian follow BFGS (at most MAX_NEWTON; they also leave a saddle point, where BFGS can stop),
+    and the fit has converged when the Hessian is positive definite and the Newton decrement
+    sqrt(g' H^-1 g) is below `tol` (the default 0.01: within a hundredth of a posterior standard
+    deviation).
 
     `init`: name -> starting value in natural units (default: the priors' medians).
 
@@ -146,25 +160,16 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
 
     sol = scipy.optimize.minimize(fun, np.asarray(flat0, dtype=float), jac=True, method="BFGS",
                                   options=dict(gtol=gtol, maxiter=max_steps))
-    z, (value, g) = np.asarray(sol.x), fun(sol.x)
-    H = _hessian(fun, z)
-    step, decrement = _newton(H, g)
-    for _ in range(3):  # Newton polish: kept only where it lowers the potential
-        if decrement < tol or step is None:
-            break
-        value_new, g_new = fun(z - step)
-        if not value_new < value:
-            break
-        z, value, g = z - step, value_new, g_new
-        H = _hessian(fun, z)
-        step, decrement = _newton(H, g)
+    # Newton polish from where BFGS stopped (which may be short of the optimum, or a saddle)
+    z, value, H, decrement, converged = _newton_batch(_rows(fun), np.asarray(sol.x)[None], tol=tol)
+    z, value, H, decrement = z[0], float(value[0]), H[0], float(decrement[0])
     names = tuple(z0)
     post = postprocess_fn(unravel(jnp.asarray(z)))
     return MAPResult(
         params={k: np.asarray(post[k]) for k in names},
         unconstrained=z,
         hessian=H,
-        converged=bool(decrement < tol),
+        converged=bool(converged[0]),
         steps=int(sol.nit),
         potential=value,
         decrement=decrement,
@@ -188,15 +193,78 @@ def _hessian(fun, z):
     return 0.5 * (H + np.swapaxes(H, -1, -2))
 
 
-def _newton(H, g):
-    """The Newton step H^-1 g and the Newton decrement sqrt(g' H^-1 g), from one Cholesky
-    factorisation; (None, inf) where H is not positive definite."""
-    try:
-        factor = scipy.linalg.cho_factor(H)
-    except np.linalg.LinAlgError:
-        return None, float("inf")
-    step = scipy.linalg.cho_solve(factor, g)
-    return step, float(np.sqrt(max(g @ step, 0.0)))
+def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: int = MAX_NEWTON):
+    """Damped Newton on every row of z (B, d) at once; `fun(z)` gives the potentials (B,) and
+    their gradients (B, d). The Hessian (central differences of the gradient) is renewed every
+    REFRESH steps. A row whose Hessian is not positive definite takes a step with its negative
+    and near-zero eigenvalues lifted (`_lift`); every step is halved until the potential
+    decreases (up to HALVINGS times; a row that does not decrease keeps its point). Returns
+    (z, value, H, decrement, converged): the points, the potential there, the Hessian there,
+    the Newton decrement sqrt(g' H^-1 g) (inf where H is not positive definite) and where it is
+    below `tol`."""
+    from tqdm.auto import tqdm
+
+    value, g = fun(z)
+    if z.shape[1] == 0:  # nothing to fit (a profile of the model's only parameter)
+        return z, value, np.zeros(z.shape + (0,)), np.zeros(z.shape[0]), np.ones(z.shape[0], bool)
+    bar = tqdm(total=max_steps, desc="Laplace fits (Newton)", disable=not progress_bar, unit="step")
+    age, fresh = REFRESH, False
+    for _ in range(max_steps):
+        if age >= REFRESH:
+            H, age = _hessian(fun, z), 0
+        age += 1
+        w, V = np.linalg.eigh(H)
+        step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / _lift(w), V, g)
+        decrement = np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0))
+        done = np.all(w > 0, axis=1) & (decrement < tol)
+        bar.update(1)
+        bar.set_postfix(converged=f"{int(done.sum())}/{done.size}")
+        if done.all():
+            if age == 1:  # judged with a Hessian of this point
+                fresh = True
+                break
+            age = REFRESH
+            continue
+        alpha = np.where(done, 0.0, 1.0)
+        for _ in range(HALVINGS):
+            trial = z - alpha[:, None] * step
+            v_new, g_new = fun(trial)
+            # a decrease within the potential's own noise (the solver's tolerance) counts
+            better = (v_new <= value + 1e-10 * np.abs(value)) | (alpha == 0)
+            if better.all():
+                break
+            alpha = np.where(better, alpha, alpha / 2)
+        keep = better & (alpha > 0)
+        z = np.where(keep[:, None], trial, z)
+        value, g = np.where(keep, v_new, value), np.where(keep[:, None], g_new, g)
+    bar.close()
+    if not fresh:
+        H = _hessian(fun, z)
+    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
+    step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])), g[:, :, None])[:, :, 0]
+    decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)
+    return z, value, H, decrement, ok & (decrement < tol)
+
+
+def _lift(w):
+    """Eigenvalues for a Newton step: positive ones as they are (an ill-conditioned but positive
+    definite Hessian still gives the Newton step, whose convergence is quadratic), negative
+    ones by their magnitude (the step then descends along them too), and those near zero
+    relative to the largest (numerically singular, or noise of the finite differences) raised to
+    1e-3 of it, which bounds the step along them."""
+    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1.0)
+    return np.where(w > 1e-8 * scale, w, np.maximum(np.abs(w), 1e-3 * scale))
+
+
+def _rows(fun):
+    """`fun` of one point (d,) -> (value, gradient) as a function of a batch (B, d), row by row
+    (`_newton_batch` for a single fit)."""
+
+    def batched(z):
+        out = [fun(zi) for zi in z]
+        return np.array([v for v, _ in out]), np.array([g for _, g in out])
+
+    return batched
 
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
