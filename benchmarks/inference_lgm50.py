@@ -44,26 +44,36 @@ from jaxcell.inference import (  # noqa: E402
 from jaxcell.inference._cli import DEFAULT_FIT  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-DATA = pathlib.Path("/work/shared/data/lgm50/rate_tests.csv")
+# the 25 degC discharges of the LG M50 rate tests (W. D. Widanage, WMG, University of Warwick;
+# BSD-3, as distributed with PyBOP's examples): from the first (rest) row until the current
+# stops, every measured row; `--extract-from rate_tests.csv` rebuilds it from the full table
+DATA = HERE / "data" / "lgm50_25degC_discharges.csv"
 N_POINTS = 120
 RATES = (0.1, 0.5, 1.0)
 
 
-def discharges(temperature=25):
-    """One record per rate: the discharge from the first (rest) point to the last point with
-    current, thinned to N_POINTS measured points."""
-    d = pd.read_csv(DATA)
+def extract(source, temperature=25):
+    d = pd.read_csv(source)
     d = d[d.ambient_degC == temperature]
-    out = {}
+    parts = []
     for rate, g in d.groupby("c_rate"):
         g = g.reset_index(drop=True)
         on = np.flatnonzero(g.I_A.to_numpy() > 0.05)
         stop = on[np.flatnonzero(np.diff(on) > 1)[0]] if np.any(np.diff(on) > 1) else on[-1]
-        g = g.iloc[: stop + 1]
-        # the first two rows (rest, then the current switched on) and points evenly in time
+        parts.append(g.iloc[: stop + 1][["c_rate", "t_s", "I_A", "V_V"]])
+    DATA.parent.mkdir(exist_ok=True)
+    pd.concat(parts).to_csv(DATA, index=False)
+
+
+def discharges():
+    """One record per rate, thinned to N_POINTS measured points: the first two rows (rest, then
+    the current switched on) and points evenly spread in time."""
+    out = {}
+    for rate, g in pd.read_csv(DATA).groupby("c_rate"):
+        g = g.reset_index(drop=True)
         t = g.t_s.to_numpy()
         idx = np.unique(np.r_[0, 1, np.searchsorted(t, np.linspace(t[1], t[-1], N_POINTS - 2)), len(g) - 1])
-        out[float(rate)] = g.iloc[idx][["c_rate", "t_s", "I_A", "V_V"]]
+        out[float(rate)] = g.iloc[idx]
     return out
 
 
@@ -86,7 +96,10 @@ def main():
     ap.add_argument("--model", default="SPMe")
     ap.add_argument("--init-sigma", type=float, default=0.05, help="starting noise scale [V]")
     ap.add_argument("--noise-prior", type=float, default=0.05, help="scale of the half-normal noise prior [V]")
+    ap.add_argument("--extract-from", help="rebuild the extract from the data's rate_tests.csv first")
     args = ap.parse_args()
+    if args.extract_from:
+        extract(args.extract_from)
     model = getattr(jaxcell, args.model)()
     p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
     tables = discharges()
