@@ -34,6 +34,8 @@ REFRESH = 3
 # Step halvings per Newton step: each is one more batched gradient, and a row that cannot
 # decrease (at its optimum within the solver's noise) would otherwise hold the whole batch
 HALVINGS = 8
+# The largest Newton step in any unconstrained coordinate
+MAX_STEP = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +199,8 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
     """Damped Newton on every row of z (B, d) at once; `fun(z)` gives the potentials (B,) and
     their gradients (B, d). The Hessian (central differences of the gradient) is renewed every
     REFRESH steps. A row whose Hessian is not positive definite takes a step with its negative
-    and near-zero eigenvalues lifted (`_lift`); every step is halved until the potential
+    and near-zero eigenvalues lifted (`_lift`); a step is shortened to at most MAX_STEP in every
+    coordinate, then halved until the potential
     decreases (up to HALVINGS times; a row that does not decrease keeps its point). Returns
     (z, value, H, decrement, converged): the points, the potential there, the Hessian there,
     the Newton decrement sqrt(g' H^-1 g) (inf where H is not positive definite) and where it is
@@ -216,6 +219,9 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
         w, V = np.linalg.eigh(H)
         step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / _lift(w), V, g)
         decrement = np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0))
+        # far from the optimum a flat direction's Newton step can be huge: at most MAX_STEP in
+        # every unconstrained coordinate (a log or logit: a factor e in a positive parameter)
+        step *= np.minimum(1.0, MAX_STEP / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
         done = np.all(w > 0, axis=1) & (decrement < tol)
         bar.update(1)
         bar.set_postfix(converged=f"{int(done.sum())}/{done.size}")
