@@ -441,7 +441,9 @@ def simulate(
     duration; times after the step ended repeat the step's final point, so arrays have a fixed
     length (needed under `jit`/`vmap`). With
     `t_eval` (global times [s], increasing) outputs are at those times, and NaN at times the
-    experiment never reached (it stopped first; see `status`).
+    experiment never reached (it stopped first; see `status`). A time exactly on a step change
+    gives the new step's first point (the current already switched; PyBaMM's solution holds
+    both).
 
     By default the outputs are evaluated after each step's solve, at all output times at once,
     from the part of the state they depend on: fastest for one cell and its gradient.

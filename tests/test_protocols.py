@@ -108,6 +108,17 @@ def test_capacity_and_energy_do_not_depend_on_output_times(spm, chen):
     assert float(sol.charged_capacity) == 0.0 and not bool(sol.delivered)
 
 
+def test_an_output_time_on_a_step_change_is_the_new_steps_first_point(spm, chen):
+    """t_eval at the end of a discharge and the start of a rest: the output is the rest's
+    (current 0, the voltage continuous with a millisecond later, above the discharge's by the
+    ohmic and kinetic drop)."""
+    sol = jaxcell.simulate(spm, chen, ["Discharge at 1C for 10 minutes", "Rest for 5 minutes"],
+                           t_eval=np.array([0.0, 599.999, 600.0, 600.001, 900.0]))
+    v, i = np.asarray(sol.voltage), np.asarray(sol.current)
+    assert i[1] == pytest.approx(5.0) and i[2] == 0.0 and i[3] == 0.0
+    assert abs(v[2] - v[3]) < 1e-4 and v[2] - v[1] > 0.01
+
+
 def test_t_eval_must_be_finite(spm, chen):
     for bad in ([0.0, np.nan, 10.0], [0.0, np.inf]):
         with pytest.raises(ValueError, match="t_eval must be finite"):

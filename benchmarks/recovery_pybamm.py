@@ -1,0 +1,134 @@
+"""Recovery of known diffusivities by NUTS from a discharge simulated by PyBaMM (not by jaxcell).
+
+The data: PyBaMM 26.10's SPMe with Chen2020, both particle diffusivities changed to known values
+(``--truth``: multiples of Chen2020's, default 1.5 and 0.6), "Discharge at 1C for 20 minutes"
+then "Rest for 10 minutes", the voltage every 20 s (90 points, 10 s off the step change) plus Gaussian noise of ``--noise``
+(2 mV, seeded). The fit: jaxcell's SPMe (`jaxcell.inference.cell_model`), priors log-normal
+around Chen2020's values (`default_prior`, log-sd 0.5: the truth is off-centre by 0.8 and 1.0
+prior sd), the noise scale half-normal (10 mV). A MAP fit with its Laplace approximation
+first, then NUTS (``--chains`` chains one after another, ``--warmup`` and ``--samples`` each,
+started from the MAP point). The MAP fit is timed twice (the first call compiles); NUTS's
+compiles are timed by a first run of one draw, then the full run.
+
+Passes when the true values lie in NUTS's central 90 % intervals, the posterior means are within
+20 % of them, every R-hat is below 1.01 and no transition diverged.
+
+    python benchmarks/recovery_pybamm.py [--chains 4] [--warmup 500] [--samples 500]
+
+Needs PyBaMM (``pip install ".[bench]"``). Writes benchmarks/results/recovery_pybamm_latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+
+import _common as C  # noqa: E402
+import jaxcell  # noqa: E402
+from jaxcell.inference import cell_model, default_prior, diagnostics, fit_map, run_nuts  # noqa: E402
+
+NAMES = ["Negative particle diffusivity [m2.s-1]", "Positive particle diffusivity [m2.s-1]"]
+EXPERIMENT = ["Discharge at 1C for 20 minutes", "Rest for 10 minutes"]
+T = np.arange(10.0, 1800.0, 20.0)  # 90 times, none on the step change at 1200 s
+
+
+def pybamm_data(truth: dict, noise: float, seed: int):
+    import pybamm
+
+    pv = pybamm.ParameterValues("Chen2020")
+    pv.update(truth)
+    sim = pybamm.Simulation(pybamm.lithium_ion.SPMe(), parameter_values=pv,
+                            experiment=pybamm.Experiment([s + " (1 second period)" for s in EXPERIMENT]))
+    sol = sim.solve()
+    v = np.interp(T, sol["Time [s]"].entries, sol["Voltage [V]"].entries)
+    return v, v + np.random.default_rng(seed).normal(0.0, noise, T.size)
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--truth", type=float, nargs=2, default=[1.5, 0.6], help="multiples of Chen2020's diffusivities")
+    ap.add_argument("--noise", type=float, default=0.002, help="noise sd [V]")
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(C.RESULTS / "recovery_pybamm_latest.json"))
+    args = ap.parse_args()
+
+    p = jaxcell.load_parameters("Chen2020")
+    truth = {k: float(p[k]) * f for k, f in zip(NAMES, args.truth)}
+    clean, v = pybamm_data(truth, args.noise, args.seed)
+    machine = C.machine_info()
+    model, experiment = jaxcell.SPMe(), jaxcell.Experiment(EXPERIMENT)
+    mismatch = float(np.sqrt(np.mean((np.asarray(jaxcell.simulate(model, p.update(truth), experiment, t_eval=T).voltage)
+                                      - clean) ** 2)))
+    print(f"jaxcell's SPMe at the truth is {mismatch * 1e3:.2f} mV RMS from PyBaMM's (noise {args.noise * 1e3:.1f} mV)")
+    priors = {k: default_prior(k, p[k]) for k in NAMES}
+    fit_args = (cell_model, model, p, experiment, T, v)
+
+    def map_fit():
+        return fit_map(*fit_args, priors=priors)
+
+    res, map_first = timed(map_fit)
+    _, map_again = timed(map_fit)
+    print(f"MAP: {res.steps} steps, converged {res.converged}, {map_first:.1f} s first call, {map_again:.1f} s again")
+
+    def nuts(warmup, samples, chains):
+        return run_nuts(*fit_args, priors=priors, key=jax.random.key(args.seed), init=res.params, num_warmup=warmup,
+                        num_samples=samples, num_chains=chains, progress_bar=False)
+
+    _, nuts_compile = timed(lambda: nuts(1, 1, 1))  # compiles the solve and its gradient
+    mcmc, nuts_run = timed(lambda: nuts(args.warmup, args.samples, args.chains))
+    d = diagnostics(mcmc)
+    samples = mcmc.get_samples()
+    rows, ok = [], True
+    lap = res.summary()
+    for k in NAMES + ["sigma"]:
+        x = np.asarray(samples[k])
+        true = truth.get(k, args.noise)
+        q05, q95 = np.quantile(x, [0.05, 0.95])
+        row = {"name": k, "truth": true, "mean": float(x.mean()), "sd": float(x.std(ddof=1)), "q05": float(q05),
+               "q95": float(q95), "mean_over_truth": float(x.mean() / true), "inside_90": bool(q05 <= true <= q95),
+               "r_hat": float(d[k]["r_hat"]), "ess": float(d[k]["ess"]),
+               "map": float(res.params[k]), "laplace_q05": float(lap[k]["q05"]),
+               "laplace_q95": float(lap[k]["q95"])}
+        rows.append(row)
+        if k in truth:
+            ok &= row["inside_90"] and abs(row["mean_over_truth"] - 1) <= 0.2
+        ok &= row["r_hat"] < 1.01
+        print(f"{k:42s} truth {true:.3e}  mean/truth {row['mean_over_truth']:.3f}  90 % [{q05:.3e}, {q95:.3e}] "
+              f"{'holds' if row['inside_90'] else 'MISSES'} it  R-hat {row['r_hat']:.4f}  ESS {row['ess']:.0f}")
+    ok &= d["divergences"] == 0
+    print(f"divergences {d['divergences']}; NUTS {nuts_run:.1f} s compiled, {nuts_compile:.1f} s for a first call of "
+          "one draw (compiles); "
+          f"{'PASS' if ok else 'FAIL'}")
+    out = {"machine": machine, "settings": {**vars(args), "model": "SPMe", "parameter_set": "Chen2020",
+                                            "experiment": EXPERIMENT, "n_times": T.size,
+                                            "prior": "default_prior (log-normal around Chen2020, log-sd 0.5)",
+                                            "noise_prior": "HalfNormal(0.01)"},
+           "model_mismatch_rms_V": mismatch,
+           "map": {"steps": res.steps, "converged": bool(res.converged), "first_call_s": map_first,
+                   "compiled_s": map_again},
+           "nuts": {"compile_s": nuts_compile, "run_s": nuts_run, "with_compile_s": nuts_compile + nuts_run,
+                    "divergences": d["divergences"]},
+           "parameters": rows, "passed": bool(ok)}
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
