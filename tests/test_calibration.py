@@ -172,3 +172,29 @@ def test_fit_map_polishes_an_unfinished_bfgs_to_the_optimum():
     assert abs(float(res.params["t"]) - exact) < 1e-2 * sd
     t = float(res.params["t"])  # the Hessian there, by finite differences, against its closed form
     np.testing.assert_allclose(res.hessian[0, 0], y.size * np.exp(t) + 1e-2, rtol=1e-6)
+
+
+def saturating(observed=None):
+    """A rate k whose effect saturates: y = 1 - exp(-k) measured with noise 0.02 (above k ~ 4
+    the data barely tell values apart), so the posterior of log k has a long flat side."""
+    k = numpyro.sample("k", dist.LogNormal(1.0, 1.0))
+    numpyro.sample("y", dist.Normal(1.0 - jnp.exp(-k), 0.02).expand([3]).to_event(1), obs=observed)
+
+
+@pytest.fixture(scope="module")
+def skewed():
+    kw = dict(n_replicates=400, n_draws=99, site="y", key=jax.random.key(7), progress_bar=False)
+    return calibrate(saturating, **kw), calibrate(saturating, importance=1000, **kw)
+
+
+def test_importance_sampling_calibrates_a_skewed_posterior(skewed):
+    """The Laplace approximation of a posterior with a flat side fails SBC; the same fits with
+    their draws importance-resampled from the exact posterior pass it. (Over five seeds: the
+    Laplace p-values below 1e-5 with coverage 77-81 %; corrected, p 0.14-0.82 and coverage
+    87-91 %.)"""
+    laplace, corrected = skewed
+    assert laplace.converged.all() and corrected.converged.all()
+    assert laplace.p_values["k"] < 1e-4 and laplace.coverage["k"] < 0.85 and laplace.pareto_k is None
+    assert corrected.p_values["k"] > 0.01
+    assert abs(corrected.coverage["k"] - 0.9) < 3 * np.sqrt(0.09 / 400)
+    assert np.median(corrected.pareto_k) < 0.7

@@ -14,7 +14,8 @@ solver). See docs/inference.md.
   `fit_svi` (numpyro autoguides) and `run_nuts` with `diagnostics` (R-hat, effective sample
   sizes, divergences); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
 - Calibration: `calibrate` (simulation-based calibration of the Laplace approximation, all
-  replicates fitted in one compiled, vmapped program), `sbc_ranks`, `rank_uniformity`,
+  replicates fitted in one compiled, vmapped program; optionally corrected by
+  `importance_resample`, Pareto-smoothed importance sampling), `sbc_ranks`, `rank_uniformity`,
   `interval_coverage`. Identifiability: `MAPResult.identifiability()` (Hessian eigenvalues,
   sloppy directions, correlations) and `profile` (profile likelihood over a grid, all values
   fitted in one compiled call).
@@ -22,6 +23,7 @@ solver). See docs/inference.md.
 
 from ._calibration import SBCResult as SBCResult
 from ._calibration import calibrate as calibrate
+from ._calibration import importance_resample as importance_resample
 from ._calibration import interval_coverage as interval_coverage
 from ._calibration import rank_uniformity as rank_uniformity
 from ._calibration import sbc_ranks as sbc_ranks
