@@ -274,7 +274,8 @@ def _rows(fun):
 
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
-             init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, **kwargs):
+             init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, dense_mass: bool = False,
+             **kwargs):
     """NUTS (numpyro) on `model(*args, **kwargs)`, gradients through the solver; `init`: name ->
     starting value in natural units (e.g. a `fit_map` result's `params`). Chains run one after
     another on one device (`chain_method="sequential"`): the solve's own loops make vectorised
@@ -285,10 +286,10 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
 
     key = jax.random.key(0) if key is None else key
     strategy = init_to_value(values=init) if init else init_to_median()
-    kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob)
+    kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method="sequential", progress_bar=progress_bar)
-    mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
+    mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), **kwargs)
     return mcmc
 
 
