@@ -20,7 +20,6 @@ from jax.flatten_util import ravel_pytree
 from ._fit import _newton_batch
 
 
-
 def sbc_ranks(truth, draws) -> dict:
     """The rank of each replicate's true value among its posterior draws: name -> integer array
     (R,) in 0..L, from `truth` (name -> (R,)) and `draws` (name -> (R, L)). Under a calibrated
