@@ -248,9 +248,15 @@ def _laplace_draws(natural, z, H, n_draws, key):
     name -> (R, n_draws); and the draws' means and standard deviations."""
     R, d = z.shape
     eps = np.asarray(jax.random.normal(key, (R, n_draws, d)))
-    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
-    chol = np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, np.eye(d))))
+    ok, chol = _laplace_factor(H)
     return _natural_draws(natural, z[:, None, :] + np.einsum("rij,rnj->rni", chol, eps), ok)
+
+
+def _laplace_factor(H):
+    """Where each row's Hessian (R, d, d) is positive definite, and the Cholesky factor of its
+    inverse, the Laplace covariance (of the identity where it is not)."""
+    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
+    return ok, np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, np.eye(H.shape[-1]))))
 
 
 def _natural_draws(natural, zs, ok):
@@ -274,8 +280,7 @@ def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *,
     from tqdm.auto import tqdm
 
     R, d = z.shape
-    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
-    chol = np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, np.eye(d))))
+    ok, chol = _laplace_factor(H)
     k_eps, k_chi, k_pick = jax.random.split(key, 3)
     eps = np.asarray(jax.random.normal(k_eps, (R, n_proposals, d)))
     scale = np.sqrt(df / np.asarray(jax.random.chisquare(k_chi, df, (R, n_proposals))))
