@@ -33,7 +33,8 @@ def test_map_recovers_a_known_diffusivity(chen):
     """Synthetic data from the SPM with the positive diffusivity at 0.6 x Chen2020's, 1 mV
     Gaussian noise (fixed seed), prior centred on Chen2020's value (a factor 1.7 off): the MAP
     estimate lies within 3 Laplace standard deviations of the truth, the Laplace interval is
-    narrow (the data determine it), and the noise scale is recovered."""
+    narrow (the data determine it), and the noise scale is recovered. A second fit, another
+    cell's data with another prior, runs without compiling anything."""
     model = jaxcell.SPM()
     exp = jaxcell.Experiment(["Discharge at 1C for 15 minutes", "Rest for 5 minutes"])
     t = np.linspace(0.0, 1200.0, 41)
@@ -49,3 +50,16 @@ def test_map_recovers_a_known_diffusivity(chen):
     assert 0.0007 < float(res.params["sigma"]) < 0.0013
     ident = res.identifiability()
     assert ident["names"] == (D_POS, "sigma") and np.all(ident["eigenvalues"] > 0)
+
+    # another cell's data (and another prior centre): the compiled potential is reused
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+    )
+    truth = 1.4 * float(chen[D_POS])
+    v = np.asarray(jaxcell.simulate(model, chen.update({D_POS: truth}), exp, t_eval=t).voltage)
+    v = v + 0.001 * np.random.default_rng(2).standard_normal(t.size)
+    res = fit_map(cell_model, model, chen, exp, t, v, priors={D_POS: default_prior(D_POS, 1.2 * chen[D_POS])})
+    assert res.converged and not compiles, compiles
+    sd = float(res.summary(jax.random.key(1))[D_POS]["sd"])
+    assert abs(float(res.params[D_POS]) - truth) < 3 * sd < 0.15 * truth

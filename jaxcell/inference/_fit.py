@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,19 +110,32 @@ def _stats(x) -> dict:
 
 
 def _potential(model, key, args, kwargs, init_strategy):
+    """The latent sites' starting point in the unconstrained space (name -> value) and the map
+    back to natural units, from the model's first trace."""
     # validate_grad=False: numpyro would otherwise compile the gradient once more to check it
     from numpyro.distributions.transforms import biject_to
     from numpyro.infer.util import transform_fn
 
-    info, potential_fn, _, trace = initialize_model(
+    info, _, _, trace = initialize_model(
         key, model, model_args=args, model_kwargs=kwargs, init_strategy=init_strategy, dynamic_args=False,
         validate_grad=False,
     )
-    # the latent sites' maps from the unconstrained space, from the model's first trace. numpyro's
-    # own postprocess_fn reruns the whole model (the solve included) to get deterministic sites,
-    # for every draw of the Laplace approximation
+    # numpyro's own postprocess_fn reruns the whole model (the solve included) to get
+    # deterministic sites, for every draw of the Laplace approximation
     inv = {k: biject_to(trace[k]["fn"].support) for k in info.z}
-    return info.z, potential_fn, functools.partial(transform_fn, inv)
+    return info.z, functools.partial(transform_fn, inv)
+
+
+@eqx.filter_jit
+def _potential_value_and_grad(model, z, args, kwargs):
+    """numpyro's potential of `model(*args, **kwargs)` at the unconstrained point `z` (name ->
+    value) and its gradient, compiled once per model function and structure of the arguments:
+    the data, priors and parameter values are traced arguments (numpyro's own potential_fn
+    closes over them as constants), so fitting another record or cell of the same shapes
+    reuses the compiled program."""
+    from numpyro.infer.util import potential_energy
+
+    return jax.value_and_grad(lambda z_: potential_energy(model, args, kwargs, z_))(z)
 
 
 def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, tol: float = 1e-2,
@@ -149,16 +163,15 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
 
     key = jax.random.key(0) if key is None else key
     strategy = init_to_value(values=init) if init else init_to_median()
-    z0, potential_fn, postprocess_fn = _potential(model, key, args, kwargs, strategy)
+    z0, postprocess_fn = _potential(model, key, args, kwargs, strategy)
     flat0, unravel = ravel_pytree(z0)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda z: potential_fn(unravel(z))))
 
     # BFGS on the host (scipy) around one compiled value_and_grad: optimistix would compile
     # its own loop around the solve again, and takes the derivative in forward mode, which
     # Rodas4's reverse-mode rule (a custom_vjp) does not have
     def fun(z):
-        value, grad = value_and_grad(jnp.asarray(z))
-        return float(value), np.asarray(grad, dtype=float)
+        value, grad = _potential_value_and_grad(model, unravel(jnp.asarray(z)), args, kwargs)
+        return float(value), np.asarray(ravel_pytree(grad)[0], dtype=float)
 
     sol = scipy.optimize.minimize(fun, np.asarray(flat0, dtype=float), jac=True, method="BFGS",
                                   options=dict(gtol=gtol, maxiter=max_steps))
