@@ -138,3 +138,19 @@ def test_results_as_table_and_inference_data(fitted):
     np.testing.assert_allclose(table.loc["sigma", "mean"], res.samples["sigma"].mean())
     idata = to_inference_data(res)
     assert idata.posterior["sigma"].shape == (1, res.samples["sigma"].shape[0])
+
+
+def test_rest_voltage_outside_the_sets_range_is_refused(chen):
+    """A record that starts at rest above the set's 100 % SOC voltage (4.2003 V: noise on a fully
+    charged cell) has no state of charge: every solve would stop at once and a fit would read
+    the NaN predictions as a huge noise scale. Refused, naming the record and the range; so is
+    such a rest voltage given as initial_soc."""
+    from jaxcell.inference import RecordSolver
+
+    rested = np.where(T > 0, 5.0, 0.0)
+    recs = stack_records([Record({"cell": c}, T, rested, np.full(T.size, v)) for c, v in [("a", 4.1), ("b", 4.2003)]])
+    with pytest.raises(ValueError, match=r"record 1 \(\{'cell': 'b'\}\) starts at rest at 4.2003 V.*\[2.5, 4.2\] V"):
+        RecordSolver(jaxcell.SPM(), chen, recs)
+    with pytest.raises(ValueError, match=r"initial_soc '4.3 V' lies outside.*\[2.5, 4.2\] V"):
+        RecordSolver(jaxcell.SPM(), chen, recs, initial_soc="4.3 V")
+    RecordSolver(jaxcell.SPM(), chen, recs, initial_soc=1.0)  # a state of charge needs no rest voltage

@@ -163,12 +163,12 @@ def _check_index(cell_index, n_records: int) -> tuple[np.ndarray, int]:
     return idx, n_cells
 
 
-def _initial_socs(records: StackedRecords, initial_soc):
+def _initial_socs(records: StackedRecords, initial_soc, p: ParameterSet):
     """("voltage", (n,)) rest voltages or ("soc", (n,)) states of charge for every record."""
     n = len(records)
     if isinstance(initial_soc, str):  # one rest voltage for every record, "4.0 V"
         kind, value = parse_soc(initial_soc)
-        return kind, np.full(n, float(value))
+        return kind, _check_rest_voltages(np.full(n, float(value)), records, p, initial_soc)
     if initial_soc is None:
         moving = np.flatnonzero(~np.asarray(records.at_rest))
         if moving.size:
@@ -177,11 +177,32 @@ def _initial_socs(records: StackedRecords, initial_soc):
                 f"record {r} ({records.keys[r]}) and {moving.size - 1} more do not start at rest, so their first "
                 "voltage is not a rest voltage: give initial_soc (a state of charge in [0, 1], one or one per record)."
             )
-        return "voltage", np.asarray(records.first_voltage, dtype=np.float64)
+        return "voltage", _check_rest_voltages(np.asarray(records.first_voltage, dtype=np.float64), records, p, None)
     soc = np.broadcast_to(np.asarray(initial_soc, dtype=np.float64), (n,)).copy()
     if not np.all((soc >= 0) & (soc <= 1)):
         raise ValueError(f"initial_soc must lie in [0, 1] (a fraction, not a percentage), got {initial_soc}.")
     return "soc", soc
+
+
+def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given):
+    """Rest voltages must lie within the set's open-circuit voltages at 0 and 100 % SOC: outside
+    them no state of charge has that voltage, and a solve started there stops at once (every
+    prediction NaN, which a fit would read as a huge noise)."""
+    lo, hi = p["Open-circuit voltage at 0% SOC [V]"], p["Open-circuit voltage at 100% SOC [V]"]
+    if any(isinstance(x, jax.core.Tracer) for x in (lo, hi)):
+        return volts
+    lo, hi = float(np.min(np.asarray(lo))), float(np.max(np.asarray(hi)))
+    bad = np.flatnonzero(~((volts >= lo) & (volts <= hi)))
+    if bad.size:
+        r = int(bad[0])
+        rng = (f"outside the set's open-circuit voltage range [{lo:g}, {hi:g}] V ('Open-circuit voltage at 0% SOC [V]' "
+               "and 'Open-circuit voltage at 100% SOC [V]')")
+        what = f"initial_soc {given!r} lies {rng}" if given is not None else (
+            f"record {r} ({records.keys[r]}) starts at rest at {volts[r]:.6g} V, its first voltage and so its initial "
+            f"state, {rng}" + (f"; so do {bad.size - 1} more records" if bad.size > 1 else ""))
+        raise ValueError(f"{what}. No state of charge has that voltage: give initial_soc (a state of charge), or "
+                         "widen the set's range if the cell's window differs.")
+    return volts
 
 
 def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values):
@@ -224,7 +245,7 @@ class RecordSolver:
         self.model, self.p, self.modes, self.opts = model, p, modes, opts
         self.tables = jax.tree.map(lambda *xs: np.stack(xs), *[e.table for e in exps])
         self.t = np.asarray(records.t, dtype=np.float64)
-        self.soc_kind, self.soc = _initial_socs(records, initial_soc)
+        self.soc_kind, self.soc = _initial_socs(records, initial_soc, p)
         self.n_records = len(records)
 
     def __call__(self, values: Mapping):
