@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import equinox as eqx
 import jax
@@ -67,15 +68,49 @@ class MAPResult:
     _unravel: object = dataclasses.field(repr=False)
     _postprocess: object = dataclasses.field(repr=False)
     names: tuple = ()
+    _potential: object = dataclasses.field(default=None, repr=False)
 
     @property
     def covariance(self) -> np.ndarray:
         """The Laplace covariance in the unconstrained space: the inverse Hessian."""
         return np.linalg.inv(self.hessian)
 
-    def sample(self, key, n: int = 4000) -> dict:
+    def sample(self, key, n: int = 4000, importance: int = 0) -> dict:
         """Draws from the Laplace approximation (Gaussian in the unconstrained space), mapped to
-        natural units: name -> array (n, ...)."""
+        natural units: name -> array (n, ...). With `importance` = M > 0, draws from the exact
+        posterior instead, by Pareto-smoothed importance sampling around the approximation
+        (`importance_sample`, M potential evaluations); a warning says when its Pareto k is
+        above 0.7 (weights unreliable)."""
+        if importance:
+            draws, k = self.importance_sample(key, importance, n)
+            if not k <= 0.7:
+                warnings.warn(f"importance sampling's Pareto k is {k:.2f} (above 0.7): the weights are unreliable; "
+                              "take more proposals, or use NUTS (run_nuts).", stacklevel=2)
+            return draws
+        chol = self._cholesky()
+        z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
+        return self._natural(z)
+
+    def importance_sample(self, key, n_proposals: int = 500, n: int = 1000) -> tuple[dict, float]:
+        """Draws from the exact posterior by Pareto-smoothed importance sampling
+        (`jaxcell.inference.importance_resample`): `n_proposals` proposals from a Student-t
+        around the Laplace approximation, each weighted by the exact posterior (one evaluation
+        of the fit's compiled potential each), `n` resampled. Where the posterior is skewed
+        (a parameter whose effect saturates, as fast kinetics or diffusion) the Laplace draws
+        are too narrow on the flat side and these are not. Returns (name -> draws (n, ...) in
+        natural units, Pareto k: below 0.7 the weights are reliable)."""
+        from ._calibration import importance_resample
+
+        self._cholesky()  # refuses a Hessian that is not positive definite
+
+        def potential(zs):  # (1, m, d) -> (1, m)
+            return np.array([[self._potential(zi) for zi in zs[0]]])
+
+        z, k = importance_resample(potential, self.unconstrained[None], self.hessian[None], n_proposals, n, key,
+                                   chunk=n_proposals)
+        return self._natural(z[0]), float(k[0])
+
+    def _cholesky(self):
         w = np.linalg.eigvalsh(self.hessian)
         if not np.all(w > 0):
             raise ValueError(
@@ -83,14 +118,16 @@ class MAPResult:
                 f"{np.array2string(w, precision=3)}, parameters {self.names}): the point is not a minimum, or the "
                 "data do not determine some direction (converged: " f"{self.converged})."
             )
-        chol = np.linalg.cholesky(self.covariance)
-        z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
+        return np.linalg.cholesky(self.covariance)
+
+    def _natural(self, z):
         draws = jax.vmap(lambda zi: self._postprocess(self._unravel(zi)))(jnp.asarray(z))
         return {k: np.asarray(v) for k, v in draws.items() if k in self.names}
 
-    def summary(self, key=None, n: int = 4000) -> dict:
-        """name -> {"mean", "sd", "q05", "q95"} of the Laplace approximation in natural units."""
-        draws = self.sample(jax.random.key(0) if key is None else key, n)
+    def summary(self, key=None, n: int = 4000, importance: int = 0) -> dict:
+        """name -> {"mean", "sd", "q05", "q95"} of the Laplace approximation in natural units
+        (with `importance` = M > 0: of the importance-corrected draws, see `sample`)."""
+        draws = self.sample(jax.random.key(0) if key is None else key, n, importance)
         return {k: _stats(v) for k, v in draws.items()}
 
     def identifiability(self) -> dict:
@@ -192,6 +229,7 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
         _unravel=unravel,
         _postprocess=postprocess_fn,
         names=names,
+        _potential=lambda zi: fun(zi)[0],
     )
 
 
@@ -401,12 +439,12 @@ def fit_svi(model, *args, guide: str = "normal", key=None, num_steps: int = 2000
                      converged=_loss_converged(losses), guide=g, params=run.params)
 
 
-def posterior_samples(result, key=None, n: int = 1000) -> dict:
+def posterior_samples(result, key=None, n: int = 1000, importance: int = 0) -> dict:
     """name -> draws (n_draws, ...) of the sampled sites from any engine's result: a `MAPResult`
-    (`n` draws of its Laplace approximation), an `SVIResult`, or a NUTS run (`numpyro.infer.MCMC`,
-    chains concatenated)."""
+    (`n` draws of its Laplace approximation, importance-corrected with `importance` proposals
+    if given), an `SVIResult`, or a NUTS run (`numpyro.infer.MCMC`, chains concatenated)."""
     if isinstance(result, MAPResult):
-        return result.sample(jax.random.key(0) if key is None else key, n)
+        return result.sample(jax.random.key(0) if key is None else key, n, importance)
     if isinstance(result, SVIResult):
         return dict(result.samples)
     if hasattr(result, "get_samples") and hasattr(result, "last_state"):
@@ -429,14 +467,15 @@ def to_inference_data(result, key=None, n: int = 1000):
     return az.from_dict(posterior={k: np.asarray(v)[None] for k, v in draws.items()})
 
 
-def summary_table(result, key=None, n: int = 1000):
+def summary_table(result, key=None, n: int = 1000, importance: int = 0):
     """A pandas table, one row per scalar parameter (vector sites get one row per element,
     "name[i]"): mean, sd, q05, q95, and for a NUTS run r_hat, ess and the divergences in
-    `table.attrs["divergences"]`."""
+    `table.attrs["divergences"]`. `importance`: see `MAPResult.sample`."""
     import pandas as pd
 
     is_mcmc = hasattr(result, "get_samples") and hasattr(result, "last_state")
-    stats = diagnostics(result) if is_mcmc else {k: _stats(v) for k, v in posterior_samples(result, key, n).items()}
+    stats = diagnostics(result) if is_mcmc else {
+        k: _stats(v) for k, v in posterior_samples(result, key, n, importance).items()}
     rows = {}
     for name, st in stats.items():
         if name == "divergences":
