@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import warnings
 
 import equinox as eqx
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import initialize_model, potential_energy
 
 # central differences of the gradient give the Laplace Hessian: second-order derivatives
 # through the solver would need forward mode over Rodas4's reverse-mode rule, which a
@@ -80,12 +81,17 @@ class MAPResult:
         natural units: name -> array (n, ...). With `importance` = M > 0, draws from the exact
         posterior instead, by Pareto-smoothed importance sampling around the approximation
         (`importance_sample`, M potential evaluations); a warning says when its Pareto k is
-        above 0.7 (weights unreliable)."""
+        above min(1 - 1 / log10(M), 0.7) (weights unreliable)."""
         if importance:
             draws, k = self.importance_sample(key, importance, n)
-            if not k <= 0.7:
-                warnings.warn(f"importance sampling's Pareto k is {k:.2f} (above 0.7): the weights are unreliable; "
-                              "take more proposals, or use NUTS (run_nuts).", stacklevel=2)
+            limit = min(1.0 - 1.0 / np.log10(importance), 0.7) if importance > 10 else 0.0
+            if not np.isfinite(k):
+                warnings.warn("importance sampling found no proposal with a finite posterior density: the draws are "
+                              "NaN; check the model at the optimum, or use NUTS (run_nuts).", stacklevel=2)
+            elif k > limit:
+                warnings.warn(f"importance sampling's Pareto k is {k:.2f}, above {limit:.2f} for {importance} proposals: "
+                              "the weights are unreliable (the posterior reaches far beyond the Laplace "
+                              "approximation); take more proposals, or use NUTS (run_nuts).", stacklevel=2)
             return draws
         chol = self._cholesky()
         z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
@@ -101,6 +107,8 @@ class MAPResult:
         natural units, Pareto k: below 0.7 the weights are reliable)."""
         from ._calibration import importance_resample
 
+        if self._potential is None:
+            raise ValueError("importance sampling needs the fit's potential: use a MAPResult made by fit_map.")
         self._cholesky()  # refuses a Hessian that is not positive definite
 
         def potential(zs):  # (1, m, d) -> (1, m)
@@ -164,15 +172,39 @@ def _potential(model, key, args, kwargs, init_strategy):
 
 
 @eqx.filter_jit
-def _potential_value_and_grad(model, z, args, kwargs):
+def _shared_value_and_grad(model, z, args, kwargs):
     """numpyro's potential of `model(*args, **kwargs)` at the unconstrained point `z` (name ->
-    value) and its gradient, compiled once per model function and structure of the arguments:
-    the data, priors and parameter values are traced arguments (numpyro's own potential_fn
-    closes over them as constants), so fitting another record or cell of the same shapes
-    reuses the compiled program."""
-    from numpyro.infer.util import potential_energy
-
+    value) and its gradient, with the arguments' arrays traced: compiled once per model function
+    and structure of the arguments (`_value_and_grad_fn` says when that is safe)."""
     return jax.value_and_grad(lambda z_: potential_energy(model, args, kwargs, z_))(z)
+
+
+def _hashed_by_value(leaf) -> bool:
+    """Whether a non-array argument can key a compiled program: functions and classes (fixed
+    code), or objects that compare by value. An object compared by identity (a `StackedRecords`)
+    would keep its data in the program as constants, stale if its arrays were changed in place,
+    and would keep a program alive per object."""
+    if isinstance(leaf, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return True
+    return type(leaf).__hash__ not in (None, object.__hash__)
+
+
+def _value_and_grad_fn(model, args, kwargs, z0):
+    """z -> (potential, gradient) of the model. Where every argument is an array or compares by
+    value (`cell_model`'s: a jaxcell model, a ParameterSet, an Experiment, times, voltages,
+    priors), one compiled program serves every fit of the same model and shapes, with the data
+    as its inputs: fitting the next record or cell compiles nothing. Otherwise, or where the
+    model needs an argument's values while it is traced (a cell index that sets a shape), the
+    potential is compiled for this fit with the arguments as constants, numpyro's way."""
+    statics = jax.tree.leaves(eqx.filter((args, kwargs), eqx.is_array, inverse=True))
+    if all(_hashed_by_value(x) for x in statics):
+        shared = functools.partial(_shared_value_and_grad, model, args=args, kwargs=kwargs)
+        try:
+            shared(z0)
+            return shared
+        except jax.errors.JAXTypeError:  # the model needs concrete values of an argument
+            pass
+    return jax.jit(jax.value_and_grad(lambda z_: potential_energy(model, args, kwargs, z_)))
 
 
 def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: int = 200, tol: float = 1e-2,
@@ -206,8 +238,10 @@ def fit_map(model, *args, key=None, init=None, gtol: float = 1e-5, max_steps: in
     # BFGS on the host (scipy) around one compiled value_and_grad: optimistix would compile
     # its own loop around the solve again, and takes the derivative in forward mode, which
     # Rodas4's reverse-mode rule (a custom_vjp) does not have
+    value_and_grad = _value_and_grad_fn(model, args, kwargs, z0)
+
     def fun(z):
-        value, grad = _potential_value_and_grad(model, unravel(jnp.asarray(z)), args, kwargs)
+        value, grad = value_and_grad(unravel(jnp.asarray(z)))
         return float(value), np.asarray(ravel_pytree(grad)[0], dtype=float)
 
     sol = scipy.optimize.minimize(fun, np.asarray(flat0, dtype=float), jac=True, method="BFGS",

@@ -200,8 +200,9 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
         what = f"initial_soc {given!r} lies {rng}" if given is not None else (
             f"record {r} ({records.keys[r]}) starts at rest at {volts[r]:.6g} V, its first voltage and so its initial "
             f"state, {rng}" + (f"; so do {bad.size - 1} more records" if bad.size > 1 else ""))
-        raise ValueError(f"{what}. No state of charge has that voltage: give initial_soc (a state of charge), or "
-                         "widen the set's range if the cell's window differs.")
+        raise ValueError(f"{what}. No state of charge has that voltage: give initial_soc (a state of charge; 1.0 "
+                         "for a cell charged to its limit, whose rest voltage reads a little above it), or widen "
+                         "the set's range if the cell's window differs.")
     return volts
 
 
