@@ -119,14 +119,17 @@ class MAPResult:
         return self._natural(z[0]), float(k[0])
 
     def _cholesky(self):
-        w = np.linalg.eigvalsh(self.hessian)
-        if not np.all(w > 0):
+        from ._calibration import _laplace_factor
+
+        ok, chol = _laplace_factor(self.hessian[None])
+        if not ok[0]:
+            w = np.linalg.eigvalsh(self.hessian)
             raise ValueError(
                 f"no Laplace approximation: the Hessian at the optimum is not positive definite (eigenvalues "
                 f"{np.array2string(w, precision=3)}, parameters {self.names}): the point is not a minimum, or the "
                 "data do not determine some direction (converged: " f"{self.converged})."
             )
-        return np.linalg.cholesky(self.covariance)
+        return chol[0]
 
     def _natural(self, z):
         draws = jax.vmap(lambda zi: self._postprocess(self._unravel(zi)))(jnp.asarray(z))
