@@ -107,3 +107,35 @@ def test_fit_map_with_arguments_that_cannot_be_traced():
     np.testing.assert_allclose(fit_map(boxed, box).params["mu"], _gaussian_posterior_mean(box.y), rtol=1e-6)
     box.y[:] = [0.8, 0.9]
     np.testing.assert_allclose(fit_map(boxed, box).params["mu"], _gaussian_posterior_mean(box.y), rtol=1e-6)
+
+
+def test_points_after_a_stop_count_as_the_cut_off_it_stopped_at():
+    """A cell that reaches its cut-off before the measurement ends: the measured points after the
+    stop are compared with the cut-off it stopped at, so the likelihood is continuous as the stop
+    moves past a measured time (comparing them with a fixed 0 V made it jump there by
+    (V / sigma)^2 / 2), and an early stop far from the measurement's end is still penalised. Analytic: V(t) = 4 - t / c until the 2 V
+    cut-off at t = 2c."""
+    from numpyro.infer.util import log_density
+
+    from jaxcell.inference import hold_last_voltage, voltage_likelihood
+
+    nan = np.nan
+    held = np.asarray(hold_last_voltage(np.array([[3.0, 2.5, nan, nan], [4.0, 4.1, nan, nan], [nan] * 4]), (2.0, 4.2)))
+    np.testing.assert_array_equal(held, [[3.0, 2.5, 2.0, 2.0], [4.0, 4.1, 4.2, 4.2], [0.0] * 4])
+    np.testing.assert_array_equal(np.asarray(hold_last_voltage(np.array([3.0, 2.5, nan]))), [3.0, 2.5, 2.5])
+
+    t = np.linspace(0.0, 10.0, 11)
+    measured = 4.0 - t / 5.05  # the "cell": c = 5.05, its end (2 V) at 10.1 s, after the last point
+
+    def log_likelihood(c):
+        predicted = np.where(t <= 2 * c, 4.0 - t / c, nan)  # NaN after the stop, as a solve gives
+        return float(log_density(lambda: voltage_likelihood(predicted, measured, 0.01, cut_offs=(2.0, 4.2)), (), {}, {})[0])
+
+    # c crosses 5.0, where the stop (2c) passes the last measured time (10 s)
+    c = np.array([4.999, 4.9999, 5.0001, 5.001])
+    ll = np.array([log_likelihood(ci) for ci in c])
+    assert abs(ll[2] - ll[1]) < 0.2 * abs(ll[3] - ll[0])  # a tenth of the step, about a tenth of the change
+    # with the point after the stop counted as 0 V the step was -(2.02 / 0.01)^2 / 2 = -20400
+    assert abs(ll[2] - ll[1]) < 1.0
+    # stopping far before the measurement's end is still far less likely
+    assert log_likelihood(3.0) < ll[3] - 1e3

@@ -63,4 +63,5 @@ from ._model import cell_model as cell_model
 from ._model import check_prior as check_prior
 from ._model import default_prior as default_prior
 from ._model import sample_parameters as sample_parameters
+from ._model import hold_last_voltage as hold_last_voltage
 from ._model import voltage_likelihood as voltage_likelihood

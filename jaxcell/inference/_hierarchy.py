@@ -25,7 +25,7 @@ from ..parameters import ParameterSet
 from ..simulate import _prepare, _simulate
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
-from ._model import _bounds, voltage_likelihood
+from ._model import _bounds, voltage_likelihood, voltage_limits
 
 # chunk of posterior draws solved in one compiled call by `predict_voltage` (the last chunk is
 # padded, so one compile serves any number of draws)
@@ -291,7 +291,7 @@ def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_ind
         values[name] = numpyro.deterministic(name, prior.to_natural(u))[idx]
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
     predicted = solver(values)
-    return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df)
+    return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df, cut_offs=voltage_limits(p))
 
 
 def records_model(model, p: ParameterSet, records: StackedRecords, observed=None, *, priors, noise_prior=None,
@@ -312,7 +312,8 @@ def records_model(model, p: ParameterSet, records: StackedRecords, observed=None
     q = sample_parameters(p, priors)
     values = {k: jnp.broadcast_to(q[k], (len(records),)) for k in priors}
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
-    return voltage_likelihood(solver(values), observed, sigma, mask=records.mask, noise=noise, df=df)
+    return voltage_likelihood(solver(values), observed, sigma, mask=records.mask, noise=noise, df=df,
+                              cut_offs=voltage_limits(p))
 
 
 def cell_values(samples: Mapping, priors: Mapping[str, PopulationPrior]) -> dict:

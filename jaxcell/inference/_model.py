@@ -19,10 +19,35 @@ from ..parameters import ParameterSet
 from ..parameters._parameter_set import _rule
 from ..simulate import simulate
 
-# a simulated voltage the solve did not reach (the cell stopped before the measurement ended) is
-# compared with this value instead: a large residual, so such parameters are unlikely, rather
-# than a NaN or a masked point that would reward stopping early
+# a measured point after the simulated cell stopped (it reached a cut-off before the measurement
+# ended) is compared with the cut-off it stopped at: a large residual where the measurement goes
+# on far from the cut-off, so such parameters are unlikely (a masked point would reward stopping
+# early), and continuous in the parameters as the stop moves past a measured time, where the
+# simulated voltage at that time tends to the cut-off (a fixed 0 V makes the posterior jump
+# there by (V / sigma)^2 / 2, which neither BFGS nor a Hessian by finite differences survives).
+# A record with no simulated point at all compares with this
 UNREACHED_VOLTAGE = 0.0
+
+
+def hold_last_voltage(predicted, cut_offs=None):
+    """`predicted` (..., points) with the non-finite points (those after the simulation stopped)
+    replaced: by whichever of `cut_offs` = (lower, upper) [V] is nearer to the last finite
+    voltage before them (the cut-off the cell stopped at), or, without `cut_offs`, by that
+    voltage itself. A row with no finite point becomes `UNREACHED_VOLTAGE`."""
+    predicted = jnp.asarray(predicted)
+    finite = jnp.isfinite(predicted)
+    index = jnp.where(finite, jnp.arange(predicted.shape[-1]), -1)
+    last = jax.lax.cummax(index, axis=predicted.ndim - 1)
+    held = jnp.take_along_axis(predicted, jnp.maximum(last, 0), axis=-1)
+    if cut_offs is not None:
+        lower, upper = cut_offs
+        held = jnp.where(jnp.abs(held - lower) <= jnp.abs(held - upper), lower, upper)
+    return jnp.where(finite, predicted, jnp.where(last >= 0, held, UNREACHED_VOLTAGE))
+
+
+def voltage_limits(p: ParameterSet):
+    """The set's (lower, upper) voltage cut-offs [V]: where a simulation stops early."""
+    return p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
 
 
 def _bounds(name: str) -> str:
@@ -93,12 +118,14 @@ def sample_parameters(p: ParameterSet, priors: Mapping[str, dist.Distribution]) 
     return p.update(values)
 
 
-def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "gaussian", df: float = 4.0, name="V"):
+def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "gaussian", df: float = 4.0, name="V",
+                       cut_offs=None):
     """Inside a numpyro model: the measured voltage given the simulated one, with noise of scale
     `sigma` [V], Gaussian or Student-t (`df` degrees of freedom; robust to outliers). Points the
-    simulation did not reach count as `UNREACHED_VOLTAGE`; `mask` (boolean, same shape) leaves
-    out padding."""
-    predicted = jnp.where(jnp.isfinite(predicted), predicted, UNREACHED_VOLTAGE)
+    simulation did not reach (non-finite: it stopped early) count as the cut-off it stopped at,
+    the nearer of `cut_offs` = (lower, upper) [V] to its last voltage (`hold_last_voltage`;
+    without `cut_offs`, that last voltage); `mask` (boolean, same shape) leaves out padding."""
+    predicted = hold_last_voltage(predicted, cut_offs)
     if noise == "gaussian":
         d = dist.Normal(predicted, sigma)
     elif noise == "student_t":
@@ -125,4 +152,4 @@ def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, pri
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
     sol = simulate(model, q, experiment, t_eval=t_eval, initial_soc=initial_soc, rtol=rtol, atol=atol)
     numpyro.deterministic("V_model", sol.voltage)
-    return voltage_likelihood(sol.voltage, observed, sigma, mask=mask, noise=noise)
+    return voltage_likelihood(sol.voltage, observed, sigma, mask=mask, noise=noise, cut_offs=voltage_limits(q))
