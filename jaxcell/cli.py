@@ -488,8 +488,8 @@ def main(argv=None) -> int:
     """Run the `jaxcell` command with `argv` (default: the process's arguments); returns the
     exit status: 0, 1 when a simulation failed, 2 for bad input (argparse's code too), 130 on
     Ctrl-C."""
-    args = build_parser().parse_args(argv)
-    with exit_on_interrupt(), _warnings_as_lines():
+    with exit_on_interrupt(), _warnings_as_lines():  # Ctrl-C while the parser imports is clean too
+        args = build_parser().parse_args(argv)
         try:
             if args.command == "simulate":
                 return cmd_simulate(args)
