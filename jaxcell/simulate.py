@@ -272,11 +272,12 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
 def _simulate(model, params, table, modes, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
-    if t_eval is not None:  # `_prepare` checks concrete ones; this, traced ones (under jit)
-        t_eval = eqx.error_if(
-            t_eval, ~jnp.all(jnp.isfinite(t_eval)) | jnp.any(jnp.diff(t_eval) < 0) | (t_eval[0] < 0),
-            "t_eval must be finite, non-negative and increasing",
-        )
+    # `_prepare` refuses a bad concrete t_eval; a traced one (under jit) gets a status and NaN
+    # outputs, cell by cell, instead of a run-time error: no host callback in the compiled solve
+    # (which would also keep it out of JAX's persistent compilation cache)
+    bad_t_eval = False if t_eval is None else (
+        ~jnp.all(jnp.isfinite(t_eval)) | jnp.any(jnp.diff(t_eval) < 0) | (t_eval[0] < 0)
+    )
 
     def one_step(carry, row):
         t, y, q, stopped, status, out, last = carry
@@ -308,6 +309,8 @@ def _simulate(model, params, table, modes, t_eval, opts):
     )
     (_, y, totals, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
     status = _check_conservation(model, params, y0, y, totals, status)
+    status = jnp.where(bad_t_eval, Status.BAD_T_EVAL, status)
+    out = jnp.where(bad_t_eval, jnp.nan, out)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -443,7 +446,9 @@ def simulate(
     `t_eval` (global times [s], increasing) outputs are at those times, and NaN at times the
     experiment never reached (it stopped first; see `status`). A time exactly on a step change
     gives the new step's first point (the current already switched; PyBaMM's solution holds
-    both).
+    both). A `t_eval` that is not finite, non-negative and increasing is refused with a
+    ValueError; under `jit` or `vmap`, where its values are not known, that cell gets
+    `Status.BAD_T_EVAL` and NaN outputs instead.
 
     By default the outputs are evaluated after each step's solve, at all output times at once,
     from the part of the state they depend on: fastest for one cell and its gradient.

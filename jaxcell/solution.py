@@ -21,6 +21,7 @@ class Status(enum.IntEnum):
     SOLVER_FAILURE = 5
     NOT_CONSERVED = 6
     ELECTROLYTE_DEPLETED = 7
+    BAD_T_EVAL = 8
 
 
 # the experiment stopped at a physical limit: a valid solve up to there
@@ -48,6 +49,10 @@ STATUS_MESSAGES = {
     Status.ELECTROLYTE_DEPLETED: (
         "stopped: the electrolyte ran out somewhere in the cell, where this model does not hold "
         "(the DFN does: its reaction moves away from the depleted region)"
+    ),
+    Status.BAD_T_EVAL: (
+        "failed: t_eval was not finite, non-negative and increasing (a traced t_eval, e.g. under jax.jit; "
+        "a concrete one is refused with an error)"
     ),
 }
 

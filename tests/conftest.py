@@ -4,13 +4,21 @@ once per (model, parameter-set functions, experiment structure, t_eval length)."
 
 import functools
 import gc
+import json
+import os
 from pathlib import Path
 
-import jax
-import numpy as np
-import pytest
+# The suite checks values and derivatives, not speed: XLA's lowest optimisation level compiles
+# faster, and compiling is most of the suite's time on two cores. Set before JAX starts its
+# backend; a user's own XLA_FLAGS are kept (and win where they name the same option).
+os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+                           + os.environ.get("XLA_FLAGS", ""))
 
-import jaxcell
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import jaxcell  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -129,8 +137,8 @@ def _release_per_module():
 # The suite runs on two processes, one module at a time each (`-n 2 --dist loadfile
 # --no-loadscope-reorder`, the README's command): the longest modules start first, so that the
 # longest (test_dfn, about a third of the whole) is not left to run alone at the end.
-LONGEST_FIRST = ("test_dfn.py", "test_autodiff_batch.py", "test_reference.py", "test_inference_cli.py",
-                 "test_inference_hierarchy.py", "test_design_optimise.py")
+LONGEST_FIRST = ("test_dfn.py", "test_autodiff_batch.py", "test_notebooks.py", "test_inference_hierarchy.py",
+                 "test_inference_cli.py", "test_reference.py", "test_design_optimise.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -142,8 +150,40 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_terminal_summary(terminalreporter):
+    totals = dict.fromkeys(_compile, 0.0)
+    for f in STATS.glob("compile-stats-*.json"):
+        for k, v in json.loads(f.read_text()).items():
+            totals[k] += v
+    terminalreporter.write_line(f"XLA compiles: {totals['compiles']:.0f}, {totals['seconds']:.0f} s in all processes")
     if _mappings["peak"]:
         terminalreporter.write_line(
             f"memory mappings: peak {_mappings['peak']} (limit {MAX_MAPPINGS} then released, "
             f"{_mappings['releases']} releases; largest growth in one test {_mappings['largest test']})"
         )
+
+
+# Compile time, summed over the suite's processes: each process sums its own and leaves it in a
+# file; the summary prints the totals. (JAX's persistent compilation cache cannot help here: it
+# skips executables with host callbacks, and diffrax's run-time checks of its inputs are callbacks
+# in every solve.)
+STATS = Path(__file__).parent.parent / ".pytest_cache"
+_compile = {"seconds": 0.0, "compiles": 0}
+
+
+def _on_duration(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _compile["seconds"] += duration
+        _compile["compiles"] += 1
+
+
+def pytest_configure(config):
+    STATS.mkdir(exist_ok=True)
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    for f in STATS.glob("compile-stats-*.json"):
+        if not hasattr(config, "workerinput"):  # the controller (or the only process) starts afresh
+            f.unlink()
+
+
+def pytest_sessionfinish(session):
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
+    (STATS / f"compile-stats-{worker}.json").write_text(json.dumps(_compile))

@@ -1,5 +1,6 @@
 """Multi-step protocols: CC, rest, CC-CV, power, drive cycles, cut-off stops."""
 
+import jax
 import numpy as np
 import pytest
 from scipy import integrate
@@ -125,6 +126,11 @@ def test_t_eval_must_be_finite(spm, chen):
             jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array(bad))
     with pytest.raises(ValueError, match="increasing, got 5 at index 2"):
         jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array([0.0, 10.0, 5.0]))
+    # traced (under jit and vmap): the bad cell gets a status and NaN outputs, its neighbour runs
+    sols = jax.jit(jax.vmap(lambda te: jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=te)))(
+        np.array([[0.0, 10.0, 20.0], [0.0, np.nan, 20.0]]))
+    assert list(np.asarray(sols.status)) == [jaxcell.Status.COMPLETED, jaxcell.Status.BAD_T_EVAL]
+    assert np.all(np.isfinite(sols.voltage[0])) and np.all(np.isnan(sols.voltage[1]))
     # a batched set is one cell per entry: simulate says how to run it (it failed in jnp.stack)
     batch = chen.update({"Negative electrode thickness [m]": np.full((2, 2), 85e-6)})
     with pytest.raises(ValueError, match=r"batch shape \(2, 2\): use jax.vmap"):
