@@ -8,13 +8,7 @@ import json
 import os
 from pathlib import Path
 
-# The suite checks values and derivatives, not speed: XLA's lowest optimisation level compiles
-# faster, and compiling is most of the suite's time on two cores. Set before JAX starts its
-# backend; a user's own XLA_FLAGS are kept (and win where they name the same option).
-os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-                           + os.environ.get("XLA_FLAGS", ""))
-
-import jax  # noqa: E402
+import jax
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
