@@ -5,14 +5,13 @@ once per (model, parameter-set functions, experiment structure, t_eval length)."
 import functools
 import gc
 import json
-import os
 from pathlib import Path
 
 import jax
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-import jaxcell  # noqa: E402
+import jaxcell
 
 jax.config.update("jax_enable_x64", True)
 
