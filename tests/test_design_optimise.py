@@ -99,6 +99,8 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
         (["--vary", "Positive electrode porosity=0.1:1.5"], "outside its physical range"),
         (["--vary", "Positive electrode porosity=0.1:0.5", "--alpha", "0.1"], "--alpha needs --min-capacity"),
         (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "2"], r"--alpha must be a probability in (0, 1)"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "0.1", "--confidence", "1.5"],
+         r"--confidence needs --alpha and must be in [0.5, 1)"),
         ([], "at least one design variable"),
     ]
     for extra, message in cases:

@@ -49,6 +49,9 @@ def add_design_parser(subparsers) -> argparse.ArgumentParser:
                    help="minimum discharge capacity [A.h]: of the nominal cell, or with --alpha a chance constraint")
     p.add_argument("--alpha", type=float, default=None, metavar="A",
                    help="allowed probability of a cell below --min-capacity (robust design under variation)")
+    p.add_argument("--confidence", type=float, default=None, metavar="C",
+                   help="with --alpha: meet it by the sample's upper confidence bound at level C (e.g. 0.95), "
+                        "a margin for the sample's own noise")
     p.add_argument("--variation", default=None, metavar="SPEC",
                    help="variation spec, .toml or .json (default jaxcell's built-in manufacturing variation)")
     p.add_argument("--n-samples", type=int, default=64, metavar="N",
@@ -86,6 +89,8 @@ def cmd_design(args) -> int:
             raise UsageError("--alpha needs --min-capacity (the chance constraint is P(capacity < min) <= alpha)")
         if args.alpha is not None and not 0.0 < args.alpha < 1.0:
             raise UsageError(f"--alpha must be a probability in (0, 1), got {args.alpha:g}")
+        if args.confidence is not None and (args.alpha is None or not 0.5 <= args.confidence < 1.0):
+            raise UsageError(f"--confidence needs --alpha and must be in [0.5, 1), got {args.confidence:g}")
         if args.min_capacity is not None and not (np.isfinite(args.min_capacity) and args.min_capacity > 0):
             raise UsageError(f"--min-capacity must be a positive capacity [A.h], got {args.min_capacity:g}")
         for name in ("n_samples", "check", "max_evaluations"):
@@ -110,7 +115,7 @@ def cmd_design(args) -> int:
         res = optimise_robust_design(
             model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
             n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
-            max_evaluations=args.max_evaluations or 40,
+            max_evaluations=args.max_evaluations or 40, confidence=args.confidence,
             **common,
         )
     unit = "W.h.kg-1" if args.objective == "gravimetric" else "W.h.m-3"
@@ -127,7 +132,7 @@ def cmd_design(args) -> int:
         "constraint": res.constraint,
         "method": res.method,
         "model": args.model, "parameters": params.name, "experiment": steps,
-        "min_capacity": args.min_capacity, "alpha": args.alpha,
+        "min_capacity": args.min_capacity, "alpha": args.alpha, "confidence": args.confidence,
         "n_samples": args.n_samples if args.alpha is not None else None,
         "seconds": res.seconds,
         "path": res.path,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from ..batch import simulate_batch
 from ..experiment import Experiment
@@ -155,7 +156,9 @@ class CheckResult:
             deliver the experiment; failure_probability: failures / n, stderr: its standard
             error sqrt(p (1 - p) / n); not_delivered: cells that did not deliver it (counted as
             failures); mean_objective, mean_capacity: over delivered cells; pack_failure_probability:
-            the fraction of packs (of the variation's hierarchy) with at least one failed cell.
+            the fraction of packs (of the variation's hierarchy) with at least one failed cell;
+        capacities, objectives: each cell's capacity [A.h] and energy density (NaN where it did
+            not deliver the experiment), left out of `to_dict`.
     """
 
     n: int
@@ -168,9 +171,29 @@ class CheckResult:
     min_capacity: float | None
     pack_failure_probability: float | None
     seconds: float
+    capacities: np.ndarray = dataclasses.field(default=None, repr=False)
+    objectives: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The summary figures (not the per-cell arrays) as plain data."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+
+    def plot(self, ax=None, label: str | None = None, bins: int = 50):
+        """Histogram of the delivered cells' capacities, with `min_capacity` and the failure
+        probability (with its standard error) in the legend. Returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.5))
+        cap = self.capacities[np.isfinite(self.capacities)]
+        text = f"P(fail) = {self.failure_probability:.4f} +- {self.stderr:.4f}"
+        ax.hist(cap, bins=bins, alpha=0.5, label=text if label is None else f"{label}: {text}")
+        if self.min_capacity is not None:
+            ax.axvline(self.min_capacity, color="k", lw=1)
+        ax.set_xlabel("capacity [A.h]")
+        ax.set_ylabel(f"cells (of {self.n})")
+        ax.legend(fontsize=8)
+        return ax
 
 
 def check_design(
@@ -226,6 +249,7 @@ def check_design(
         mean_objective=float(obj[ok].mean()) if ok.any() else float("nan"),
         mean_capacity=float(cap[ok].mean()) if ok.any() else float("nan"),
         min_capacity=min_capacity, pack_failure_probability=pack_p, seconds=time.perf_counter() - t0,
+        capacities=np.where(delivered, cap, np.nan), objectives=np.where(delivered, obj, np.nan),
     )
 
 
@@ -248,6 +272,7 @@ def optimise_robust_design(
     lithium: str = "set",
     densities: Mapping[str, float] | None = None,
     start: Mapping[str, float] | None = None,
+    confidence: float | None = None,
     **simulate_kwargs,
 ) -> DesignResult:
     """Maximise the expected energy density over the cells made of a design, subject to the
@@ -260,10 +285,19 @@ def optimise_robust_design(
     `method`). The result's `constraint` is g at the optimum; where it stays positive the result
     is marked infeasible (``feasible=False``, the message says so). Check the design on a fresh,
     larger population with `check_design`: the smoothed sample estimate is not the failure rate.
+
+    A sample of n cells estimates the probability to about sqrt(P (1 - P) / n): a design that
+    just meets `alpha` on its sample fails it about half the time on fresh cells. With
+    `confidence` (e.g. 0.95) the constraint is on the one-sided upper confidence bound instead,
+    ``P_smooth + z sqrt(P_smooth (1 - P_smooth) / n_samples) <= alpha`` (z the standard normal
+    quantile of `confidence`): a margin that shrinks as the sample grows.
     """
     t0 = time.perf_counter()
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be a probability in (0, 1), got {alpha!r}.")
+    if confidence is not None and not 0.5 <= confidence < 1.0:
+        raise ValueError(f"confidence must be a probability in [0.5, 1), got {confidence!r}.")
+    z = 0.0 if confidence is None else float(scipy.stats.norm.ppf(confidence))
     if not (np.isfinite(min_capacity) and min_capacity > 0):
         raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
     space = variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
@@ -275,23 +309,24 @@ def optimise_robust_design(
 
     def loss(u, lam, mu, f0):
         out = f(u)
-        g = smoothed_failure(out.capacity, min_capacity, width) - alpha
-        return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g)
+        prob = smoothed_failure(out.capacity, min_capacity, width)
+        g = prob + z * jnp.sqrt(prob * (1.0 - prob) / n_samples) - alpha
+        return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, prob)
 
     vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
     # the start's mean objective scales the loss to about 1 (f0 is an argument: one compile)
-    (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
+    (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(jnp.mean(first.objective))
     if not np.isfinite(f0):
         raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
 
     def record(u, aux):
-        out, g = aux
+        out, g, prob = aux
         cap = np.asarray(out.capacity)
         return {
             "design": {k: float(v) for k, v in space.from_unit(u).items()},
             "objective": float(jnp.mean(out.objective)), "capacity": float(cap.mean()),
-            "constraint": float(g), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
+            "constraint": float(g), "smoothed_probability": float(prob), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
             "delivered": float(np.mean(np.asarray(out.delivered))),
         }
 
@@ -306,12 +341,14 @@ def optimise_robust_design(
         if ok_entries:
             final = max(ok_entries, key=lambda e: e["objective"])
             msg = (f"the best feasible design evaluated (the augmented Lagrangian's last point, smoothed probability "
-                   f"{path[-1]['constraint'] + alpha:.4g}, was outside the constraint); {msg}")
+                   f"{path[-1]['smoothed_probability']:.4g}, was outside the constraint); {msg}")
     g = final["constraint"]
     feasible = g <= tol
     if not feasible:
+        bound = "" if confidence is None else f" with {confidence:g} confidence"
         msg = (f"infeasible: no design evaluated within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
-               f"on the {n_samples}-cell sample (smoothed probability {g + alpha:.4g} at the last); {msg}")
+               f"on the {n_samples}-cell sample{bound} (smoothed probability {final['smoothed_probability']:.4g} at the "
+               f"last); {msg}")
     return DesignResult(
         design=dict(final["design"]),
         objective=final["objective"], initial_objective=f0,
