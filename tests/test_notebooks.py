@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
@@ -25,7 +26,19 @@ def _identified(ns):
     assert ns["rms"](ns["mean"]) < min(30.0, ns["rms"](ns["v0"][0, 0][ns["m"]]))  # mV
 
 
-CHECKS = {"identification.ipynb": _identified}
+def _designed(ns):
+    """The nominal optimum is the corner of the box, PyBOP's grid best (thinnest electrode,
+    smallest particles); on 2000 fresh cells it breaks P(capacity < C_MIN) <= ALPHA by more than
+    three standard errors, the robust optimum meets it within three, and costs mean energy."""
+    det, rob, c_det, c_rob = ns["det"], ns["rob"], ns["check_det"], ns["check_rob"]
+    assert np.allclose([det.design[ns["L_P"]], det.design[ns["R_P"]]], [65e-6, 2e-6], rtol=1e-9, atol=0)
+    assert rob.feasible, rob.message
+    assert c_det.failure_probability - 3 * c_det.stderr > ns["ALPHA"]
+    assert c_rob.failure_probability - 3 * c_rob.stderr <= ns["ALPHA"]
+    assert c_rob.mean_objective < c_det.mean_objective
+
+
+CHECKS = {"identification.ipynb": _identified, "design.ipynb": _designed}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
