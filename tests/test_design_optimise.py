@@ -57,17 +57,37 @@ def test_gradients_of_objective_and_smoothed_constraint_match_finite_differences
     def both(u, c_min):
         out = f(u)
         return jnp.stack([jnp.mean(out.objective), design.smoothed_failure(out.capacity, c_min, width),
-                          jnp.mean(out.capacity)])
+                          design.cvar_shortfall(out.capacity, c_min, 0.3), jnp.mean(out.capacity)])
 
     value = jax.jit(both).lower(u0, 5.0).compile(compiler_options=FAST_XLA)
-    c_min = value(u0, 5.0)[2]  # the constraint at its steepest: the floor at the sample's mean capacity
+    c_min = value(u0, 5.0)[3]  # the constraint at its steepest: the floor at the sample's mean capacity
     jac = jax.jit(jax.jacrev(both)).lower(u0, c_min).compile(compiler_options=FAST_XLA)(u0, c_min)
     h = 1e-4
     for i in range(2):
         e = jnp.zeros(2).at[i].set(h)
         fd = (value(u0 + e, c_min) - value(u0 - e, c_min)) / (2 * h)
-        np.testing.assert_allclose(np.asarray(jac[:2, i]), np.asarray(fd[:2]), rtol=2e-4, atol=1e-9)
-    assert abs(float(jac[1, 0])) > 1e-2  # the constraint is not flat here: the test can fail
+        np.testing.assert_allclose(np.asarray(jac[:3, i]), np.asarray(fd[:3]), rtol=2e-4, atol=1e-9)
+    assert abs(float(jac[1, 0])) > 1e-2 and abs(float(jac[2, 0])) > 1e-3  # not flat here: the test can fail
+
+
+def test_cvar_shortfall_is_the_worst_fractions_mean_and_bounds_the_chance_constraint():
+    """Against its definition: the mean of the worst k = alpha n losses, and for a fractional
+    alpha n the Rockafellar-Uryasev minimum over t (attained at a sample point). CVaR <= 0
+    implies that at most alpha n cells of the sample fall short."""
+    rng = np.random.default_rng(0)
+    c_min = 5.0
+    signs = set()
+    for shift in np.linspace(0.0, 3.0, 20):  # from half the cells short to almost none
+        cap = c_min * (1 + 0.02 * (shift + rng.standard_normal(40)))
+        loss = np.sort((c_min - cap) / c_min)[::-1]
+        np.testing.assert_allclose(float(design.cvar_shortfall(jnp.asarray(cap), c_min, 0.1)), loss[:4].mean(), rtol=1e-12)
+        ru = min(t + np.maximum(0.0, loss - t).sum() / (0.13 * 40) for t in loss)
+        cvar = float(design.cvar_shortfall(jnp.asarray(cap), c_min, 0.13))
+        np.testing.assert_allclose(cvar, ru, rtol=1e-12)
+        signs.add(cvar <= 0)
+        if cvar <= 0:
+            assert np.mean(cap < c_min) <= 0.13
+    assert signs == {True, False}  # both cases were met
 
 
 def test_cli_reports_an_infeasible_capacity_floor(tmp_path, capsys):
@@ -101,6 +121,7 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
         (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "2"], r"--alpha must be a probability in (0, 1)"),
         (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "0.1", "--confidence", "1.5"],
          r"--confidence needs --alpha and must be in [0.5, 1)"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--chance", "cvar"], "--chance cvar needs --alpha"),
         ([], "at least one design variable"),
     ]
     for extra, message in cases:

@@ -32,6 +32,7 @@ from ._robust import (
     cell_alpha as cell_alpha,
     check_design as check_design,
     common_draws as common_draws,
+    cvar_shortfall as cvar_shortfall,
     optimise_robust_design as optimise_robust_design,
     population_cells as population_cells,
     robust_objective as robust_objective,

@@ -52,6 +52,9 @@ def add_design_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=None, metavar="C",
                    help="with --alpha: meet it by the sample's upper confidence bound at level C (e.g. 0.95), "
                         "a margin for the sample's own noise")
+    p.add_argument("--chance", default="sigmoid", choices=("sigmoid", "cvar"),
+                   help="with --alpha: the chance constraint as a sigmoid-smoothed probability (default) or the "
+                        "sample's CVaR of the capacity shortfall (conservative)")
     p.add_argument("--variation", default=None, metavar="SPEC",
                    help="variation spec, .toml or .json (default jaxcell's built-in manufacturing variation)")
     p.add_argument("--n-samples", type=int, default=64, metavar="N",
@@ -91,6 +94,8 @@ def cmd_design(args) -> int:
             raise UsageError(f"--alpha must be a probability in (0, 1), got {args.alpha:g}")
         if args.confidence is not None and (args.alpha is None or not 0.5 <= args.confidence < 1.0):
             raise UsageError(f"--confidence needs --alpha and must be in [0.5, 1), got {args.confidence:g}")
+        if args.chance == "cvar" and (args.alpha is None or args.confidence is not None):
+            raise UsageError("--chance cvar needs --alpha, and takes no --confidence (CVaR is already conservative)")
         if args.min_capacity is not None and not (np.isfinite(args.min_capacity) and args.min_capacity > 0):
             raise UsageError(f"--min-capacity must be a positive capacity [A.h], got {args.min_capacity:g}")
         for name in ("n_samples", "check", "max_evaluations"):
@@ -115,7 +120,7 @@ def cmd_design(args) -> int:
         res = optimise_robust_design(
             model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
             n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
-            max_evaluations=args.max_evaluations or 40, confidence=args.confidence,
+            max_evaluations=args.max_evaluations or 40, confidence=args.confidence, chance=args.chance,
             **common,
         )
     unit = "W.h.kg-1" if args.objective == "gravimetric" else "W.h.m-3"
@@ -133,6 +138,7 @@ def cmd_design(args) -> int:
         "method": res.method,
         "model": args.model, "parameters": params.name, "experiment": steps,
         "min_capacity": args.min_capacity, "alpha": args.alpha, "confidence": args.confidence,
+        "chance": args.chance if args.alpha is not None else None,
         "n_samples": args.n_samples if args.alpha is not None else None,
         "seconds": res.seconds,
         "path": res.path,
