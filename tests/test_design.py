@@ -97,6 +97,46 @@ def test_coupled_porosity_and_active_fraction(chen):
     assert float(q[por]) == pytest.approx(0.4, rel=1e-12)  # the pores give way to the active material
 
 
+def test_np_balance_keeps_the_ratio(chen):
+    """The N/P ratio by hand (capacity per area c_max x active fraction x thickness), kept by the
+    follower thickness through the other electrode's thickness and porosity (whose active
+    fraction follows it), as the set's own and as a given number; its derivative is finite and
+    matches the closed form; over- or under-determined balances are refused."""
+    L_N, por = "Negative electrode thickness [m]", "Positive electrode porosity"
+
+    def by_hand(q):
+        cap = {e: float(q[f"Maximum concentration in {e.lower()} electrode [mol.m-3]"])
+               * float(q[f"{e} electrode active material volume fraction"]) * float(q[f"{e} electrode thickness [m]"])
+               for e in ("Negative", "Positive")}
+        return cap["Negative"] / cap["Positive"]
+
+    r0 = by_hand(chen)
+    assert float(design.np_ratio(chen)) == pytest.approx(r0, rel=1e-12)
+    space = design.DesignSpace.create(chen, [f"{L_P}=65e-6:100e-6", f"{por}=0.25:0.4"], np_ratio="keep")
+    assert space.derived_names == ("Positive electrode active material volume fraction", L_N)
+    for lp, e in [(65e-6, 0.25), (90e-6, 0.38)]:
+        q = space.apply_values(chen, {L_P: lp, por: e})
+        assert by_hand(q) == pytest.approx(r0, rel=1e-12)
+        assert float(q[L_N]) != pytest.approx(float(chen[L_N]), rel=1e-3)  # it moved
+    q = design.DesignSpace.create(chen, [f"{L_P}=65e-6:100e-6"], np_ratio=1.1).apply_values(chen, {L_P: 70e-6})
+    assert by_hand(q) == pytest.approx(1.1, rel=1e-12)
+    # the negative electrode designed: the positive follows
+    q = design.DesignSpace.create(chen, [f"{L_N}=60e-6:100e-6"], np_ratio=1.1).apply_values(chen, {L_N: 80e-6})
+    assert by_hand(q) == pytest.approx(1.1, rel=1e-12) and float(q[L_N]) == 80e-6
+    # d L_n / d L_p = ratio x (c_p eps_p) / (c_n eps_n), in the unit box times the interval
+    space = design.DesignSpace.create(chen, [f"{L_P}=65e-6:100e-6"], np_ratio=1.1)
+    d = jax.grad(lambda u: space.apply(chen, u)[L_N])(jax.numpy.array([0.3]))
+    k = {e: float(chen[f"Maximum concentration in {e.lower()} electrode [mol.m-3]"])
+         * float(chen[f"{e} electrode active material volume fraction"]) for e in ("Negative", "Positive")}
+    assert float(d[0]) == pytest.approx(1.1 * k["Positive"] / k["Negative"] * 35e-6, rel=1e-12)
+    for vary, ratio, match in [([f"{L_P}=65e-6:100e-6", f"{L_N}=60e-6:100e-6"], "keep", "both are designed"),
+                               ([f"{por}=0.25:0.4"], "keep", "neither is designed"),
+                               ([f"{L_P}=65e-6:100e-6"], -1.0, "'keep' or a positive number"),
+                               ([f"{L_P}=65e-6:100e-6"], "same", "'keep' or a positive number")]:
+        with pytest.raises(design.DesignVariableError, match=match):
+            design.DesignSpace.create(chen, vary, np_ratio=ratio)
+
+
 @pytest.mark.parametrize(
     "vary, match",
     [

@@ -25,6 +25,7 @@ from ._variables import (
     DesignSpace as DesignSpace,
     DesignVariable as DesignVariable,
     DesignVariableError as DesignVariableError,
+    np_ratio as np_ratio,
 )
 from ._robust import (
     CheckResult as CheckResult,

@@ -52,6 +52,9 @@ def add_design_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=None, metavar="C",
                    help="with --alpha: meet it by the sample's upper confidence bound at level C (e.g. 0.95), "
                         "a margin for the sample's own noise")
+    p.add_argument("--np-ratio", default=None, metavar="keep|X",
+                   help="keep the N/P capacity ratio (the set's with 'keep', or X): the thickness of the electrode "
+                        "whose thickness is not designed follows the design")
     p.add_argument("--chance", default="sigmoid", choices=("sigmoid", "cvar"),
                    help="with --alpha: the chance constraint as a sigmoid-smoothed probability (default) or the "
                         "sample's CVaR of the capacity shortfall (conservative)")
@@ -104,7 +107,7 @@ def cmd_design(args) -> int:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
         params = _load(args.parameters)
         densities(params)  # a missing density is bad input, named now
-        space = DesignSpace.create(params, args.vary)
+        space = DesignSpace.create(params, args.vary, np_ratio=args.np_ratio)
         steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
         experiment = jaxcell.Experiment(steps)
         model = getattr(jaxcell, args.model)()
@@ -139,6 +142,8 @@ def cmd_design(args) -> int:
         "model": args.model, "parameters": params.name, "experiment": steps,
         "min_capacity": args.min_capacity, "alpha": args.alpha, "confidence": args.confidence,
         "chance": args.chance if args.alpha is not None else None,
+        "np_ratio": None if space.np_balance is None else space.np_balance[1],
+        "followed": {k: float(space.apply_values(params, res.design)[k]) for k in space.derived_names},
         "n_samples": args.n_samples if args.alpha is not None else None,
         "seconds": res.seconds,
         "path": res.path,
@@ -152,7 +157,7 @@ def cmd_design(args) -> int:
     if args.check:
         c = check_design(model, params, experiment, res.design, variation, args.check,
                          jax.random.fold_in(jax.random.key(args.seed), 1), min_capacity=args.min_capacity,
-                         objective=args.objective, lithium=args.lithium)
+                         objective=args.objective, lithium=args.lithium, np_ratio=args.np_ratio)
         out["check"] = {"n": c.n, "failure_probability": c.failure_probability, "stderr": c.stderr,
                         "mean_objective": c.mean_objective, "mean_capacity": c.mean_capacity,
                         "not_delivered": c.not_delivered, "pack_failure_probability": c.pack_failure_probability}

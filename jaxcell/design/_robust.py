@@ -73,7 +73,7 @@ def common_draws(params: ParameterSet, space: DesignSpace, variation: Variation,
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
     dev = transformed_deviations(params, variation, n, key)
     vals = sample_values(params, variation, n, key)
-    designed = set(space.names) | {d for d, _, _ in space.follows}
+    designed = set(space.names) | set(space.derived_names)
     kinds, deviations, fixed = {}, {}, {}
     for name in variation.names:
         if name in designed:
@@ -225,14 +225,17 @@ def check_design(
     lithium: str = "set",
     densities: Mapping[str, float] | None = None,
     batch_size: int | None = None,
+    np_ratio: str | float | None = None,
 ) -> CheckResult:
     """Check `design` (name -> value, e.g. `DesignResult.design`) by plain Monte Carlo: `n` fresh
     cells from `variation` around it (`sample_population`, a key the optimisation did not use),
-    simulated with `simulate_batch`; the share below `min_capacity` with its standard error."""
+    simulated with `simulate_batch`; the share below `min_capacity` with its standard error.
+    `np_ratio`: as the design's `DesignSpace` had it (the balanced thickness follows again)."""
     t0 = time.perf_counter()
     check_objective(objective)
     # the design's values with the parameters that follow them, as in the optimisation
-    space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()])
+    space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()],
+                               np_ratio=np_ratio)
     q = space.apply_values(params, {k: float(v) for k, v in design.items()})
     ratio = formation_ratio(params) if lithium == "formation" else None
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key

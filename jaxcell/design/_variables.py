@@ -56,6 +56,22 @@ def _active(e: str) -> str:
     return f"{e} electrode active material volume fraction"
 
 
+def _thickness(e: str) -> str:
+    return f"{e} electrode thickness [m]"
+
+
+def _c_max(e: str) -> str:
+    return f"Maximum concentration in {e.lower()} electrode [mol.m-3]"
+
+
+def np_ratio(p) -> jax.Array:
+    """The N/P ratio of a set (or a mapping of its values): the negative electrode's theoretical
+    lithium capacity per area over the positive's, ``c_max x active fraction x thickness`` each
+    (Chen2020: 0.667; the stoichiometry windows the electrodes are cycled over are not in it)."""
+    cap = {e: p[_c_max(e)] * p[_active(e)] * p[_thickness(e)] for e in ELECTRODES}
+    return cap["Negative"] / cap["Positive"]
+
+
 def _check_variable(p: ParameterSet, v: DesignVariable) -> None:
     if v.name not in p:
         close = p._unknown(v.name)  # noqa: SLF001 - the set's own message with close matches
@@ -90,6 +106,11 @@ class DesignSpace:
     (the binder and additive fraction ``1 - porosity - active`` is kept); when both are designed,
     their upper bounds (plus the binder fraction) must not exceed 1.
 
+    N/P balance (`np_ratio`, "keep" for the set's own or a number): the thickness of the electrode
+    whose thickness is not designed follows, so that the negative electrode's capacity per area
+    over the positive's (`np_ratio`) stays at that value whatever the design does to the other
+    electrode's thickness, porosity or active fraction.
+
     Example:
         >>> space = DesignSpace.create(p, ["Positive electrode thickness [m]=65e-6:100e-6",
         ...                                 "Positive particle radius [m]=2e-6:9e-6"])
@@ -98,9 +119,11 @@ class DesignSpace:
 
     variables: tuple[DesignVariable, ...]
     follows: tuple[tuple[str, str, float], ...]  # (derived name, driver name, kept quantity)
+    np_balance: tuple[str, float] | None = None  # (the thickness that follows, the N/P ratio kept)
 
     @classmethod
-    def create(cls, p: ParameterSet, variables: Sequence[DesignVariable | str | tuple]) -> "DesignSpace":
+    def create(cls, p: ParameterSet, variables: Sequence[DesignVariable | str | tuple],
+               np_ratio: str | float | None = None) -> "DesignSpace":
         """Check `variables` (``DesignVariable``, ``"NAME=LO:HI"`` or ``(name, lo, hi)``) against the
         set: every name must be a number in the set and each bound inside the parameter's physical
         range (porosities and volume fractions in (0, 1), lengths positive, ...). Raises
@@ -145,11 +168,16 @@ class DesignSpace:
                         f"{binder:g} ({por!r} follows it as 1 - binder - active); accepted upper bounds are below {1 - binder:g}."
                     )
                 follows.append((por, act, binder))
-        return cls(tuple(vs), tuple(follows))
+        return cls(tuple(vs), tuple(follows), _np_balance(p, bounds, np_ratio))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variables)
+
+    @property
+    def derived_names(self) -> tuple[str, ...]:
+        """The parameters that follow the design (coupled fractions, the N/P-balanced thickness)."""
+        return tuple(d for d, _, _ in self.follows) + ((self.np_balance[0],) if self.np_balance else ())
 
     @property
     def lower(self) -> np.ndarray:
@@ -195,4 +223,37 @@ class DesignSpace:
                 new[derived] = kept * (1.0 - values[driver])
             else:  # porosity = 1 - binder - active
                 new[derived] = 1.0 - kept - values[driver]
+        if self.np_balance is not None:
+            follower, ratio = self.np_balance
+            value = {k: new.get(k, p[k]) for k in
+                     [_c_max(e) for e in ELECTRODES] + [_active(e) for e in ELECTRODES] + [_thickness(e) for e in ELECTRODES]}
+            r = np_ratio(value)  # with the follower's own (set) thickness: scale it to the ratio
+            new[follower] = value[follower] * (ratio / r if follower == _thickness("Negative") else r / ratio)
         return p.update(new)
+
+
+def _np_balance(p: ParameterSet, bounds: Mapping[str, DesignVariable], np_ratio_: str | float | None):
+    """`DesignSpace.create`'s N/P balance: which thickness follows, and the ratio it keeps."""
+    if np_ratio_ is None:
+        return None
+    names = [f(e) for e in ELECTRODES for f in (_c_max, _active, _thickness)]
+    missing = [n for n in names if n not in p or callable(p[n])]
+    if missing:
+        raise DesignVariableError(f"np_ratio needs the numbers {missing} in parameter set {p.name!r}.")
+    designed = [e for e in ELECTRODES if _thickness(e) in bounds]
+    if len(designed) != 1:
+        raise DesignVariableError(
+            "np_ratio: design exactly one electrode's thickness, and the other's follows it to keep the N/P "
+            f"ratio; {'both are' if designed else 'neither is'} designed."
+        )
+    follower = _thickness("Positive" if designed == ["Negative"] else "Negative")
+    if np_ratio_ == "keep":
+        ratio = float(np_ratio(p))
+    else:
+        try:
+            ratio = float(np_ratio_)
+        except (TypeError, ValueError):
+            raise DesignVariableError(f"np_ratio must be 'keep' or a positive number, got {np_ratio_!r}.") from None
+        if not (math.isfinite(ratio) and ratio > 0):
+            raise DesignVariableError(f"np_ratio must be 'keep' or a positive number, got {np_ratio_!r}.")
+    return follower, ratio
