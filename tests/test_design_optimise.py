@@ -28,7 +28,7 @@ def setup():
     d["hierarchy"] = {"modules_per_pack": 1, "cells_per_module": 1}  # every cell its own production lot
     variation = Variation.from_dict(d)
     draws = design.common_draws(p, space, variation, 2, 7)
-    model = jaxcell.SPM(n_r_n=8, n_r_p=8)
+    model = jaxcell.SPM(n_r_n=8, n_r_p=8, thermal="lumped")  # the temperature constraint has a gradient
     return p, space, variation, draws, model
 
 
@@ -57,17 +57,19 @@ def test_gradients_of_objective_and_smoothed_constraint_match_finite_differences
     def both(u, c_min):
         out = f(u)
         return jnp.stack([jnp.mean(out.objective), design.smoothed_failure(out.capacity, c_min, width),
-                          design.cvar_shortfall(out.capacity, c_min, 0.3), jnp.mean(out.capacity)])
+                          design.cvar_shortfall(out.capacity, c_min, 0.3), jnp.mean(out.max_temperature),
+                          jnp.mean(out.capacity)])
 
     value = jax.jit(both).lower(u0, 5.0).compile(compiler_options=FAST_XLA)
-    c_min = value(u0, 5.0)[3]  # the constraint at its steepest: the floor at the sample's mean capacity
+    c_min = value(u0, 5.0)[4]  # the constraint at its steepest: the floor at the sample's mean capacity
     jac = jax.jit(jax.jacrev(both)).lower(u0, c_min).compile(compiler_options=FAST_XLA)(u0, c_min)
     h = 1e-4
     for i in range(2):
         e = jnp.zeros(2).at[i].set(h)
         fd = (value(u0 + e, c_min) - value(u0 - e, c_min)) / (2 * h)
-        np.testing.assert_allclose(np.asarray(jac[:3, i]), np.asarray(fd[:3]), rtol=2e-4, atol=1e-9)
-    assert abs(float(jac[1, 0])) > 1e-2 and abs(float(jac[2, 0])) > 1e-3  # not flat here: the test can fail
+        np.testing.assert_allclose(np.asarray(jac[:4, i]), np.asarray(fd[:4]), rtol=2e-4, atol=1e-9)
+    # not flat here: the test can fail
+    assert abs(float(jac[1, 0])) > 1e-2 and abs(float(jac[2, 0])) > 1e-3 and abs(float(jac[3, 0])) > 1e-2
 
 
 def test_cvar_shortfall_is_the_worst_fractions_mean_and_bounds_the_chance_constraint():

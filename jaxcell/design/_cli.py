@@ -52,6 +52,9 @@ def add_design_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=None, metavar="C",
                    help="with --alpha: meet it by the sample's upper confidence bound at level C (e.g. 0.95), "
                         "a margin for the sample's own noise")
+    p.add_argument("--thermal", default="isothermal", choices=("isothermal", "lumped"), help="thermal model")
+    p.add_argument("--max-temperature", type=float, default=None, metavar="K",
+                   help="with --alpha: also P(highest temperature > K) <= alpha (use --thermal lumped)")
     p.add_argument("--np-ratio", default=None, metavar="keep|X",
                    help="keep the N/P capacity ratio (the set's with 'keep', or X): the thickness of the electrode "
                         "whose thickness is not designed follows the design")
@@ -82,7 +85,7 @@ def cmd_design(args) -> int:
     import jax
 
     import jaxcell
-    from jaxcell.cli import _check_simulation, _load
+    from jaxcell.cli import _check_simulation, _load, _model
     from jaxcell.population import Variation, default_variation
 
     from . import DesignSpace, check_design, densities, optimise_design, optimise_robust_design
@@ -97,6 +100,8 @@ def cmd_design(args) -> int:
             raise UsageError(f"--alpha must be a probability in (0, 1), got {args.alpha:g}")
         if args.confidence is not None and (args.alpha is None or not 0.5 <= args.confidence < 1.0):
             raise UsageError(f"--confidence needs --alpha and must be in [0.5, 1), got {args.confidence:g}")
+        if args.max_temperature is not None and (args.alpha is None or not args.max_temperature > 0):
+            raise UsageError(f"--max-temperature needs --alpha and must be a positive temperature [K], got {args.max_temperature:g}")
         if args.chance == "cvar" and (args.alpha is None or args.confidence is not None):
             raise UsageError("--chance cvar needs --alpha, and takes no --confidence (CVaR is already conservative)")
         if args.min_capacity is not None and not (np.isfinite(args.min_capacity) and args.min_capacity > 0):
@@ -110,7 +115,7 @@ def cmd_design(args) -> int:
         space = DesignSpace.create(params, args.vary, np_ratio=args.np_ratio)
         steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
         experiment = jaxcell.Experiment(steps)
-        model = getattr(jaxcell, args.model)()
+        model = _model(args, params)
         _check_simulation(model, params, experiment)
         variation = None
         if args.alpha is not None or args.check:
@@ -124,6 +129,7 @@ def cmd_design(args) -> int:
             model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
             n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
             max_evaluations=args.max_evaluations or 40, confidence=args.confidence, chance=args.chance,
+            max_temperature=args.max_temperature,
             **common,
         )
     unit = "W.h.kg-1" if args.objective == "gravimetric" else "W.h.m-3"
@@ -142,6 +148,7 @@ def cmd_design(args) -> int:
         "model": args.model, "parameters": params.name, "experiment": steps,
         "min_capacity": args.min_capacity, "alpha": args.alpha, "confidence": args.confidence,
         "chance": args.chance if args.alpha is not None else None,
+        "max_temperature": args.max_temperature,
         "np_ratio": None if space.np_balance is None else space.np_balance[1],
         "followed": {k: float(space.apply_values(params, res.design)[k]) for k in space.derived_names},
         "n_samples": args.n_samples if args.alpha is not None else None,
@@ -157,10 +164,12 @@ def cmd_design(args) -> int:
     if args.check:
         c = check_design(model, params, experiment, res.design, variation, args.check,
                          jax.random.fold_in(jax.random.key(args.seed), 1), min_capacity=args.min_capacity,
-                         objective=args.objective, lithium=args.lithium, np_ratio=args.np_ratio)
+                         objective=args.objective, lithium=args.lithium, np_ratio=args.np_ratio,
+                         max_temperature=args.max_temperature)
         out["check"] = {"n": c.n, "failure_probability": c.failure_probability, "stderr": c.stderr,
                         "mean_objective": c.mean_objective, "mean_capacity": c.mean_capacity,
-                        "not_delivered": c.not_delivered, "pack_failure_probability": c.pack_failure_probability}
+                        "not_delivered": c.not_delivered, "pack_failure_probability": c.pack_failure_probability,
+                        "overheated": c.overheated}
         print(f"check      {c.n} fresh cells: P(fail) = {c.failure_probability:.4g} +- {c.stderr:.2g}, mean objective "
               f"{c.mean_objective:.6g} {unit}, mean capacity {c.mean_capacity:.5g} A.h, not delivered {c.not_delivered}")
     _write("--output", args.output, lambda tmp: open(tmp, "w").write(json.dumps(out, indent=1, default=float) + "\n"))

@@ -65,6 +65,8 @@ class Outcome(eqx.Module):
         energy: discharge energy [W.h]; capacity: discharge capacity [A.h].
         mass: cell mass [kg]; volume: cell volume [m3].
         status: the simulation's `Status` code; delivered: whether it ran the whole experiment.
+        max_temperature: the highest cell temperature [K] at the output times (each step's end
+            among them): the ambient for an isothermal model.
     """
 
     objective: jax.Array
@@ -74,6 +76,7 @@ class Outcome(eqx.Module):
     volume: jax.Array
     status: jax.Array
     delivered: jax.Array
+    max_temperature: jax.Array
 
 
 def check_objective(objective: str) -> str:
@@ -87,7 +90,7 @@ def cell_outcome(model, q: ParameterSet, experiment, *, objective="gravimetric",
     sol = simulate(model, q, experiment, **simulate_kwargs)
     mass, volume = cell_mass(q, densities), cell_volume(q)
     value = sol.energy / (mass if objective == "gravimetric" else volume)
-    return Outcome(value, sol.energy, sol.capacity, mass, volume, sol.status, sol.delivered)
+    return Outcome(value, sol.energy, sol.capacity, mass, volume, sol.status, sol.delivered, jnp.nanmax(sol.temperature))
 
 
 def design_cell(p: ParameterSet, space: DesignSpace, u, *, initial_soc=1.0, lithium="set", ratio=None) -> ParameterSet:

@@ -51,9 +51,10 @@ class DesignResult:
 
 
 def augmented_lagrangian(value, g, lam, mu):
-    """``-value + (max(0, lam + mu g)^2 - lam^2) / (2 mu)``: the augmented Lagrangian (to
-    minimise) of maximising `value` subject to ``g <= 0``, multiplier `lam`, penalty `mu`."""
-    return -value + (jnp.square(jnp.maximum(0.0, lam + mu * g)) - lam**2) / (2.0 * mu)
+    """``-value + sum((max(0, lam + mu g)^2 - lam^2) / (2 mu))``: the augmented Lagrangian (to
+    minimise) of maximising `value` subject to ``g <= 0`` (a scalar or a vector of constraints
+    with one multiplier each in `lam`), penalty `mu`."""
+    return -value + jnp.sum((jnp.square(jnp.maximum(0.0, lam + mu * g)) - jnp.square(lam)) / (2.0 * mu))
 
 
 def _as_np(x):
@@ -66,7 +67,7 @@ def maximise(
     *,
     method: str = "L-BFGS-B",
     max_evaluations: int = 25,
-    constraint: bool = False,
+    constraint: bool | int = False,
     tol: float = 1e-7,
     learning_rate: float = 0.3,
     outer_iterations: int = 6,
@@ -75,7 +76,9 @@ def maximise(
 ):
     """Maximise over the unit box. `value_and_grad(u, lam, mu) -> ((loss, aux), grad)` where
     loss is the (augmented) quantity to minimise; `record(u, aux)` turns an evaluation into a
-    dict for the path and must hold the constraint under "constraint" when `constraint` is set.
+    dict for the path and must hold the constraint under "constraint" when `constraint` is set;
+    `constraint` an integer m > 1: m constraints, `lam` a vector, and `record` gives them under
+    "constraints" (and their largest under "constraint").
 
     `tol`: L-BFGS-B's relative reduction of the loss at which it stops; the solves' own error
     (a change of the adaptive step sequence moves the loss by about the solver's rtol) makes
@@ -155,7 +158,8 @@ def maximise(
     if not constraint:
         u, ok, msg, _ = inner(u, 0.0, 1.0, max_evaluations)
         return u, path, state["n"], ok, msg
-    lam, mu, g_prev, ok, msg = 0.0, 100.0, np.inf, False, ""
+    m = 1 if constraint is True else int(constraint)
+    lam, mu, g_prev, ok, msg = (0.0 if m == 1 else np.zeros(m)), 100.0, np.inf, False, ""
     for _ in range(outer_iterations):
         budget = max_evaluations - state["n"]
         if budget <= 0:
@@ -163,14 +167,15 @@ def maximise(
         u, ok, msg, entry = inner(u, lam, mu, budget)
         if entry is None:
             break
-        g = float(entry["constraint"])
-        lam_new = max(0.0, lam + mu * g)
-        if g <= constraint_tol and abs(lam_new - lam) <= 1e-3 * max(1.0, lam):
+        gv = float(entry["constraint"]) if m == 1 else np.asarray(entry["constraints"], dtype=np.float64)
+        g = float(np.max(gv))
+        lam_new = np.maximum(0.0, lam + mu * gv)
+        if g <= constraint_tol and np.max(np.abs(lam_new - lam)) <= 1e-3 * max(1.0, float(np.max(lam))):
             lam = lam_new
             break
         if g > 0.25 * g_prev and g > constraint_tol:
             mu *= 10.0
-        lam, g_prev = lam_new, g
+        lam, g_prev = (float(lam_new) if m == 1 else lam_new), g
     return u, path, state["n"], ok, msg
 
 

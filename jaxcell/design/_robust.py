@@ -154,7 +154,11 @@ def cvar_shortfall(capacity, min_capacity, alpha):
     (Rockafellar-Uryasev, exact on the sample). CVaR <= 0 implies that at most a fraction `alpha`
     of the sample falls short: a conservative, convex replacement of the chance constraint that
     needs no smoothing width, and is differentiable wherever no two cells tie."""
-    loss = (min_capacity - capacity) / min_capacity
+    return _cvar((min_capacity - capacity) / min_capacity, alpha)
+
+
+def _cvar(loss, alpha):
+    """The sample CVaR of `loss` at level `alpha` (the mean of its worst `alpha` fraction)."""
     n = loss.shape[0]
     k = max(1, math.ceil(alpha * n - 1e-9))
     t = jnp.sort(loss)[n - k]
@@ -166,13 +170,15 @@ class CheckResult:
     """A plain Monte Carlo check of a design on a fresh population.
 
     Attributes:
-        n: cells simulated; failures: cells with capacity below `min_capacity` or that did not
-            deliver the experiment; failure_probability: failures / n, stderr: its standard
+        n: cells simulated; failures: cells with capacity below `min_capacity`, above
+            `max_temperature` (overheated: how many delivered cells) or that did not deliver the
+            experiment; failure_probability: failures / n, stderr: its standard
             error sqrt(p (1 - p) / n); not_delivered: cells that did not deliver it (counted as
             failures); mean_objective, mean_capacity: over delivered cells; pack_failure_probability:
             the fraction of packs (of the variation's hierarchy) with at least one failed cell;
-        capacities, objectives: each cell's capacity [A.h] and energy density (NaN where it did
-            not deliver the experiment), left out of `to_dict`.
+        capacities, objectives, temperatures: each cell's capacity [A.h], energy density and
+            highest temperature [K] (NaN where it did not deliver the experiment), left out of
+            `to_dict`.
     """
 
     n: int
@@ -185,8 +191,11 @@ class CheckResult:
     min_capacity: float | None
     pack_failure_probability: float | None
     seconds: float
+    max_temperature: float | None = None
+    overheated: int | None = None
     capacities: np.ndarray = dataclasses.field(default=None, repr=False)
     objectives: np.ndarray = dataclasses.field(default=None, repr=False)
+    temperatures: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """The summary figures (not the per-cell arrays) as plain data."""
@@ -226,11 +235,13 @@ def check_design(
     densities: Mapping[str, float] | None = None,
     batch_size: int | None = None,
     np_ratio: str | float | None = None,
+    max_temperature: float | None = None,
 ) -> CheckResult:
     """Check `design` (name -> value, e.g. `DesignResult.design`) by plain Monte Carlo: `n` fresh
     cells from `variation` around it (`sample_population`, a key the optimisation did not use),
     simulated with `simulate_batch`; the share below `min_capacity` with its standard error.
-    `np_ratio`: as the design's `DesignSpace` had it (the balanced thickness follows again)."""
+    `np_ratio`: as the design's `DesignSpace` had it (the balanced thickness follows again).
+    With `max_temperature` [K], a cell whose highest temperature exceeds it fails too."""
     t0 = time.perf_counter()
     check_objective(objective)
     # the design's values with the parameters that follow them, as in the optimisation
@@ -250,12 +261,17 @@ def check_design(
     delivered = np.asarray(sols.delivered)
     size = np.asarray(cell_mass(cells, densities) if objective == "gravimetric" else cell_volume(cells))
     obj = energy / np.broadcast_to(size, energy.shape)
+    temp = np.nanmax(np.asarray(sols.temperature), axis=-1)
     fail = ~delivered
     if min_capacity is not None:
         fail = fail | (cap < min_capacity)
+    overheated = None
+    if max_temperature is not None:
+        overheated = int((delivered & (temp > max_temperature)).sum())
+        fail = fail | (temp > max_temperature)
     p = float(fail.mean())
     pack_p = None
-    if min_capacity is not None:
+    if min_capacity is not None or max_temperature is not None:
         pack, _ = variation.hierarchy.layout(n)
         packs = np.unique(pack)
         pack_p = float(np.mean([fail[pack == k].any() for k in packs]))
@@ -267,6 +283,7 @@ def check_design(
         mean_capacity=float(cap[ok].mean()) if ok.any() else float("nan"),
         min_capacity=min_capacity, pack_failure_probability=pack_p, seconds=time.perf_counter() - t0,
         capacities=np.where(delivered, cap, np.nan), objectives=np.where(delivered, obj, np.nan),
+        max_temperature=max_temperature, overheated=overheated, temperatures=np.where(delivered, temp, np.nan),
     )
 
 
@@ -291,6 +308,8 @@ def optimise_robust_design(
     start: Mapping[str, float] | None = None,
     confidence: float | None = None,
     chance: str = "sigmoid",
+    max_temperature: float | None = None,
+    temperature_alpha: float | None = None,
     **simulate_kwargs,
 ) -> DesignResult:
     """Maximise the expected energy density over the cells made of a design, subject to the
@@ -314,6 +333,11 @@ def optimise_robust_design(
     capacity shortfall (`cvar_shortfall`): ``g = CVaR_alpha((C_min - C) / C_min) <= 0``, which
     implies the sample constraint and asks more (the worst cells' mean shortfall, not only
     their number, must vanish).
+
+    `max_temperature` [K] adds P(highest temperature > `max_temperature`) <= `temperature_alpha`
+    (default `alpha`), smoothed over 0.2 % of `max_temperature` (or its CVaR), with its own
+    multiplier: a thermal model (``thermal="lumped"``) makes it bite. The result's `constraint` is
+    then the larger of the two g's; each is in the path (`constraints`).
     """
     t0 = time.perf_counter()
     if not 0.0 < alpha < 1.0:
@@ -327,6 +351,11 @@ def optimise_robust_design(
     z = 0.0 if confidence is None else float(scipy.stats.norm.ppf(confidence))
     if not (np.isfinite(min_capacity) and min_capacity > 0):
         raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+    if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
+        raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
+    t_alpha = alpha if temperature_alpha is None else temperature_alpha
+    if not 0.0 < t_alpha < 1.0:
+        raise ValueError(f"temperature_alpha must be a probability in (0, 1), got {temperature_alpha!r}.")
     space = variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
     draws = common_draws(params, space, variation, n_samples, key)
     f = robust_objective(model, params, experiment, space, draws, objective=objective, initial_soc=initial_soc,
@@ -334,34 +363,50 @@ def optimise_robust_design(
     width = smoothing if smoothing is not None else 2e-3 * min_capacity
     u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
 
+    # each constraint: (relative excess, > 0 failing; its limit's scale; alpha)
+    def excesses(out):
+        terms = [((min_capacity - out.capacity) / min_capacity, min_capacity, width, alpha)]
+        if max_temperature is not None:
+            terms.append(((out.max_temperature - max_temperature) / max_temperature, max_temperature,
+                          2e-3 * max_temperature, t_alpha))
+        return terms
+
     def loss(u, lam, mu, f0):
         out = f(u)
-        prob = smoothed_failure(out.capacity, min_capacity, width)
-        if chance == "cvar":
-            g = cvar_shortfall(out.capacity, min_capacity, alpha)
-        else:
-            g = prob + z * jnp.sqrt(prob * (1.0 - prob) / n_samples) - alpha
-        return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, prob)
+        gs, probs = [], []
+        for excess, scale, w, a in excesses(out):
+            prob = jnp.mean(jax.nn.sigmoid(excess * scale / w))
+            probs.append(prob)
+            gs.append(_cvar(excess, a) if chance == "cvar" else prob + z * jnp.sqrt(prob * (1.0 - prob) / n_samples) - a)
+        g = gs[0] if len(gs) == 1 else jnp.stack(gs)
+        return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, jnp.stack(probs))
 
     vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
     # the start's mean objective scales the loss to about 1 (f0 is an argument: one compile)
-    (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
+    m = 1 if max_temperature is None else 2  # constraints, one multiplier each
+    (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0 if m == 1 else np.zeros(m), 1.0, 1.0)
     f0 = float(jnp.mean(first.objective))
     if not np.isfinite(f0):
         raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
 
     def record(u, aux):
         out, g, prob = aux
-        cap = np.asarray(out.capacity)
-        return {
+        cap, prob, g = np.asarray(out.capacity), np.asarray(prob), np.atleast_1d(np.asarray(g))
+        entry = {
             "design": {k: float(v) for k, v in space.from_unit(u).items()},
             "objective": float(jnp.mean(out.objective)), "capacity": float(cap.mean()),
-            "constraint": float(g), "smoothed_probability": float(prob), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
+            "constraint": float(g.max()), "constraints": [float(x) for x in g],
+            "smoothed_probability": float(prob[0]), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
             "delivered": float(np.mean(np.asarray(out.delivered))),
         }
+        if max_temperature is not None:
+            temp = np.asarray(out.max_temperature)
+            entry.update(max_temperature=float(temp.max()), smoothed_temperature_probability=float(prob[1]),
+                         sample_overheat_fraction=float(np.mean(temp > max_temperature)))
+        return entry
 
     u, path, n_eval, ok, msg = maximise(lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method,
-                                        max_evaluations=max_evaluations - 1, constraint=True, record=record)
+                                        max_evaluations=max_evaluations - 1, constraint=m, record=record)
     final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
     tol = 1e-3 * alpha
     if final["constraint"] > tol:
@@ -376,9 +421,12 @@ def optimise_robust_design(
     feasible = g <= tol
     if not feasible:
         bound = (" by its CVaR" if chance == "cvar" else "") + ("" if confidence is None else f" with {confidence:g} confidence")
-        msg = (f"infeasible: no design evaluated within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g} "
-               f"on the {n_samples}-cell sample{bound} (smoothed probability {final['smoothed_probability']:.4g} at the "
-               f"last); {msg}")
+        heat = "" if max_temperature is None else (
+            f" and P(temperature > {max_temperature:g} K) <= {t_alpha:g} (smoothed "
+            f"{final['smoothed_temperature_probability']:.4g})")
+        msg = (f"infeasible: no design evaluated within the bounds meets P(capacity < {min_capacity:g} A.h) <= {alpha:g}"
+               f"{heat} on the {n_samples}-cell sample{bound} (smoothed probability {final['smoothed_probability']:.4g} at "
+               f"the last); {msg}")
     return DesignResult(
         design=dict(final["design"]),
         objective=final["objective"], initial_objective=f0,
