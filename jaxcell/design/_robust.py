@@ -310,6 +310,7 @@ def optimise_robust_design(
     chance: str = "sigmoid",
     max_temperature: float | None = None,
     temperature_alpha: float | None = None,
+    temperature_smoothing: float = 0.1,
     **simulate_kwargs,
 ) -> DesignResult:
     """Maximise the expected energy density over the cells made of a design, subject to the
@@ -335,7 +336,7 @@ def optimise_robust_design(
     their number, must vanish).
 
     `max_temperature` [K] adds P(highest temperature > `max_temperature`) <= `temperature_alpha`
-    (default `alpha`), smoothed over 0.2 % of `max_temperature` (or its CVaR), with its own
+    (default `alpha`), smoothed over `temperature_smoothing` [K] (or its CVaR), with its own
     multiplier: a thermal model (``thermal="lumped"``) makes it bite. The result's `constraint` is
     then the larger of the two g's; each is in the path (`constraints`).
     """
@@ -368,7 +369,7 @@ def optimise_robust_design(
         terms = [((min_capacity - out.capacity) / min_capacity, min_capacity, width, alpha)]
         if max_temperature is not None:
             terms.append(((out.max_temperature - max_temperature) / max_temperature, max_temperature,
-                          2e-3 * max_temperature, t_alpha))
+                          temperature_smoothing, t_alpha))
         return terms
 
     def loss(u, lam, mu, f0):
