@@ -41,6 +41,11 @@ def test_common_draws_reproduce_the_population_sampler(setup):
     ref = jaxcell.sample_population(p, variation, 2, jax.random.key(7))
     for name, values in cells.items():
         np.testing.assert_allclose(np.asarray(values), np.asarray(ref[name]), rtol=1e-12, err_msg=name)
+    # the default variation's 96-cell packs: still one independent lot per cell (a sample of one
+    # pack's cells would see one lot), the same cells as the flattened variation's
+    hier = design.population_cells(q, design.common_draws(p, space, default_variation(), 2, 7))
+    for name, values in cells.items():
+        np.testing.assert_allclose(np.asarray(hier[name]), np.asarray(values), rtol=1e-12, err_msg=name)
     # a thicker design moves every cell by the same factor (lognormal: multiplicative deviation)
     q2 = space.apply_values(p, {**space.initial(p), "Negative electrode thickness [m]": 90e-6})
     ratio = np.asarray(design.population_cells(q2, draws)["Negative electrode thickness [m]"]) / np.asarray(

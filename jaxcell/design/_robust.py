@@ -18,7 +18,7 @@ import scipy.stats
 from ..batch import simulate_batch
 from ..experiment import Experiment
 from ..parameters import ParameterSet
-from ..population import Variation, sample_population, sample_values, transformed_deviations
+from ..population import Hierarchy, Variation, sample_population, sample_values, transformed_deviations
 from ..population._sample import _transform, derived_parameters
 from ..soc import with_initial_soc
 from ._mass import cell_mass, cell_volume, densities as _densities
@@ -69,8 +69,15 @@ def common_draws(params: ParameterSet, space: DesignSpace, variation: Variation,
     """Draw `n` cells' variation once (`transformed_deviations`, `sample_values`) for use with
     every design. A designed parameter whose distribution is not in a log, logit or identity
     space (a truncated normal, or an active fraction varied as a share of the solid) cannot
-    carry a deviation from design to design: refused with a ValueError naming it."""
+    carry a deviation from design to design: refused with a ValueError naming it.
+
+    The cells are drawn independently, each its own pack and module (the hierarchy's levels
+    kept as variance): a sample average then sees `n` production lots, where the variation's
+    own layout would give a sample of 64 cells one lot (one pack's draw), an estimate of a
+    cell's failure probability with the variance of a single lot. `check_design` keeps the
+    hierarchy, and measures the packs' failure rate with it."""
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    variation = dataclasses.replace(variation, hierarchy=Hierarchy())
     dev = transformed_deviations(params, variation, n, key)
     vals = sample_values(params, variation, n, key)
     designed = set(space.names) | set(space.derived_names)
