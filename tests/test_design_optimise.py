@@ -129,6 +129,9 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
         (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "0.1", "--confidence", "1.5"],
          r"--confidence needs --alpha and must be in [0.5, 1)"),
         (["--vary", "Positive electrode porosity=0.1:0.5", "--chance", "cvar"], "--chance cvar needs --alpha"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--min-capacity", "5", "--alpha", "0.1", "--max-temperature", "310"],
+         "--max-temperature needs --thermal lumped"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--np-ratio", "keep"], "neither is designed"),
         ([], "at least one design variable"),
     ]
     for extra, message in cases:

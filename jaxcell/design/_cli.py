@@ -102,6 +102,8 @@ def cmd_design(args) -> int:
             raise UsageError(f"--confidence needs --alpha and must be in [0.5, 1), got {args.confidence:g}")
         if args.max_temperature is not None and (args.alpha is None or not args.max_temperature > 0):
             raise UsageError(f"--max-temperature needs --alpha and must be a positive temperature [K], got {args.max_temperature:g}")
+        if args.max_temperature is not None and args.thermal != "lumped":
+            raise UsageError("--max-temperature needs --thermal lumped (an isothermal cell stays at the ambient temperature)")
         if args.chance == "cvar" and (args.alpha is None or args.confidence is not None):
             raise UsageError("--chance cvar needs --alpha, and takes no --confidence (CVaR is already conservative)")
         if args.min_capacity is not None and not (np.isfinite(args.min_capacity) and args.min_capacity > 0):
