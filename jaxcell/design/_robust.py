@@ -371,20 +371,21 @@ def optimise_robust_design(
     width = smoothing if smoothing is not None else 2e-3 * min_capacity
     u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
 
-    # each constraint: (relative excess, > 0 failing; its limit's scale; alpha)
-    def excesses(out):
-        terms = [((min_capacity - out.capacity) / min_capacity, min_capacity, width, alpha)]
+    # each constraint as a floor: (values, floor, smoothing width, alpha); a temperature ceiling
+    # is the floor of the negated temperature
+    def floors(out):
+        terms = [(out.capacity, min_capacity, width, alpha)]
         if max_temperature is not None:
-            terms.append(((out.max_temperature - max_temperature) / max_temperature, max_temperature,
-                          temperature_smoothing, t_alpha))
+            terms.append((-out.max_temperature, -max_temperature, temperature_smoothing, t_alpha))
         return terms
 
     def loss(u, lam, mu, f0):
         out = f(u)
         gs, probs = [], []
-        for excess, scale, w, a in excesses(out):
-            prob = jnp.mean(jax.nn.sigmoid(excess * scale / w))
+        for values, floor, w, a in floors(out):
+            prob = smoothed_failure(values, floor, w)
             probs.append(prob)
+            excess = (floor - values) / abs(floor)
             gs.append(_cvar(excess, a) if chance == "cvar" else prob + z * jnp.sqrt(prob * (1.0 - prob) / n_samples) - a)
         g = gs[0] if len(gs) == 1 else jnp.stack(gs)
         return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, jnp.stack(probs))
