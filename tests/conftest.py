@@ -146,8 +146,11 @@ def pytest_terminal_summary(terminalreporter):
     totals = dict.fromkeys(_compile, 0.0)
     for f in STATS.glob("compile-stats-*.json"):
         for k, v in json.loads(f.read_text()).items():
-            totals[k] += v
-    terminalreporter.write_line(f"XLA compiles: {totals['compiles']:.0f}, {totals['seconds']:.0f} s in all processes")
+            totals[k] = totals.get(k, 0) + v
+    terminalreporter.write_line(
+        f"XLA compiles: {totals['compiles']:.0f}, {totals['seconds']:.0f} s in all processes; JAX's tracing "
+        f"{totals['tracing']:.0f} s and lowering {totals['lowering']:.0f} s besides"
+    )
     if _mappings["peak"]:
         terminalreporter.write_line(
             f"memory mappings: peak {_mappings['peak']} (limit {MAX_MAPPINGS} then released, "
@@ -160,13 +163,17 @@ def pytest_terminal_summary(terminalreporter):
 # skips executables with host callbacks, and diffrax's run-time checks of its inputs are callbacks
 # in every solve.)
 STATS = Path(__file__).parent.parent / ".pytest_cache"
-_compile = {"seconds": 0.0, "compiles": 0}
+_compile = {"seconds": 0.0, "compiles": 0, "tracing": 0.0, "lowering": 0.0}
+_EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "tracing",
+           "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering"}
 
 
 def _on_duration(event, duration, **kwargs):
     if event == "/jax/core/compile/backend_compile_duration":
         _compile["seconds"] += duration
         _compile["compiles"] += 1
+    elif event in _EVENTS:
+        _compile[_EVENTS[event]] += duration
 
 
 def pytest_configure(config):
