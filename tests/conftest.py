@@ -146,7 +146,7 @@ def pytest_terminal_summary(terminalreporter):
     totals = dict.fromkeys(_compile, 0.0)
     for f in STATS.glob("compile-stats-*.json"):
         for k, v in json.loads(f.read_text()).items():
-            totals[k] = totals.get(k, 0) + v
+            totals[k] += v
     terminalreporter.write_line(
         f"XLA compiles: {totals['compiles']:.0f}, {totals['seconds']:.0f} s in all processes; JAX's tracing "
         f"{totals['tracing']:.0f} s and lowering {totals['lowering']:.0f} s besides"

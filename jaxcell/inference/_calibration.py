@@ -273,7 +273,8 @@ def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *,
     with `df` degrees of freedom and the Laplace covariance (heavier tails than the posterior's,
     as importance sampling needs), log weights -potential - log proposal, smoothed by arviz's
     PSIS, and `n_draws` resampled by those weights. `potential(zs (R, m, d))` -> (R, m) gives
-    the potential at m points of every row; it is called on `chunk` proposals at a time.
+    the potential at m points of every row; it is called on `chunk` proposals at a time, always
+    the same number (the last call's padded by repeating its final proposal).
     Returns (draws (R, n_draws, d), pareto_k (R,)): NaN draws and k = inf where the Hessian is
     not positive definite."""
     from arviz import psislw
@@ -288,8 +289,15 @@ def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *,
     # log density of the proposal up to a constant per row (the weights are normalised per row)
     m2 = np.sum((eps * scale[..., None]) ** 2, axis=-1)
     log_q = -0.5 * (df + d) * np.log1p(m2 / df)
-    U = np.concatenate([potential(zs[:, i:i + chunk]) for i in
-                        tqdm(range(0, n_proposals, chunk), desc="importance weights", disable=not progress_bar)], axis=1)
+    chunk = min(chunk, n_proposals)
+
+    def at(i):  # `chunk` proposals in every call (the last call's padded with its final one): one shape
+        part = zs[:, i:i + chunk]
+        pad = chunk - part.shape[1]
+        return potential(np.concatenate([part, np.repeat(part[:, -1:], pad, axis=1)], axis=1))[:, :chunk - pad]
+
+    U = np.concatenate([at(i) for i in tqdm(range(0, n_proposals, chunk), desc="importance weights",
+                                             disable=not progress_bar)], axis=1)
     log_w = np.where(np.isfinite(U), -U - log_q, -np.inf)
     ok &= np.isfinite(log_w).any(axis=1)
     log_w = np.where(ok[:, None], log_w - log_w.max(axis=1, keepdims=True), 0.0)

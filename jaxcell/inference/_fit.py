@@ -111,14 +111,8 @@ class MAPResult:
             raise ValueError("importance sampling needs the fit's potential: use a MAPResult made by fit_map.")
         self._cholesky()  # refuses a Hessian that is not positive definite
 
-        def potential(zs):  # (1, m, d) -> (1, m): IMPORTANCE_CHUNK at a time, one compiled shape
-            z = zs[0]
-            pad = -len(z) % IMPORTANCE_CHUNK
-            U = np.asarray(self._potential(np.concatenate([z, np.repeat(z[-1:], pad, axis=0)])))
-            return U[None, :len(z)]
-
-        z, k = importance_resample(potential, self.unconstrained[None], self.hessian[None], n_proposals, n, key,
-                                   chunk=IMPORTANCE_CHUNK)
+        z, k = importance_resample(lambda zs: np.asarray(self._potential(zs[0]))[None], self.unconstrained[None],
+                                   self.hessian[None], n_proposals, n, key, chunk=IMPORTANCE_CHUNK)
         return self._natural(z[0]), float(k[0])
 
     def _cholesky(self):
