@@ -23,6 +23,11 @@ For each model:
    grid up to PyBaMM's end-of-discharge event) and the end-of-discharge time difference, for the
    single cell (against both PyBaMM solves) and across the batch (against PyBaMM's batch).
 
+4. Gradient (unless ``--skip-gradient``): ``bench_dfn.bench_gradient``, the same measurement as
+   the DFN's: ``jax.jit(jax.grad(loss))`` of the voltage RMSE against PyBaMM's tight solve (its
+   times in (1 s, 3300 s)) with respect to the same 10 Chen2020 parameters, as a multiple of the
+   warm forward solve of the loss, and forward mode (``jax.jacfwd``) for comparison.
+
 Solver outputs are on the same grid for both libraries: ``t = linspace(0, 4320 s, --n-out)``.
 
 Usage::
@@ -42,6 +47,7 @@ import statistics
 import time
 import warnings
 
+import bench_dfn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,6 +168,10 @@ def bench_model(name, args, ts, batch_L, batch_R):
         "batch_status_counts": {int(k): int(v) for k, v in zip(*np.unique(status, return_counts=True))},
         "batch_vs_pybamm": batch_err,
     })
+    if not args.skip_gradient:
+        print("-- gradient --", flush=True)
+        res["jaxcell"]["gradient"] = bench_dfn.bench_gradient(model, p, RTOL, np.column_stack([ref_t, ref_v]),
+                                                             args.repeats)
     return res
 
 
@@ -183,6 +193,13 @@ def table(results, n):
             f"{jx['first_call_s']:>8.1f} /{jx['batch_compile_s']:>6.1f}"
             f"{e['rms_mV']:>9.3f} /{e['max_mV']:>6.3f}{e['dt_end_s']:>12.3f}"
         )
+    for r in results:
+        g = r["jaxcell"].get("gradient")
+        if g:
+            rows.append(f"{r['model']}: reverse-mode gradient (10 parameters) {g['grad_median_s']*1e3:.2f} ms = "
+                        f"{g['grad_over_forward']:.2f} x the forward loss ({g['forward_median_s']*1e3:.2f} ms); "
+                        f"forward mode {g['jacfwd_over_forward']:.2f} x; compile {g['forward_compile_s']:.1f} + "
+                        f"{g['grad_compile_s']:.1f} s")
     rows.append("")
     rows.append(f"ratio = PyBaMM / jaxcell (>1: jaxcell faster); batch N = {n}; single = warm median. "
                 "compile 1/b = jaxcell first call (trace+compile+solve) / vmapped batch .lower().compile().")
@@ -199,6 +216,7 @@ def main():
     ap.add_argument("--n-out", type=int, default=1001, help="output times on [0, 4320 s] (default 1001)")
     ap.add_argument("--pybamm-threads", type=int, default=1, help="IDAKLU num_threads for the batch (default 1)")
     ap.add_argument("--models", nargs="+", default=["SPM", "SPMe"], choices=["SPM", "SPMe"])
+    ap.add_argument("--skip-gradient", action="store_true", help="skip the gradient measurement")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=pathlib.Path, default=HERE / "results" / "spm_spme_latest.json")
     args = ap.parse_args()

@@ -17,7 +17,7 @@ from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd, solved
 from .soc import with_initial_soc
-from .solvers import N_TOTALS, CellField, DenseSolve, Rodas4, StructuredSolve
+from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, StructuredSolve
 
 # Surface stoichiometry at which an experiment stops: beyond it OCP fits and the exchange
 # current's square roots are no longer defined.
@@ -29,8 +29,8 @@ N_OUT_PER_STEP = 400
 
 def default_solver(model=None) -> diffrax.AbstractSolver:
     """The default solver of `model`: `Rodas4` (jaxcell/solvers.py), with the structured linear
-    solve for models that describe their Jacobian `structure` (the DFN, docs/dfn.md) and a dense
-    one otherwise (SPM, SPMe: at most ~100 states).
+    solve for models that describe their Jacobian `structure` (the DFN, docs/dfn.md), the banded
+    one for models that declare their `jacobian_pattern` (SPM, SPMe) and a dense one otherwise.
 
     A Rosenbrock method has no Newton iteration to fail on the stiff electrolyte and
     double-layer modes, where an ESDIRK method's chord iteration (diffrax's Kvaerno5) rejects a
@@ -38,6 +38,8 @@ def default_solver(model=None) -> diffrax.AbstractSolver:
     cheaper steps (docs/dfn.md has the comparison)."""
     if getattr(model, "structure", None) is not None:
         return Rodas4(StructuredSolve())
+    if getattr(model, "jacobian_pattern", None) is not None:
+        return Rodas4(BandedSolve(model.jacobian_pattern))
     return Rodas4(DenseSolve())
 
 

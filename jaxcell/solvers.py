@@ -24,7 +24,9 @@ amplified by the fast (double-layer) eigenvalues in f(y1). Measured on the DFN a
 solution at the steps was within 0.007 mV of a tight solve, the Hermite interpolant between them
 139 mV off. f(y1) is still reused as the next step's f(y0).
 
-The linear solve is pluggable: `DenseSolve` (any model: Jacobian by forward mode, dense LU) or
+The linear solve is pluggable: `DenseSolve` (any model: Jacobian by forward mode, dense LU),
+`BandedSolve` for models that declare the sparsity of their right-hand side (the SPM and SPMe:
+tridiagonal runs, the temperature's row and column, a rank-one current term), or
 `StructuredSolve` for models that describe their `structure` (the DFN): a Jacobian from 11
 coloured Jacobian-vector products and 2 vector-Jacobian products, the particle blocks eliminated
 node by node (tridiagonal Thomas sweeps), a block-tridiagonal sweep over x for the remaining
@@ -171,8 +173,8 @@ class _LinearSolve(eqx.Module):
 
 
 class DenseSolve(_LinearSolve):
-    """Solve (I / (h gamma) - J) x = b with J by forward-mode differentiation and a dense LU.
-    Fine for small systems (SPM, SPMe)."""
+    """Solve (I / (h gamma) - J) x = b with J by forward-mode differentiation and a dense LU:
+    any model, fine for small systems (the SPM and SPMe use `BandedSolve`)."""
 
     def jacobian(self, field, t, state):
         flat, unravel = ravel_pytree(state)
@@ -196,6 +198,109 @@ class DenseSolve(_LinearSolve):
     def matvec(self, field, J, hg, x):
         flat, unravel = ravel_pytree(x)
         return unravel(flat / hg - J @ flat)
+
+
+class BandedSolve(_LinearSolve):
+    """Solve (I / (h gamma) - J) x = b for a model that declares the sparsity of its right-hand
+    side (`jacobian_pattern`: the SPM and SPMe), in O(n) instead of a dense LU's O(n^3).
+
+    The pattern is ((start, stop), ...) runs of the state whose rows depend, at fixed current,
+    only on the unknowns i - 1, i and i + 1 of the same run and on the temperature; the
+    temperature's position; whether it evolves. J is then a tridiagonal matrix plus the
+    temperature's column and row and, for a current that depends on the state (voltage and
+    power control), a rank-one term d(rhs)/dI x dI/dy. It is built from five Jacobian-vector
+    products (three colours: the three unknowns a row sees have three different positions mod
+    3; the temperature; the current) and one vector-Jacobian product (the temperature's row),
+    instead of one product per unknown; the solve is a tridiagonal one (LAPACK's gtsv) with the
+    low-rank rest by the Sherman-Morrison-Woodbury formula. The running totals' rows
+    (`N_TOTALS`) do not feed back into the state: their columns are zero, and their unknowns
+    follow from the state's. For the SPMe (101 unknowns) a Rodas4 step costs a third of what a
+    dense Jacobian and LU cost."""
+
+    pattern: tuple = eqx.field(static=True)
+
+    def _layout(self, n):
+        runs, t_pos, thermal = self.pattern
+        colour = -np.ones(n, int)
+        for a, b in runs:
+            colour[a:b] = np.arange(b - a) % 3
+        # band entries J[i, i + d] (d = -1, 0, 1) that lie in one run, by diagonal
+        band = [np.zeros(n, bool) for _ in range(3)]
+        for a, b in runs:
+            for k, d in enumerate((-1, 0, 1)):
+                band[k][max(a, a - d):min(b, b - d)] = True
+        return colour, band, t_pos, thermal
+
+    def jacobian(self, field, t, state):
+        y, q = state
+        n = y.shape[0]
+        colour, band, t_pos, thermal = self._layout(n)
+        e_T = np.zeros(n)
+        e_T[t_pos] = 1.0
+        ty = np.stack([colour == c for c in range(3)] + [e_T, np.zeros(n)]).astype(y.dtype)
+        tI = np.zeros(len(ty), y.dtype)
+        tI[-1] = 1.0
+        I = field.current(t, y)
+        _, lin = jax.linearize(lambda y_, I_: field.rhs(t, y_, I_), y, I)
+        JV = jax.vmap(lin)(jnp.asarray(ty), jnp.asarray(tI))  # (5, n)
+        i = np.arange(n)
+        # J[i, i + d] is row i of the product of the colour of i + d; the temperature's own
+        # entry J_TT on the diagonal
+        diags = [jnp.where(band[k], JV[np.maximum(colour[np.clip(i + d, 0, n - 1)], 0), i], 0.0)
+                 for k, d in enumerate((-1, 0, 1))]
+        diags[1] = diags[1].at[t_pos].set(JV[3][t_pos])
+        parts = {"band": jnp.stack(diags), "col_T": JV[3].at[t_pos].set(0.0)}
+        if thermal:
+            parts["row_T"] = jax.linear_transpose(lin, y, I)(jnp.asarray(e_T, y.dtype))[0].at[t_pos].set(0.0)
+        Q_y, Q_I = jax.jacrev(lambda y_, I_: field.totals(t, y_, I_), argnums=(0, 1))(y, I)
+        if field.state_dependent:
+            I_y = jax.grad(lambda y_: field.current(t, y_))(y)
+            parts["F_I"], parts["I_y"] = JV[4], I_y
+            Q_y = Q_y + Q_I[:, None] * I_y
+        parts["Q_y"] = Q_y
+        f_t = jax.jvp(lambda t_: field(t_, state, None), (t,), (jnp.ones_like(t),))[1]
+        return parts, f_t
+
+    def _low_rank(self, parts, n, dtype):
+        """(U, V) with I / hg - J = (its tridiagonal part) + U V^T: as columns, the temperature's
+        column, its row and the current's rank-one term (those the system has)."""
+        t_pos = self.pattern[1]
+        e_T = jnp.zeros(n, dtype).at[t_pos].set(1.0)
+        U, V = [parts["col_T"]], [e_T]
+        if "row_T" in parts:
+            U.append(e_T)
+            V.append(parts["row_T"])
+        if "F_I" in parts:
+            U.append(parts["F_I"])
+            V.append(parts["I_y"])
+        return -jnp.stack(U, axis=1), jnp.stack(V, axis=1)
+
+    def factorise(self, field, parts, hg):
+        lower, diag, upper = parts["band"]
+        n = diag.shape[0]
+        dl, d, du = -lower, 1.0 / hg - diag, -upper
+        U, V = self._low_rank(parts, n, diag.dtype)  # A = tridiag(dl, d, du) + U V^T
+        tri = lambda r: jax.lax.linalg.tridiagonal_solve(dl, d, du, r)
+        Z = tri(U)  # (n, k)
+        S = jnp.eye(U.shape[1], dtype=U.dtype) + V.T @ Z
+        Q_y = parts["Q_y"]
+
+        def solve(b):
+            b_y, b_q = b
+            x0 = tri(b_y[:, None])[:, 0]
+            x_y = x0 - Z @ jnp.linalg.solve(S, V.T @ x0)
+            return x_y, hg * (b_q + Q_y @ x_y)
+
+        return solve
+
+    def matvec(self, field, parts, hg, x):
+        x_y, x_q = x
+        lower, diag, upper = parts["band"]
+        zero = jnp.zeros(1, x_y.dtype)
+        Jx = diag * x_y + lower * jnp.concatenate([zero, x_y[:-1]]) + upper * jnp.concatenate([x_y[1:], zero])
+        U, V = self._low_rank(parts, x_y.shape[0], x_y.dtype)
+        Jx = Jx - U @ (V.T @ x_y)
+        return x_y / hg - Jx, x_q / hg - parts["Q_y"] @ x_y
 
 
 def _block_layout(structure):

@@ -344,25 +344,72 @@ def test_structured_solve_equals_dense(chen, shells, thermal, state_dependent):
     assert float(jnp.max(jnp.abs(product - dense_product)) / jnp.max(jnp.abs(dense_product))) < 1e-10
 
 
+@pytest.mark.parametrize("name, set_name, thermal, state_dependent", [
+    ("SPM", "Ecker2015", "lumped", True),  # two particle runs; temperature row and column; rank one
+    ("SPMe", "Chen2020", "isothermal", False),  # the electrolyte's run besides
+    ("SPMe", "Marquis2019", "lumped", True),
+])
+def test_banded_solve_equals_dense(name, set_name, thermal, state_dependent):
+    """The SPM's and SPMe's linear solve (`BandedSolve`: the Jacobian from coloured products of
+    the sparsity the model declares, a tridiagonal solve with the temperature's row and column
+    and the current's rank-one term by Woodbury) against a dense LU of I / hg - J, with J the
+    field's Jacobian by forward-mode differentiation, for a short and a long step; and its
+    product (I / hg - J) x against the dense product. A pattern that missed a coupling of the
+    right-hand side would fail here."""
+    from jax.flatten_util import ravel_pytree
+
+    from jaxcell.solvers import N_TOTALS, BandedSolve, CellField
+
+    p = jaxcell.load_parameters(set_name)
+    model = getattr(jaxcell, name)(thermal=thermal)
+    y = model.initial_state(p)
+    y = y * (1.0 + 0.01 * jnp.sin(jnp.arange(y.size)))  # a state off equilibrium
+    if state_dependent:
+        current = lambda t, y_: 5.0 + 0.5 * model.voltage(y_, 5.0, p) + 1e-3 * t
+    else:
+        current = lambda t, y_: 5.0 + 1e-3 * t
+    field = CellField(model, p, current, state_dependent)
+    t = jnp.asarray(10.0)
+    state = (y, jnp.full(N_TOTALS, 0.1))
+    flat, unravel = ravel_pytree(state)
+    b = jnp.cos(jnp.arange(flat.size) * 0.7) * (1.0 + jnp.abs(flat))
+    banded = BandedSolve(model.jacobian_pattern)
+
+    @jax.jit
+    def both(hg):
+        J = jax.jacfwd(lambda z: ravel_pytree(field(t, unravel(z), None))[0])(flat)
+        A = jnp.eye(flat.size) / hg - J
+        parts, _ = banded.jacobian(field, t, state)
+        solve = banded.factorise(field, parts, hg)
+        product = ravel_pytree(banded.matvec(field, parts, hg, unravel(b)))[0]
+        return ravel_pytree(solve(unravel(b)))[0], jnp.linalg.solve(A, b), product, A @ b
+
+    for hg in (1e-3, 25.0):
+        got, expected, product, dense_product = both(jnp.asarray(hg))
+        assert float(jnp.max(jnp.abs(got - expected)) / jnp.max(jnp.abs(expected))) < 1e-10, hg
+        assert float(jnp.max(jnp.abs(product - dense_product)) / jnp.max(jnp.abs(dense_product))) < 1e-12, hg
+
+
 # the dense solve with a current that depends on time is checked through a whole protocol by
 # tests/test_autodiff_batch.py::test_reverse_rule_through_drive_cycle_equals_jax_derivative
-@pytest.mark.parametrize("model_name, timed", [("DFN", True), ("SPM", False)])
+@pytest.mark.parametrize("model_name, timed", [("DFN", True), ("SPMe", False)])
 def test_rodas_reverse_rule_equals_jax_derivative(chen, model_name, timed):
     """Rodas4's own reverse-mode rule for its stages (`_stages_bwd`) against JAX's derivative of
     the same stages (`reverse_rule=False`): one step's outputs (new state, dense-output
     coefficients, f(y1)) differentiated with respect to parameters, the state, t0 and the step
     size, through a current that depends on the state and (`timed`) on time (rank-one term,
     df/dt; untimed, the field says so and the rule skips df/dt), with the lumped temperature.
-    DFN: structured solve; SPM: dense solve."""
+    DFN: structured solve; SPMe: banded solve."""
     import diffrax
 
-    from jaxcell.solvers import N_TOTALS, CellField, DenseSolve, Rodas4, StructuredSolve
+    from jaxcell.solvers import N_TOTALS, BandedSolve, CellField, Rodas4, StructuredSolve
 
     p = chen
     if model_name == "DFN":
         model, linear_solve = jaxcell.DFN(n_x_n=4, n_x_s=3, n_x_p=5, n_r_n=4, n_r_p=6, thermal="lumped"), StructuredSolve()
     else:
-        model, linear_solve = jaxcell.SPM(thermal="lumped"), DenseSolve()
+        model = jaxcell.SPMe(thermal="lumped")
+        linear_solve = BandedSolve(model.jacobian_pattern)
     # a state in mid discharge: from rest, a step of seconds would put the stage points of the
     # stiff double layers at overflowing overpotentials
     y = jaxcell.simulate(model, p, "Discharge at 1C for 10 minutes", rtol=1e-4).final_state

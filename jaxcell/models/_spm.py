@@ -107,6 +107,14 @@ class SPM(AbstractCellModel):
         c_n, c_p, T = self._initial_particles_and_T(p)
         return jnp.concatenate([c_n, c_p, T])
 
+    @property
+    def jacobian_pattern(self):
+        """The sparsity of `rhs` at fixed current, for `jaxcell.solvers.BandedSolve`: runs of the
+        state whose unknowns couple only to their neighbours in the run (each particle's shells)
+        besides the temperature; the temperature's position; whether it evolves."""
+        n_p = self.n_r_n + self.n_r_p
+        return ((0, self.n_r_n), (self.n_r_n, n_p)), n_p, self.thermal != "isothermal"
+
     def particle_charge(self, y, p):
         c_n, c_p, _ = self.split(y)
         return tuple(
@@ -210,6 +218,14 @@ class SPMe(SPM):
         c_n, c_p, T = self._initial_particles_and_T(p)
         c_e = jnp.full(self.n_x, p["Initial concentration in electrolyte [mol.m-3]"])
         return jnp.concatenate([c_n, c_p, c_e, T])
+
+    @property
+    def jacobian_pattern(self):
+        """As the SPM's, with the electrolyte's nodes a run of their own (diffusion between
+        neighbouring nodes, a reaction term that depends on the current)."""
+        n_p = self.n_r_n + self.n_r_p
+        runs = ((0, self.n_r_n), (self.n_r_n, n_p), (n_p, n_p + self.n_x))
+        return runs, n_p + self.n_x, self.thermal != "isothermal"
 
     def _x_mesh(self, p):
         """Volume widths dx [m], porosity and transport efficiency at every x node."""
