@@ -36,6 +36,8 @@ current that depends on the state (voltage and power control).
 
 from __future__ import annotations
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -200,6 +202,56 @@ class DenseSolve(_LinearSolve):
         return unravel(flat / hg - J @ flat)
 
 
+def _shift(v, s, fill):
+    """v[i - s] (s > 0) or v[i + |s|] (s < 0) along the first axis, `fill` outside."""
+    pad = jnp.full((abs(s),) + v.shape[1:], fill, v.dtype)
+    return jnp.concatenate([pad, v[:-s]]) if s > 0 else jnp.concatenate([v[-s:], pad])
+
+
+def _pcr_factor(a, b, c):
+    """Parallel cyclic reduction of the tridiagonal matrix with sub-, main and super-diagonal
+    a, b, c (a[i] = A[i, i - 1], c[i] = A[i, i + 1]; a[0] = c[-1] = 0): at level l every row
+    eliminates its neighbours 2^l away, so after ceil(log2 n) levels the system is diagonal.
+    O(n log n) elementwise operations and no sequential loop over the rows, so it vectorises
+    under `vmap` and on accelerators. No pivoting: for matrices like I / (h gamma) - J of a
+    diffusion operator (diagonally dominant), as the DFN's Thomas sweeps. Returns the levels'
+    multipliers and the final diagonal (`_pcr_solve`)."""
+    levels, s = [], 1
+    while s < b.shape[0]:
+        alpha, gamma = -a / _shift(b, s, 1.0), -c / _shift(b, -s, 1.0)
+        b = b + alpha * _shift(c, s, 0.0) + gamma * _shift(a, -s, 0.0)
+        a, c = alpha * _shift(a, s, 0.0), gamma * _shift(c, -s, 0.0)
+        levels.append((alpha, gamma))
+        s *= 2
+    return levels, b
+
+
+def _pcr_solve(factor, r):
+    """The solution of the factorised tridiagonal system (`_pcr_factor`) for the right-hand
+    side r (n,) or (n, k): linear in r."""
+    levels, b = factor
+    col = (slice(None),) + (None,) * (r.ndim - 1)
+    s = 1
+    for alpha, gamma in levels:
+        r = r + alpha[col] * _shift(r, s, 0.0) + gamma[col] * _shift(r, -s, 0.0)
+        s *= 2
+    return r / b[col]
+
+
+def _small_inverse(S):
+    """The inverse of a 1x1, 2x2 or 3x3 matrix by its adjugate: no LAPACK call, which jaxlib
+    runs on XLA's thread pool and which can stall when batched inside the solver's loop."""
+    k = S.shape[0]
+    if k == 1:
+        return 1.0 / S
+    if k == 2:
+        return _inv2(S)
+    cof = [[S[(i + 1) % 3, (j + 1) % 3] * S[(i + 2) % 3, (j + 2) % 3]
+            - S[(i + 1) % 3, (j + 2) % 3] * S[(i + 2) % 3, (j + 1) % 3] for j in range(3)] for i in range(3)]
+    det = sum(S[0, j] * cof[0][j] for j in range(3))
+    return jnp.stack([jnp.stack([cof[j][i] for j in range(3)]) for i in range(3)]) / det
+
+
 class BandedSolve(_LinearSolve):
     """Solve (I / (h gamma) - J) x = b for a model that declares the sparsity of its right-hand
     side (`jacobian_pattern`: the SPM and SPMe), in O(n) instead of a dense LU's O(n^3).
@@ -211,8 +263,8 @@ class BandedSolve(_LinearSolve):
     power control), a rank-one term d(rhs)/dI x dI/dy. It is built from five Jacobian-vector
     products (three colours: the three unknowns a row sees have three different positions mod
     3; the temperature; the current) and one vector-Jacobian product (the temperature's row),
-    instead of one product per unknown; the solve is a tridiagonal one (LAPACK's gtsv) with the
-    low-rank rest by the Sherman-Morrison-Woodbury formula. The running totals' rows
+    instead of one product per unknown; the solve is a tridiagonal one (parallel cyclic
+    reduction, `_pcr_factor`) with the low-rank rest by the Sherman-Morrison-Woodbury formula. The running totals' rows
     (`N_TOTALS`) do not feed back into the state: their columns are zero, and their unknowns
     follow from the state's. For the SPMe (101 unknowns) a Rodas4 step costs a third of what a
     dense Jacobian and LU cost."""
@@ -278,17 +330,16 @@ class BandedSolve(_LinearSolve):
     def factorise(self, field, parts, hg):
         lower, diag, upper = parts["band"]
         n = diag.shape[0]
-        dl, d, du = -lower, 1.0 / hg - diag, -upper
-        U, V = self._low_rank(parts, n, diag.dtype)  # A = tridiag(dl, d, du) + U V^T
-        tri = lambda r: jax.lax.linalg.tridiagonal_solve(dl, d, du, r)
+        U, V = self._low_rank(parts, n, diag.dtype)  # A = tridiag(-lower, 1 / hg - diag, -upper) + U V^T
+        tri = functools.partial(_pcr_solve, _pcr_factor(-lower, 1.0 / hg - diag, -upper))
         Z = tri(U)  # (n, k)
-        S = jnp.eye(U.shape[1], dtype=U.dtype) + V.T @ Z
+        S_inv = _small_inverse(jnp.eye(U.shape[1], dtype=U.dtype) + V.T @ Z)
         Q_y = parts["Q_y"]
 
         def solve(b):
             b_y, b_q = b
-            x0 = tri(b_y[:, None])[:, 0]
-            x_y = x0 - Z @ jnp.linalg.solve(S, V.T @ x0)
+            x0 = tri(b_y)
+            x_y = x0 - Z @ (S_inv @ (V.T @ x0))
             return x_y, hg * (b_q + Q_y @ x_y)
 
         return solve
