@@ -264,10 +264,10 @@ class BandedSolve(_LinearSolve):
     products (three colours: the three unknowns a row sees have three different positions mod
     3; the temperature; the current) and one vector-Jacobian product (the temperature's row),
     instead of one product per unknown; the solve is a tridiagonal one (parallel cyclic
-    reduction, `_pcr_factor`) with the low-rank rest by the Sherman-Morrison-Woodbury formula. The running totals' rows
-    (`N_TOTALS`) do not feed back into the state: their columns are zero, and their unknowns
-    follow from the state's. For the SPMe (101 unknowns) a Rodas4 step costs a third of what a
-    dense Jacobian and LU cost."""
+    reduction, `_pcr_factor`) with the low-rank rest by the Sherman-Morrison-Woodbury formula.
+    The running totals' rows (`N_TOTALS`) do not feed back into the state: their columns are
+    zero, and their unknowns follow from the state's. For the SPMe (101 unknowns) a Rodas4 step
+    costs less than half of what a dense Jacobian and LU cost (docs/dfn.md)."""
 
     pattern: tuple = eqx.field(static=True)
 
