@@ -202,6 +202,16 @@ class DenseSolve(_LinearSolve):
         return unravel(flat / hg - J @ flat)
 
 
+def _current_and_totals_rows(field, t, y, I):
+    """(dI/dy, d(totals)/dy, d(totals)/dI) of a cell field at current I: dI/dy is None where the
+    current does not depend on the state; the totals' rows (`N_TOTALS`) include it otherwise."""
+    I_y = jax.grad(lambda y_: field.current(t, y_))(y) if field.state_dependent else None
+    Q_y, Q_I = jax.jacrev(lambda y_, I_: field.totals(t, y_, I_), argnums=(0, 1))(y, I)
+    if I_y is not None:
+        Q_y = Q_y + Q_I[:, None] * I_y
+    return I_y, Q_y, Q_I
+
+
 def _shift(v, s, fill):
     """v[i - s] (s > 0) or v[i + |s|] (s < 0) along the first axis, `fill` outside."""
     pad = jnp.full((abs(s),) + v.shape[1:], fill, v.dtype)
@@ -304,12 +314,9 @@ class BandedSolve(_LinearSolve):
         parts = {"band": jnp.stack(diags), "col_T": JV[3].at[t_pos].set(0.0)}
         if thermal:
             parts["row_T"] = jax.linear_transpose(lin, y, I)(jnp.asarray(e_T, y.dtype))[0].at[t_pos].set(0.0)
-        Q_y, Q_I = jax.jacrev(lambda y_, I_: field.totals(t, y_, I_), argnums=(0, 1))(y, I)
-        if field.state_dependent:
-            I_y = jax.grad(lambda y_: field.current(t, y_))(y)
+        I_y, parts["Q_y"], _ = _current_and_totals_rows(field, t, y, I)
+        if I_y is not None:
             parts["F_I"], parts["I_y"] = JV[4], I_y
-            Q_y = Q_y + Q_I[:, None] * I_y
-        parts["Q_y"] = Q_y
         f_t = jax.jvp(lambda t_: field(t_, state, None), (t,), (jnp.ones_like(t),))[1]
         return parts, f_t
 
@@ -347,8 +354,7 @@ class BandedSolve(_LinearSolve):
     def matvec(self, field, parts, hg, x):
         x_y, x_q = x
         lower, diag, upper = parts["band"]
-        zero = jnp.zeros(1, x_y.dtype)
-        Jx = diag * x_y + lower * jnp.concatenate([zero, x_y[:-1]]) + upper * jnp.concatenate([x_y[1:], zero])
+        Jx = diag * x_y + lower * _shift(x_y, 1, 0.0) + upper * _shift(x_y, -1, 0.0)
         U, V = self._low_rank(parts, x_y.shape[0], x_y.dtype)
         Jx = Jx - U @ (V.T @ x_y)
         return x_y / hg - Jx, x_q / hg - parts["Q_y"] @ x_y
@@ -417,14 +423,8 @@ def _jacobian_parts(field, t, y, structure):
         row_T = jax.linear_transpose(lin, y, I)(jnp.zeros(n, y.dtype).at[t_pos].set(1.0))[0]
     else:  # the temperature does not evolve: its row is zero
         row_T = jnp.zeros(n, y.dtype)
-    if field.state_dependent:
-        I_y = jax.grad(lambda y_: field.current(t, y_))(y)
-    else:
-        I_y = None
+    I_y, Q_y, Q_I = _current_and_totals_rows(field, t, y, I)
     I_t = jax.jvp(lambda t_: field.current(t_, y), (t,), (jnp.ones_like(t),))[1]
-    Q_y, Q_I = jax.jacrev(lambda y_, I_: field.totals(t, y_, I_), argnums=(0, 1))(y, I)
-    if I_y is not None:
-        Q_y = Q_y + Q_I[:, None] * I_y
 
     micro_col = JV[0:3]
     macro_col = JV[3:9].reshape(2, 3, n)  # [kind of the column, x colour of the column, row]

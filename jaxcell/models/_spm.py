@@ -223,9 +223,8 @@ class SPMe(SPM):
     def jacobian_pattern(self):
         """As the SPM's, with the electrolyte's nodes a run of their own (diffusion between
         neighbouring nodes, a reaction term that depends on the current)."""
-        n_p = self.n_r_n + self.n_r_p
-        runs = ((0, self.n_r_n), (self.n_r_n, n_p), (n_p, n_p + self.n_x))
-        return runs, n_p + self.n_x, self.thermal != "isothermal"
+        runs, n_p, thermal = super().jacobian_pattern
+        return runs + ((n_p, n_p + self.n_x),), n_p + self.n_x, thermal
 
     def _x_mesh(self, p):
         """Volume widths dx [m], porosity and transport efficiency at every x node."""
