@@ -111,25 +111,39 @@ def test_fit_map_with_arguments_that_cannot_be_traced():
 
 def test_points_after_a_stop_count_as_the_cut_off_it_stopped_at():
     """A cell that reaches its cut-off before the measurement ends: the measured points after the
-    stop are compared with the cut-off it stopped at, so the likelihood is continuous as the stop
-    moves past a measured time (comparing them with a fixed 0 V made it jump there by
-    (V / sigma)^2 / 2), and an early stop far from the measurement's end is still penalised. Analytic: V(t) = 4 - t / c until the 2 V
-    cut-off at t = 2c."""
+    stop are compared with the cut-off it stopped at (named by the solve's status), so the
+    likelihood is continuous as the stop moves past a measured time (comparing them with a fixed
+    0 V made it jump there by (V / sigma)^2 / 2), and an early stop far from the measurement's
+    end is still penalised. Analytic: V(t) = 4 - t / c until the 2 V cut-off at t = 2c.
+
+    The cut-off is the one the status names, not the one nearer the last simulated voltage: at
+    the end of a discharge the voltage falls so fast that the last measured time before the stop
+    can read above the cut-offs' midpoint (3.14 V with cut-offs 2.0 and 4.2 V: an LG M50 1C
+    record fitted by the SPM), and a discharge was then compared with 4.2 V after its stop."""
     from numpyro.infer.util import log_density
 
+    from jaxcell import Status
     from jaxcell.inference import hold_last_voltage, voltage_likelihood
 
     nan = np.nan
-    held = np.asarray(hold_last_voltage(np.array([[3.0, 2.5, nan, nan], [4.0, 4.1, nan, nan], [nan] * 4]), (2.0, 4.2)))
-    np.testing.assert_array_equal(held, [[3.0, 2.5, 2.0, 2.0], [4.0, 4.1, 4.2, 4.2], [0.0] * 4])
+    stops = [Status.LOWER_CUTOFF, Status.UPPER_CUTOFF, Status.LOWER_CUTOFF, Status.STOICHIOMETRY_LIMIT]
+    predicted = np.array([[3.0, 2.5, nan, nan], [4.0, 4.1, nan, nan], [3.9, 3.14, nan, nan], [3.9, 3.5, nan, nan]])
+    held = np.asarray(hold_last_voltage(predicted, (2.0, 4.2), np.array(stops)))
+    np.testing.assert_array_equal(held, [[3.0, 2.5, 2.0, 2.0], [4.0, 4.1, 4.2, 4.2], [3.9, 3.14, 2.0, 2.0],
+                                         [3.9, 3.5, 3.5, 3.5]])
     np.testing.assert_array_equal(np.asarray(hold_last_voltage(np.array([3.0, 2.5, nan]))), [3.0, 2.5, 2.5])
+    np.testing.assert_array_equal(np.asarray(hold_last_voltage(np.full((1, 3), nan), (2.0, 4.2), np.array([1]))), [[0.0] * 3])
+    with pytest.raises(TypeError, match="status"):
+        hold_last_voltage(predicted, (2.0, 4.2))
 
     t = np.linspace(0.0, 10.0, 11)
     measured = 4.0 - t / 5.05  # the "cell": c = 5.05, its end (2 V) at 10.1 s, after the last point
 
     def log_likelihood(c):
         predicted = np.where(t <= 2 * c, 4.0 - t / c, nan)  # NaN after the stop, as a solve gives
-        return float(log_density(lambda: voltage_likelihood(predicted, measured, 0.01, cut_offs=(2.0, 4.2)), (), {}, {})[0])
+        status = Status.LOWER_CUTOFF if 2 * c < t[-1] else Status.COMPLETED
+        return float(log_density(lambda: voltage_likelihood(predicted, measured, 0.01, cut_offs=(2.0, 4.2), status=status),
+                                 (), {}, {})[0])
 
     # c crosses 5.0, where the stop (2c) passes the last measured time (10 s)
     c = np.array([4.999, 4.9999, 5.0001, 5.001])

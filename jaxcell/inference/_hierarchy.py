@@ -209,7 +209,8 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
 def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values):
     def one(vals, table, t_, s):
         q = initial_concentrations(p.update(vals), soc_kind, s)
-        return _simulate(model, q, table, modes, t_, opts).voltage
+        sol = _simulate(model, q, table, modes, t_, opts)
+        return sol.voltage, sol.status
 
     return jax.vmap(one)(values, tables, t, soc)
 
@@ -229,8 +230,9 @@ _solve_draws_jit = eqx.filter_jit(_solve_draws)
 class RecordSolver:
     """The measured currents of stacked records, run through a model with per-record parameters
     in one compiled, `vmap`ped call: `solver(values)` -> voltages (n_records, n_points) at the
-    measured times, NaN where a solve stopped first. `values`: name -> array (n_records,) in
-    natural units; the other parameters are `p`'s.
+    measured times, NaN where a solve stopped first; `solver.solve(values)` -> (voltages, the
+    solves' `Status` codes (n_records,)). `values`: name -> array (n_records,) in natural units;
+    the other parameters are `p`'s.
 
     The records' initial states come from `initial_soc`: None for each record's first voltage
     (every record must start at rest; the state of charge then depends on the parameters, as
@@ -249,9 +251,12 @@ class RecordSolver:
         self.soc_kind, self.soc = _initial_socs(records, initial_soc, p)
         self.n_records = len(records)
 
-    def __call__(self, values: Mapping):
+    def solve(self, values: Mapping):
         return _solve_records_jit(self.model, self.p, self.tables, self.modes, self.t, self.soc_kind, self.soc,
                                   self.opts, dict(values))
+
+    def __call__(self, values: Mapping):
+        return self.solve(values)[0]
 
 
 def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_index, observed=None, *,
@@ -290,8 +295,9 @@ def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_ind
             u = numpyro.sample(_cell_site(name), dist.Normal(loc, scale))
         values[name] = numpyro.deterministic(name, prior.to_natural(u))[idx]
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
-    predicted = solver(values)
-    return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df, cut_offs=voltage_limits(p))
+    predicted, status = solver.solve(values)
+    return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df, cut_offs=voltage_limits(p),
+                              status=status)
 
 
 def records_model(model, p: ParameterSet, records: StackedRecords, observed=None, *, priors, noise_prior=None,
@@ -312,8 +318,9 @@ def records_model(model, p: ParameterSet, records: StackedRecords, observed=None
     q = sample_parameters(p, priors)
     values = {k: jnp.broadcast_to(q[k], (len(records),)) for k in priors}
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
-    return voltage_likelihood(solver(values), observed, sigma, mask=records.mask, noise=noise, df=df,
-                              cut_offs=voltage_limits(p))
+    predicted, status = solver.solve(values)
+    return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df,
+                              cut_offs=voltage_limits(p), status=status)
 
 
 def cell_values(samples: Mapping, priors: Mapping[str, PopulationPrior]) -> dict:
@@ -379,9 +386,10 @@ def predict_voltage(model, p: ParameterSet, values: Mapping, records: StackedRec
         if v.shape != (n, n_rec):
             raise ValueError(f"values[{k!r}] must have shape ({n},) or ({n}, {n_rec}) (draws, records), got {v.shape}.")
         vals[k] = v
-    def fn(chunk):
+
+    def fn(chunk):  # the voltages; the statuses are not needed: unreached points stay NaN
         return _solve_draws_jit(solver.model, solver.p, solver.tables, solver.modes, solver.t, solver.soc_kind,
-                                solver.soc, solver.opts, chunk)
+                                solver.soc, solver.opts, chunk)[0]
 
     out = []
     for start in range(0, n, PREDICT_CHUNK):

@@ -18,6 +18,7 @@ import numpyro.distributions as dist
 from ..parameters import ParameterSet
 from ..parameters._parameter_set import _rule
 from ..simulate import simulate
+from ..solution import Status
 
 # a measured point after the simulated cell stopped (it reached a cut-off before the measurement
 # ended) is compared with the cut-off it stopped at: a large residual where the measurement goes
@@ -29,19 +30,29 @@ from ..simulate import simulate
 UNREACHED_VOLTAGE = 0.0
 
 
-def hold_last_voltage(predicted, cut_offs=None):
+def hold_last_voltage(predicted, cut_offs=None, status=None):
     """`predicted` (..., points) with the non-finite points (those after the simulation stopped)
-    replaced: by whichever of `cut_offs` = (lower, upper) [V] is nearer to the last finite
-    voltage before them (the cut-off the cell stopped at), or, without `cut_offs`, by that
-    voltage itself. A row with no finite point becomes `UNREACHED_VOLTAGE`."""
+    replaced by the voltage the cell stopped at. With `cut_offs` = (lower, upper) [V] and the
+    solves' `status` (codes, `predicted.shape[:-1]`): the lower cut-off where the status is
+    `Status.LOWER_CUTOFF`, the upper where it is `Status.UPPER_CUTOFF` (the voltage at the stop,
+    exactly); otherwise, and for other stops, the last finite voltage before them. A row with no
+    finite point becomes `UNREACHED_VOLTAGE`.
+
+    The cut-off comes from the status, not from the last finite voltage: at the end of a
+    discharge the voltage falls so steeply that the last measured time before the stop can still
+    read 3.1 V or more, nearer the upper cut-off than the lower one."""
     predicted = jnp.asarray(predicted)
     finite = jnp.isfinite(predicted)
     index = jnp.where(finite, jnp.arange(predicted.shape[-1]), -1)
     last = jax.lax.cummax(index, axis=predicted.ndim - 1)
     held = jnp.take_along_axis(predicted, jnp.maximum(last, 0), axis=-1)
     if cut_offs is not None:
+        if status is None:
+            raise TypeError("hold_last_voltage: give the solves' `status` with `cut_offs`: it says which cut-off "
+                            "each solve stopped at.")
         lower, upper = cut_offs
-        held = jnp.where(jnp.abs(held - lower) <= jnp.abs(held - upper), lower, upper)
+        status = jnp.asarray(status)[..., None]
+        held = jnp.where(status == Status.LOWER_CUTOFF, lower, jnp.where(status == Status.UPPER_CUTOFF, upper, held))
     return jnp.where(finite, predicted, jnp.where(last >= 0, held, UNREACHED_VOLTAGE))
 
 
@@ -119,13 +130,13 @@ def sample_parameters(p: ParameterSet, priors: Mapping[str, dist.Distribution]) 
 
 
 def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "gaussian", df: float = 4.0, name="V",
-                       cut_offs=None):
+                       cut_offs=None, status=None):
     """Inside a numpyro model: the measured voltage given the simulated one, with noise of scale
     `sigma` [V], Gaussian or Student-t (`df` degrees of freedom; robust to outliers). Points the
-    simulation did not reach (non-finite: it stopped early) count as the cut-off it stopped at,
-    the nearer of `cut_offs` = (lower, upper) [V] to its last voltage (`hold_last_voltage`;
-    without `cut_offs`, that last voltage); `mask` (boolean, same shape) leaves out padding."""
-    predicted = hold_last_voltage(predicted, cut_offs)
+    simulation did not reach (non-finite: it stopped early) count as the voltage it stopped at:
+    the cut-off of `cut_offs` = (lower, upper) [V] that the solves' `status` names, else the last
+    simulated voltage (`hold_last_voltage`); `mask` (boolean, same shape) leaves out padding."""
+    predicted = hold_last_voltage(predicted, cut_offs, status)
     if noise == "gaussian":
         d = dist.Normal(predicted, sigma)
     elif noise == "student_t":
@@ -152,4 +163,5 @@ def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, pri
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
     sol = simulate(model, q, experiment, t_eval=t_eval, initial_soc=initial_soc, rtol=rtol, atol=atol)
     numpyro.deterministic("V_model", sol.voltage)
-    return voltage_likelihood(sol.voltage, observed, sigma, mask=mask, noise=noise, cut_offs=voltage_limits(q))
+    return voltage_likelihood(sol.voltage, observed, sigma, mask=mask, noise=noise, cut_offs=voltage_limits(q),
+                              status=sol.status)
