@@ -12,7 +12,8 @@ resamples: the thinning is this script's, the points are measured ones). The low
 cut-off is lowered to 2.0 V for fitting and prediction so that a model that reaches 2.5 V before
 the cell did still predicts the remaining points instead of stopping.
 
-    python benchmarks/inference_lgm50.py [--cases 0.1 0.5 1.0] [--model SPMe|SPM] [--init-sigma 0.05]
+    python benchmarks/inference_lgm50.py [--cases 0.1 0.5 1.0] [--model SPMe|SPM] [--thermal lumped]
+        [--noise student_t] [--init-sigma 0.05] [--out FILE]
 
 Writes benchmarks/results/inference_lgm50_<model>_latest.json.
 """
@@ -123,6 +124,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=float, nargs="+", default=[0.5], help="left-out rates")
     ap.add_argument("--model", default="SPMe")
+    ap.add_argument("--thermal", default="isothermal", choices=["isothermal", "lumped"])
+    ap.add_argument("--noise", default="gaussian", choices=["gaussian", "student_t"])
+    ap.add_argument("--out", help="result file (default results/inference_lgm50_<model>_latest.json)")
     ap.add_argument("--points", type=int, default=N_POINTS, help="measured points kept per record")
     ap.add_argument("--init-sigma", type=float, default=0.05, help="starting noise scale [V]")
     ap.add_argument("--noise-prior", type=float, default=0.05, help="scale of the half-normal noise prior [V]")
@@ -132,13 +136,13 @@ def main():
     args = ap.parse_args()
     if args.extract_from:
         extract(args.extract_from)
-    model = getattr(jaxcell, args.model)()
+    model = getattr(jaxcell, args.model)(thermal=args.thermal)
     p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
     tables = discharges(args.points)
     recs = {r: read_measurements(t, "c_rate")[0] for r, t in tables.items()}
     priors = {k: default_prior(k, p[k]) for k in DEFAULT_FIT}
     ocv = ocv_check(args.ocv) if pathlib.Path(args.ocv).exists() else None
-    results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "n_points": args.points, "fit": list(DEFAULT_FIT), "cases": []}
+    results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(DEFAULT_FIT), "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
         test = stack_records([recs[out_rate]])
@@ -152,7 +156,7 @@ def main():
         # prior's median (7 mV) the first BFGS step jumped to a degenerate point (noise 0.57 V)
         init = {**{k: float(p[k]) for k in DEFAULT_FIT}, "sigma": args.init_sigma}
         res = fit_map(records_model, model, p, stacked, priors=priors, max_steps=300, init=init,
-                      noise_prior=dist.HalfNormal(args.noise_prior))
+                      noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise)
         case["fit_s"] = time.perf_counter() - t0
         case["converged"], case["steps"] = res.converged, res.steps
         case["map"] = {k: float(v) for k, v in res.params.items()}
@@ -164,14 +168,14 @@ def main():
         draws = res.sample(jax.random.key(0), 200)
         t0 = time.perf_counter()
         vals = {k: draws[k] for k in DEFAULT_FIT}
-        v_fit = predict_voltage(model, p, vals, stacked, sigma=draws["sigma"], key=jax.random.key(1))
-        v = predict_voltage(model, p, vals, test, sigma=draws["sigma"], key=jax.random.key(2))
+        v_fit = predict_voltage(model, p, vals, stacked, sigma=draws["sigma"], key=jax.random.key(1), noise=args.noise)
+        v = predict_voltage(model, p, vals, test, sigma=draws["sigma"], key=jax.random.key(2), noise=args.noise)
         case["predict_s"] = time.perf_counter() - t0
         case["fitted_records"] = [stats(v_fit[:, i], stacked.voltage[i], stacked.mask[i]) for i in range(len(train))]
         case["left_out_record"] = stats(v[:, 0], test.voltage[0], test.mask[0])
         print(json.dumps(case, indent=1), flush=True)
         results["cases"].append(case)
-    out = HERE / "results" / f"inference_lgm50_{args.model.lower()}_latest.json"
+    out = pathlib.Path(args.out) if args.out else HERE / "results" / f"inference_lgm50_{args.model.lower()}_latest.json"
     out.write_text(json.dumps(results, indent=1))
     print("written", out)
 
