@@ -69,3 +69,25 @@ def test_nuts_table_has_r_hat_and_ess(data):
     assert table.attrs["divergences"] == 0
     idata = to_inference_data(mcmc)
     assert idata.posterior["mu"].shape == (2, 500)
+
+
+def double_well(tilt):
+    """A posterior with two modes: potential (x^2 - 4)^2 + tilt x (plus the prior's x^2 / 18),
+    minima near x = -2 (the lower, for tilt > 0) and x = +2."""
+    x = numpyro.sample("x", dist.Normal(0.0, 3.0))
+    numpyro.factor("well", -((x**2 - 4.0) ** 2 + tilt * x))
+
+
+def test_map_starts_find_the_lower_of_two_modes():
+    """A fit started in the basin of the higher mode converges there, and says so only through
+    `optima`; further starts from prior draws find the lower mode, and the result is it."""
+    one = fit_map(double_well, 0.5, init={"x": 3.0})
+    assert one.converged and abs(float(one.params["x"]) - 2.0) < 0.1 and len(one.optima) == 1
+    many = fit_map(double_well, 0.5, init={"x": 3.0}, starts=8, key=jax.random.key(1))
+    assert many.converged and abs(float(many.params["x"]) + 2.0) < 0.1
+    optima = np.asarray(many.optima)
+    assert optima[0] == pytest.approx(one.potential) and many.potential == pytest.approx(np.nanmin(optima))
+    assert one.potential - many.potential > 1.5  # the tilt puts the modes about 2 apart
+    assert "ended more than one unit of potential above the best" in many.message
+    with pytest.raises(ValueError, match="starts"):
+        fit_map(double_well, 0.5, starts=0)

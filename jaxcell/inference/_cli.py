@@ -103,6 +103,9 @@ def add_inference_parsers(subparsers) -> None:
     fit.add_argument("--group", default=None, metavar="COL", help="fit hierarchically, one cell per value of COL")
     fit.add_argument("--noise", default="gaussian", choices=("gaussian", "student_t"), help="measurement noise model")
     fit.add_argument("--steps", type=int, default=None, help="optimiser steps (map: 200, svi: 2000)")
+    fit.add_argument("--starts", type=int, default=1,
+                     help="map: optimisations from the priors' medians and from prior draws; the best is kept "
+                          "(default 1; more find a posterior's other modes)")
     fit.add_argument("--samples", type=int, default=500, help="nuts: warm-up and sampling iterations each (default 500)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
@@ -187,7 +190,7 @@ def _fit(args) -> int:
                 raise p._unknown(name)
             if not np.ndim(p[name]) == 0 or callable(p[name]):
                 raise UsageError(f"--fit {name!r}: only scalar parameters can be fitted")
-        for label in ("steps", "samples"):
+        for label in ("steps", "samples", "starts"):
             v = getattr(args, label)
             if v is not None and v < 1:
                 raise UsageError(f"--{label} must be a positive integer, got {v}")
@@ -217,11 +220,12 @@ def _fit(args) -> int:
           f"with the {args.model}, method {method}" + (f", {len(cells)} cells" if args.group else ""))
     diag: dict = {"method": method}
     if method == "map":
-        res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, **kwargs)
+        res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, starts=args.starts, **kwargs)
         eig = np.linalg.eigvalsh(res.hessian)
         converged = res.converged
         diag.update(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message, steps=res.steps,
-                    neg_log_posterior=res.potential, hessian_eigenvalues=[float(w) for w in eig])
+                    neg_log_posterior=res.potential, hessian_eigenvalues=[float(w) for w in eig],
+                    starts_neg_log_posterior=[None if np.isnan(x) else x for x in res.optima])
         if np.all(eig > 0):
             samples = res.sample(key, N_KEEP)
         else:  # no Laplace approximation: the optimum's point alone, no spread, and no draws
