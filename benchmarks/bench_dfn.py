@@ -1,4 +1,10 @@
-"""Benchmark jaxcell's DFN against PyBaMM's DFN (IDAKLU), Chen2020, 1C discharge to 2.5 V, isothermal.
+"""Benchmark jaxcell's DFN (or SPMe) against PyBaMM's (IDAKLU) at equal accuracy, Chen2020, 1C discharge to 2.5 V, isothermal.
+
+``--model SPMe`` runs every step below with the SPMe in both libraries instead: the reference is
+``tests/data/pybamm/SPMefine_Chen2020_1.0C.csv`` (PyBaMM's SPMe on the same fine mesh, rtol 1e-8),
+jaxcell's candidates are ``DEFAULT_MESHES["SPMe"]`` (a sixth number in a mesh is the SPMe's
+``r_stretch``; without it the SPMe's shells are uniform, as PyBaMM's), and the JSON is
+``results/spme_latest.json``.
 
 Everything runs in one process, and by default both libraries run on one thread: IDAKLU's default
 ``num_threads=1``, and XLA's CPU intra-op pool limited to one thread (``--xla-threads 1``; see
@@ -50,9 +56,10 @@ after each stage (``"complete": false`` until the end).
 Usage::
 
     python benchmarks/bench_dfn.py [--n-batch 1000] [--repeats 5]
+    python benchmarks/bench_dfn.py --model SPMe --batch-size 32
     python benchmarks/bench_dfn.py --meshes 10,5,10,5,5 --rtols 1e-3 --pybamm-rtols 1e-3 --repeats 1 --n-batch 2 --skip-gradient   # smoke test
 
-Writes ``benchmarks/results/dfn_latest.json``.
+Writes ``benchmarks/results/dfn_latest.json`` (``spme_latest.json`` with ``--model SPMe``).
 """
 
 from __future__ import annotations
@@ -72,12 +79,19 @@ import numpy as np
 
 import jaxcell
 
-REFERENCE = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "pybamm" / "DFNfine_Chen2020_1.0C.csv"
+_PYBAMM_DATA = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "pybamm"
+# converged references (PyBaMM on the fine mesh of tests/data/make_references.py, IDAKLU rtol 1e-8)
+REFERENCES = {name: _PYBAMM_DATA / f"{name}fine_Chen2020_1.0C.csv" for name in ("DFN", "SPMe")}
+REFERENCE = REFERENCES["DFN"]
 FINE_VAR_PTS = {"x_n": 30, "x_s": 15, "x_p": 30, "r_n": 30, "r_p": 30}
 COARSE_VAR_PTS = {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 15, "r_p": 15}
 COARSEST_VAR_PTS = {"x_n": 10, "x_s": 5, "x_p": 10, "r_n": 10, "r_p": 10}
 PARTICLE_STRETCH = 2.0  # pybamm.Exponential1DSubMesh's stretch (most accurate of 1.15, 1.5, 2.0 at 15 shells)
-SAME_MESH = "20,20,20,20,20"  # PyBaMM's default DFN mesh sizes (x_n, x_s, x_p, r_n, r_p)
+SAME_MESH = "20,20,20,20,20"  # PyBaMM's default DFN and SPMe mesh sizes (x_n, x_s, x_p, r_n, r_p)
+DEFAULT_MESHES = {  # jaxcell's candidates for each model (--meshes)
+    "DFN": ["default", SAME_MESH, "16,8,16,12,12", "10,5,10,10,10"],
+    "SPMe": ["default", "10,5,10,20,20", "10,5,10,12,12,3", "10,5,10,10,10,4", "6,3,6,10,10,4"],
+}
 T_FIT_MAX = 3300.0  # gradient loss: reference times in (1 s, T_FIT_MAX)
 GRAD_PARAMS = [
     "Negative electrode thickness [m]",
@@ -97,8 +111,8 @@ def _acc_text(acc):
     return f"RMS {acc['rms_mV']:.3f} mV, max {acc['max_mV']:.3f} mV, end {acc['dt_end_pct']:+.4f} %"
 
 
-def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL, particle_stretch=None):
-    built, solver, build_s = C.pybamm_build("DFN", [C.I_APP], symbolic_mesh=False, var_pts=var_pts, rtol=rtol,
+def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL, particle_stretch=None, name="DFN"):
+    built, solver, build_s = C.pybamm_build(name, [C.I_APP], symbolic_mesh=False, var_pts=var_pts, rtol=rtol,
                                             particle_stretch=particle_stretch)
     y0 = built.concatenated_initial_conditions
     n_states = int(y0.shape[0]) if y0 is not None else None
@@ -114,20 +128,25 @@ def bench_pybamm_single(label, var_pts, ref, repeats, I_1C, rtol=C.RTOL, particl
     }
 
 
-def parse_mesh(text):
-    """``default`` or ``n_x_n,n_x_s,n_x_p,n_r_n,n_r_p``: a `jaxcell.DFN`."""
+def parse_mesh(text, name="DFN"):
+    """``default`` or ``n_x_n,n_x_s,n_x_p,n_r_n,n_r_p[,r_stretch]``: a `jaxcell.DFN` (or `jaxcell.SPMe`;
+    without ``r_stretch``, the model's default: 4 for the DFN, 1 (uniform shells) for the SPMe)."""
+    cls = {"DFN": jaxcell.DFN, "SPMe": jaxcell.SPMe}[name]
     if text == "default":
-        return jaxcell.DFN()
-    sizes = [int(v) for v in text.split(",")]
-    if len(sizes) != 5:
-        raise ValueError(f"--meshes: expected 'default' or five sizes n_x_n,n_x_s,n_x_p,n_r_n,n_r_p; got {text!r}")
-    return jaxcell.DFN(**dict(zip(("n_x_n", "n_x_s", "n_x_p", "n_r_n", "n_r_p"), sizes)))
+        return cls()
+    values = text.split(",")
+    if len(values) not in (5, 6):
+        raise ValueError(f"--meshes: expected 'default' or n_x_n,n_x_s,n_x_p,n_r_n,n_r_p[,r_stretch]; got {text!r}")
+    kwargs = dict(zip(("n_x_n", "n_x_s", "n_x_p", "n_r_n", "n_r_p"), (int(v) for v in values[:5])))
+    if len(values) == 6:
+        kwargs["r_stretch"] = float(values[5])
+    return cls(**kwargs)
 
 
-def bench_jaxcell_single(mesh, p, rtol, ref, repeats):
-    model = parse_mesh(mesh)
+def bench_jaxcell_single(mesh, p, rtol, ref, repeats, name="DFN"):
+    model = parse_mesh(mesh, name)
     sol, res = C.jaxcell_single(model, p, ref[:, 0], repeats, rtol=rtol, atol=C.ATOL)
-    res.update(mesh=mesh, n_states=int(model.structure.n), rtol=rtol, atol=C.ATOL, vs_reference=C.accuracy(ref, ref[:, 0], np.asarray(sol.voltage), res["t_end_s"]))
+    res.update(mesh=mesh, n_states=int(np.size(model.initial_state(p))), rtol=rtol, atol=C.ATOL, vs_reference=C.accuracy(ref, ref[:, 0], np.asarray(sol.voltage), res["t_end_s"]))
     print(f"jaxcell mesh {mesh} ({res['n_states']} states), rtol={rtol:g}: first call {res['first_call_s']:.2f} s ({res['first_call_compiles']} compiles, "
           f"{res['first_call_compile_s']:.2f} s trace+lower+compile), warm median {res['single_median_s']*1e3:.2f} ms, "
           f"recompiles on repeat/new params: {res['recompiles_after_first']}; status {res['status']}; vs reference: "
@@ -230,13 +249,15 @@ def summary(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--model", choices=["DFN", "SPMe"], default="DFN",
+                    help="the model of both libraries, each against its converged reference (REFERENCES)")
     ap.add_argument("--n-batch", type=int, default=1000, help="cells in the population")
     ap.add_argument("--batch-size", type=int, default=1000, help="jaxcell simulate_batch chunk size")
     ap.add_argument("--max-seconds", type=float, default=1800.0,
                     help="skip the population if its estimated time after a pilot exceeds this")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of warm timings")
-    ap.add_argument("--meshes", nargs="+", default=["default", SAME_MESH, "16,8,16,12,12", "10,5,10,10,10"],
-                    help="jaxcell meshes: 'default' or n_x_n,n_x_s,n_x_p,n_r_n,n_r_p")
+    ap.add_argument("--meshes", nargs="+", default=None,
+                    help="jaxcell meshes: 'default' or n_x_n,n_x_s,n_x_p,n_r_n,n_r_p[,r_stretch] (default: DEFAULT_MESHES[--model])")
     ap.add_argument("--rtols", type=float, nargs="+", default=[1e-6, 1e-4, 1e-3], help="jaxcell rtols")
     ap.add_argument("--pybamm-rtols", type=float, nargs="+", default=[1e-6, 1e-4, 1e-3],
                     help="PyBaMM IDAKLU rtols (the headline takes PyBaMM's fastest (mesh, rtol) within the target)")
@@ -251,8 +272,12 @@ def main():
     ap.add_argument("--xla-threads", type=int, default=1, choices=[0, 1],
                     help="1: one-thread XLA intra-op pool; 0: XLA's default (may hang, see _common.init_xla_cpu)")
     ap.add_argument("--seed", type=int, default=0, help="population key")
-    ap.add_argument("--out", type=pathlib.Path, default=C.RESULTS / "dfn_latest.json")
+    ap.add_argument("--out", type=pathlib.Path, default=None,
+                    help="JSON to write (default: results/dfn_latest.json, results/spme_latest.json)")
     args = ap.parse_args()
+    name = args.model
+    args.meshes = args.meshes or DEFAULT_MESHES[name]
+    args.out = args.out or C.RESULTS / f"{name.lower()}_latest.json"
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     C.init_xla_cpu(one_thread=args.xla_threads == 1)
 
@@ -260,14 +285,15 @@ def main():
     print("Machine:", json.dumps(info, indent=1), flush=True)
     C.log_load("start")
     t_start = time.perf_counter()
-    ref = np.loadtxt(REFERENCE, delimiter=",", skiprows=1)
+    ref = np.loadtxt(REFERENCES[name], delimiter=",", skiprows=1)
     p = jaxcell.load_parameters(C.SET)
     I_1C = float(p["Nominal cell capacity [A.h]"])
     out = {"machine": info, "complete": False, "settings": {
-        "parameter_set": C.SET, "experiment": C.EXPERIMENT, "thermal": "isothermal", "reference": str(REFERENCE),
+        "model": name, "parameter_set": C.SET, "experiment": C.EXPERIMENT, "thermal": "isothermal",
+        "reference": str(REFERENCES[name]),
         "reference_rows": int(ref.shape[0]), "pybamm_rtols": args.pybamm_rtols, "atol": C.ATOL, "jaxcell_rtols": args.rtols,
         "jaxcell_meshes": args.meshes, "target_rms_mV": args.target_mV, "repeats": args.repeats, "n_batch": args.n_batch,
-        "batch_size": args.batch_size, "seed": args.seed, "jaxcell_solver": "default: Rodas4(StructuredSolve())",
+        "batch_size": args.batch_size, "seed": args.seed, "jaxcell_solver": "the model's default: Rodas4 (DFN: StructuredSolve, SPMe: BandedSolve)",
         "xla_intra_op_threads": info["xla_intra_op_threads"],
     }}
 
@@ -278,19 +304,21 @@ def main():
 
     # ---- 1: accuracy and single solves ----
     print("\n=== PyBaMM single solve and accuracy ===", flush=True)
-    pb = [bench_pybamm_single("default", None, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
-    pb += [bench_pybamm_single("coarse", COARSE_VAR_PTS, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
+    pb = [bench_pybamm_single("default", None, ref, args.repeats, I_1C, rtol, name=name) for rtol in args.pybamm_rtols]
+    pb += [bench_pybamm_single("coarse", COARSE_VAR_PTS, ref, args.repeats, I_1C, rtol, name=name)
+           for rtol in args.pybamm_rtols]
     # shells thinner towards the surface, as jaxcell's: far more accurate per shell
     for label, var_pts in (("default, stretched shells", None), ("coarse, stretched shells", COARSE_VAR_PTS),
                            ("coarsest, stretched shells", COARSEST_VAR_PTS)):
-        pb += [bench_pybamm_single(label, var_pts, ref, args.repeats, I_1C, rtol, particle_stretch=PARTICLE_STRETCH)
-               for rtol in args.pybamm_rtols]
+        pb += [bench_pybamm_single(label, var_pts, ref, args.repeats, I_1C, rtol, particle_stretch=PARTICLE_STRETCH,
+                                   name=name) for rtol in args.pybamm_rtols]
     if min(r["vs_reference"]["rms_mV"] for r in pb) >= args.target_mV or not args.no_pybamm_fine:
-        pb += [bench_pybamm_single("fine", FINE_VAR_PTS, ref, args.repeats, I_1C, rtol) for rtol in args.pybamm_rtols]
+        pb += [bench_pybamm_single("fine", FINE_VAR_PTS, ref, args.repeats, I_1C, rtol, name=name)
+               for rtol in args.pybamm_rtols]
     out["pybamm_single"] = pb
     C.log_load("PyBaMM single end")
     print("\n=== jaxcell single solve and accuracy ===", flush=True)
-    jx = [bench_jaxcell_single(mesh, p, rtol, ref, args.repeats) for mesh in args.meshes for rtol in args.rtols]
+    jx = [bench_jaxcell_single(mesh, p, rtol, ref, args.repeats, name) for mesh in args.meshes for rtol in args.rtols]
     out["jaxcell_single"] = jx
     C.log_load("jaxcell single end")
     save("single")
@@ -321,12 +349,12 @@ def main():
             "single_ratio": sp["single_median_s"] / sj["single_median_s"], "jaxcell_rms_mV": sj["vs_reference"]["rms_mV"],
             "pybamm_rms_mV": sp["vs_reference"]["rms_mV"], "both_within_target": okj and okp,
         }
-    model_h = parse_mesh(jx_h["mesh"])
+    model_h = parse_mesh(jx_h["mesh"], name)
 
     # ---- 2: population ----
     if not args.skip_population:
         out["population"] = bench_population.run_config(
-            "DFN", args.n_batch, batch_size=args.batch_size, max_seconds=args.max_seconds, seed=args.seed,
+            name, args.n_batch, batch_size=args.batch_size, max_seconds=args.max_seconds, seed=args.seed,
             rtol=jx_h["rtol"], pybamm_rtol=pb_h["rtol"], memory_analysis=not args.no_memory_analysis, model=model_h)
         save("population")
 
@@ -340,9 +368,9 @@ def main():
     info["uptime_at_end"] = C.uptime_line()
     out["total_s"] = time.perf_counter() - t_start
     out["headline"] = {
-        "pybamm_config": f"DFN {pb_h['mesh']} mesh ({pb_h['n_states']} states), IDAKLU rtol={pb_h['rtol']:g} "
+        "pybamm_config": f"{name} {pb_h['mesh']} mesh ({pb_h['n_states']} states), IDAKLU rtol={pb_h['rtol']:g} "
                          f"atol={C.ATOL:g}",
-        "jaxcell_config": f"DFN mesh {jx_h['mesh']} ({jx_h['n_states']} states), rtol={jx_h['rtol']:g} atol={C.ATOL:g}",
+        "jaxcell_config": f"{name} mesh {jx_h['mesh']} ({jx_h['n_states']} states), rtol={jx_h['rtol']:g} atol={C.ATOL:g}",
         "jaxcell_rtol": jx_h["rtol"], "jaxcell_mesh": jx_h["mesh"], "pybamm_mesh": pb_h["mesh"], "pybamm_rtol": pb_h["rtol"],
         "pybamm_single_ms": pb_h["single_median_s"] * 1e3, "jaxcell_single_ms": jx_h["single_median_s"] * 1e3,
         "single_ratio": pb_h["single_median_s"] / jx_h["single_median_s"],

@@ -27,7 +27,7 @@ from .. import mesh
 from ..physics import cell, kinetics, transport
 from ..physics.constants import R_GAS, F
 from ._base import AbstractCellModel
-from ._spm import _check_sizes, _solid_charge, exchange_current, particle_rhs, solid_conductivity, x_volumes
+from ._spm import _check_sizes, _check_stretch, _solid_charge, exchange_current, particle_rhs, solid_conductivity, x_volumes
 
 DEFAULT_DOUBLE_LAYER = 0.2  # F.m-2, used when a set has no double-layer capacity
 
@@ -92,8 +92,7 @@ class DFN(AbstractCellModel):
 
     def __check_init__(self):
         transport.check_option(self.transport_efficiency)
-        if not (isinstance(self.r_stretch, (int, float)) and 1.0 <= self.r_stretch <= 100.0):
-            raise ValueError(f"r_stretch must be a number in [1, 100] (1 = uniform shells), got {self.r_stretch!r}.")
+        _check_stretch(self.r_stretch)
         _check_sizes(n_x_n=self.n_x_n, n_x_s=self.n_x_s, n_x_p=self.n_x_p, n_r_n=self.n_r_n, n_r_p=self.n_r_p)
 
     @property

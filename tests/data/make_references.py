@@ -31,9 +31,10 @@ Writes into ``tests/data/pybamm/``:
   densities, electrolyte and particle transport) evaluated on a grid; the
   layout is described in the file's ``"_doc"`` entry; the model-level OCPs also near the
   stoichiometry limits, where PyBaMM clips and adds its barrier.
-* ``SPM_Chen2020_{RATE}C.csv``, ``SPMe_Chen2020_{RATE}C.csv`` and ``DFNfine_{SET}_{RATE}C.csv``
-  for SET in (Chen2020, Marquis2019, Ecker2015) -- group ``converged``: isothermal discharges
-  written at full precision, the DFN on the fine mesh ``FINE`` (60 points per domain and
+* ``SPM_Chen2020_{RATE}C.csv``, ``SPMe_Chen2020_{RATE}C.csv``, ``SPMefine_Chen2020_{RATE}C.csv``
+  and ``DFNfine_{SET}_{RATE}C.csv`` for SET in (Chen2020, Marquis2019, Ecker2015) -- group
+  ``converged``: isothermal discharges written at full precision, the SPM and SPMe on PyBaMM's
+  default mesh, ``SPMefine`` and the DFN on the fine mesh ``FINE`` (60 points per domain and
   particle, 30 in the separator); IDAKLU rtol 1e-8 and atol 1e-10, except Ecker2015's DFN at
   atol 1e-8, because at 1e-10 IDA's initial-condition line search fails on that set.
 * ``DFNfine_Chen2020_3.0C.csv`` and ``SPMe_Chen2020_3.0C_depletion.json`` -- group
@@ -279,11 +280,12 @@ def spm_spme():
 
 
 def converged():
-    """The Chen2020 SPM and SPMe on PyBaMM's default mesh and the DFN of every set on the fine
-    mesh `FINE`, isothermal, at `RATES`: what ``pybamm_reference.py`` writes (full precision).
+    """The Chen2020 SPM and SPMe on PyBaMM's default mesh, the Chen2020 SPMe and the DFN of every
+    set on the fine mesh `FINE`, isothermal, at `RATES`: what ``pybamm_reference.py`` writes (full precision).
     Ecker2015's DFN is solved with atol 1e-8: at 1e-10 IDA's initial-condition line search
     fails on that set."""
     runs = [(m, "Chen2020", None, m, 1e-10) for m in MODELS]
+    runs += [("SPMe", "Chen2020", FINE, "SPMefine", 1e-10)]
     runs += [("DFN", s, FINE, "DFNfine", 1e-8 if s == "Ecker2015" else 1e-10) for s in ("Chen2020",) + SETS]
     for model_name, set_name, var_pts, tag, atol in runs:
         for rate in RATES:
