@@ -98,6 +98,26 @@ def test_stretched_shells_surface_value():
     assert errs[1, 1] < 1e-4 * (1e-5 * 5e-6 / 1e-14), errs[1, 1]
 
 
+def test_arcsinh_equals_numpy_and_has_exact_derivatives():
+    """`kinetics.arcsinh` (the overpotential's, faster than XLA's on CPUs) against numpy's over
+    |x| from 1e-300 to 1e150 and both signs: within 2 ulp of max(|arcsinh x|, 1) (measured 1;
+    below |x| = 0.5 that is 4.4e-16 absolutely, coarse relative to tiny values, which the
+    overpotential does not mind); its first and second derivatives (by its rule) are the closed
+    forms, also at x = 0."""
+    from jaxcell.physics import kinetics
+
+    x = np.concatenate([-np.logspace(-300, 150, 4001), [0.0], np.logspace(-300, 150, 4001)])
+    got, want = np.asarray(jax.jit(kinetics.arcsinh)(jnp.asarray(x))), np.arcsinh(x)
+    err = np.abs(got - want)
+    assert np.all(err <= 2 * np.spacing(np.maximum(np.abs(want), 1.0))), np.max(err)
+    d1 = jax.vmap(jax.grad(kinetics.arcsinh))(jnp.asarray(x))
+    d2 = jax.vmap(jax.grad(jax.grad(kinetics.arcsinh)))(jnp.asarray(x[np.abs(x) < 1e100]))
+    np.testing.assert_allclose(d1, 1.0 / np.sqrt(1.0 + x * x), rtol=1e-15, atol=0.0)
+    xs = x[np.abs(x) < 1e100]
+    np.testing.assert_allclose(d2, -xs / (1.0 + xs * xs) ** 1.5, rtol=1e-14, atol=1e-300)
+    assert float(jax.grad(kinetics.arcsinh)(0.0)) == 1.0
+
+
 def test_butler_volmer_inverse():
     """overpotential() inverts butler_volmer() (symmetric kinetics, as PyBaMM's default)."""
     from jaxcell.physics import kinetics
