@@ -256,6 +256,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=1800.0,
                     help="skip the population if its estimated time after a pilot exceeds this")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of warm timings")
+    ap.add_argument("--population-repeats", type=int, default=3,
+                    help="timed population runs per library, alternating; the median counts")
     ap.add_argument("--meshes", nargs="+", default=None,
                     help="jaxcell meshes: 'default' or n_x_n,n_x_s,n_x_p,n_r_n,n_r_p[,r_stretch] (default: DEFAULT_MESHES[--model])")
     ap.add_argument("--rtols", type=float, nargs="+", default=[1e-6, 1e-4, 1e-3], help="jaxcell rtols")
@@ -293,7 +295,7 @@ def main():
         "reference": str(REFERENCES[name]),
         "reference_rows": int(ref.shape[0]), "pybamm_rtols": args.pybamm_rtols, "atol": C.ATOL, "jaxcell_rtols": args.rtols,
         "jaxcell_meshes": args.meshes, "target_rms_mV": args.target_mV, "repeats": args.repeats, "n_batch": args.n_batch,
-        "batch_size": args.batch_size, "seed": args.seed, "jaxcell_solver": "the model's default: Rodas4 (DFN: StructuredSolve, SPMe: BandedSolve)",
+        "batch_size": args.batch_size, "population_repeats": args.population_repeats, "seed": args.seed, "jaxcell_solver": "the model's default: Rodas4 (DFN: StructuredSolve, SPMe: BandedSolve)",
         "xla_intra_op_threads": info["xla_intra_op_threads"],
     }}
 
@@ -355,7 +357,8 @@ def main():
     if not args.skip_population:
         out["population"] = bench_population.run_config(
             name, args.n_batch, batch_size=args.batch_size, max_seconds=args.max_seconds, seed=args.seed,
-            rtol=jx_h["rtol"], pybamm_rtol=pb_h["rtol"], memory_analysis=not args.no_memory_analysis, model=model_h)
+            rtol=jx_h["rtol"], pybamm_rtol=pb_h["rtol"], memory_analysis=not args.no_memory_analysis, model=model_h,
+            repeats=args.population_repeats)
         save("population")
 
     # ---- 3: gradient ----

@@ -30,6 +30,9 @@ Each configuration (model, n):
      configuration already compiled this model and chunk size);
    * the warm run: a second call on all n cells (the compiled chunk is reused), timed with
      ``jax.block_until_ready``; its cells/s is the throughput.
+   * ``--repeats`` R (default 3): R - 1 more timed runs of all n cells by each library,
+     alternating PyBaMM and jaxcell; each library's throughput is then that of its median run
+     (the machine's speed drifts by tens of percent over minutes; every run is in the JSON).
 3. Pilot and ``--max-seconds``: before that, both libraries solve the first k = min(n, B, --pilot)
    cells (jaxcell in one chunk of k; when k = B this is the first call of step 2). From it the
    configuration's remaining time is estimated; over ``--max-seconds`` it is skipped and reported
@@ -69,6 +72,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import time
 import warnings
 
@@ -135,9 +139,10 @@ def first_call(model, cells, ts, rtol):
 
 
 def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, pilot=8, seed=0, n_out=1001,
-               rtol=C.RTOL, pybamm_rtol=C.RTOL, memory_analysis=True, model=None):
+               rtol=C.RTOL, pybamm_rtol=C.RTOL, memory_analysis=True, model=None, repeats=1):
     """One configuration (model `name`, `n` cells): see the module docstring. `rtol` is jaxcell's,
-    `pybamm_rtol` IDAKLU's; `model` a jaxcell model instance (default: `name`'s default mesh).
+    `pybamm_rtol` IDAKLU's; `model` a jaxcell model instance (default: `name`'s default mesh);
+    `repeats` timed runs of all n cells for each library, alternating, the median reported.
     Returns a dict; ``"skipped"`` holds the reason when the pilot's estimate exceeds `max_seconds`."""
     print(f"\n=== {name}, n = {n} ===", flush=True)
     C.log_load(f"{name} n={n} start")
@@ -171,7 +176,7 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     # ---- estimate the rest ----
     compile_est = first["compile_s"] if first["compile_s"] > 0.5 else 0.0
     mem_key = (repr(model), B, rtol)
-    est = pb_pilot_cell * n + jx_cell * n
+    est = (pb_pilot_cell * n + jx_cell * n) * repeats
     if k < B:
         est += compile_est + jx_cell * B  # the first call at chunk size B
     if memory_analysis and mem_key not in _XLA_MEMORY:
@@ -194,11 +199,12 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
               flush=True)
         res["xla_memory"] = xmem
 
-    # ---- PyBaMM: all n cells ----
+    # ---- PyBaMM: all n cells (the first of `repeats`; the others alternate with jaxcell's below) ----
     C.log_load(f"{name} n={n} PyBaMM")
     t0 = time.perf_counter()
     pb = C.pybamm_solve(built, solver, inputs, ts)
-    pb_wall = time.perf_counter() - t0
+    pb_walls = [time.perf_counter() - t0]
+    pb_wall = pb_walls[0]
     res["pybamm"] = {"wall_s": pb_wall, "cells_per_s": n / pb_wall, "num_threads": pybamm_threads,
                      "terminations": status_counts([term for _, _, term in pb])}
     print(f"PyBaMM list-of-inputs solve, {n} cells: {pb_wall:.2f} s = {n/pb_wall:.2f} cells/s; "
@@ -229,6 +235,23 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     print(f"jaxcell warm run, {n} cells in chunks of {B}: {jx_wall:.2f} s = {n/jx_wall:.2f} cells/s "
           f"({res['jaxcell']['recompiles']} recompiles); status {res['jaxcell']['status']}; RSS "
           f"{mem.base/2**20:.0f} -> {mem.max/2**20:.0f} MiB (+{mem.increase/B/2**10:.0f} KiB/cell)", flush=True)
+
+    # ---- further timed runs, alternating (the machine's speed drifts): the medians count ----
+    jx_walls = [jx_wall]
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        C.pybamm_solve(built, solver, inputs, ts)
+        pb_walls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        jax.block_until_ready(jaxcell.simulate_batch(model, cells, C.EXPERIMENT, batch_size=B, t_eval=ts_j, rtol=rtol,
+                                                     atol=C.ATOL, progress=False))
+        jx_walls.append(time.perf_counter() - t0)
+    if repeats > 1:
+        for lib, walls in (("pybamm", pb_walls), ("jaxcell", jx_walls)):
+            res[lib].update(wall_s=statistics.median(walls), walls_s=walls, cells_per_s=n / statistics.median(walls))
+        print(f"{repeats} runs each, alternating: PyBaMM {[round(n / w, 1) for w in pb_walls]} cells/s, jaxcell "
+              f"{[round(n / w, 1) for w in jx_walls]} cells/s; medians {res['pybamm']['cells_per_s']:.2f} and "
+              f"{res['jaxcell']['cells_per_s']:.2f}", flush=True)
 
     res["ratio_jaxcell_over_pybamm"] = res["jaxcell"]["cells_per_s"] / res["pybamm"]["cells_per_s"]
     res["agreement"] = C.batch_agreement(ts, sols, pb, t_min=T_MIN)
@@ -282,6 +305,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=math.inf,
                     help="skip (and report) a configuration whose estimated time after the pilot exceeds this")
     ap.add_argument("--pilot", type=int, default=8, help="cells in the pilot")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs of all cells per library, alternating; the median counts")
     ap.add_argument("--n-out", type=int, default=1001, help=f"output times on [0, {C.T_END:.0f} s]")
     ap.add_argument("--no-memory-analysis", action="store_true",
                     help="skip XLA's memory analysis of the chunk (an extra compile per model and chunk size)")
@@ -305,6 +330,7 @@ def main():
             "pybamm_threads": args.pybamm_threads, "xla_threads": "1" if args.xla_threads == 1 else "default",
             "rtol": args.rtol, "pybamm_rtol": args.pybamm_rtol, "atol": C.ATOL, "n_out": args.n_out, "t_grid_end_s": C.T_END,
             "max_seconds": args.max_seconds if math.isfinite(args.max_seconds) else None, "pilot": args.pilot,
+            "repeats": args.repeats,
         },
         "results": [],
         "complete": False,
@@ -316,7 +342,8 @@ def main():
             out["results"].append(run_config(
                 name, n, batch_size=args.batch_size, pybamm_threads=args.pybamm_threads,
                 max_seconds=args.max_seconds, pilot=args.pilot, seed=args.seed, n_out=args.n_out,
-                rtol=args.rtol, pybamm_rtol=args.pybamm_rtol, memory_analysis=not args.no_memory_analysis))
+                rtol=args.rtol, pybamm_rtol=args.pybamm_rtol, memory_analysis=not args.no_memory_analysis,
+                repeats=args.repeats))
             out["load_log"] = C.LOAD_LOG
             args.out.write_text(json.dumps(out, indent=1) + "\n")
     info["load_avg_at_end"] = list(os.getloadavg())
