@@ -200,11 +200,18 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
         res["xla_memory"] = xmem
 
     # ---- PyBaMM: all n cells (the first of `repeats`; the others alternate with jaxcell's below) ----
+    def run_pybamm():
+        return C.pybamm_solve(built, solver, inputs, ts)
+
+    def run_jaxcell():
+        return jax.block_until_ready(jaxcell.simulate_batch(model, cells, C.EXPERIMENT, batch_size=B, t_eval=ts_j,
+                                                            rtol=rtol, atol=C.ATOL, progress=False))
+
     C.log_load(f"{name} n={n} PyBaMM")
     t0 = time.perf_counter()
-    pb = C.pybamm_solve(built, solver, inputs, ts)
-    pb_walls = [time.perf_counter() - t0]
-    pb_wall = pb_walls[0]
+    pb = run_pybamm()
+    pb_wall = time.perf_counter() - t0
+    pb_walls = [pb_wall]
     res["pybamm"] = {"wall_s": pb_wall, "cells_per_s": n / pb_wall, "num_threads": pybamm_threads,
                      "terminations": status_counts([term for _, _, term in pb])}
     print(f"PyBaMM list-of-inputs solve, {n} cells: {pb_wall:.2f} s = {n/pb_wall:.2f} cells/s; "
@@ -222,8 +229,7 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     rss_peak0 = C.peak_rss_bytes()
     with C.RssSampler() as mem:
         t0 = time.perf_counter()
-        sols = jax.block_until_ready(jaxcell.simulate_batch(model, cells, C.EXPERIMENT, batch_size=B, t_eval=ts_j,
-                                                            rtol=rtol, atol=C.ATOL, progress=False))
+        sols = run_jaxcell()
         jx_wall = time.perf_counter() - t0
     res["jaxcell"] = {
         "wall_s": jx_wall, "cells_per_s": n / jx_wall, "recompiles": C.compiles() - c0,
@@ -239,13 +245,10 @@ def run_config(name, n, *, batch_size, pybamm_threads=1, max_seconds=math.inf, p
     # ---- further timed runs, alternating (the machine's speed drifts): the medians count ----
     jx_walls = [jx_wall]
     for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        C.pybamm_solve(built, solver, inputs, ts)
-        pb_walls.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        jax.block_until_ready(jaxcell.simulate_batch(model, cells, C.EXPERIMENT, batch_size=B, t_eval=ts_j, rtol=rtol,
-                                                     atol=C.ATOL, progress=False))
-        jx_walls.append(time.perf_counter() - t0)
+        for run, walls in ((run_pybamm, pb_walls), (run_jaxcell, jx_walls)):
+            t0 = time.perf_counter()
+            run()
+            walls.append(time.perf_counter() - t0)
     if repeats > 1:
         for lib, walls in (("pybamm", pb_walls), ("jaxcell", jx_walls)):
             res[lib].update(wall_s=statistics.median(walls), walls_s=walls, cells_per_s=n / statistics.median(walls))

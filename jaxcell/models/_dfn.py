@@ -27,7 +27,16 @@ from .. import mesh
 from ..physics import cell, kinetics, transport
 from ..physics.constants import R_GAS, F
 from ._base import AbstractCellModel
-from ._spm import _check_sizes, _check_stretch, _solid_charge, exchange_current, particle_rhs, solid_conductivity, x_volumes
+from ._spm import (
+    _check_sizes,
+    _check_stretch,
+    _solid_charge,
+    exchange_current,
+    particle_edges,
+    particle_rhs,
+    solid_conductivity,
+    x_volumes,
+)
 
 DEFAULT_DOUBLE_LAYER = 0.2  # F.m-2, used when a set has no double-layer capacity
 
@@ -97,8 +106,8 @@ class DFN(AbstractCellModel):
 
     @property
     def edges(self):
-        """Shell edges r / R of the (negative, positive) particles (`mesh.shell_edges`)."""
-        return mesh.shell_edges(self.n_r_n, self.r_stretch), mesh.shell_edges(self.n_r_p, self.r_stretch)
+        """Shell edges r / R of the (negative, positive) particles (`particle_edges`)."""
+        return particle_edges(self)
 
     # -- state layout --------------------------------------------------------------------------
     @property

@@ -20,6 +20,12 @@ def _check_stretch(r_stretch):
         raise ValueError(f"r_stretch must be a number in [1, 100] (1 = uniform shells), got {r_stretch!r}.")
 
 
+def particle_edges(model):
+    """Shell edges r / R of the (negative, positive) particles of `model` (`n_r_n`, `n_r_p`,
+    `r_stretch`; `mesh.shell_edges`)."""
+    return mesh.shell_edges(model.n_r_n, model.r_stretch), mesh.shell_edges(model.n_r_p, model.r_stretch)
+
+
 def particle_rhs(domain, c, j, T, p, edges=None):
     """dc/dt in the particles of one electrode for interfacial current density `j` [A.m-2]
     (positive = delithiation), with the set's diffusivity D(sto, T); `edges` are the shell
@@ -107,8 +113,8 @@ class SPM(AbstractCellModel):
 
     @property
     def edges(self):
-        """Shell edges r / R of the (negative, positive) particles (`mesh.shell_edges`)."""
-        return mesh.shell_edges(self.n_r_n, self.r_stretch), mesh.shell_edges(self.n_r_p, self.r_stretch)
+        """Shell edges r / R of the (negative, positive) particles (`particle_edges`)."""
+        return particle_edges(self)
 
     # -- state layout --------------------------------------------------------------------------
     def split(self, y):
