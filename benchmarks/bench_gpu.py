@@ -1,7 +1,7 @@
 """Population throughput on whatever JAX device is present (a GPU when there is one), float64.
 
-For each model (SPMe, DFN; Chen2020, isothermal, "Discharge at 1C until 2.5 V", jaxcell's default
-manufacturing variation) and each population size n:
+For each setting, model (SPMe, DFN; Chen2020, isothermal, "Discharge at 1C until 2.5 V", jaxcell's
+default manufacturing variation) and population size n:
 
 * **largest chunk that fits**: XLA's memory analysis of the compiled chunk function at a probe
   chunk size gives bytes per cell; the largest chunk is the device's memory (``bytes_limit`` of
@@ -11,11 +11,17 @@ manufacturing variation) and each population size n:
   compiling (``jax.monitoring``);
 * **throughput**: a second, warm call on all n cells in chunks of min(n, largest chunk); cells/s;
 * **memory**: bytes per cell from XLA's analysis and, on a GPU, the device's peak bytes in use
-  divided by the chunk size;
+  divided by the chunk size (only where the case raised the process's peak: JAX cannot reset it);
 * **agreement**: the first ``--check`` cells solved one by one on the CPU (``jax.default_device``);
   the largest |dV| [mV] on the output grid and the largest end-time difference [s]. On a CPU-only
   machine this compares the batched solve with single solves;
 * status counts (``jaxcell.Status`` names) and which device the chunk ran on.
+
+Settings (``--settings``): ``headline``, each model's mesh and rtol of the CPU benchmark's headline
+(``results/spme_latest.json``, ``results/dfn_latest.json``: the fastest setting within 1 mV RMS of
+the converged reference, the one the PyBaMM ratios use); ``default``, the model's defaults at rtol
+1e-6. ``--budget-s`` skips a case whose compile plus two runs, projected from the model's previous
+case, would end past the budget (recorded as skipped), so a run on a lent machine ends in time.
 
 Default sizes: 10^3, 10^4, 10^5 on an accelerator; 8 and 32 on a CPU (the suite smoke-tests the
 script with a tiny run). Output: a table on stdout and ``--out`` JSON (rewritten after each case).
@@ -24,6 +30,7 @@ Usage::
 
     python benchmarks/bench_gpu.py                        # SPMe and DFN at the default sizes
     python benchmarks/bench_gpu.py --models SPMe --sizes 1000 10000 --out results/gpu_spme.json
+    python benchmarks/bench_gpu.py --settings headline default --budget-s 480
 """
 
 from __future__ import annotations
@@ -45,9 +52,21 @@ import _common  # noqa: E402  (registers the compile listener before any JAX com
 import numpy as np  # noqa: E402
 
 import jaxcell  # noqa: E402
+from bench_dfn import parse_mesh  # noqa: E402
 from jaxcell.solution import Status  # noqa: E402
 
-MODELS = {"SPMe": jaxcell.SPMe, "DFN": jaxcell.DFN}
+MODELS = ("SPMe", "DFN")
+HEADLINE_JSON = {"SPMe": "spme_latest.json", "DFN": "dfn_latest.json"}
+
+
+def model_setting(name, setting):
+    """(model, rtol, description) of `setting` for the model `name`."""
+    if setting == "default":
+        return parse_mesh("default", name), _common.RTOL, "defaults"
+    with open(_common.RESULTS / HEADLINE_JSON[name]) as f:
+        head = json.load(f)["headline"]
+    desc = f"mesh {head['jaxcell_mesh']}, rtol {head['jaxcell_rtol']:g} (CPU headline, {HEADLINE_JSON[name]})"
+    return parse_mesh(head["jaxcell_mesh"], name), float(head["jaxcell_rtol"]), desc
 
 
 def device_memory_limit(device) -> tuple[int, str]:
@@ -68,14 +87,14 @@ def is_out_of_memory(err: Exception) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
-def run_chunks(model, cells, ts, chunk):
+def run_chunks(model, cells, ts, chunk, rtol):
     """simulate_batch with `chunk` cells per compiled call; halve the chunk on out-of-memory."""
     retries = []
     while True:
         try:
             t0 = time.perf_counter()
             sol = jaxcell.simulate_batch(model, cells, _common.EXPERIMENT, batch_size=chunk, t_eval=ts,
-                                         rtol=_common.RTOL, atol=_common.ATOL, progress=False)
+                                         rtol=rtol, atol=_common.ATOL, progress=False)
             jax.block_until_ready(sol.voltage)
             return sol, time.perf_counter() - t0, chunk, retries
         except Exception as e:  # XlaRuntimeError has no stable import path across jaxlib versions
@@ -85,7 +104,7 @@ def run_chunks(model, cells, ts, chunk):
             chunk = max(1, chunk // 2)
 
 
-def cpu_check(model, cells, ts, sol, k):
+def cpu_check(model, cells, ts, sol, k, rtol):
     """Largest |dV| [mV] and end-time difference [s] between the batch's first k cells and the
     same cells solved one at a time on the CPU."""
     cpu = jax.devices("cpu")[0]
@@ -93,7 +112,7 @@ def cpu_check(model, cells, ts, sol, k):
     with jax.default_device(cpu):
         for i in range(k):
             p = jax.tree.map(lambda x: x[i], cells)
-            one = jaxcell.simulate(model, p, _common.EXPERIMENT, t_eval=ts, rtol=_common.RTOL, atol=_common.ATOL)
+            one = jaxcell.simulate(model, p, _common.EXPERIMENT, t_eval=ts, rtol=rtol, atol=_common.ATOL)
             va, vb = np.asarray(sol.voltage[i]), np.asarray(one.voltage)
             both = np.isfinite(va) & np.isfinite(vb)
             if np.any(np.isfinite(va) != np.isfinite(vb)):
@@ -104,16 +123,18 @@ def cpu_check(model, cells, ts, sol, k):
     return dv, dt
 
 
-def bench_model(name, sizes, args, device, out):
-    model = MODELS[name]()
+def bench_model(name, setting, sizes, args, device, out, t_start):
+    model, rtol, desc = model_setting(name, setting)
     p = jaxcell.load_parameters(_common.SET)
     ts = np.linspace(0.0, _common.T_END, args.n_out)
     cells_all = jaxcell.sample_population(p, jaxcell.default_variation(), max(sizes), jax.random.key(args.seed))
     cells_all = jax.device_get(cells_all)
+    n_states = sum(math.prod(x.shape) for x in jax.tree.leaves(jax.eval_shape(model.initial_state, p)))
+    print(f"{name} [{setting}]: {desc}, {n_states} states", flush=True)
 
     probe = min(args.probe, max(sizes))
     if probe:
-        mem = _common.xla_chunk_memory(model, jax.tree.map(lambda x: x[:probe], cells_all), ts)
+        mem = _common.xla_chunk_memory(model, jax.tree.map(lambda x: x[:probe], cells_all), ts, rtol)
         per_cell = mem["total_bytes"] / probe
         limit, source = device_memory_limit(device)
         largest = max(1, int(args.memory_fraction * limit / per_cell))
@@ -122,27 +143,38 @@ def bench_model(name, sizes, args, device, out):
     else:  # no memory analysis: every population in one chunk
         mem, per_cell, largest = None, math.nan, max(sizes)
 
+    last = None  # (compile s, cells/s) of this model's previous case: projects the next one's time
     for n in sizes:
+        base = {"model": name, "setting": setting, "setting_detail": desc, "n_states": n_states, "rtol": rtol, "n": n}
+        if args.budget_s:
+            projected = last[0] + 2 * n / last[1] if last else 0.0
+            left = args.budget_s - (time.perf_counter() - t_start)
+            if projected > left or left <= 0:
+                out["results"].append({**base, "skipped": f"projected {projected:.0f} s, {left:.0f} s of the budget left"})
+                print(f"{name:5s} n={n:7d} skipped: projected {projected:.0f} s > {left:.0f} s left", flush=True)
+                continue
         cells = jax.tree.map(lambda x: x[:n], cells_all)
         chunk = min(n, largest)
-        c0, s0 = _common.compiles(), _common.compile_seconds()
+        c0, s0, peak0 = _common.compiles(), _common.compile_seconds(), peak_device_bytes(device)
         t0 = time.perf_counter()
         first = jaxcell.simulate_batch(model, jax.tree.map(lambda x: x[:chunk], cells), _common.EXPERIMENT,
-                                       batch_size=chunk, t_eval=ts, rtol=_common.RTOL, atol=_common.ATOL, progress=False)
+                                       batch_size=chunk, t_eval=ts, rtol=rtol, atol=_common.ATOL, progress=False)
         jax.block_until_ready(first.voltage)
         first_s = time.perf_counter() - t0
-        sol, wall, used, retries = run_chunks(model, cells, ts, chunk)
+        sol, wall, used, retries = run_chunks(model, cells, ts, chunk, rtol)
         compile_s = _common.compile_seconds() - s0
+        last = (compile_s, n / wall)
         status = np.asarray(sol.status)
         counts = {Status(int(c)).name: int((status == c).sum()) for c in np.unique(status)}
-        dv, dt = cpu_check(model, cells, ts, sol, min(args.check, n)) if args.check else (None, None)
+        dv, dt = cpu_check(model, cells, ts, sol, min(args.check, n), rtol) if args.check else (None, None)
         peak = peak_device_bytes(device)
         row = {
-            "model": name, "n": n, "chunk": used, "oom_retries_at": retries,
+            **base, "chunk": used, "oom_retries_at": retries,
             "cells_per_s": n / wall, "warm_s": wall, "first_call_s": first_s,
             "compile_s": compile_s, "compiles": _common.compiles() - c0,
             "xla_bytes_per_cell": per_cell, "xla_memory_probe": {"chunk": probe, **mem} if mem else None,
-            "device_peak_bytes_per_cell": peak / used if peak else None,
+            # the device's peak is the process's: per cell only where this case raised it
+            "device_peak_bytes": peak, "device_peak_bytes_per_cell": peak / used if peak and peak > (peak0 or 0) else None,
             "largest_chunk_estimate": largest, "status_counts": counts,
             "cpu_check_cells": min(args.check, n), "cpu_check_max_dV_mV": dv, "cpu_check_max_dt_end_s": dt,
         }
@@ -162,6 +194,10 @@ def write(out, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--settings", nargs="+", default=["headline"], choices=["headline", "default"],
+                        help="headline: the CPU benchmark's equal-accuracy mesh and rtol (default); default: the model's defaults")
+    parser.add_argument("--budget-s", type=float, default=0.0,
+                        help="skip cases projected to end past this many seconds from the start (default 0: no budget)")
     parser.add_argument("--sizes", nargs="+", type=int, default=None,
                         help="population sizes (default 1000 10000 100000 on an accelerator, 8 32 on a CPU)")
     parser.add_argument("--n-out", type=int, default=100, help="output points per cell on [0, 4320 s] (default 100)")
@@ -175,8 +211,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.sizes or []):
         parser.error("--sizes must be positive integers")
-    if args.probe < 0 or args.check < 0 or args.n_out < 2 or not 0 < args.memory_fraction <= 1:
-        parser.error("--probe and --check must be >= 0, --n-out >= 2, --memory-fraction in (0, 1]")
+    if args.probe < 0 or args.check < 0 or args.n_out < 2 or not 0 < args.memory_fraction <= 1 or args.budget_s < 0:
+        parser.error("--probe, --check and --budget-s must be >= 0, --n-out >= 2, --memory-fraction in (0, 1]")
+    t_start = time.perf_counter()
 
     device = jax.devices()[0]
     accelerator = device.platform != "cpu"
@@ -185,14 +222,17 @@ def main(argv=None):
         "device": str(device), "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
         "devices": [str(d) for d in jax.devices()], "cpu_model": _common.cpu_model(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "jax": jax.__version__, "jaxcell": jaxcell.__version__,
+        "packages": {m: getattr(sys.modules.get(m), "__version__", None) for m in ("jaxlib", "diffrax", "equinox", "lineax", "numpy")},
         "x64": bool(jax.config.jax_enable_x64), "git": _common.git_info(),
-        "settings": {"set": _common.SET, "experiment": _common.EXPERIMENT, "rtol": _common.RTOL, "atol": _common.ATOL,
-                     "n_out": args.n_out, "sizes": sizes, "seed": args.seed},
+        "settings": {"set": _common.SET, "experiment": _common.EXPERIMENT, "settings": args.settings, "atol": _common.ATOL,
+                     "n_out": args.n_out, "sizes": sizes, "seed": args.seed, "budget_s": args.budget_s},
         "results": [],
     }
     print(f"device {device} ({out['device_kind']}), {len(out['devices'])} device(s), float64", flush=True)
-    for name in args.models:
-        bench_model(name, sizes, args, device, out)
+    for setting in args.settings:
+        for name in args.models:
+            bench_model(name, setting, sizes, args, device, out, t_start)
+    out["total_s"] = time.perf_counter() - t_start
     if args.out:
         write(out, args.out)
     return out
