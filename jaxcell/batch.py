@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import equinox as eqx
 import jax
@@ -43,7 +44,9 @@ def simulate_batch(
 
     The default `batch_size` is all cells at once on accelerators and `CPU_CHUNK` cells per
     device on CPUs, where a large vmapped chunk is slower per cell than a small one (its working
-    set leaves the caches; benchmarks/README.md has the measurements).
+    set leaves the caches; benchmarks/README.md has the measurements). With the default, a chunk
+    that does not fit in the device's memory is halved (with a warning) until it does; with a
+    `batch_size` given, it raises `MemoryError`.
 
     Returns a `Solution` whose arrays have the cells as leading axis.
 
@@ -67,7 +70,6 @@ def simulate_batch(
     else:  # int() would truncate 2.5 to 2 silently
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
     size = math.ceil(min(size, n) / len(devices)) * len(devices)  # whole cells per device
-    n_chunks = math.ceil(n / size)
     mesh = Mesh(np.asarray(devices), ("cells",))
     sharding = NamedSharding(mesh, PartitionSpec("cells"))
     opts = dict(t_eval=None, rtol=1e-6, atol=1e-8, max_steps=20_000, solver=None, adjoint=None, initial_soc=None)
@@ -78,16 +80,43 @@ def simulate_batch(
     model, params, table, modes, t_eval, options = _prepare(model, params, experiment, **opts, outputs_in_loop=True)
     params = jax.device_get(params)
 
-    chunks = range(n_chunks)
-    if progress or (progress is None and n_chunks > 1):
-        from tqdm.auto import tqdm
+    def run(size):
+        n_chunks = math.ceil(n / size)
+        chunks = range(n_chunks)
+        if progress or (progress is None and n_chunks > 1):
+            from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc=f"simulating {n} cells", unit="chunk")
-    results = []
-    for k in chunks:
-        idx = np.arange(k * size, (k + 1) * size)
-        idx = np.where(idx < n, idx, 0)  # pad the last chunk with cell 0
-        chunk = jax.device_put(jax.tree.map(lambda x: x[idx], params), sharding)
-        results.append(jax.device_get(_simulate_chunk(model, chunk, table, modes, t_eval, options)))
+            chunks = tqdm(chunks, desc=f"simulating {n} cells", unit="chunk")
+        results = []
+        for k in chunks:
+            idx = np.arange(k * size, (k + 1) * size)
+            idx = np.where(idx < n, idx, 0)  # pad the last chunk with cell 0
+            chunk = jax.device_put(jax.tree.map(lambda x: x[idx], params), sharding)
+            results.append(jax.device_get(_simulate_chunk(model, chunk, table, modes, t_eval, options)))
+        return results
+
+    while True:
+        try:
+            results = run(size)
+            break
+        except Exception as err:  # jaxlib's error class has moved between versions
+            if not _out_of_memory(err):
+                raise
+            if batch_size is not None or size <= len(devices):
+                raise MemoryError(
+                    f"simulate_batch: a chunk of {size} cells did not fit in the memory of {devices[0].device_kind} "
+                    f"(batch_size={batch_size}); pass a smaller batch_size, or fewer output times (t_eval)."
+                ) from err
+            smaller = math.ceil(size // 2 / len(devices)) * len(devices)
+            warnings.warn(f"simulate_batch: {size} cells at once did not fit in the memory of "
+                          f"{devices[0].device_kind}; running chunks of {smaller} (set batch_size to choose).",
+                          stacklevel=2)
+            size = smaller
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *results)
     return jax.tree.map(jnp.asarray, out)
+
+
+def _out_of_memory(err: Exception) -> bool:
+    """Whether `err` is XLA's out-of-memory error (RESOURCE_EXHAUSTED), on any device."""
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()

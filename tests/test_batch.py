@@ -37,6 +37,43 @@ def test_chunks_equal_one_vmap(spm, chen):
     np.testing.assert_array_equal(chunked.status, whole.status)
 
 
+def _out_of_memory_above(limit, monkeypatch):
+    """Make simulate_batch's chunk function fail as XLA does when a chunk has more than `limit`
+    cells (nothing is compiled for those); smaller chunks run as usual."""
+    from jaxcell import batch
+
+    real, sizes = batch._simulate_chunk, []
+
+    def chunk_fn(model, chunk, *args):
+        sizes.append(jax.tree.leaves(chunk)[0].shape[0])
+        if sizes[-1] > limit:
+            raise RuntimeError(f"RESOURCE_EXHAUSTED: Out of memory while trying to allocate {sizes[-1]} cells")
+        return real(model, chunk, *args)
+
+    monkeypatch.setattr(batch, "_simulate_chunk", chunk_fn)
+    return sizes
+
+
+def test_default_chunk_is_halved_until_it_fits(spm, chen, monkeypatch):
+    """With the default batch_size, a chunk that runs out of device memory is halved (with a
+    warning) until it fits, and the cells' results are those of chunks of that size."""
+    cells = _cells(chen, 5)
+    expected = jaxcell.simulate_batch(spm, cells, EXP, batch_size=2, progress=False)
+    sizes = _out_of_memory_above(2, monkeypatch)
+    with pytest.warns(UserWarning, match="5 cells at once did not fit .* running chunks of 2"):
+        got = jaxcell.simulate_batch(spm, cells, EXP, progress=False)
+    assert sizes == [5, 2, 2, 2]
+    np.testing.assert_array_equal(got.voltage, expected.voltage)
+    np.testing.assert_array_equal(got.status, expected.status)
+
+
+def test_a_chosen_chunk_that_does_not_fit_says_so(spm, chen, monkeypatch):
+    """A batch_size the user chose is not changed behind their back: MemoryError naming it."""
+    _out_of_memory_above(2, monkeypatch)
+    with pytest.raises(MemoryError, match=r"a chunk of 4 cells did not fit .*batch_size=4\); pass a smaller batch_size"):
+        jaxcell.simulate_batch(spm, _cells(chen, 5), EXP, batch_size=4, progress=False)
+
+
 def test_bad_arguments(spm, chen):
     with pytest.raises(ValueError, match="one leading batch axis"):
         jaxcell.simulate_batch(spm, chen, EXP)
