@@ -155,12 +155,22 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
                 continue
         cells = jax.tree.map(lambda x: x[:n], cells_all)
         chunk = min(n, largest)
+        sol = None  # the previous case's results off the device before this case's peak
         c0, s0, peak0 = _common.compiles(), _common.compile_seconds(), peak_device_bytes(device)
-        # the first call compiles (and halves the chunk until it fits); the second is timed
-        _, first_s, chunk, retries = run_chunks(model, jax.tree.map(lambda x: x[:chunk], cells), ts, chunk, rtol)
-        sol, wall, used, more = run_chunks(model, cells, ts, chunk, rtol)
+        try:
+            # the first call compiles (and halves the chunk until it fits); the second is timed
+            t0 = time.perf_counter()
+            chunk, retries = run_chunks(model, jax.tree.map(lambda x: x[:chunk], cells), ts, chunk, rtol)[2:]
+            first_s = time.perf_counter() - t0
+            sol, wall, used, more = run_chunks(model, cells, ts, chunk, rtol)
+        except Exception as e:  # recorded, and the next case or model still runs
+            out["results"].append({**base, "error": f"{type(e).__name__}: {str(e)[:500]}"})
+            print(f"{name:5s} n={n:7d} failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+            if args.out:
+                write(out, args.out)
+            continue
         retries += more
-        compile_s = _common.compile_seconds() - s0
+        compile_s = _common.compile_seconds() - s0  # with the compiles of chunk sizes that did not fit
         last = (compile_s, n / wall)
         status = np.asarray(sol.status)
         counts = {Status(int(c)).name: int((status == c).sum()) for c in np.unique(status)}
@@ -172,7 +182,9 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
             "compile_s": compile_s, "compiles": _common.compiles() - c0,
             "xla_bytes_per_cell": per_cell, "xla_memory_probe": {"chunk": probe, **mem} if mem else None,
             # the device's peak is the process's: per cell only where this case raised it
-            "device_peak_bytes": peak, "device_peak_bytes_per_cell": peak / used if peak and peak > (peak0 or 0) else None,
+            # (and not after a chunk that did not fit: that attempt may have set it)
+            "device_peak_bytes": peak,
+            "device_peak_bytes_per_cell": peak / used if peak and peak > (peak0 or 0) and not retries else None,
             "largest_chunk_estimate": largest, "status_counts": counts,
             "cpu_check_cells": min(args.check, n), "cpu_check_max_dV_mV": dv, "cpu_check_max_dt_end_s": dt,
         }

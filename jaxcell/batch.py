@@ -88,11 +88,15 @@ def simulate_batch(
 
             chunks = tqdm(chunks, desc=f"simulating {n} cells", unit="chunk")
         results = []
-        for k in chunks:
-            idx = np.arange(k * size, (k + 1) * size)
-            idx = np.where(idx < n, idx, 0)  # pad the last chunk with cell 0
-            chunk = jax.device_put(jax.tree.map(lambda x: x[idx], params), sharding)
-            results.append(jax.device_get(_simulate_chunk(model, chunk, table, modes, t_eval, options)))
+        try:
+            for k in chunks:
+                idx = np.arange(k * size, (k + 1) * size)
+                idx = np.where(idx < n, idx, 0)  # pad the last chunk with cell 0
+                chunk = jax.device_put(jax.tree.map(lambda x: x[idx], params), sharding)
+                results.append(jax.device_get(_simulate_chunk(model, chunk, table, modes, t_eval, options)))
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
         return results
 
     while True:
@@ -102,12 +106,14 @@ def simulate_batch(
         except Exception as err:  # jaxlib's error class has moved between versions
             if not _out_of_memory(err):
                 raise
-            if batch_size is not None or size <= len(devices):
-                raise MemoryError(
-                    f"simulate_batch: a chunk of {size} cells did not fit in the memory of {devices[0].device_kind} "
-                    f"(batch_size={batch_size}); pass a smaller batch_size, or fewer output times (t_eval)."
-                ) from err
-            smaller = math.ceil(size // 2 / len(devices)) * len(devices)
+            where = f"the memory of {devices[0].device_kind}"
+            if batch_size is not None:
+                raise MemoryError(f"simulate_batch: a chunk of {size} cells (batch_size={batch_size}) did not fit in "
+                                  f"{where}; pass a smaller batch_size, or fewer output times (t_eval).") from err
+            if size <= len(devices):
+                raise MemoryError(f"simulate_batch: one cell per device did not fit in {where}; ask for fewer output "
+                                  "times (t_eval) or a coarser mesh.") from err
+            smaller = math.ceil(size / 2 / len(devices)) * len(devices)  # halves, rounding up: less padding
             warnings.warn(f"simulate_batch: {size} cells at once did not fit in the memory of "
                           f"{devices[0].device_kind}; running chunks of {smaller} (set batch_size to choose).",
                           stacklevel=2)

@@ -60,18 +60,38 @@ def test_default_chunk_is_halved_until_it_fits(spm, chen, monkeypatch):
     cells = _cells(chen, 5)
     expected = jaxcell.simulate_batch(spm, cells, EXP, batch_size=2, progress=False)
     sizes = _out_of_memory_above(2, monkeypatch)
-    with pytest.warns(UserWarning, match="5 cells at once did not fit .* running chunks of 2"):
+    with pytest.warns(UserWarning) as caught:
         got = jaxcell.simulate_batch(spm, cells, EXP, progress=False)
-    assert sizes == [5, 2, 2, 2]
+    assert sizes == [5, 3, 2, 2, 2]  # 5 -> 3 (halved, rounded up) -> 2
+    assert [str(w.message).split(";")[1] for w in caught] == [" running chunks of 3 (set batch_size to choose).",
+                                                               " running chunks of 2 (set batch_size to choose)."]
     np.testing.assert_array_equal(got.voltage, expected.voltage)
     np.testing.assert_array_equal(got.status, expected.status)
 
 
 def test_a_chosen_chunk_that_does_not_fit_says_so(spm, chen, monkeypatch):
     """A batch_size the user chose is not changed behind their back: MemoryError naming it."""
-    _out_of_memory_above(2, monkeypatch)
-    with pytest.raises(MemoryError, match=r"a chunk of 4 cells did not fit .*batch_size=4\); pass a smaller batch_size"):
+    sizes = _out_of_memory_above(2, monkeypatch)
+    with pytest.raises(MemoryError, match=r"a chunk of 4 cells \(batch_size=4\) did not fit .*; pass a smaller batch_size"):
         jaxcell.simulate_batch(spm, _cells(chen, 5), EXP, batch_size=4, progress=False)
+    assert sizes == [4]
+    # with the default, down to one cell that still does not fit: MemoryError, not a loop
+    sizes = _out_of_memory_above(0, monkeypatch)
+    with pytest.raises(MemoryError, match="one cell per device did not fit"), pytest.warns(UserWarning):
+        jaxcell.simulate_batch(spm, _cells(chen, 5), EXP, progress=False)
+    assert sizes == [5, 3, 2, 1]
+
+
+def test_other_errors_pass_through(spm, chen, monkeypatch):
+    """Only out-of-memory errors change the chunk size; anything else reaches the caller as is."""
+    from jaxcell import batch
+
+    def broken(*args):
+        raise ValueError("not a memory problem")
+
+    monkeypatch.setattr(batch, "_simulate_chunk", broken)
+    with pytest.raises(ValueError, match="not a memory problem"):
+        jaxcell.simulate_batch(spm, _cells(chen, 5), EXP, progress=False)
 
 
 def test_bad_arguments(spm, chen):
