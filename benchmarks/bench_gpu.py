@@ -11,7 +11,8 @@ default manufacturing variation) and population size n:
   compiling (``jax.monitoring``);
 * **throughput**: a second, warm call on all n cells in chunks of min(n, largest chunk); cells/s;
 * **memory**: bytes per cell from XLA's analysis and, on a GPU, the device's peak bytes in use
-  divided by the chunk size (only where the case raised the process's peak: JAX cannot reset it);
+  divided by the chunk size (only where the case raised the process's peak: JAX cannot reset it),
+  and from each the largest chunk that would fit in ``--memory-fraction`` of the device;
 * **agreement**: the first ``--check`` cells solved one by one on the CPU (``jax.default_device``);
   the largest |dV| [mV] on the output grid and the largest end-time difference [s]. On a CPU-only
   machine this compares the batched solve with single solves;
@@ -133,10 +134,10 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
     print(f"{name} [{setting}]: {desc}, {n_states} states", flush=True)
 
     probe = min(args.probe, max(sizes))
+    limit, source = device_memory_limit(device)
     if probe:
         mem = _common.xla_chunk_memory(model, jax.tree.map(lambda x: x[:probe], cells_all), ts, rtol)
         per_cell = mem["total_bytes"] / probe
-        limit, source = device_memory_limit(device)
         largest = max(1, int(args.memory_fraction * limit / per_cell))
         print(f"{name}: XLA estimates {per_cell / 1e6:.3f} MB per cell; {source} {limit / 1e9:.1f} GB "
               f"-> largest chunk ~{largest} cells", flush=True)
@@ -176,6 +177,7 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
         counts = {Status(int(c)).name: int((status == c).sum()) for c in np.unique(status)}
         dv, dt = cpu_check(model, cells, ts, sol, min(args.check, n), rtol) if args.check else (None, None)
         peak = peak_device_bytes(device)
+        peak_per_cell = peak / used if peak and peak > (peak0 or 0) and not retries else None
         row = {
             **base, "chunk": used, "oom_retries_at": retries,
             "cells_per_s": n / wall, "warm_s": wall, "first_call_s": first_s,
@@ -183,9 +185,12 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
             "xla_bytes_per_cell": per_cell, "xla_memory_probe": {"chunk": probe, **mem} if mem else None,
             # the device's peak is the process's: per cell only where this case raised it
             # (and not after a chunk that did not fit: that attempt may have set it)
-            "device_peak_bytes": peak,
-            "device_peak_bytes_per_cell": peak / used if peak and peak > (peak0 or 0) and not retries else None,
-            "largest_chunk_estimate": largest, "status_counts": counts,
+            "device_peak_bytes": peak, "device_peak_bytes_per_cell": peak_per_cell,
+            # the largest chunk that fits in --memory-fraction of the device: from XLA's analysis
+            # (--probe) and from this case's measured peak (an extrapolation: not run)
+            "largest_chunk_estimate": largest if probe else None,
+            "largest_chunk_from_peak": int(args.memory_fraction * limit / peak_per_cell) if peak_per_cell else None,
+            "status_counts": counts,
             "cpu_check_cells": min(args.check, n), "cpu_check_max_dV_mV": dv, "cpu_check_max_dt_end_s": dt,
         }
         out["results"].append(row)
