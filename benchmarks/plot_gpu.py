@@ -31,7 +31,8 @@ PYBAMM = {"SPMe": "spme_latest.json", "DFN": "dfn_latest.json"}
 
 
 def pybamm_cells_per_s(name):
-    """PyBaMM's population throughput in the CPU benchmark's headline run (median over its runs)."""
+    """PyBaMM's population throughput in the CPU benchmark's headline run (the median where that
+    run timed several, as spme_latest.json did; dfn_latest.json timed one)."""
     pop = json.loads((RESULTS / PYBAMM[name]).read_text())["population"]["pybamm"]
     return float(pop["cells_per_s"])
 

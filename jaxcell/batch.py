@@ -114,9 +114,8 @@ def simulate_batch(
                 raise MemoryError(f"simulate_batch: one cell per device did not fit in {where}; ask for fewer output "
                                   "times (t_eval) or a coarser mesh.") from err
             smaller = math.ceil(size / 2 / len(devices)) * len(devices)  # halves, rounding up: less padding
-            warnings.warn(f"simulate_batch: {size} cells at once did not fit in the memory of "
-                          f"{devices[0].device_kind}; running chunks of {smaller} (set batch_size to choose).",
-                          stacklevel=2)
+            warnings.warn(f"simulate_batch: {size} cells at once did not fit in {where}; running chunks of "
+                          f"{smaller} (set batch_size to choose).", stacklevel=2)
             size = smaller
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *results)
     return jax.tree.map(jnp.asarray, out)
