@@ -153,3 +153,54 @@ def test_points_after_a_stop_count_as_the_cut_off_it_stopped_at():
     assert abs(ll[2] - ll[1]) < 1.0
     # stopping far before the measurement's end is still far less likely
     assert log_likelihood(3.0) < ll[3] - 1e3
+
+
+def test_an_open_circuit_voltage_curve_identifies_the_stoichiometry_window(chen):
+    """`ocv_curve_voltage` is the set's open-circuit voltage over its own window when the ends
+    are the set's 0 % and 100 % voltages, and meets a curve's ends exactly; its derivative
+    through the window's root finds matches central finite differences; and a noisy synthetic
+    curve (2 mV, fixed seed) of a cell with a thicker positive electrode and less lithium gives
+    both back by MAP within three Laplace standard deviations, with the noise scale."""
+    import numpyro
+
+    from jaxcell.inference import ocv_curve_voltage, ocv_likelihood, sample_parameters
+    from jaxcell.soc import open_circuit_voltage
+
+    soc = np.linspace(0.0, 1.0, 101)
+    ends = (float(chen["Open-circuit voltage at 0% SOC [V]"]), float(chen["Open-circuit voltage at 100% SOC [V]"]))
+    x0, x100, y0, y100 = (float(w) for w in jaxcell.stoichiometry_window(chen))
+    own = np.asarray(open_circuit_voltage(chen, x0 + soc * (x100 - x0), y0 - soc * (y0 - y100)))
+    np.testing.assert_allclose(np.asarray(ocv_curve_voltage(chen, soc, ends)), own, atol=1e-12)
+    v = np.asarray(ocv_curve_voltage(chen, soc, (2.9, 4.15)))
+    np.testing.assert_allclose(v[[0, -1]], [2.9, 4.15], atol=1e-9)
+    assert np.all(np.diff(v) > 0)
+
+    L_P, LI = "Positive electrode thickness [m]", "Initial concentration in positive electrode [mol.m-3]"
+    truth = {L_P: float(chen[L_P]) * 1.08, LI: float(chen[LI]) * 0.96}
+    for name in truth:
+        f = lambda a: ocv_curve_voltage(chen.update({**truth, name: a}), soc, (2.9, 4.15))  # noqa: E731
+        a, h = truth[name], truth[name] * 1e-6
+        fd = (np.asarray(f(a + h)) - np.asarray(f(a - h))) / (2 * h)
+        np.testing.assert_allclose(np.asarray(jax.jacfwd(f)(a)), fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+
+    v_obs = np.asarray(ocv_curve_voltage(chen.update(truth), soc, (2.9, 4.15)))
+    v_obs = v_obs + 0.002 * np.random.default_rng(0).standard_normal(soc.size)
+
+    def model(p, soc, voltage, priors):
+        q = sample_parameters(p, priors)
+        ocv_likelihood(q, soc, voltage, numpyro.sample("sigma", dist.HalfNormal(0.01)), ends=(2.9, 4.15))
+
+    res = fit_map(model, chen, soc, v_obs, priors={k: default_prior(k, chen[k]) for k in truth})
+    assert res.converged
+    table = res.summary()
+    for name, value in truth.items():
+        assert abs(table[name]["mean"] - value) < 3 * table[name]["sd"], (name, table[name], value)
+        assert table[name]["sd"] < 0.01 * value  # the curve determines it
+    assert 0.0016 < table["sigma"]["mean"] < 0.0024
+
+    for bad, match in [((soc + 0.5, v_obs), r"soc must lie in \[0, 1\]"), ((soc[:-1], v_obs), "same length"),
+                       ((soc, np.where(soc > 0.5, np.nan, v_obs)), "finite")]:
+        with pytest.raises(ValueError, match=match):
+            numpyro.handlers.seed(ocv_likelihood, 0)(chen, *bad, 0.01, ends=(2.9, 4.15))
+    with pytest.raises(ValueError, match="first below the second"):
+        numpyro.handlers.seed(ocv_likelihood, 0)(chen, soc, v_obs, 0.01, ends=(4.15, 2.9))

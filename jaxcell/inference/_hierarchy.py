@@ -301,23 +301,32 @@ def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_ind
 
 
 def records_model(model, p: ParameterSet, records: StackedRecords, observed=None, *, priors, noise_prior=None,
-                  noise: str = "gaussian", df: float = 4.0, initial_soc=None, rtol: float = 1e-6, atol: float = 1e-8):
+                  noise: str = "gaussian", df: float = 4.0, initial_soc=None, rtol: float = 1e-6, atol: float = 1e-8,
+                  ocv=None, ocv_noise_prior=None):
     """A numpyro model of one cell measured in several records (e.g. discharges at several
     rates): one value of each parameter in `priors` (natural units, as `cell_model`), shared by
     every record; the records solved in one `vmap`ped call (`RecordSolver`, initial states as
     there); one noise scale `sigma` [V]; padding masked. Sites: the parameters' names, "sigma".
 
+    `ocv` = (soc, voltage, ends) adds the cell's measured open-circuit-voltage curve as
+    evidence (`ocv_likelihood`, site "OCV") with its own scale "sigma_ocv" (prior
+    `ocv_noise_prior`, default a half-normal of scale 10 mV).
+
     Example:
         >>> priors = {k: default_prior(k, p[k]) for k in names}
         >>> res = fit_map(records_model, jaxcell.SPMe(), p, stack_records(recs), priors=priors)
     """
-    from ._model import sample_parameters
+    from ._model import ocv_likelihood, sample_parameters
 
     observed = records.voltage if observed is None else observed
     solver = RecordSolver(model, p, records, initial_soc=initial_soc, rtol=rtol, atol=atol)
     q = sample_parameters(p, priors)
     values = {k: jnp.broadcast_to(q[k], (len(records),)) for k in priors}
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
+    if ocv is not None:
+        soc, voltage, ends = ocv
+        sigma_ocv = numpyro.sample("sigma_ocv", ocv_noise_prior if ocv_noise_prior is not None else dist.HalfNormal(0.01))
+        ocv_likelihood(q, soc, voltage, sigma_ocv, ends=ends)
     predicted, status = solver.solve(values)
     return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df,
                               cut_offs=voltage_limits(p), status=status)

@@ -148,6 +148,54 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed)
 
 
+def ocv_curve_voltage(p: ParameterSet, soc, ends):
+    """The set's open-circuit voltage [V] at the states of charge `soc` of a measured curve whose
+    own scale runs from `ends[0]` (its voltage at 0 %) to `ends[1]` (at 100 %): the window
+    between the stoichiometries where the set's open-circuit voltage equals those ends, with
+    the set's cyclable lithium and electrode capacities (`jaxcell.soc`). Traceable, with
+    derivatives through the window's root finds, so a fit can move the capacities and the
+    lithium inventory to match the curve's shape."""
+    from ..soc import _window_of, open_circuit_voltage
+
+    q = p.update({"Open-circuit voltage at 0% SOC [V]": ends[0], "Open-circuit voltage at 100% SOC [V]": ends[1]})
+    x_0, x_100, y_0, y_100 = _window_of(q)
+    s = jnp.asarray(soc)
+    return open_circuit_voltage(q, x_0 + s * (x_100 - x_0), y_0 - s * (y_0 - y_100))
+
+
+def _check_ocv_curve(soc, voltage, ends):
+    if soc.shape != voltage.shape or soc.ndim != 1 or soc.size < 2:
+        raise ValueError(f"ocv_likelihood: soc and voltage must be 1-D of the same length (at least 2), got shapes "
+                         f"{soc.shape} and {voltage.shape}.")
+    if not (np.all(np.isfinite(soc)) and np.all(np.isfinite(voltage))):
+        raise ValueError("ocv_likelihood: soc and voltage must be finite (no NaN).")
+    if soc.min() < 0 or soc.max() > 1:
+        raise ValueError(f"ocv_likelihood: soc must lie in [0, 1], got [{soc.min():g}, {soc.max():g}].")
+    if not ends[0] < ends[1]:
+        raise ValueError(f"ocv_likelihood: ends must be (voltage at 0 %, voltage at 100 %) with the first below the "
+                         f"second, got ({ends[0]:g}, {ends[1]:g}) V.")
+
+
+def ocv_likelihood(p: ParameterSet, soc, voltage, sigma, *, ends, name: str = "OCV"):
+    """Inside a numpyro model: a measured open-circuit-voltage curve (`voltage` [V] against
+    `soc` in [0, 1], e.g. the mean of a slow charge and discharge) as evidence on the set's
+    stoichiometry window: Gaussian residuals of scale `sigma` [V] around `ocv_curve_voltage`.
+    `ends` = (voltage at 0 %, voltage at 100 %) of the curve's own state-of-charge scale (its
+    first and last points when it spans 0 to 1). A rate test alone fixes where a discharge
+    ends, not how the two electrodes share it; the curve's shape does.
+
+    Example:
+        >>> o = pd.read_csv("ocv_25degC.csv")
+        >>> ocv_likelihood(q, o.soc, o.ocv_V, sigma, ends=(o.ocv_V.iloc[0], o.ocv_V.iloc[-1]))
+    """
+    if not any(isinstance(a, jax.core.Tracer) for a in (soc, voltage, *ends)):  # checked where concrete
+        _check_ocv_curve(np.asarray(soc, dtype=np.float64), np.asarray(voltage, dtype=np.float64),
+                         [float(np.asarray(e)) for e in ends])
+    soc, voltage = jnp.asarray(soc), jnp.asarray(voltage)
+    model = ocv_curve_voltage(p, soc, ends)
+    return numpyro.sample(name, dist.Normal(model, sigma).to_event(1), obs=voltage)
+
+
 def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, priors, noise_prior=None,
                noise: str = "gaussian", mask=None, initial_soc=None, rtol: float = 1e-6, atol: float = 1e-8):
     """A numpyro model of one cell's measured voltage: parameters from `priors` (name ->
