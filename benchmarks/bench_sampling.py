@@ -98,7 +98,7 @@ def run_pybop(kind, t, i, v, iterations, warmup, seed):
     return chains, wall
 
 
-def run_jaxcell(t, i, v, warmup, samples, seed):
+def run_jaxcell(t, i, v, warmup, samples, seed, chains=3, chain_method="sequential"):
     import numpyro.distributions as dist
 
     import jaxcell.inference as inf
@@ -112,11 +112,12 @@ def run_jaxcell(t, i, v, warmup, samples, seed):
     args = (model, p, experiment, np.asarray(t), np.asarray(v))
     key = jax.random.key(seed)
     t0 = time.perf_counter()
-    inf.run_nuts(inf.cell_model, *args, key=key, num_warmup=1, num_samples=1, num_chains=1, progress_bar=False, **kw)
+    inf.run_nuts(inf.cell_model, *args, key=key, num_warmup=1, num_samples=1, num_chains=1 if chain_method == "sequential" else chains,
+                 chain_method=chain_method, progress_bar=False, **kw)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mcmc = inf.run_nuts(inf.cell_model, *args, key=key, num_warmup=warmup, num_samples=samples, num_chains=3,
-                        progress_bar=False, **kw)
+    mcmc = inf.run_nuts(inf.cell_model, *args, key=key, num_warmup=warmup, num_samples=samples, num_chains=chains,
+                        chain_method=chain_method, progress_bar=False, **kw)
     wall = time.perf_counter() - t0
     s = mcmc.get_samples(group_by_chain=True)
     chains = np.stack([np.asarray(s[n]) for n in NAMES] + [np.asarray(s["sigma"])], axis=-1)
@@ -142,6 +143,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--samplers", nargs="+", default=["DifferentialEvolutionMCMC", "HaarioBardenetACMC", "jaxcell NUTS"])
+    ap.add_argument("--chains", type=int, default=3, help="jaxcell NUTS chains")
+    ap.add_argument("--chain-method", default="sequential", choices=["sequential", "vectorized"],
+                    help="jaxcell NUTS: chains one after another, or all in one vmapped program")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(_common.RESULTS, "sampling_latest.json"))
     args = ap.parse_args(argv)
@@ -156,7 +160,7 @@ def main(argv=None):
           "(the set's values), sigma 0.005", flush=True)
     for name in args.samplers:
         if name == "jaxcell NUTS":
-            chains, wall, first, div = run_jaxcell(t, i, v, args.warmup, args.samples, args.seed)
+            chains, wall, first, div = run_jaxcell(t, i, v, args.warmup, args.samples, args.seed, args.chains, args.chain_method)
             out["results"].append(summarise(name, chains, wall, first_call_s=first, divergences=div,
                                             wall_with_compile_s=wall + first))
             out["results"][-1]["ess_per_s_with_compile"] = out["results"][-1]["min_ess"] / (wall + first)

@@ -58,17 +58,18 @@ def test_svi_normal_guide_reaches_the_exact_posterior(data):
         fit_svi(conjugate, y, guide="laplace")
 
 
-def test_nuts_table_has_r_hat_and_ess(data):
+@pytest.mark.parametrize("chain_method, chains", [("sequential", 2), ("vectorized", 4)])
+def test_nuts_table_has_r_hat_and_ess(data, chain_method, chains):
     y, mean, sd = data
-    mcmc = run_nuts(conjugate, y, num_warmup=300, num_samples=500, num_chains=2, progress_bar=False,
-                    key=jax.random.key(1))
+    mcmc = run_nuts(conjugate, y, num_warmup=300, num_samples=500, num_chains=chains, progress_bar=False,
+                    key=jax.random.key(1), chain_method=chain_method)
     table = summary_table(mcmc)
     assert list(table.columns) == ["mean", "sd", "q05", "q95", "r_hat", "ess"]
     assert table.loc["mu", "r_hat"] < 1.01 and table.loc["mu", "ess"] > 200
     assert abs(table.loc["mu", "mean"] - mean) < 4 * sd / np.sqrt(table.loc["mu", "ess"])
     assert table.attrs["divergences"] == 0
     idata = to_inference_data(mcmc)
-    assert idata.posterior["mu"].shape == (2, 500)
+    assert idata.posterior["mu"].shape == (chains, 500)
 
 
 def double_well(tilt):

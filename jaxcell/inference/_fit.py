@@ -392,12 +392,15 @@ def _rows(fun):
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
              init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, dense_mass: bool = False,
-             **kwargs):
+             chain_method: str = "sequential", **kwargs):
     """NUTS (numpyro) on `model(*args, **kwargs)`, gradients through the solver; `init`: name ->
-    starting value in natural units (e.g. a `fit_map` result's `params`). Chains run one after
-    another on one device (`chain_method="sequential"`): the solve's own loops make vectorised
-    chains step in lockstep. Returns the `numpyro.infer.MCMC` object (`get_samples()`,
-    `print_summary()`); `diagnostics(mcmc)` has R-hat, effective sample sizes and divergences."""
+    starting value in natural units (e.g. a `fit_map` result's `params`). `chain_method`:
+    "sequential" (chains one after another), "vectorized" (all chains in one `vmap`ped
+    program, as jaxcell solves a population: every leapfrog step solves all chains' cells at
+    once, and a tree waits for the chains' longest; many chains pay where a solve is cheap
+    per extra cell) or "parallel" (one chain per device). Returns the `numpyro.infer.MCMC`
+    object (`get_samples()`, `print_summary()`); `diagnostics(mcmc)` has R-hat, effective
+    sample sizes and divergences."""
     from numpyro.infer import MCMC, NUTS
     from numpyro.infer.initialization import init_to_median, init_to_value
 
@@ -405,7 +408,7 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     strategy = init_to_value(values=init) if init else init_to_median()
     kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method="sequential", progress_bar=progress_bar)
+                chain_method=chain_method, progress_bar=progress_bar)
     mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), **kwargs)
     return mcmc
 
