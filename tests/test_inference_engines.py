@@ -92,3 +92,27 @@ def test_map_starts_find_the_lower_of_two_modes():
     assert "ended more than one unit of potential above the best" in many.message
     with pytest.raises(ValueError, match="starts"):
         fit_map(double_well, 0.5, starts=0)
+
+
+def cliff(x0):
+    """A quadratic potential in (x, y) around 0 whose density is NaN for x > x0: a solve that
+    fails past some parameter value."""
+    x = numpyro.sample("x", dist.Normal(0.0, 3.0))
+    y = numpyro.sample("y", dist.Normal(0.0, 3.0))
+    numpyro.factor("f", -0.5 * (x**2 + (x - y) ** 2) * jax.numpy.where(x > x0, jax.numpy.nan, 1.0))
+
+
+def test_map_next_to_a_failing_region_says_so_instead_of_crashing():
+    """At an optimum whose neighbour (one finite-difference step away) has a NaN gradient the
+    Hessian is not finite: the fit returns where it stopped, not converged, its message says
+    why, and the Laplace approximation and identifiability refuse with a clear error (numpy's
+    eigensolver raised LinAlgError in the Newton polish before)."""
+    res = fit_map(cliff, 0.0, init={"x": 0.0, "y": 0.0})
+    assert not res.converged
+    assert "Hessian at the end point is not finite" in res.message
+    assert abs(float(res.params["x"])) < 1e-12 and abs(float(res.params["y"])) < 1e-12
+    for use in (lambda: res.sample(jax.random.key(0), 10), res.identifiability, res.summary):
+        with pytest.raises(ValueError, match="not finite"):
+            use()
+    ok = fit_map(cliff, 1.0, init={"x": 0.0, "y": 0.0})  # the same potential with the failing region farther off
+    assert ok.converged and abs(float(ok.params["x"])) < 1e-6

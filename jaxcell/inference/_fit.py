@@ -120,9 +120,18 @@ class MAPResult:
                                    self.hessian[None], n_proposals, n, key, chunk=IMPORTANCE_CHUNK)
         return self._natural(z[0]), float(k[0])
 
+    def _check_finite(self):
+        if not np.all(np.isfinite(self.hessian)):
+            raise ValueError(
+                f"no Laplace approximation: the Hessian at the end point is not finite (parameters {self.names}): "
+                "the potential or its gradient is NaN there or next to it, e.g. a solve that failed; converged: "
+                f"{self.converged}. Check the model at params, or start elsewhere (init=, starts=)."
+            )
+
     def _cholesky(self):
         from ._calibration import _laplace_factor
 
+        self._check_finite()
         ok, chol = _laplace_factor(self.hessian[None])
         if not ok[0]:
             w = np.linalg.eigvalsh(self.hessian)
@@ -148,6 +157,7 @@ class MAPResult:
         Hessian in the unconstrained space (log or logit of each parameter; a small eigenvalue is
         a sloppy direction the data barely constrain), and the Laplace correlation matrix.
         `names` orders the rows."""
+        self._check_finite()
         w, v = np.linalg.eigh(self.hessian)
         cov = self.covariance
         sd = np.sqrt(np.diag(cov))
@@ -280,6 +290,9 @@ def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e
         message += (f" {int(ok.sum())} of {starts} starts converged; {int(far.sum())} of them ended more than one unit "
                     "of potential above the best (other modes)" if far.any() else
                     f" {int(ok.sum())} of {starts} starts converged, all at the best optimum (within one unit of potential).")
+    if not np.all(np.isfinite(H[best])):
+        message += (" The potential's Hessian at the end point is not finite (the potential or its gradient is NaN "
+                    "there or next to it: a solve that failed?): no Laplace approximation.")
     names = tuple(z0)
     post = postprocess_fn(unravel(jnp.asarray(z[best])))
     return MAPResult(
@@ -333,22 +346,25 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
         if age >= REFRESH:
             H, age = _hessian(fun, z), 0
         age += 1
-        w, V = np.linalg.eigh(H)
-        step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / _lift(w), V, g)
+        # a row whose gradient or Hessian is not finite (a solve failed at or next to its point)
+        # stays where it is, not converged
+        finite = _finite_rows(H, g)
+        w, V = np.linalg.eigh(np.where(finite[:, None, None], H, np.eye(H.shape[-1])))
+        step = np.einsum("rij,rj,rkj,rk->ri", V, 1.0 / _lift(w), V, np.where(finite[:, None], g, 0.0))
         decrement = np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0))
         # far from the optimum a flat direction's Newton step can be huge: at most MAX_STEP in
         # every unconstrained coordinate (a log or logit: a factor e in a positive parameter)
         step *= np.minimum(1.0, MAX_STEP / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
-        done = np.all(w > 0, axis=1) & (decrement < tol)
+        done = finite & np.all(w > 0, axis=1) & (decrement < tol)
         bar.update(1)
         bar.set_postfix(converged=f"{int(done.sum())}/{done.size}")
-        if done.all():
+        if (done | ~finite).all():
             if age == 1:  # judged with a Hessian of this point
                 fresh = True
                 break
             age = REFRESH
             continue
-        alpha = np.where(done, 0.0, 1.0)
+        alpha = np.where(done | ~finite, 0.0, 1.0)
         for _ in range(HALVINGS):
             trial = z - alpha[:, None] * step
             v_new, g_new = fun(trial)
@@ -363,10 +379,17 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
     bar.close()
     if not fresh:
         H = _hessian(fun, z)
-    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
-    step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])), g[:, :, None])[:, :, 0]
+    finite = _finite_rows(H, g)
+    ok = finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], H, np.eye(z.shape[1]))) > 0, axis=1)
+    step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])),
+                           np.where(ok[:, None], g, 0.0)[:, :, None])[:, :, 0]
     decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)
     return z, value, H, decrement, ok & (decrement < tol)
+
+
+def _finite_rows(H, g):
+    """Rows (points) whose Hessian and gradient are finite."""
+    return np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
 
 
 def _lift(w):
