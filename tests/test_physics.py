@@ -126,3 +126,24 @@ def test_butler_volmer_inverse():
     j = kinetics.butler_volmer(eta, 2.5, 310.0)
     np.testing.assert_allclose(kinetics.overpotential(j, 2.5, 310.0), eta, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(j[6], 0.0, atol=1e-15)
+
+
+def test_particle_diffusivity_activation_energy_is_an_arrhenius_factor(chen):
+    """A set with "... particle diffusivity activation energy [J.mol-1]" diffuses as the same set
+    with its constant diffusivity multiplied by exp(E / R (1 / T_ref - 1 / T)) (computed here by
+    hand): equal to rounding at 310 K, and no change at the reference temperature."""
+    from jaxcell.models._spm import particle_rhs
+    from jaxcell.physics.constants import R_GAS
+
+    E = 30e3
+    name = "Negative particle diffusivity activation energy [J.mol-1]"
+    with_E = chen.update({name: E}, check_already_exists=False)
+    c = jnp.linspace(0.3, 0.8, 12) * float(chen["Maximum concentration in negative electrode [mol.m-3]"])
+    T_ref = float(chen["Reference temperature [K]"])
+    for T in (310.0, T_ref):
+        factor = np.exp(E / R_GAS * (1 / T_ref - 1 / T))
+        scaled = chen.update({"Negative particle diffusivity [m2.s-1]": float(chen["Negative particle diffusivity [m2.s-1]"]) * factor})
+        got, want = (np.asarray(particle_rhs("negative", c, 2.0, T, q)) for q in (with_E, scaled))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+        if T != T_ref:
+            assert factor > 1.5 and not np.allclose(got, np.asarray(particle_rhs("negative", c, 2.0, T, chen)))
