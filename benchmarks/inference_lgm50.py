@@ -78,6 +78,8 @@ def discharges(n_points=N_POINTS):
     return out
 
 
+RESISTANCE = "Contact resistance [Ohm]"
+LITHIUM = "Initial concentration in positive electrode [mol.m-3]"  # with the window, the cyclable lithium
 KNEE_V = 3.0  # measured voltages below this are the end-of-discharge knee (reported apart as well)
 
 
@@ -97,6 +99,7 @@ def stats(v, rec_v, mask):
         "coverage": float(np.mean((lo <= meas) & (meas <= hi))),
         "band_width_mV": float(1e3 * np.nanmean(hi - lo)),
         "unreached_share": float(np.mean(~np.isfinite(np.nanmean(v, 0)[mask]))),
+        "knee_points": [[float(m), float(1e3 * (p - m))] for m, p in zip(meas[~above], mean[~above])],  # V, error mV
     }
 
 
@@ -141,6 +144,17 @@ def main():
     ap.add_argument("--points", type=int, default=N_POINTS, help="measured points kept per record")
     ap.add_argument("--init-sigma", type=float, default=0.05, help="starting noise scale [V]")
     ap.add_argument("--noise-prior", type=float, default=0.05, help="scale of the half-normal noise prior [V]")
+    ap.add_argument("--ocv-evidence", action="store_true",
+                    help="fit the measured open-circuit-voltage curve (--ocv, states of charge 0.05 to 0.97) with the "
+                         "rates (records_model's ocv=), and the cyclable lithium with the --fit parameters")
+    ap.add_argument("--centre", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="a fitted parameter's prior median and starting point, where not the set's value (e.g. "
+                         "'Contact resistance [Ohm]=0.01': Chen2020 has none)")
+    ap.add_argument("--spread", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="a fitted parameter's prior spread (default_prior's; 0.5 unless given)")
+    ap.add_argument("--resistance-from", metavar="FIT_JSON",
+                    help="fit the contact resistance too, its prior the population of a group fit of the pulses "
+                         "(jaxcell fit --group cell; median and spread from FIT_JSON): a new cell's predictive")
     ap.add_argument("--extract-from", help="rebuild the extract from the data's rate_tests.csv first")
     ap.add_argument("--ocv", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "ocv_25degC.csv"),
                     help="the cell's measured open-circuit voltage (compared with Chen2020's when the file exists)")
@@ -152,9 +166,33 @@ def main():
     tables = discharges(args.points)
     recs = {r: read_measurements(t, "c_rate")[0] for r, t in tables.items()}
     fit = tuple(args.fit)
-    priors = {k: default_prior(k, p[k]) for k in fit}
+    ocv_data = None
+    if args.ocv_evidence:
+        o = pd.read_csv(args.ocv)
+        keep = (o.soc >= 0.05) & (o.soc <= 0.97)
+        ocv_data = (o.soc.to_numpy()[keep], o.ocv_V.to_numpy()[keep], (float(o.ocv_V.iloc[0]), float(o.ocv_V.iloc[-1])))
+        fit = tuple(dict.fromkeys(fit + (LITHIUM,)))
+    centre = {k: float(p[k]) for k in fit}
+    for item in args.centre:
+        name, _, value = item.rpartition("=")
+        if name not in centre:
+            raise SystemExit(f"--centre {item!r}: {name!r} is not among the fitted parameters {list(fit)}")
+        centre[name] = float(value)
+    spread = dict.fromkeys(fit, 0.5)
+    if args.resistance_from:  # the pulse fit's population as the prior of a new cell's contact resistance
+        pulses = json.loads(pathlib.Path(args.resistance_from).read_text())
+        fit = tuple(dict.fromkeys(fit + (RESISTANCE,)))
+        centre[RESISTANCE] = pulses["parameters"][RESISTANCE]["mean"]
+        spread[RESISTANCE] = pulses["population_spread"][RESISTANCE]["mean"]
+    for item in args.spread:
+        name, _, value = item.rpartition("=")
+        if name not in spread:
+            raise SystemExit(f"--spread {item!r}: {name!r} is not among the fitted parameters {list(fit)}")
+        spread[name] = float(value)
+    priors = {k: default_prior(k, centre[k], spread[k]) for k in fit}
     ocv = ocv_check(args.ocv) if pathlib.Path(args.ocv).exists() else None
-    results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "cases": []}
+    results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "prior_centres": centre, "prior_spreads": spread,
+               "ocv_evidence": args.ocv_evidence, "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
         test = stack_records([recs[out_rate]])
@@ -166,12 +204,19 @@ def main():
         t0 = time.perf_counter()
         # start at Chen2020 with a noise scale near its misfit (tens of mV): from the noise
         # prior's median (7 mV) the first BFGS step jumped to a degenerate point (noise 0.57 V)
-        init = {**{k: float(p[k]) for k in fit}, "sigma": args.init_sigma}
+        init = {**centre, "sigma": args.init_sigma}
+        if ocv_data is not None:
+            init["sigma_ocv"] = 0.01
         res = fit_map(records_model, model, p, stacked, priors=priors, max_steps=300, init=init,
-                      noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise)
+                      noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise, ocv=ocv_data)
         case["fit_s"] = time.perf_counter() - t0
         case["converged"], case["steps"] = res.converged, res.steps
         case["map"] = {k: float(v) for k, v in res.params.items()}
+        if ocv_data is not None:  # the fitted set's open-circuit voltage against the measured curve
+            from jaxcell.inference import ocv_curve_voltage
+
+            r = np.asarray(ocv_curve_voltage(p.update({k: res.params[k] for k in fit}), ocv_data[0], ocv_data[2])) - ocv_data[1]
+            case["ocv_rms_mV"] = float(1e3 * np.sqrt(np.mean(r**2)))
         case["hessian_eigenvalues"] = [float(w) for w in res.identifiability()["eigenvalues"]]
         if not np.all(np.asarray(case["hessian_eigenvalues"]) > 0):  # no Laplace approximation
             print(json.dumps(case, indent=1), flush=True)
