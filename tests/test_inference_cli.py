@@ -122,3 +122,29 @@ def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, c
     assert "'c'" in capsys.readouterr().err
     assert main(["predict", str(fit_json), "--data", str(new), "--new-cell", "--output", str(pred_csv)]) == 0
     assert len(pd.read_csv(pred_csv)) == T.size
+
+
+def test_a_map_fit_ending_next_to_a_failed_solve_writes_no_posterior(tmp_path, capsys, monkeypatch):
+    """A MAP result whose Hessian is not finite (a solve failed one finite-difference step from
+    the end point; `fit_map` says so) gives fit.json with converged false, no eigenvalues, the
+    point without a spread, and exit status 1: no traceback from the eigensolver, no posterior.
+    `fit_map` is replaced by one that returns such a result, so nothing is compiled."""
+    from jaxcell.inference import _fit
+
+    good = tmp_path / "d.csv"
+    pd.DataFrame({"t_s": T, "I_A": 5.0, "V_V": 3.9}).to_csv(good, index=False)
+
+    def failed(*args, **kwargs):
+        nan = np.full((2, 2), np.nan)
+        return _fit.MAPResult(params={D_POS: np.asarray(4e-15), "sigma": np.asarray(0.01)}, unconstrained=np.zeros(2),
+                              hessian=nan, converged=False, steps=3, potential=1.0, decrement=np.inf,
+                              message="The potential's Hessian at the end point is not finite", names=(D_POS, "sigma"),
+                              _unravel=None, _postprocess=None)
+
+    monkeypatch.setattr(_fit, "fit_map", failed)
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(good), "--model", "SPM", "--fit", D_POS, "--initial-soc", "0.9", "--output", str(out)]) == 1
+    assert "did not converge" in capsys.readouterr().err
+    fit = json.loads(out.read_text())
+    assert fit["diagnostics"]["converged"] is False and fit["diagnostics"]["hessian_eigenvalues"] == [None, None]
+    assert fit["parameters"][D_POS] == {"mean": 4e-15, "sd": None, "q05": None, "q95": None}

@@ -221,12 +221,13 @@ def _fit(args) -> int:
     diag: dict = {"method": method}
     if method == "map":
         res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, starts=args.starts, **kwargs)
-        eig = np.linalg.eigvalsh(res.hessian)
+        finite = bool(np.all(np.isfinite(res.hessian)))  # not where a solve failed next to the end point
+        eig = np.linalg.eigvalsh(res.hessian) if finite else np.full(res.hessian.shape[0], np.nan)
         converged = res.converged
         diag.update(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message, steps=res.steps,
-                    neg_log_posterior=res.potential, hessian_eigenvalues=[float(w) for w in eig],
+                    neg_log_posterior=res.potential, hessian_eigenvalues=[None if np.isnan(w) else float(w) for w in eig],
                     starts_neg_log_posterior=[None if np.isnan(x) else x for x in res.optima])
-        if np.all(eig > 0):
+        if finite and np.all(eig > 0):
             samples = res.sample(key, N_KEEP)
         else:  # no Laplace approximation: the optimum's point alone, no spread, and no draws
             samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
