@@ -53,6 +53,16 @@ def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
                                                      "--method", "map", "--output", out])
     assert "fraction" in _error(capsys, ["fit", str(good), "--initial-soc", "90", "--output", out])
     assert ".json" in _error(capsys, ["fit", str(good), "--output", str(tmp_path / "fit.txt")])
+    curve = tmp_path / "ocv.csv"
+    pd.DataFrame({"soc": [0.0, 0.5, 1.0], "ocv_V": [3.0, 3.7, 4.1]}).to_csv(curve, index=False)
+    assert "--group" in _error(capsys, ["fit", str(good), "--records", "rate", "--group", "rate", "--ocv", str(curve),
+                                        "--output", out])
+    for frame, says in [({"soc": [0.0, 0.5, 1.0], "V": [3.0, 3.7, 4.1]}, "no column ocv_V"),
+                        ({"soc": [0.0, 0.5, 0.9], "ocv_V": [3.0, 3.7, 4.1]}, "no row at soc 1"),
+                        ({"soc": [0.0, 0.5, 1.0], "ocv_V": [3.0, None, 4.1]}, "line 3"),
+                        ({"soc": [0.0, 1.5, 1.0], "ocv_V": [3.0, 3.7, 4.1]}, r"soc must lie in [0, 1]")]:
+        pd.DataFrame(frame).to_csv(curve, index=False)
+        assert says in _error(capsys, ["fit", str(good), "--ocv", str(curve), "--output", out])
     assert not (tmp_path / "fit.json").exists()
 
 
@@ -68,10 +78,21 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
     _table(chen, [1.0, 2.0]).to_csv(data, index=False)
     _table(chen, [1.5], seed=1).to_csv(other, index=False)
     fit_json, pred_csv = tmp_path / "fit.json", tmp_path / "pred.csv"
+    # with the set's own open-circuit voltage (3 mV noise) as further evidence: independent of the
+    # diffusivity, so it must leave that estimate alone and find its own noise scale
+    from jaxcell.inference import ocv_curve_voltage
+
+    soc = np.linspace(0.0, 1.0, 41)
+    ends = (3.0, 4.1)
+    v_ocv = np.asarray(ocv_curve_voltage(chen, soc, ends)) + 0.003 * np.random.default_rng(2).standard_normal(soc.size)
+    v_ocv[[0, -1]] = ends
+    pd.DataFrame({"soc": soc, "ocv_V": v_ocv}).to_csv(tmp_path / "ocv.csv", index=False)
     code = main(["fit", str(data), "--model", "SPM", "--fit", D_POS, "--records", "rate", "--initial-soc", "0.9",
-                 "--output", str(fit_json)])
+                 "--ocv", str(tmp_path / "ocv.csv"), "--output", str(fit_json)])
     assert code == 0, capsys.readouterr().err
     fit = json.loads(fit_json.read_text())
+    assert fit["ocv"]["points"] == 41 and fit["ocv"]["ends_V"] == [3.0, 4.1]
+    assert 0.002 < fit["ocv"]["noise_scale"]["mean"] < 0.004
     s = fit["parameters"][D_POS]
     truth = 0.6 * float(chen[D_POS])
     assert set(s) == {"mean", "sd", "q05", "q95"} and s["q05"] < truth < s["q95"]

@@ -40,6 +40,10 @@ current (all in one compiled, vmapped call) and compared with its voltage. Prior
 (positive parameters) or logit-normal (fractions) around the set's values, log/logit sd 0.5
 (--prior NAME=CENTRE[,SD] to change one). Without --fit these are identified:
   """ + "\n  ".join(DEFAULT_FIT) + """
+--ocv FILE adds the cell's measured open-circuit-voltage curve (columns soc in [0, 1] and ocv_V,
+with rows at 0 and 1 whose voltages are the curve's ends) as evidence on the stoichiometry
+window (ocv_likelihood; fit the electrodes' thicknesses and the cyclable lithium, "Initial
+concentration in positive electrode [mol.m-3]", for it to act on).
 --group COL fits the records hierarchically, one cell per value of COL: the population's median
 and spread of each parameter and every cell's value (svi or nuts; a joint MAP of a hierarchy is
 not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
@@ -101,6 +105,8 @@ def add_inference_parsers(subparsers) -> None:
                           "which must be at rest)")
     fit.add_argument("--records", default=None, metavar="COLS", help="comma-separated columns that tell records apart")
     fit.add_argument("--group", default=None, metavar="COL", help="fit hierarchically, one cell per value of COL")
+    fit.add_argument("--ocv", default=None, metavar="FILE.csv",
+                     help="the cell's measured open-circuit voltage (soc, ocv_V) as further evidence (not with --group)")
     fit.add_argument("--noise", default="gaussian", choices=("gaussian", "student_t"), help="measurement noise model")
     fit.add_argument("--steps", type=int, default=None, help="optimiser steps (map: 200, svi: 2000)")
     fit.add_argument("--starts", type=int, default=1,
@@ -170,6 +176,36 @@ def _priors(args, p, names, group):
     return out, used
 
 
+def _read_ocv(path):
+    """(soc, voltage, ends) of an open-circuit-voltage CSV for `ocv_likelihood`, or UsageError."""
+    import pandas as pd
+
+    from ._model import _check_ocv_curve
+
+    try:
+        d = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--ocv {path}: cannot read it as CSV ({e})") from None
+    missing = [c for c in ("soc", "ocv_V") if c not in d.columns]
+    if missing:
+        raise UsageError(f"--ocv {path}: no column {', '.join(missing)} (it needs soc in [0, 1] and ocv_V [V])")
+    soc, v = (pd.to_numeric(d[c], errors="coerce").to_numpy(dtype=float) for c in ("soc", "ocv_V"))
+    bad = np.flatnonzero(~(np.isfinite(soc) & np.isfinite(v)))
+    if bad.size:
+        raise UsageError(f"--ocv {path}: line {bad[0] + 2} has a missing or non-numeric soc or ocv_V")
+    ends = []
+    for at in (0.0, 1.0):
+        rows = np.flatnonzero(soc == at)
+        if not rows.size:
+            raise UsageError(f"--ocv {path}: no row at soc {at:g}: the curve's voltages at 0 and 1 fix its scale's ends")
+        ends.append(float(v[rows[0]]))
+    try:
+        _check_ocv_curve(soc, v, ends)
+    except ValueError as e:
+        raise UsageError(f"--ocv {path}: {str(e).removeprefix('ocv_likelihood: ')}") from None
+    return soc, v, tuple(ends)
+
+
 def _fit(args) -> int:
     import jax
 
@@ -205,6 +241,10 @@ def _fit(args) -> int:
         stacked = stack_records(recs)
         priors, prior_table = _priors(args, p, names, args.group)
         kwargs = dict(priors=priors, noise=args.noise, initial_soc=initial_soc)
+        if args.ocv and args.group:
+            raise UsageError("--ocv with --group: a measured OCV curve belongs to one cell; fit it without --group")
+        if args.ocv:
+            kwargs["ocv"] = _read_ocv(args.ocv)
         if args.group:
             index, cells = group_records(recs, args.group)
             model_fn, margs = hierarchical_model, (model, p, stacked, index)
@@ -257,6 +297,9 @@ def _fit(args) -> int:
         "noise_scale": _stats(samples["sigma"]),
         "diagnostics": diag,
     }
+    if args.ocv:
+        out["ocv"] = {"file": args.ocv, "points": int(kwargs["ocv"][0].size), "ends_V": list(kwargs["ocv"][2]),
+                      "noise_scale": _stats(samples["sigma_ocv"])}
     if args.group:
         pop = population_summary(samples, priors)
         out["parameters"] = {k: _stats(pop[k]["median"]) for k in names}
