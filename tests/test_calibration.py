@@ -226,3 +226,17 @@ def test_map_importance_sample_matches_the_exact_posterior():
     for q, name in ((0.05, "q05"), (0.95, "q95")):
         assert abs(np.quantile(draws, q) / exact[name] - 1) < 0.03, (q, np.quantile(draws, q), exact[name])
     assert np.quantile(laplace, 0.95) < 0.93 * exact["q95"], (np.quantile(laplace, 0.95), exact["q95"])
+
+
+def test_laplace_factor_of_a_batch_with_a_failed_fit():
+    """One replicate's Hessian not finite (its solve failed next to its point): that row is not
+    positive definite and gets the identity's factor; the others are untouched (numpy's
+    eigensolver raised on such a batch before, taking every replicate down)."""
+    from jaxcell.inference._calibration import _laplace_factor
+
+    good = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]])
+    H = np.stack([good, np.full((3, 3), np.nan), -np.eye(3)])  # numpy: "Eigenvalues did not converge"
+    ok, chol = _laplace_factor(H)
+    assert ok.tolist() == [True, False, False] and np.all(np.isfinite(chol))
+    np.testing.assert_allclose(chol[0] @ chol[0].T, np.linalg.inv(good), rtol=1e-12)
+    np.testing.assert_allclose(chol[1], np.eye(3))

@@ -128,15 +128,17 @@ def test_butler_volmer_inverse():
     np.testing.assert_allclose(j[6], 0.0, atol=1e-15)
 
 
-def test_particle_diffusivity_activation_energy_is_an_arrhenius_factor(chen):
-    """A set with "... particle diffusivity activation energy [J.mol-1]" diffuses as the same set
-    with its constant diffusivity multiplied by exp(E / R (1 / T_ref - 1 / T)) (computed here by
-    hand): equal to rounding at 310 K, and no change at the reference temperature."""
+def test_particle_diffusion_activation_energy_is_an_arrhenius_factor(chen):
+    """A set with a constant diffusivity and "... particle diffusion activation energy [J.mol-1]"
+    diffuses as the same set with its diffusivity multiplied by exp(E / R (1 / T_ref - 1 / T))
+    (computed here by hand): equal to rounding at 310 K, and no change at the reference
+    temperature. Marquis2019's diffusivity, a function that applies its own activation energy
+    (same name), is not multiplied again."""
     from jaxcell.models._spm import particle_rhs
     from jaxcell.physics.constants import R_GAS
 
     E = 30e3
-    name = "Negative particle diffusivity activation energy [J.mol-1]"
+    name = "Negative particle diffusion activation energy [J.mol-1]"
     with_E = chen.update({name: E}, check_already_exists=False)
     c = jnp.linspace(0.3, 0.8, 12) * float(chen["Maximum concentration in negative electrode [mol.m-3]"])
     T_ref = float(chen["Reference temperature [K]"])
@@ -147,3 +149,9 @@ def test_particle_diffusivity_activation_energy_is_an_arrhenius_factor(chen):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
         if T != T_ref:
             assert factor > 1.5 and not np.allclose(got, np.asarray(particle_rhs("negative", c, 2.0, T, chen)))
+    marquis = jaxcell.load_parameters("Marquis2019")
+    assert name in marquis and "Negative particle diffusivity [m2.s-1]" not in marquis.values
+    c = jnp.linspace(0.3, 0.8, 12) * float(marquis["Maximum concentration in negative electrode [mol.m-3]"])
+    own = marquis.evaluate("Negative particle diffusivity [m2.s-1]", c / float(marquis["Maximum concentration in negative electrode [mol.m-3]"]), 310.0)
+    want = mesh.spherical_diffusion(c, own, 2.0 / F, marquis["Negative particle radius [m]"], None)
+    np.testing.assert_allclose(np.asarray(particle_rhs("negative", c, 2.0, 310.0, marquis)), np.asarray(want), rtol=1e-12)

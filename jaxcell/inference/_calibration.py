@@ -254,9 +254,12 @@ def _laplace_draws(natural, z, H, n_draws, key):
 
 def _laplace_factor(H):
     """Where each row's Hessian (R, d, d) is positive definite, and the Cholesky factor of its
-    inverse, the Laplace covariance (of the identity where it is not)."""
-    ok = np.all(np.linalg.eigvalsh(H) > 0, axis=1)
-    return ok, np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, np.eye(H.shape[-1]))))
+    inverse, the Laplace covariance (of the identity where it is not). A Hessian that is not
+    finite (a solve failed next to that fit's point) is not positive definite."""
+    eye = np.eye(H.shape[-1])
+    finite = np.all(np.isfinite(H), axis=(1, 2))
+    ok = finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], H, eye)) > 0, axis=1)
+    return ok, np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, eye)))
 
 
 def _natural_draws(natural, zs, ok):

@@ -30,15 +30,16 @@ def particle_edges(model):
 def particle_rhs(domain, c, j, T, p, edges=None):
     """dc/dt in the particles of one electrode for interfacial current density `j` [A.m-2]
     (positive = delithiation), with the set's diffusivity D(sto, T); `edges` are the shell
-    edges r / R (default uniform). Where the set has "<Domain> particle diffusivity activation
-    energy [J.mol-1]" (none of the bundled sets does), D is multiplied by the Arrhenius factor
-    exp(E / R (1 / T_ref - 1 / T)) at the set's reference temperature: a temperature
-    dependence for a set whose diffusivity is a constant, as Chen2020's."""
+    edges r / R (default uniform). Where the diffusivity is a constant and the set has "<Domain>
+    particle diffusion activation energy [J.mol-1]" (PyBaMM's name; Chen2020 has none), D is
+    multiplied by the Arrhenius factor exp(E / R (1 / T_ref - 1 / T)) at the set's reference
+    temperature; a diffusivity given as a function (Marquis2019's) applies its own."""
     D = domain.capitalize()
     c_max = p[f"Maximum concentration in {domain} electrode [mol.m-3]"]
-    diffusivity = p.evaluate(f"{D} particle diffusivity [m2.s-1]", c / c_max, T)
-    activation = f"{D} particle diffusivity activation energy [J.mol-1]"
-    if activation in p:
+    name = f"{D} particle diffusivity [m2.s-1]"
+    diffusivity = p.evaluate(name, c / c_max, T)
+    activation = f"{D} particle diffusion activation energy [J.mol-1]"
+    if activation in p and name in p.values:
         diffusivity = diffusivity * arrhenius(p[activation], T, p["Reference temperature [K]"])
     return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{D} particle radius [m]"], edges)
 
