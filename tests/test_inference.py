@@ -204,3 +204,5 @@ def test_an_open_circuit_voltage_curve_identifies_the_stoichiometry_window(chen)
             numpyro.handlers.seed(ocv_likelihood, 0)(chen, *bad, 0.01, ends=(2.9, 4.15))
     with pytest.raises(ValueError, match="first below the second"):
         numpyro.handlers.seed(ocv_likelihood, 0)(chen, soc, v_obs, 0.01, ends=(4.15, 2.9))
+    with pytest.raises(ValueError, match=r"ends \(3, 10\) V: the open-circuit voltage does not reach"):
+        ocv_curve_voltage(chen, soc, (3.0, 10.0))  # beyond what the set's lithium allows

@@ -60,7 +60,8 @@ def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
     for frame, says in [({"soc": [0.0, 0.5, 1.0], "V": [3.0, 3.7, 4.1]}, "no column ocv_V"),
                         ({"soc": [0.0, 0.5, 0.9], "ocv_V": [3.0, 3.7, 4.1]}, "no row at soc 1"),
                         ({"soc": [0.0, 0.5, 1.0], "ocv_V": [3.0, None, 4.1]}, "line 3"),
-                        ({"soc": [0.0, 1.5, 1.0], "ocv_V": [3.0, 3.7, 4.1]}, r"soc must lie in [0, 1]")]:
+                        ({"soc": [0.0, 1.5, 1.0], "ocv_V": [3.0, 3.7, 4.1]}, "line 3: soc 1.5 is outside [0, 1]"),
+                        ({"soc": [0.0, 0.5, 0.7, 1.0], "ocv_V": [3.0, 3.7, 3.9, 10.0]}, "does not reach")]:
         pd.DataFrame(frame).to_csv(curve, index=False)
         assert says in _error(capsys, ["fit", str(good), "--ocv", str(curve), "--output", out])
     assert not (tmp_path / "fit.json").exists()
@@ -91,7 +92,7 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
                  "--ocv", str(tmp_path / "ocv.csv"), "--output", str(fit_json)])
     assert code == 0, capsys.readouterr().err
     fit = json.loads(fit_json.read_text())
-    assert fit["ocv"]["points"] == 41 and fit["ocv"]["ends_V"] == [3.0, 4.1]
+    assert fit["ocv"]["points"] == 39 and fit["ocv"]["ends_V"] == [3.0, 4.1]  # the ends are no evidence
     assert 0.002 < fit["ocv"]["noise_scale"]["mean"] < 0.004
     s = fit["parameters"][D_POS]
     truth = 0.6 * float(chen[D_POS])

@@ -41,8 +41,8 @@ current (all in one compiled, vmapped call) and compared with its voltage. Prior
 (--prior NAME=CENTRE[,SD] to change one). Without --fit these are identified:
   """ + "\n  ".join(DEFAULT_FIT) + """
 --ocv FILE adds the cell's measured open-circuit-voltage curve (columns soc in [0, 1] and ocv_V,
-with rows at 0 and 1 whose voltages are the curve's ends) as evidence on the stoichiometry
-window (ocv_likelihood; fit the electrodes' thicknesses and the cyclable lithium, "Initial
+with rows at 0 and 1 whose voltages are the curve's ends; the rows between them are the
+evidence) on the stoichiometry window (ocv_likelihood; fit the electrodes' thicknesses and the cyclable lithium, "Initial
 concentration in positive electrode [mol.m-3]", for it to act on).
 --group COL fits the records hierarchically, one cell per value of COL: the population's median
 and spread of each parameter and every cell's value (svi or nuts; a joint MAP of a hierarchy is
@@ -193,6 +193,9 @@ def _read_ocv(path):
     bad = np.flatnonzero(~(np.isfinite(soc) & np.isfinite(v)))
     if bad.size:
         raise UsageError(f"--ocv {path}: line {bad[0] + 2} has a missing or non-numeric soc or ocv_V")
+    outside = np.flatnonzero((soc < 0) | (soc > 1))
+    if outside.size:
+        raise UsageError(f"--ocv {path}: line {outside[0] + 2}: soc {soc[outside[0]]:g} is outside [0, 1]")
     ends = []
     for at in (0.0, 1.0):
         rows = np.flatnonzero(soc == at)
@@ -203,7 +206,10 @@ def _read_ocv(path):
         _check_ocv_curve(soc, v, ends)
     except ValueError as e:
         raise UsageError(f"--ocv {path}: {str(e).removeprefix('ocv_likelihood: ')}") from None
-    return soc, v, tuple(ends)
+    inside = (soc > 0) & (soc < 1)  # the end rows match by construction: no evidence
+    if inside.sum() < 2:
+        raise UsageError(f"--ocv {path}: needs at least two rows between soc 0 and 1 besides the ends")
+    return soc[inside], v[inside], tuple(ends)
 
 
 def _fit(args) -> int:
@@ -244,7 +250,13 @@ def _fit(args) -> int:
         if args.ocv and args.group:
             raise UsageError("--ocv with --group: a measured OCV curve belongs to one cell; fit it without --group")
         if args.ocv:
+            from ._model import ocv_curve_voltage
+
             kwargs["ocv"] = _read_ocv(args.ocv)
+            try:  # the set must reach the curve's end voltages
+                ocv_curve_voltage(p, kwargs["ocv"][0], kwargs["ocv"][2])
+            except ValueError as e:
+                raise UsageError(f"--ocv {args.ocv}: {str(e).removeprefix('ocv_curve_voltage: ')}") from None
         if args.group:
             index, cells = group_records(recs, args.group)
             model_fn, margs = hierarchical_model, (model, p, stacked, index)

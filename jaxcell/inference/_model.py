@@ -154,11 +154,20 @@ def ocv_curve_voltage(p: ParameterSet, soc, ends):
     between the stoichiometries where the set's open-circuit voltage equals those ends, with
     the set's cyclable lithium and electrode capacities (`jaxcell.soc`). Traceable, with
     derivatives through the window's root finds, so a fit can move the capacities and the
-    lithium inventory to match the curve's shape."""
-    from ..soc import _window_of, open_circuit_voltage
+    lithium inventory to match the curve's shape. One cell's set; `ValueError` where the set
+    (concrete) cannot reach an end voltage within the stoichiometries its lithium allows."""
+    from ..soc import _check_window, _window_of, open_circuit_voltage
 
+    if p.batch_shape:
+        raise ValueError("ocv_curve_voltage: give one cell's set (this one is batched, shape "
+                         f"{p.batch_shape}); map it over cells with jax.vmap.")
     q = p.update({"Open-circuit voltage at 0% SOC [V]": ends[0], "Open-circuit voltage at 100% SOC [V]": ends[1]})
     x_0, x_100, y_0, y_100 = _window_of(q)
+    if not isinstance(x_0, jax.core.Tracer):  # where concrete: the ends must be reachable
+        try:
+            _check_window(q, x_0, x_100, y_0, y_100)
+        except ValueError as e:
+            raise ValueError(f"ocv_curve_voltage: the curve's ends ({float(ends[0]):g}, {float(ends[1]):g}) V: {e}") from None
     s = jnp.asarray(soc)
     return open_circuit_voltage(q, x_0 + s * (x_100 - x_0), y_0 - s * (y_0 - y_100))
 
