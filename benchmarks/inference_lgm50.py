@@ -35,14 +35,13 @@ import pandas as pd  # noqa: E402
 
 import jaxcell  # noqa: E402
 from jaxcell.inference import (  # noqa: E402
-    default_prior,
     fit_map,
     predict_voltage,
     read_measurements,
     records_model,
     stack_records,
 )
-from jaxcell.inference._cli import DEFAULT_FIT  # noqa: E402
+from jaxcell.inference._cli import DEFAULT_FIT, _priors, _read_ocv  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 # the 25 degC discharges of the LG M50 rate tests (W. D. Widanage, WMG, University of Warwick;
@@ -147,11 +146,9 @@ def main():
     ap.add_argument("--ocv-evidence", action="store_true",
                     help="fit the measured open-circuit-voltage curve (--ocv, states of charge 0.05 to 0.97) with the "
                          "rates (records_model's ocv=), and the cyclable lithium with the --fit parameters")
-    ap.add_argument("--centre", nargs="+", default=[], metavar="NAME=VALUE",
-                    help="a fitted parameter's prior median and starting point, where not the set's value (e.g. "
-                         "'Contact resistance [Ohm]=0.01': Chen2020 has none)")
-    ap.add_argument("--spread", nargs="+", default=[], metavar="NAME=VALUE",
-                    help="a fitted parameter's prior spread (default_prior's; 0.5 unless given)")
+    ap.add_argument("--prior", action="append", default=[], metavar="NAME=CENTRE[,SD]",
+                    help="a fitted parameter's prior median (also the starting point) and log/logit sd, as "
+                         "`jaxcell fit --prior` (e.g. 'Contact resistance [Ohm]=0.01': Chen2020 has none)")
     ap.add_argument("--resistance-from", metavar="FIT_JSON",
                     help="fit the contact resistance too, its prior the population of a group fit of the pulses "
                          "(jaxcell fit --group cell; median and spread from FIT_JSON): a new cell's predictive")
@@ -168,28 +165,18 @@ def main():
     fit = tuple(args.fit)
     ocv_data = None
     if args.ocv_evidence:
-        o = pd.read_csv(args.ocv)
-        keep = (o.soc >= 0.05) & (o.soc <= 0.97)
-        ocv_data = (o.soc.to_numpy()[keep], o.ocv_V.to_numpy()[keep], (float(o.ocv_V.iloc[0]), float(o.ocv_V.iloc[-1])))
+        soc, v, ends = _read_ocv(args.ocv)
+        keep = (soc >= 0.05) & (soc <= 0.97)
+        ocv_data = (soc[keep], v[keep], ends)
         fit = tuple(dict.fromkeys(fit + (LITHIUM,)))
-    centre = {k: float(p[k]) for k in fit}
-    for item in args.centre:
-        name, _, value = item.rpartition("=")
-        if name not in centre:
-            raise SystemExit(f"--centre {item!r}: {name!r} is not among the fitted parameters {list(fit)}")
-        centre[name] = float(value)
-    spread = dict.fromkeys(fit, 0.5)
     if args.resistance_from:  # the pulse fit's population as the prior of a new cell's contact resistance
         pulses = json.loads(pathlib.Path(args.resistance_from).read_text())
         fit = tuple(dict.fromkeys(fit + (RESISTANCE,)))
-        centre[RESISTANCE] = pulses["parameters"][RESISTANCE]["mean"]
-        spread[RESISTANCE] = pulses["population_spread"][RESISTANCE]["mean"]
-    for item in args.spread:
-        name, _, value = item.rpartition("=")
-        if name not in spread:
-            raise SystemExit(f"--spread {item!r}: {name!r} is not among the fitted parameters {list(fit)}")
-        spread[name] = float(value)
-    priors = {k: default_prior(k, centre[k], spread[k]) for k in fit}
+        args.prior.append(f"{RESISTANCE}={pulses['parameters'][RESISTANCE]['mean']},"
+                          f"{pulses['population_spread'][RESISTANCE]['mean']}")
+    priors, used = _priors(args, p, list(fit), None)
+    centre = {k: used[k]["centre"] for k in fit}
+    spread = {k: used[k]["spread"] for k in fit}
     ocv = ocv_check(args.ocv) if pathlib.Path(args.ocv).exists() else None
     results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "prior_centres": centre, "prior_spreads": spread,
                "ocv_evidence": args.ocv_evidence, "cases": []}

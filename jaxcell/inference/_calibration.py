@@ -256,10 +256,15 @@ def _laplace_factor(H):
     """Where each row's Hessian (R, d, d) is positive definite, and the Cholesky factor of its
     inverse, the Laplace covariance (of the identity where it is not). A Hessian that is not
     finite (a solve failed next to that fit's point) is not positive definite."""
-    eye = np.eye(H.shape[-1])
+    ok = _positive_definite(H)
+    return ok, np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, np.eye(H.shape[-1]))))
+
+
+def _positive_definite(H):
+    """Which rows' Hessians (R, d, d) are finite and positive definite (numpy's eigensolver
+    raises on a non-finite one, so those are not asked)."""
     finite = np.all(np.isfinite(H), axis=(1, 2))
-    ok = finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], H, eye)) > 0, axis=1)
-    return ok, np.linalg.cholesky(np.linalg.inv(np.where(ok[:, None, None], H, eye)))
+    return finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], H, np.eye(H.shape[-1]))) > 0, axis=1)
 
 
 def _natural_draws(natural, zs, ok):

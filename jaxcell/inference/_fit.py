@@ -337,6 +337,8 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
     below `tol`."""
     from tqdm.auto import tqdm
 
+    from ._calibration import _positive_definite
+
     value, g = fun(z)
     if z.shape[1] == 0:  # nothing to fit (a profile of the model's only parameter)
         return z, value, np.zeros(z.shape + (0,)), np.zeros(z.shape[0]), np.ones(z.shape[0], bool)
@@ -379,8 +381,7 @@ def _newton_batch(fun, z, progress_bar=False, *, tol: float = TOL, max_steps: in
     bar.close()
     if not fresh:
         H = _hessian(fun, z)
-    finite = _finite_rows(H, g)
-    ok = finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], H, np.eye(z.shape[1]))) > 0, axis=1)
+    ok = _positive_definite(H) & np.all(np.isfinite(g), axis=1)
     step = np.linalg.solve(np.where(ok[:, None, None], H, np.eye(z.shape[1])),
                            np.where(ok[:, None], g, 0.0)[:, :, None])[:, :, 0]
     decrement = np.where(ok, np.sqrt(np.maximum(np.einsum("ri,ri->r", g, step), 0.0)), np.inf)

@@ -4,8 +4,8 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import mesh
-from ..physics import cell, kinetics, transport
 from ..parameters._functions import arrhenius
+from ..physics import cell, kinetics, transport
 from ..physics.constants import F, R_GAS
 from ._base import AbstractCellModel
 
