@@ -1,4 +1,4 @@
-"""Real-data check of jaxcell.inference on the LG M50 (the Chen2020 cell), issue 21.
+"""Real-data check of jaxcell.inference on the LG M50 (the Chen2020 cell).
 
 Leave one rate out at 25 degC: the discharges of two rates (rate_tests.csv, from full until the
 current stops) fit one cell (`records_model`, MAP with its Laplace approximation, the
@@ -12,8 +12,14 @@ resamples: the thinning is this script's, the points are measured ones). The low
 cut-off is lowered to 2.0 V for fitting and prediction so that a model that reaches 2.5 V before
 the cell did still predicts the remaining points instead of stopping.
 
+With ``--thermal lumped`` the model's temperature rise is compared with the cell's thermocouple
+(``T_cell_degC``) on every record; ``--heat-from-temperature`` fits the heat transfer coefficient
+to the fitted records' thermocouple and fits again with it, and ``--oregan2022-thermal`` adds the
+cell's published entropic changes and diffusion activation energies (docs/inference.md).
+
     python benchmarks/inference_lgm50.py [--cases 0.1 0.5 1.0] [--model SPMe|SPM] [--thermal lumped]
-        [--noise student_t] [--init-sigma 0.05] [--out FILE]
+        [--noise student_t] [--init-sigma 0.05] [--ocv-evidence] [--resistance-from FIT_JSON]
+        [--oregan2022-thermal] [--heat-from-temperature] [--set NAME=VALUE] [--out FILE]
 
 Writes benchmarks/results/inference_lgm50_<model>_latest.json.
 """
@@ -29,6 +35,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -46,7 +53,7 @@ from jaxcell.inference._cli import DEFAULT_FIT, _priors, _read_ocv  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 # the 25 degC discharges of the LG M50 rate tests (W. D. Widanage, WMG, University of Warwick;
 # BSD-3, as distributed with PyBOP's examples): from the first (rest) row until the current
-# stops, every measured row; `--extract-from rate_tests.csv` rebuilds it from the full table
+# stops, every measured row with its thermocouple reading; `--extract-from rate_tests.csv` rebuilds it from the full table
 DATA = HERE / "data" / "lgm50_25degC_discharges.csv"
 N_POINTS = 61  # the identification notebook's; with 120 the SPM fits end at a negative Hessian eigenvalue
 RATES = (0.1, 0.5, 1.0)
@@ -60,7 +67,7 @@ def extract(source, temperature=25):
         g = g.reset_index(drop=True)
         on = np.flatnonzero(g.I_A.to_numpy() > 0.05)
         stop = on[np.flatnonzero(np.diff(on) > 1)[0]] if np.any(np.diff(on) > 1) else on[-1]
-        parts.append(g.iloc[: stop + 1][["c_rate", "t_s", "I_A", "V_V"]])
+        parts.append(g.iloc[: stop + 1][["c_rate", "t_s", "I_A", "V_V", "T_cell_degC"]])
     DATA.parent.mkdir(exist_ok=True)
     pd.concat(parts).to_csv(DATA, index=False)
 
@@ -131,6 +138,59 @@ def ocv_check(path):
     return out
 
 
+HEAT = "Total heat transfer coefficient [W.m-2.K-1]"
+R_GAS = 8.314462618  # J.mol-1.K-1
+
+
+# The thermal properties of the LG M50(T) that Chen2020 lacks, as published by O'Regan, Brosa
+# Planella, Widanage and Kendrick, Electrochim. Acta 425 (2022) 140700: the electrodes' entropic
+# change of the open-circuit potential (fits in mV/K against stoichiometry, at 298.15 K) and the
+# activation energies of the particle diffusivities (2092 R and 1449 R). Chen2020's OCPs,
+# diffusivities and exchange currents are kept.
+def _graphite_entropic_change(sto):
+    return (-0.1112 * sto + 0.02914 + 0.3561 * jnp.exp(-((sto - 0.08309) ** 2) / 0.004616)) / 1000.0
+
+
+def _nmc811_entropic_change(sto):
+    return (0.04006 * jnp.exp(-((sto - 0.2828) ** 2) / 0.0009855)
+            - 0.06656 * jnp.exp(-((sto - 0.8032) ** 2) / 0.02179)) / 1000.0
+
+
+OREGAN2022_THERMAL = {
+    "Negative electrode OCP entropic change [V.K-1]": _graphite_entropic_change,
+    "Positive electrode OCP entropic change [V.K-1]": _nmc811_entropic_change,
+    "Negative particle diffusion activation energy [J.mol-1]": 2092 * R_GAS,
+    "Positive particle diffusion activation energy [J.mol-1]": 1449 * R_GAS,
+}
+
+
+def temperature_rises(model, p, recs, tables):
+    """The model's temperature rise [K] at every measured time of each record (its measured
+    current from its first, rest voltage) and the thermocouple's (`T_cell_degC`)."""
+    out = []
+    for rec, table in zip(recs, tables):
+        sol = jaxcell.simulate(model, p, rec.experiment(), t_eval=rec.t, initial_soc=f"{rec.voltage[0]} V")
+        T = np.asarray(sol.temperature)
+        measured = table.T_cell_degC.to_numpy()
+        out.append((T - T[0], measured - measured[0]))
+    return out
+
+
+def fit_heat_transfer(model, p, recs, tables):
+    """The heat transfer coefficient whose lumped temperature best follows the thermocouple over
+    the fitted records (least squares on the rises, log h in [1, 200] W.m-2.K-1), and the RMS
+    [K] of that fit."""
+    from scipy.optimize import minimize_scalar
+
+    def sse(log_h):
+        rises = temperature_rises(model, p.update({HEAT: float(np.exp(log_h))}), recs, tables)
+        return float(sum(np.nansum((m - d) ** 2) for m, d in rises))
+
+    best = minimize_scalar(sse, bounds=(0.0, np.log(200.0)), method="bounded", options={"xatol": 1e-3})
+    n = sum(len(r.t) for r in recs)
+    return float(np.exp(best.x)), float(np.sqrt(best.fun / n))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=float, nargs="+", default=[0.5], help="left-out rates")
@@ -152,6 +212,16 @@ def main():
     ap.add_argument("--resistance-from", metavar="FIT_JSON",
                     help="fit the contact resistance too, its prior the population of a group fit of the pulses "
                          "(jaxcell fit --group cell; median and spread from FIT_JSON): a new cell's predictive")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a fixed parameter value, as `jaxcell simulate --set` (also a name the set lacks, e.g. "
+                         "'Negative particle diffusion activation energy [J.mol-1]=17394')")
+    ap.add_argument("--oregan2022-thermal", action="store_true",
+                    help="add the LG M50's published entropic changes and particle diffusion activation energies "
+                         "(O'Regan et al. 2022) to Chen2020")
+    ap.add_argument("--heat-from-temperature", action="store_true",
+                    help="(lumped thermal) after the fit, fit the heat transfer coefficient to the fitted records' "
+                         "thermocouple rises at its MAP point, then fit again with it; the left-out record's "
+                         "temperature is predicted too")
     ap.add_argument("--extract-from", help="rebuild the extract from the data's rate_tests.csv first")
     ap.add_argument("--ocv", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "ocv_25degC.csv"),
                     help="the cell's measured open-circuit voltage (compared with Chen2020's when the file exists)")
@@ -159,7 +229,15 @@ def main():
     if args.extract_from:
         extract(args.extract_from)
     model = getattr(jaxcell, args.model)(thermal=args.thermal)
+    from jaxcell.cli import _parse_set
+
     p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
+    fixed = dict(_parse_set(item) for item in args.set)
+    if args.oregan2022_thermal:
+        p = p.update(OREGAN2022_THERMAL, check_already_exists=False)
+    p = p.update(fixed, check_already_exists=False)
+    if args.heat_from_temperature and args.thermal != "lumped":
+        ap.error("--heat-from-temperature needs --thermal lumped")
     tables = discharges(args.points)
     recs = {r: read_measurements(t, "c_rate")[0] for r, t in tables.items()}
     fit = tuple(args.fit)
@@ -179,7 +257,9 @@ def main():
     spread = {k: used[k]["spread"] for k in fit}
     ocv = ocv_check(args.ocv) if pathlib.Path(args.ocv).exists() else None
     results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "prior_centres": centre, "prior_spreads": spread,
-               "ocv_evidence": args.ocv_evidence, "cases": []}
+               "ocv_evidence": args.ocv_evidence, "fixed": fixed,
+               "oregan2022_thermal": args.oregan2022_thermal,
+               "heat_from_temperature": args.heat_from_temperature, "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
         test = stack_records([recs[out_rate]])
@@ -194,15 +274,24 @@ def main():
         init = {**centre, "sigma": args.init_sigma}
         if ocv_data is not None:
             init["sigma_ocv"] = 0.01
-        res = fit_map(records_model, model, p, stacked, priors=priors, max_steps=300, init=init,
-                      noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise, ocv=ocv_data)
+        fit_kw = dict(priors=priors, max_steps=300, noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise,
+                      ocv=ocv_data)
+        res = fit_map(records_model, model, p, stacked, init=init, **fit_kw)
+        q = p  # the set of this case: Chen2020 with the fixed values (and the fitted heat transfer)
+        if args.heat_from_temperature:  # the thermocouple of the fitted records sets h; fit again with it
+            train_tables = [tables[r] for r in RATES if r != out_rate]
+            h, t_rms = fit_heat_transfer(model, p.update({k: res.params[k] for k in fit}), train, train_tables)
+            case["heat_transfer"] = {"first_fit_map": {k: float(v) for k, v in res.params.items()},
+                                     "h_W_per_m2K": h, "fitted_records_temperature_rms_K": t_rms}
+            q = p.update({HEAT: h})
+            res = fit_map(records_model, model, q, stacked, init={k: float(v) for k, v in res.params.items()}, **fit_kw)
         case["fit_s"] = time.perf_counter() - t0
         case["converged"], case["steps"] = res.converged, res.steps
         case["map"] = {k: float(v) for k, v in res.params.items()}
         if ocv_data is not None:  # the fitted set's open-circuit voltage against the measured curve
             from jaxcell.inference import ocv_curve_voltage
 
-            r = np.asarray(ocv_curve_voltage(p.update({k: res.params[k] for k in fit}), ocv_data[0], ocv_data[2])) - ocv_data[1]
+            r = np.asarray(ocv_curve_voltage(q.update({k: res.params[k] for k in fit}), ocv_data[0], ocv_data[2])) - ocv_data[1]
             case["ocv_rms_mV"] = float(1e3 * np.sqrt(np.mean(r**2)))
         case["hessian_eigenvalues"] = [float(w) for w in res.identifiability()["eigenvalues"]]
         if not np.all(np.asarray(case["hessian_eigenvalues"]) > 0):  # no Laplace approximation
@@ -212,11 +301,17 @@ def main():
         draws = res.sample(jax.random.key(0), 200)
         t0 = time.perf_counter()
         vals = {k: draws[k] for k in fit}
-        v_fit = predict_voltage(model, p, vals, stacked, sigma=draws["sigma"], key=jax.random.key(1), noise=args.noise)
-        v = predict_voltage(model, p, vals, test, sigma=draws["sigma"], key=jax.random.key(2), noise=args.noise)
+        v_fit = predict_voltage(model, q, vals, stacked, sigma=draws["sigma"], key=jax.random.key(1), noise=args.noise)
+        v = predict_voltage(model, q, vals, test, sigma=draws["sigma"], key=jax.random.key(2), noise=args.noise)
         case["predict_s"] = time.perf_counter() - t0
         case["fitted_records"] = [stats(v_fit[:, i], stacked.voltage[i], stacked.mask[i]) for i in range(len(train))]
         case["left_out_record"] = stats(v[:, 0], test.voltage[0], test.mask[0])
+        if args.thermal == "lumped":  # the temperature at the MAP point against the thermocouple
+            rises = temperature_rises(model, q.update({k: res.params[k] for k in fit}), [recs[r] for r in RATES],
+                                      [tables[r] for r in RATES])
+            case["temperature_rise_K"] = {str(r): {"model": float(m[-1]), "measured": float(d[-1]),
+                                                   "rms": float(np.sqrt(np.nanmean((m - d) ** 2)))}
+                                          for r, (m, d) in zip(RATES, rises)}
         print(json.dumps(case, indent=1), flush=True)
         results["cases"].append(case)
     out = pathlib.Path(args.out) if args.out else HERE / "results" / f"inference_lgm50_{args.model.lower()}_latest.json"
