@@ -5,6 +5,7 @@ once per (model, parameter-set functions, experiment structure, t_eval length)."
 import functools
 import gc
 import json
+import os
 from pathlib import Path
 
 import jax
@@ -101,13 +102,14 @@ def _release():
 
 
 @pytest.fixture(autouse=True)
-def _release_compiled_code():
+def _release_compiled_code(request):
     """Drop JAX's compiled functions once the process holds MAX_MAPPINGS memory mappings. Every
     compiled function keeps its machine code mapped, and a whole suite's worth of compiles in one
     process exceeded the kernel's limit on memory mappings (vm.max_map_count, 65530 here): XLA's
     next compile then crashed with a segmentation fault late in the suite. Below the threshold,
     tests share compiled functions, also across modules. Without /proc, caches are dropped
     after each module (`_release_per_module`)."""
+    _current_test["id"] = request.node.nodeid
     before = _count_mappings()
     yield
     after = _count_mappings()
@@ -169,10 +171,19 @@ _EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "tracing",
            "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering"}
 
 
-def _on_duration(event, duration, **kwargs):
+# JAXCELL_COMPILE_LOG=FILE: one line per XLA compile (test, function, seconds, tab-separated),
+# appended by every process, to see which tests compile what
+_COMPILE_LOG = os.environ.get("JAXCELL_COMPILE_LOG")
+_current_test = {"id": "(collection)"}
+
+
+def _on_duration(event, duration, fun_name=None, **kwargs):
     if event == "/jax/core/compile/backend_compile_duration":
         _compile["seconds"] += duration
         _compile["compiles"] += 1
+        if _COMPILE_LOG:
+            with open(_COMPILE_LOG, "a") as f:
+                f.write(f"{_current_test['id']}\t{fun_name}\t{duration:.3f}\n")
     elif event in _EVENTS:
         _compile[_EVENTS[event]] += duration
 
