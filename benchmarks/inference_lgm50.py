@@ -187,7 +187,8 @@ def fit_heat_transfer(model, p, recs, tables):
         return float(sum(np.nansum((m - d) ** 2) for m, d in rises))
 
     best = minimize_scalar(sse, bounds=(0.0, np.log(200.0)), method="bounded", options={"xatol": 1e-3})
-    n = sum(len(r.t) for r in recs)
+    n = sum(int(np.sum(np.isfinite(m - d))) for m, d in temperature_rises(model, p.update({HEAT: float(np.exp(best.x))}),
+                                                                          recs, tables))
     return float(np.exp(best.x)), float(np.sqrt(best.fun / n))
 
 
@@ -229,15 +230,20 @@ def main():
     if args.extract_from:
         extract(args.extract_from)
     model = getattr(jaxcell, args.model)(thermal=args.thermal)
-    from jaxcell.cli import _parse_set
+    from jaxcell.cli import UsageError, _parse_set
 
-    p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
-    fixed = dict(_parse_set(item) for item in args.set)
+    chen = p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
+    try:
+        fixed = dict(_parse_set(item) for item in args.set)
+    except UsageError as e:
+        ap.error(str(e))
     if args.oregan2022_thermal:
         p = p.update(OREGAN2022_THERMAL, check_already_exists=False)
     p = p.update(fixed, check_already_exists=False)
     if args.heat_from_temperature and args.thermal != "lumped":
         ap.error("--heat-from-temperature needs --thermal lumped")
+    if args.heat_from_temperature and HEAT in fixed:
+        ap.error(f"--set {HEAT!r} and --heat-from-temperature: the second fits it")
     tables = discharges(args.points)
     recs = {r: read_measurements(t, "c_rate")[0] for r, t in tables.items()}
     fit = tuple(args.fit)
@@ -266,7 +272,7 @@ def main():
         stacked = stack_records(train)
         case = {"left_out": out_rate, "fitted": [r for r in RATES if r != out_rate]}
         # Chen2020 as published: its predictions of the left-out rate
-        v0 = predict_voltage(model, p, {fit[0]: np.full(1, float(p[fit[0]]))}, test)
+        v0 = predict_voltage(model, chen, {fit[0]: np.full(1, float(chen[fit[0]]))}, test)
         case["chen2020_rms_mV"] = stats(v0[:, 0], test.voltage[0], test.mask[0])["rms_mV"]
         t0 = time.perf_counter()
         # start at Chen2020 with a noise scale near its misfit (tens of mV): from the noise
