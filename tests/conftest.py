@@ -102,14 +102,13 @@ def _release():
 
 
 @pytest.fixture(autouse=True)
-def _release_compiled_code(request):
+def _release_compiled_code():
     """Drop JAX's compiled functions once the process holds MAX_MAPPINGS memory mappings. Every
     compiled function keeps its machine code mapped, and a whole suite's worth of compiles in one
     process exceeded the kernel's limit on memory mappings (vm.max_map_count, 65530 here): XLA's
     next compile then crashed with a segmentation fault late in the suite. Below the threshold,
     tests share compiled functions, also across modules. Without /proc, caches are dropped
     after each module (`_release_per_module`)."""
-    _current_test["id"] = request.node.nodeid
     before = _count_mappings()
     yield
     after = _count_mappings()
@@ -186,6 +185,15 @@ def _on_duration(event, duration, fun_name=None, **kwargs):
                 f.write(f"{_current_test['id']}\t{fun_name}\t{duration:.3f}\n")
     elif event in _EVENTS:
         _compile[_EVENTS[event]] += duration
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """The compile log's test: set for the test's setup (its module's fixtures too), call and
+    teardown."""
+    _current_test["id"] = item.nodeid
+    yield
+    _current_test["id"] = "(between tests)"
 
 
 def pytest_configure(config):
