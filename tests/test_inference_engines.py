@@ -72,6 +72,25 @@ def test_nuts_table_has_r_hat_and_ess(data, chain_method, chains):
     assert idata.posterior["mu"].shape == (chains, 500)
 
 
+def test_nuts_warm_started_from_a_map_fit(data):
+    """Chains started from a MAP fit's Laplace approximation, with its covariance as the inverse
+    mass matrix kept through a short warmup (step size only), sample the exact posterior; the
+    chains start apart; an unconverged fit is refused."""
+    y, mean, sd = data
+    res = fit_map(conjugate, y)
+    mcmc = run_nuts(conjugate, y, init=res, adapt_mass_matrix=False, num_warmup=100, num_samples=1000, num_chains=2,
+                    chain_method="vectorized", progress_bar=False, key=jax.random.key(2))
+    mass = np.asarray(mcmc.last_state.adapt_state.inverse_mass_matrix[("mu",)])  # one per chain
+    np.testing.assert_allclose(mass.reshape(-1), np.full(2, res.covariance[0, 0]), rtol=1e-12)
+    mu = np.asarray(mcmc.get_samples(group_by_chain=True)["mu"])
+    table = summary_table(mcmc)
+    assert table.loc["mu", "r_hat"] < 1.01 and table.attrs["divergences"] == 0
+    assert abs(mu.mean() - mean) < 4 * sd / np.sqrt(table.loc["mu", "ess"])
+    np.testing.assert_allclose(mu.std(), sd, rtol=0.1)
+    with pytest.raises(ValueError, match="did not converge"):
+        run_nuts(conjugate, y, init=fit_map(conjugate, y, max_steps=0, tol=0.0), progress_bar=False)
+
+
 def double_well(tilt):
     """A posterior with two modes: potential (x^2 - 4)^2 + tilt x (plus the prior's x^2 / 18),
     minima near x = -2 (the lower, for tilt > 0) and x = +2."""

@@ -416,7 +416,7 @@ def _rows(fun):
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
              init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, dense_mass: bool = False,
-             chain_method: str = "sequential", **kwargs):
+             chain_method: str = "sequential", adapt_mass_matrix: bool = True, **kwargs):
     """NUTS (numpyro) on `model(*args, **kwargs)`, gradients through the solver; `init`: name ->
     starting value in natural units (e.g. a `fit_map` result's `params`). `chain_method`:
     "sequential" (chains one after another), "vectorized" (all chains in one `vmap`ped
@@ -424,16 +424,36 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     once, and a tree waits for the chains' longest; many chains pay where a solve is cheap
     per extra cell) or "parallel" (one chain per device). Returns the `numpyro.infer.MCMC`
     object (`get_samples()`, `print_summary()`); `diagnostics(mcmc)` has R-hat, effective
-    sample sizes and divergences."""
+    sample sizes and divergences.
+
+    Warm start: `init` may be a converged `fit_map` result of the same model and data. The
+    chains then start at independent draws of its Laplace approximation and the sampler's
+    (dense) inverse mass matrix is its covariance; with `adapt_mass_matrix=False` the warmup
+    adapts the step size only, so a short one (a hundred or two) does."""
     from numpyro.infer import MCMC, NUTS
     from numpyro.infer.initialization import init_to_median, init_to_value
 
     key = jax.random.key(0) if key is None else key
-    strategy = init_to_value(values=init) if init else init_to_median()
-    kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob, dense_mass=dense_mass)
+    mass, init_params = {}, None
+    if isinstance(init, MAPResult):
+        if not init.converged:
+            raise ValueError(f"run_nuts: init is a MAP fit that did not converge ({init.message}); its Laplace "
+                             "approximation cannot start the chains. Fit again (more steps, other starts) or give "
+                             "init as name -> value.")
+        cov = init.covariance
+        key, k_init = jax.random.split(key)
+        z = init.unconstrained + jax.random.normal(k_init, (num_chains, cov.shape[0])) @ np.linalg.cholesky(cov).T
+        init_params = jax.vmap(init._unravel)(z) if num_chains > 1 else init._unravel(z[0])
+        mass = dict(inverse_mass_matrix=jnp.asarray(cov), dense_mass=True)
+        strategy = init_to_median()  # unused: init_params are given
+    else:
+        strategy = init_to_value(values=init) if init else init_to_median()
+        mass = dict(dense_mass=dense_mass)
+    kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob,
+                  adapt_mass_matrix=adapt_mass_matrix, **mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=progress_bar)
-    mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), **kwargs)
+    mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), init_params=init_params, **kwargs)
     return mcmc
 
 
