@@ -49,6 +49,7 @@ from jaxcell.inference import (  # noqa: E402
     stack_records,
 )
 from jaxcell.inference._cli import DEFAULT_FIT, _priors, _read_ocv  # noqa: E402
+from jaxcell.physics.constants import R_GAS  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 # the 25 degC discharges of the LG M50 rate tests (W. D. Widanage, WMG, University of Warwick;
@@ -139,7 +140,6 @@ def ocv_check(path):
 
 
 HEAT = "Total heat transfer coefficient [W.m-2.K-1]"
-R_GAS = 8.314462618  # J.mol-1.K-1
 
 
 # The thermal properties of the LG M50(T) that Chen2020 lacks, as published by O'Regan, Brosa
@@ -187,9 +187,9 @@ def fit_heat_transfer(model, p, recs, tables):
         return float(sum(np.nansum((m - d) ** 2) for m, d in rises))
 
     best = minimize_scalar(sse, bounds=(0.0, np.log(200.0)), method="bounded", options={"xatol": 1e-3})
-    n = sum(int(np.sum(np.isfinite(m - d))) for m, d in temperature_rises(model, p.update({HEAT: float(np.exp(best.x))}),
-                                                                          recs, tables))
-    return float(np.exp(best.x)), float(np.sqrt(best.fun / n))
+    h = float(np.exp(best.x))
+    errors = np.concatenate([m - d for m, d in temperature_rises(model, p.update({HEAT: h}), recs, tables)])
+    return h, float(np.sqrt(np.nanmean(errors**2)))
 
 
 def main():

@@ -98,9 +98,12 @@ class MAPResult:
                               "the weights are unreliable (the posterior reaches far beyond the Laplace "
                               "approximation); take more proposals, or use NUTS (run_nuts).", stacklevel=2)
             return draws
+        return self._natural(self._unconstrained_draws(key, n))
+
+    def _unconstrained_draws(self, key, n: int) -> np.ndarray:
+        """n draws (n, d) of the Laplace approximation in the unconstrained space."""
         chol = self._cholesky()
-        z = self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
-        return self._natural(z)
+        return self.unconstrained + np.asarray(jax.random.normal(key, (n, self.unconstrained.size))) @ chol.T
 
     def importance_sample(self, key, n_proposals: int = 500, n: int = 1000) -> tuple[dict, float]:
         """Draws from the exact posterior by Pareto-smoothed importance sampling
@@ -434,21 +437,18 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     from numpyro.infer.initialization import init_to_median, init_to_value
 
     key = jax.random.key(0) if key is None else key
-    mass, init_params = {}, None
+    init_params, mass = None, dict(dense_mass=dense_mass)
     if isinstance(init, MAPResult):
         if not init.converged:
             raise ValueError(f"run_nuts: init is a MAP fit that did not converge ({init.message}); its Laplace "
                              "approximation cannot start the chains. Fit again (more steps, other starts) or give "
                              "init as name -> value.")
-        cov = init.covariance
         key, k_init = jax.random.split(key)
-        z = init.unconstrained + jax.random.normal(k_init, (num_chains, cov.shape[0])) @ np.linalg.cholesky(cov).T
+        z = jnp.asarray(init._unconstrained_draws(k_init, num_chains))
         init_params = jax.vmap(init._unravel)(z) if num_chains > 1 else init._unravel(z[0])
-        mass = dict(inverse_mass_matrix=jnp.asarray(cov), dense_mass=True)
-        strategy = init_to_median()  # unused: init_params are given
-    else:
-        strategy = init_to_value(values=init) if init else init_to_median()
-        mass = dict(dense_mass=dense_mass)
+        mass = dict(inverse_mass_matrix=jnp.asarray(init.covariance), dense_mass=True)
+        init = None  # the chains start at init_params
+    strategy = init_to_value(values=init) if init else init_to_median()
     kernel = NUTS(model, init_strategy=strategy, target_accept_prob=target_accept_prob,
                   adapt_mass_matrix=adapt_mass_matrix, **mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
