@@ -115,6 +115,26 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
     assert "--new-cell needs a group fit" in capsys.readouterr().err
 
 
+def test_nuts_starts_from_the_map_fit(chen, tmp_path, capsys):
+    """`fit --method nuts` on one cell fits the MAP point first; its Laplace approximation starts
+    two vectorised chains and is their mass matrix, so 100 warm-up draws (the step size alone)
+    do: the chains converge (R-hat < 1.01, no divergence) and their 90 % interval holds the true
+    diffusivity, from records made with it."""
+    data, fit_json = tmp_path / "fit_data.csv", tmp_path / "fit.json"
+    _table(chen, [1.0, 2.0]).to_csv(data, index=False)
+    code = main(["fit", str(data), "--model", "SPM", "--fit", D_POS, "--records", "rate", "--initial-soc", "0.9",
+                 "--method", "nuts", "--samples", "300", "--warmup", "100", "--chains", "2", "--output", str(fit_json)])
+    assert code == 0, capsys.readouterr().err
+    fit = json.loads(fit_json.read_text())
+    d = fit["diagnostics"]
+    assert d["start"] == "map" and d["map"]["converged"] is True and (d["warmup"], d["chains"]) == (100, 2)
+    assert d["converged"] is True and d["r_hat_max"] < 1.01 and d["divergences"] == 0
+    s, truth = fit["parameters"][D_POS], 0.6 * float(chen[D_POS])
+    assert s["q05"] < truth < s["q95"] and abs(s["mean"] / truth - 1) < 0.1
+    assert 0.0014 < fit["noise_scale"]["mean"] < 0.0026
+    assert len(fit["samples"][D_POS]) == 400  # the kept draws, from both chains' 600
+
+
 def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, capsys):
     """A hierarchical fit cut to 30 SVI steps: the loss is still falling, so fit.json is written
     with converged false and the exit status is 1; predict then runs the fitted cells (matched

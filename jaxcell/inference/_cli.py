@@ -26,6 +26,7 @@ FIT_FORMAT = "jaxcell-fit/1"
 N_KEEP = 400  # posterior draws kept in fit.json for `predict`
 MIN_POINTS = 5  # a record needs at least this many points (and more than the fitted parameters)
 R_HAT_MAX = 1.01  # a NUTS run with a larger R-hat, or any divergence, has not converged
+WARM_WARMUP = 200  # NUTS warm-up after a MAP warm start: the step size alone is tuned
 
 FIT_DESCRIPTION = """Identify a cell model's parameters from measurements (docs/inference.md).
 
@@ -112,7 +113,11 @@ def add_inference_parsers(subparsers) -> None:
     fit.add_argument("--starts", type=int, default=1,
                      help="map: optimisations from the priors' medians and from prior draws; the best is kept "
                           "(default 1; more find a posterior's other modes)")
-    fit.add_argument("--samples", type=int, default=500, help="nuts: warm-up and sampling iterations each (default 500)")
+    fit.add_argument("--samples", type=int, default=500, help="nuts: sampling iterations per chain (default 500)")
+    fit.add_argument("--warmup", type=int, default=None,
+                     help=f"nuts: warm-up iterations per chain (default {WARM_WARMUP} after a converged MAP fit, which "
+                          "starts the chains and sets the mass matrix; otherwise as many as --samples)")
+    fit.add_argument("--chains", type=int, default=1, help="nuts: chains, run vectorised in one program (default 1)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
     fit.set_defaults(func=_fit)
@@ -232,7 +237,7 @@ def _fit(args) -> int:
                 raise p._unknown(name)
             if not np.ndim(p[name]) == 0 or callable(p[name]):
                 raise UsageError(f"--fit {name!r}: only scalar parameters can be fitted")
-        for label in ("steps", "samples", "starts"):
+        for label in ("steps", "samples", "starts", "warmup", "chains"):
             v = getattr(args, label)
             if v is not None and v < 1:
                 raise UsageError(f"--{label} must be a positive integer, got {v}")
@@ -290,7 +295,24 @@ def _fit(args) -> int:
         diag.update(converged=res.converged, steps=len(res.losses), final_loss=float(np.mean(res.losses[-10:])))
         converged = res.converged
     else:
-        mcmc = run_nuts(model_fn, *margs, key=key, num_warmup=args.samples, num_samples=args.samples, **kwargs)
+        # one cell: NUTS starts from the MAP fit (its Laplace draws and covariance as the mass
+        # matrix), which mixes from the first draw; a hierarchy, or a fit that did not converge,
+        # starts from the priors' medians and adapts its mass matrix
+        warm = None
+        if not args.group:
+            key, k_map = jax.random.split(key)
+            res = fit_map(model_fn, *margs, key=k_map, max_steps=args.steps or 200, starts=args.starts, **kwargs)
+            diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message,
+                               steps=res.steps)
+            if res.converged:
+                warm = res
+            else:
+                print(f"the MAP fit did not converge ({res.message}); NUTS starts from the priors' medians")
+        warmup = args.warmup if args.warmup is not None else (WARM_WARMUP if warm else args.samples)
+        diag.update(start="map" if warm else "prior medians", warmup=warmup, chains=args.chains)
+        mcmc = run_nuts(model_fn, *margs, key=key, init=warm, adapt_mass_matrix=warm is None, num_warmup=warmup,
+                        num_samples=args.samples, num_chains=args.chains,
+                        chain_method="vectorized" if args.chains > 1 else "sequential", **kwargs)
         d = diagnostics(mcmc)
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples().items() if k in mcmc.last_state.z}
         r_hat = max(float(np.max(v["r_hat"])) for k, v in d.items() if k != "divergences")
