@@ -15,11 +15,14 @@ the cell did still predicts the remaining points instead of stopping.
 With ``--thermal lumped`` the model's temperature rise is compared with the cell's thermocouple
 (``T_cell_degC``) on every record; ``--heat-from-temperature`` fits the heat transfer coefficient
 to the fitted records' thermocouple and fits again with it, and ``--oregan2022-thermal`` adds the
-cell's published entropic changes and diffusion activation energies (docs/inference.md).
+cell's published entropic changes and diffusion activation energies (docs/inference.md);
+``--oregan2022-diffusivity`` its published stoichiometry-dependent particle diffusivities, each
+scaled by a fitted reference value.
 
     python benchmarks/inference_lgm50.py [--cases 0.1 0.5 1.0] [--model SPMe|SPM] [--thermal lumped]
         [--noise student_t] [--init-sigma 0.05] [--ocv-evidence] [--resistance-from FIT_JSON]
-        [--oregan2022-thermal] [--heat-from-temperature] [--set NAME=VALUE] [--out FILE]
+        [--oregan2022-thermal] [--oregan2022-diffusivity] [--heat-from-temperature] [--set NAME=VALUE]
+        [--out FILE]
 
 Writes benchmarks/results/inference_lgm50_<model>_latest.json.
 """
@@ -49,6 +52,7 @@ from jaxcell.inference import (  # noqa: E402
     stack_records,
 )
 from jaxcell.inference._cli import DEFAULT_FIT, _priors, _read_ocv  # noqa: E402
+from jaxcell.parameters._functions import arrhenius  # noqa: E402
 from jaxcell.physics.constants import R_GAS  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -164,6 +168,40 @@ OREGAN2022_THERMAL = {
 }
 
 
+# O'Regan et al. 2022's particle diffusivities of the LG M50 against stoichiometry (log10 fits to
+# GITT, at 298.15 K, with their activation energies): D(sto, T) = D_ref g(sto) / g(0.5) times the
+# Arrhenius factor, where log10 g is the fit's stoichiometry-dependent part and D_ref, "<Domain>
+# particle diffusivity reference [m2.s-1]", the published value at a stoichiometry of 0.5 (the
+# fit's constants and correction factors included). `--oregan2022-diffusivity` fits D_ref: the
+# published shape, a fitted scale.
+def _graphite_log10_shape(sto):
+    return (11.17 * sto - 1.553 * jnp.exp(-((sto - 0.2031) ** 2) / 0.0006091)
+            - 6.136 * jnp.exp(-((sto - 0.5375) ** 2) / 0.06438) - 9.725 * jnp.exp(-((sto - 0.9144) ** 2) / 0.0578)
+            + 1.85 * jnp.exp(-((sto - 0.5953) ** 2) / 0.001356))
+
+
+def _nmc811_log10_shape(sto):
+    return (-0.9231 * jnp.exp(-((sto - 0.3216) ** 2) / 0.002534) - 0.4066 * jnp.exp(-((sto - 0.4532) ** 2) / 0.003926)
+            - 0.993 * jnp.exp(-((sto - 0.8098) ** 2) / 0.09924))
+
+
+def _shaped_diffusivity(domain, log10_shape, activation_energy):
+    def diffusivity(sto, T, *, p):
+        shape = 10.0 ** (log10_shape(sto) - log10_shape(0.5))
+        return (p[f"{domain} particle diffusivity reference [m2.s-1]"] * shape
+                * arrhenius(activation_energy, T, p["Reference temperature [K]"]))
+
+    return diffusivity
+
+
+OREGAN2022_DIFFUSIVITY = {
+    "Negative particle diffusivity [m2.s-1]": _shaped_diffusivity("Negative", _graphite_log10_shape, 2092 * R_GAS),
+    "Negative particle diffusivity reference [m2.s-1]": 10.0 ** (-15.11 + float(_graphite_log10_shape(0.5))) * 3.0321,
+    "Positive particle diffusivity [m2.s-1]": _shaped_diffusivity("Positive", _nmc811_log10_shape, 1449 * R_GAS),
+    "Positive particle diffusivity reference [m2.s-1]": 10.0 ** (-13.96 + float(_nmc811_log10_shape(0.5))) * 2.7,
+}
+
+
 def temperature_rises(model, p, recs, tables):
     """The model's temperature rise [K] at every measured time of each record (its measured
     current from its first, rest voltage) and the thermocouple's (`T_cell_degC`)."""
@@ -219,6 +257,11 @@ def main():
     ap.add_argument("--oregan2022-thermal", action="store_true",
                     help="add the LG M50's published entropic changes and particle diffusion activation energies "
                          "(O'Regan et al. 2022) to Chen2020")
+    ap.add_argument("--oregan2022-diffusivity", action="store_true",
+                    help="the particle diffusivities as O'Regan et al. 2022's functions of stoichiometry (with their "
+                         "activation energies), scaled by a fitted reference value: --fit's diffusivities become "
+                         "'<Domain> particle diffusivity reference [m2.s-1]' (prior log sd 1.0 around the published "
+                         "value at stoichiometry 0.5)")
     ap.add_argument("--heat-from-temperature", action="store_true",
                     help="(lumped thermal) after the fit, fit the heat transfer coefficient to the fitted records' "
                          "thermocouple rises at its MAP point, then fit again with it; the left-out record's "
@@ -239,6 +282,12 @@ def main():
         ap.error(str(e))
     if args.oregan2022_thermal:
         p = p.update(OREGAN2022_THERMAL, check_already_exists=False)
+    if args.oregan2022_diffusivity:
+        p = p.update(OREGAN2022_DIFFUSIVITY, check_already_exists=False)
+        args.fit = [k.replace("diffusivity [", "diffusivity reference [") if k in OREGAN2022_DIFFUSIVITY else k
+                    for k in args.fit]
+        args.prior += [f"{k}={OREGAN2022_DIFFUSIVITY[k]},1.0" for k in args.fit if "reference" in k
+                       and not any(item.startswith(k + "=") for item in args.prior)]
     p = p.update(fixed, check_already_exists=False)
     if args.heat_from_temperature and args.thermal != "lumped":
         ap.error("--heat-from-temperature needs --thermal lumped")
@@ -264,7 +313,7 @@ def main():
     ocv = ocv_check(args.ocv) if pathlib.Path(args.ocv).exists() else None
     results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "prior_centres": centre, "prior_spreads": spread,
                "ocv_evidence": args.ocv_evidence, "fixed": fixed,
-               "oregan2022_thermal": args.oregan2022_thermal,
+               "oregan2022_thermal": args.oregan2022_thermal, "oregan2022_diffusivity": args.oregan2022_diffusivity,
                "heat_from_temperature": args.heat_from_temperature, "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
