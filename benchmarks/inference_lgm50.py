@@ -151,6 +151,9 @@ HEAT = "Total heat transfer coefficient [W.m-2.K-1]"
 # change of the open-circuit potential (fits in mV/K against stoichiometry, at 298.15 K) and the
 # activation energies of the particle diffusivities (2092 R and 1449 R). Chen2020's OCPs,
 # diffusivities and exchange currents are kept.
+E_D_GRAPHITE, E_D_NMC811 = 2092 * R_GAS, 1449 * R_GAS  # the particle diffusion activation energies
+
+
 def _graphite_entropic_change(sto):
     return (-0.1112 * sto + 0.02914 + 0.3561 * jnp.exp(-((sto - 0.08309) ** 2) / 0.004616)) / 1000.0
 
@@ -163,8 +166,8 @@ def _nmc811_entropic_change(sto):
 OREGAN2022_THERMAL = {
     "Negative electrode OCP entropic change [V.K-1]": _graphite_entropic_change,
     "Positive electrode OCP entropic change [V.K-1]": _nmc811_entropic_change,
-    "Negative particle diffusion activation energy [J.mol-1]": 2092 * R_GAS,
-    "Positive particle diffusion activation energy [J.mol-1]": 1449 * R_GAS,
+    "Negative particle diffusion activation energy [J.mol-1]": E_D_GRAPHITE,
+    "Positive particle diffusion activation energy [J.mol-1]": E_D_NMC811,
 }
 
 
@@ -195,9 +198,9 @@ def _shaped_diffusivity(domain, log10_shape, activation_energy):
 
 
 OREGAN2022_DIFFUSIVITY = {
-    "Negative particle diffusivity [m2.s-1]": _shaped_diffusivity("Negative", _graphite_log10_shape, 2092 * R_GAS),
+    "Negative particle diffusivity [m2.s-1]": _shaped_diffusivity("Negative", _graphite_log10_shape, E_D_GRAPHITE),
     "Negative particle diffusivity reference [m2.s-1]": 10.0 ** (-15.11 + float(_graphite_log10_shape(0.5))) * 3.0321,
-    "Positive particle diffusivity [m2.s-1]": _shaped_diffusivity("Positive", _nmc811_log10_shape, 1449 * R_GAS),
+    "Positive particle diffusivity [m2.s-1]": _shaped_diffusivity("Positive", _nmc811_log10_shape, E_D_NMC811),
     "Positive particle diffusivity reference [m2.s-1]": 10.0 ** (-13.96 + float(_nmc811_log10_shape(0.5))) * 2.7,
 }
 

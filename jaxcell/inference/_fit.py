@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
+from numpyro.infer import NUTS
 from numpyro.infer.util import initialize_model, potential_energy
 
 # central differences of the gradient give the Laplace Hessian: second-order derivatives
@@ -419,6 +420,19 @@ def _rows(fun):
     return batched
 
 
+class _PotentialNUTS(NUTS):
+    """numpyro's NUTS on a model's potential (`potential_fn`) that still names the model as its
+    own: arviz reads `sampler.model` for the observed data and the log likelihood."""
+
+    def __init__(self, model, potential_fn, **kwargs):
+        super().__init__(potential_fn=potential_fn, **kwargs)
+        self._named_model = model
+
+    @property
+    def model(self):
+        return self._named_model
+
+
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
              init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, dense_mass: bool = False,
              chain_method: str = "sequential", adapt_mass_matrix: bool = True, **kwargs):
@@ -441,42 +455,33 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     and gradient from one compiled program (the MAP fit's own, for a warm start), where
     numpyro, given the model, would compile a search for valid starting points and the
     gradient at them once more, apart from the sampler (about a minute on an SPM fit)."""
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import MCMC
     from numpyro.infer.initialization import init_to_median, init_to_value
     from numpyro.infer.util import ParamInfo, constrain_fn
 
-    class _PotentialNUTS(NUTS):
-        """NUTS on the model's potential, naming the model as its own (arviz reads
-        `sampler.model` for the observed data and the log likelihood)."""
-
-        @property
-        def model(self):
-            return model
-
     key = jax.random.key(0) if key is None else key
     key, k_init = jax.random.split(key)
+    warm = init if isinstance(init, MAPResult) else None
     mass = dict(dense_mass=dense_mass)
-    if isinstance(init, MAPResult):
-        if not init.converged:
-            raise ValueError(f"run_nuts: init is a MAP fit that did not converge ({init.message}); its Laplace "
+    if warm is not None:
+        if not warm.converged:
+            raise ValueError(f"run_nuts: init is a MAP fit that did not converge ({warm.message}); its Laplace "
                              "approximation cannot start the chains. Fit again (more steps, other starts) or give "
                              "init as name -> value.")
-        starts = [init._unravel(jnp.asarray(z)) for z in init._unconstrained_draws(k_init, num_chains)]
-        value_and_grad = init._value_and_grad
-        mass = dict(inverse_mass_matrix=jnp.asarray(init.covariance), dense_mass=True)
+        starts = [warm._unravel(jnp.asarray(z)) for z in warm._unconstrained_draws(k_init, num_chains)]
+        mass = dict(inverse_mass_matrix=jnp.asarray(warm.covariance), dense_mass=True)
     else:
         strategy = init_to_value(values=init) if init else init_to_median()
         starts = [_potential(model, k, args, kwargs, strategy)[0] for k in jax.random.split(k_init, num_chains)]
-        value_and_grad = None
-    if value_and_grad is None:
-        value_and_grad = _value_and_grad_fn(model, args, kwargs, starts[0])
+    value_and_grad = (warm and warm._value_and_grad) or _value_and_grad_fn(model, args, kwargs, starts[0])
+    # one call of the compiled program per chain: a vmap over the chains would compile another
     at_starts = [ParamInfo(z, *value_and_grad(z)) for z in starts]
     init_params = at_starts[0] if num_chains == 1 else jax.tree.map(lambda *x: jnp.stack(x), *at_starts)
-    kernel = _PotentialNUTS(potential_fn=functools.partial(potential_energy, model, args, kwargs),
+    kernel = _PotentialNUTS(model, functools.partial(potential_energy, model, args, kwargs),
                             target_accept_prob=target_accept_prob, adapt_mass_matrix=adapt_mass_matrix, **mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=progress_bar,
-                postprocess_fn=lambda z: constrain_fn(model, args, kwargs, z, return_deterministic=True))
+                postprocess_fn=functools.partial(constrain_fn, model, args, kwargs, return_deterministic=True))
     mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), init_params=init_params, **kwargs)
     return mcmc
 
