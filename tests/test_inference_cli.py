@@ -64,6 +64,11 @@ def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
                         ({"soc": [0.0, 0.5, 0.7, 1.0], "ocv_V": [3.0, 3.7, 3.9, 10.0]}, "does not reach")]:
         pd.DataFrame(frame).to_csv(curve, index=False)
         assert says in _error(capsys, ["fit", str(good), "--ocv", str(curve), "--output", out])
+    assert "--thermal lumped" in _error(capsys, ["fit", str(good), "--temperature", "T_degC", "--output", out])
+    assert "no column 'T_degC'" in _error(capsys, ["fit", str(good), "--temperature", "T_degC", "--thermal", "lumped",
+                                                   "--output", out])
+    assert "'degC' or '_K'" in _error(capsys, ["fit", str(good), "--temperature", "T", "--thermal", "lumped",
+                                               "--output", out])
     assert not (tmp_path / "fit.json").exists()
 
 

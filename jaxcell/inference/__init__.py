@@ -6,8 +6,9 @@ solver). See docs/inference.md.
 - Building blocks for numpyro models: `default_prior` (natural units: log-normal for positive
   parameters, logit-normal for fractions), `check_prior`, `sample_parameters`,
   `voltage_likelihood` (Gaussian or Student-t noise), `ocv_likelihood` (a measured
-  open-circuit-voltage curve as evidence on the stoichiometry window), and the ready-made
-  `cell_model`.
+  open-circuit-voltage curve as evidence on the stoichiometry window),
+  `temperature_likelihood` (a measured temperature rise as a second channel), and the
+  ready-made `cell_model`.
 - Hierarchy over cells: `hierarchical_model` (population priors `population_prior`, non-centred
   cells, every record solved in one vmapped call, `group_records` for record -> cell), and
   `cell_values`, `population_summary`, `new_cell_values`, `predict_voltage` (posterior
@@ -68,4 +69,5 @@ from ._model import sample_parameters as sample_parameters
 from ._model import hold_last_voltage as hold_last_voltage
 from ._model import ocv_curve_voltage as ocv_curve_voltage
 from ._model import ocv_likelihood as ocv_likelihood
+from ._model import temperature_likelihood as temperature_likelihood
 from ._model import voltage_likelihood as voltage_likelihood

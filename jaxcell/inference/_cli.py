@@ -45,6 +45,9 @@ current (all in one compiled, vmapped call) and compared with its voltage. Prior
 with rows at 0 and 1 whose voltages are the curve's ends; the rows between them are the
 evidence) on the stoichiometry window (ocv_likelihood; fit the electrodes' thicknesses and the cyclable lithium, "Initial
 concentration in positive electrode [mol.m-3]", for it to act on).
+--temperature COL (with --thermal lumped) adds the cell's measured temperature: its rise from each
+record's first point against the model's, with its own noise scale; fit "Total heat transfer
+coefficient [W.m-2.K-1]" for the model to learn how the cell exchanges heat.
 --group COL fits the records hierarchically, one cell per value of COL: the population's median
 and spread of each parameter and every cell's value (svi or nuts; a joint MAP of a hierarchy is
 not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
@@ -108,6 +111,9 @@ def add_inference_parsers(subparsers) -> None:
     fit.add_argument("--group", default=None, metavar="COL", help="fit hierarchically, one cell per value of COL")
     fit.add_argument("--ocv", default=None, metavar="FILE.csv",
                      help="the cell's measured open-circuit voltage (soc, ocv_V) as further evidence (not with --group)")
+    fit.add_argument("--temperature", default=None, metavar="COL",
+                     help="a column of the cell's measured temperature (name ending in degC or _K) as a second channel: "
+                          "its rise against the model's (needs --thermal lumped; not with --group)")
     fit.add_argument("--noise", default="gaussian", choices=("gaussian", "student_t"), help="measurement noise model")
     fit.add_argument("--steps", type=int, default=None, help="optimiser steps (map: 200, svi: 2000)")
     fit.add_argument("--starts", type=int, default=1,
@@ -133,12 +139,12 @@ def add_inference_parsers(subparsers) -> None:
     pred.set_defaults(func=_predict)
 
 
-def _read(paths, records, min_points):
+def _read(paths, records, min_points, temperature=None):
     from ._data import read_measurements
 
     recs = []
     for path in paths:
-        recs += read_measurements(path, records or None, min_points=min_points)
+        recs += read_measurements(path, records or None, min_points=min_points, temperature=temperature)
     return recs
 
 
@@ -247,7 +253,12 @@ def _fit(args) -> int:
         records_cols = _columns(args.records)
         if args.group and args.group not in records_cols:
             records_cols.append(args.group)
-        recs = _read(args.data, records_cols, max(MIN_POINTS, len(names) + 2))
+        if args.temperature and args.thermal == "isothermal":
+            raise UsageError("--temperature needs a thermal model (--thermal lumped): an isothermal model's temperature "
+                             "does not move")
+        if args.temperature and args.group:
+            raise UsageError("--temperature with --group: fit the temperature of one cell's records, without --group")
+        recs = _read(args.data, records_cols, max(MIN_POINTS, len(names) + 2), args.temperature)
         initial_soc = _initial_soc(args.initial_soc)
         stacked = stack_records(recs)
         priors, prior_table = _priors(args, p, names, args.group)
@@ -262,6 +273,8 @@ def _fit(args) -> int:
                 ocv_curve_voltage(p, kwargs["ocv"][0], kwargs["ocv"][2])
             except ValueError as e:
                 raise UsageError(f"--ocv {args.ocv}: {str(e).removeprefix('ocv_curve_voltage: ')}") from None
+        if args.temperature:
+            kwargs["temperature"] = True
         if args.group:
             index, cells = group_records(recs, args.group)
             model_fn, margs = hierarchical_model, (model, p, stacked, index)
@@ -334,6 +347,8 @@ def _fit(args) -> int:
     if args.ocv:
         out["ocv"] = {"file": args.ocv, "points": int(kwargs["ocv"][0].size), "ends_V": list(kwargs["ocv"][2]),
                       "noise_scale": _stats(samples["sigma_ocv"])}
+    if args.temperature:
+        out["temperature"] = {"column": args.temperature, "noise_scale_K": _stats(samples["sigma_T"])}
     if args.group:
         pop = population_summary(samples, priors)
         out["parameters"] = {k: _stats(pop[k]["median"]) for k in names}

@@ -50,6 +50,9 @@ class Record:
         t_start: the first time stamp in the source [s] (``t`` is the source's time minus it).
         rest_current: |current| [A] at or below which a point counts as rest (`at_rest`).
         notes: what was changed while reading (merged or separated duplicated time stamps).
+        temperature: the cell's measured temperature [K], shape (n,), or None (not read;
+            `read_measurements`'s ``temperature``). A thermal model's fit can use its rise
+            (`records_model`'s ``temperature=True``).
 
     `read_measurements` builds records from tables; built directly from arrays, a record is
     checked (finite values, ``t`` from 0 strictly increasing, at least 2 points).
@@ -70,6 +73,7 @@ class Record:
     t_start: float = 0.0
     rest_current: float = 0.01
     notes: tuple[str, ...] = ()
+    temperature: np.ndarray | None = None
 
     def __post_init__(self):
         t, i, v = (np.asarray(x, dtype=np.float64) for x in (self.t, self.current, self.voltage))
@@ -83,7 +87,14 @@ class Record:
             raise MeasurementError(f"{self.name}: t, current and voltage must be finite.")
         if t[0] != 0 or np.any(np.diff(t) <= 0):
             raise MeasurementError(f"{self.name}: t must start at 0 and increase strictly.")
-        for name, x in (("t", t), ("current", i), ("voltage", v), ("rows", rows)):
+        arrays = [("t", t), ("current", i), ("voltage", v), ("rows", rows)]
+        if self.temperature is not None:
+            temp = np.asarray(self.temperature, dtype=np.float64)
+            if temp.shape != t.shape or not np.all(np.isfinite(temp)) or not np.all(temp > 0):
+                raise MeasurementError(f"{self.name}: temperature must be finite, positive (kelvin) and of t's shape "
+                                       f"{t.shape}, got shape {temp.shape}.")
+            arrays.append(("temperature", temp))
+        for name, x in arrays:
             x.setflags(write=False)
             object.__setattr__(self, name, x)
         object.__setattr__(self, "key", dict(self.key))
@@ -160,7 +171,8 @@ class StackedRecords:
     ``rows`` -1 and ``mask`` False. Nothing is resampled: the real points are the records' own.
 
     Attributes: t [s], current [A], voltage [V], rows, mask (bool), lengths (n_records,),
-    keys (one dict per record), first_voltage [V] and at_rest (bool), both (n_records,).
+    keys (one dict per record), first_voltage [V] and at_rest (bool), both (n_records,);
+    temperature [K] (padded like the voltage) where every record has one, else None.
     """
 
     t: np.ndarray
@@ -172,6 +184,7 @@ class StackedRecords:
     keys: tuple[dict, ...]
     first_voltage: np.ndarray
     at_rest: np.ndarray
+    temperature: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -229,6 +242,7 @@ def read_measurements(
     time: str = "t_s",
     current: str = "I_A",
     voltage: str = "V_V",
+    temperature: str | None = None,
     min_points: int = 2,
     min_duration: float = 0.0,
     duplicates: str = "separate",
@@ -239,7 +253,9 @@ def read_measurements(
     """Read a measurement table (a CSV file or a pandas DataFrame) into `Record`s.
 
     Columns ``time`` [s], ``current`` [A, positive on discharge] and ``voltage`` [V] are
-    read; other columns are ignored (NaN there is fine). ``records`` names the columns whose
+    read, and ``temperature``, the cell's measured temperature, where named: its unit from the
+    name's ending, ``degC`` (e.g. ``"T_cell_degC"``) or ``_K``, stored in kelvin
+    (`Record.temperature`); other columns are ignored (NaN there is fine). ``records`` names the columns whose
     values tell records apart (e.g. ``["ambient_degC", "soc_percent", "cell"]``); records come
     in the order of their first row and their rows need not be contiguous. Without
     ``records`` the table is one record. Each record's time is shifted to start at 0
@@ -286,10 +302,14 @@ def read_measurements(
     if separation <= 0:
         raise ValueError(f"separation must be positive, got {separation!r}.")
     records = [records] if isinstance(records, str) else list(records or [])
+    if temperature is not None and not (temperature.endswith("degC") or temperature.endswith("_K")):
+        raise ValueError(f"temperature: the column's name must end in its unit, 'degC' or '_K' (e.g. 'T_cell_degC'), "
+                         f"got {temperature!r}.")
 
     df, name, rows = _load(source)
     where = _row_word(name)
-    wanted = list(dict.fromkeys([*records, time, current, voltage]))
+    read = [time, current, voltage] + ([temperature] if temperature is not None else [])
+    wanted = list(dict.fromkeys([*records, *read]))
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         hint = ""
@@ -307,7 +327,7 @@ def read_measurements(
             raise MeasurementError(
                 f"{name}: record column {c!r} is empty at {_at(where, rows[empty])}: every row needs its record's key."
             )
-    columns = {c: _numeric(df, c) for c in (time, current, voltage)}
+    columns = {c: _numeric(df, c) for c in read}
 
     if records:
         codes = df.groupby(records, sort=False).ngroup().to_numpy()
@@ -323,7 +343,7 @@ def read_measurements(
         try:
             out.append(_record(
                 key, name, label, where, rows[idx], {c: (x[idx], bad[idx]) for c, (x, bad) in columns.items()},
-                time, current, voltage, min_points, min_duration, duplicates, separation, rest_current,
+                time, current, voltage, min_points, min_duration, duplicates, separation, rest_current, temperature,
             ))
         except MeasurementError as e:
             problems.append(str(e))
@@ -360,7 +380,7 @@ def _python(value):
 
 
 def _record(key, name, label, where, rows, columns, time, current, voltage, min_points, min_duration,
-            duplicates, separation, rest_current) -> Record:
+            duplicates, separation, rest_current, temperature=None) -> Record:
     """Check one record's rows (in source order) and build its `Record`."""
     for c, (x, bad) in columns.items():
         if bad.any():
@@ -369,10 +389,11 @@ def _record(key, name, label, where, rows, columns, time, current, voltage, min_
         if nonfinite.any():
             kind = "NaN (empty)" if np.isnan(x[nonfinite][0]) else "infinite"
             raise MeasurementError(
-                f"{label}: column {c!r} is {kind} at {_at(where, rows[nonfinite])}; time, current and voltage "
-                "must be numbers (NaN is fine only in the columns that are not read)."
+                f"{label}: column {c!r} is {kind} at {_at(where, rows[nonfinite])}; the columns read "
+                "(time, current, voltage and a named temperature) must be numbers (NaN is fine only in the others)."
             )
     t, i, v = columns[time][0], columns[current][0], columns[voltage][0]
+    temp = None if temperature is None else columns[temperature][0] + (273.15 if temperature.endswith("degC") else 0.0)
     back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         k = back[0]
@@ -389,6 +410,7 @@ def _record(key, name, label, where, rows, columns, time, current, voltage, min_
             f"{_at(where, rows[identical])}"
         )
         t, i, v, rows = t[~identical], i[~identical], v[~identical], rows[~identical]
+        temp = None if temp is None else temp[~identical]
     same = np.concatenate([[False], np.diff(t) == 0])
     if same.any():
         if duplicates == "refuse":
@@ -421,8 +443,11 @@ def _record(key, name, label, where, rows, columns, time, current, voltage, min_
             f"{label}: too short, {t.size} point(s) over {t[-1]:g} s ({where}s {rows[0]}-{rows[-1]}); "
             f"min_points={min_points}, min_duration={min_duration:g} s."
         )
+    if temp is not None and not np.all(temp > 0):
+        k = int(np.flatnonzero(~(temp > 0))[0])
+        raise MeasurementError(f"{label}: column {temperature!r} is below absolute zero at {where} {rows[k]}.")
     return Record(key=key, t=t, current=i, voltage=v, rows=rows, source=name, t_start=t_start,
-                  rest_current=rest_current, notes=tuple(notes))
+                  rest_current=rest_current, notes=tuple(notes), temperature=temp)
 
 
 def stack_records(records: Sequence[Record], n_points: int | None = None) -> StackedRecords:
@@ -458,12 +483,15 @@ def stack_records(records: Sequence[Record], n_points: int | None = None) -> Sta
     shape = (len(records), n)
     t, i, v = np.empty(shape), np.empty(shape), np.empty(shape)
     rows, mask = np.full(shape, -1, dtype=np.int64), np.zeros(shape, dtype=bool)
+    temp = np.empty(shape) if all(r.temperature is not None for r in records) else None
     for k, r in enumerate(records):
         m = len(r)
         t[k, :m], i[k, :m], v[k, :m], rows[k, :m], mask[k, :m] = r.t, r.current, r.voltage, r.rows, True
         t[k, m:] = r.t[-1] + PAD_DT * np.arange(1, n - m + 1)
         i[k, m:], v[k, m:] = r.current[-1], r.voltage[-1]
+        if temp is not None:
+            temp[k, :m], temp[k, m:] = r.temperature, r.temperature[-1]
     return StackedRecords(
         t=t, current=i, voltage=v, rows=rows, mask=mask, lengths=lengths, keys=tuple(r.key for r in records),
-        first_voltage=v[:, 0].copy(), at_rest=np.array([r.at_rest for r in records]),
+        first_voltage=v[:, 0].copy(), at_rest=np.array([r.at_rest for r in records]), temperature=temp,
     )

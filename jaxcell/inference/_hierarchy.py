@@ -206,11 +206,11 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
     return volts
 
 
-def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values):
+def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temperature=False):
     def one(vals, table, t_, s):
         q = initial_concentrations(p.update(vals), soc_kind, s)
         sol = _simulate(model, q, table, modes, t_, opts)
-        return sol.voltage, sol.status
+        return (sol.voltage, sol.temperature, sol.status) if temperature else (sol.voltage, sol.status)
 
     return jax.vmap(one)(values, tables, t, soc)
 
@@ -231,8 +231,9 @@ class RecordSolver:
     """The measured currents of stacked records, run through a model with per-record parameters
     in one compiled, `vmap`ped call: `solver(values)` -> voltages (n_records, n_points) at the
     measured times, NaN where a solve stopped first; `solver.solve(values)` -> (voltages, the
-    solves' `Status` codes (n_records,)). `values`: name -> array (n_records,) in natural units;
-    the other parameters are `p`'s.
+    solves' `Status` codes (n_records,)); `solver.solve(values, temperature=True)` -> (voltages,
+    temperatures [K], codes). `values`: name -> array (n_records,) in natural units; the other
+    parameters are `p`'s.
 
     The records' initial states come from `initial_soc`: None for each record's first voltage
     (every record must start at rest; the state of charge then depends on the parameters, as
@@ -251,9 +252,9 @@ class RecordSolver:
         self.soc_kind, self.soc = _initial_socs(records, initial_soc, p)
         self.n_records = len(records)
 
-    def solve(self, values: Mapping):
+    def solve(self, values: Mapping, temperature: bool = False):
         return _solve_records_jit(self.model, self.p, self.tables, self.modes, self.t, self.soc_kind, self.soc,
-                                  self.opts, dict(values))
+                                  self.opts, dict(values), bool(temperature))
 
     def __call__(self, values: Mapping):
         return self.solve(values)[0]
@@ -302,7 +303,7 @@ def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_ind
 
 def records_model(model, p: ParameterSet, records: StackedRecords, observed=None, *, priors, noise_prior=None,
                   noise: str = "gaussian", df: float = 4.0, initial_soc=None, rtol: float = 1e-6, atol: float = 1e-8,
-                  ocv=None, ocv_noise_prior=None):
+                  ocv=None, ocv_noise_prior=None, temperature: bool = False, temperature_noise_prior=None):
     """A numpyro model of one cell measured in several records (e.g. discharges at several
     rates): one value of each parameter in `priors` (natural units, as `cell_model`), shared by
     every record; the records solved in one `vmap`ped call (`RecordSolver`, initial states as
@@ -312,11 +313,26 @@ def records_model(model, p: ParameterSet, records: StackedRecords, observed=None
     evidence (`ocv_likelihood`, site "OCV") with its own scale "sigma_ocv" (prior
     `ocv_noise_prior`, default a half-normal of scale 10 mV).
 
+    `temperature=True` (a thermal model, records read with a measured temperature) adds the
+    measured temperature as a second channel (`temperature_likelihood`, site "T"): its rise
+    from each record's first point against the model's, with its own scale "sigma_T" [K]
+    (prior `temperature_noise_prior`, default a half-normal of scale 1 K). With the heat
+    transfer coefficient in `priors`, the fit learns how the cell exchanges heat from the
+    same records as the voltage.
+
     Example:
         >>> priors = {k: default_prior(k, p[k]) for k in names}
         >>> res = fit_map(records_model, jaxcell.SPMe(), p, stack_records(recs), priors=priors)
     """
-    from ._model import ocv_likelihood, sample_parameters
+    from ._model import ocv_likelihood, sample_parameters, temperature_likelihood
+
+    if temperature:
+        if records.temperature is None:
+            raise ValueError("records_model: temperature=True needs a measured temperature in every record "
+                             "(read_measurements(..., temperature='T_cell_degC')).")
+        if getattr(model, "thermal", "isothermal") == "isothermal":
+            raise ValueError(f"records_model: temperature=True needs a thermal model (e.g. {type(model).__name__}"
+                             "(thermal='lumped')); an isothermal model's temperature does not move.")
 
     observed = records.voltage if observed is None else observed
     solver = RecordSolver(model, p, records, initial_soc=initial_soc, rtol=rtol, atol=atol)
@@ -327,7 +343,13 @@ def records_model(model, p: ParameterSet, records: StackedRecords, observed=None
         soc, voltage, ends = ocv
         sigma_ocv = numpyro.sample("sigma_ocv", ocv_noise_prior if ocv_noise_prior is not None else dist.HalfNormal(0.01))
         ocv_likelihood(q, soc, voltage, sigma_ocv, ends=ends)
-    predicted, status = solver.solve(values)
+    if not temperature:
+        predicted, status = solver.solve(values)
+    else:
+        predicted, temp, status = solver.solve(values, temperature=True)
+        sigma_t = numpyro.sample("sigma_T", temperature_noise_prior if temperature_noise_prior is not None
+                                 else dist.HalfNormal(1.0))
+        temperature_likelihood(temp, records.temperature, sigma_t, mask=records.mask)
     return voltage_likelihood(predicted, observed, sigma, mask=records.mask, noise=noise, df=df,
                               cut_offs=voltage_limits(p), status=status)
 

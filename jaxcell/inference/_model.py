@@ -148,6 +148,24 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed)
 
 
+def temperature_likelihood(predicted, observed, sigma, *, mask=None, name: str = "T"):
+    """Inside a numpyro model: a measured cell temperature [K] (..., points) given the simulated
+    one, as rises from each row's first point (a thermocouple's offset from the cell's mean,
+    and the set's initial temperature against the measured one, drop out), Gaussian with scale
+    `sigma` [K]. Points after a solve stopped hold its last temperature (`hold_last_voltage`);
+    `mask` (boolean, same shape) leaves out padding.
+
+    Example:
+        >>> temperature_likelihood(sol.temperature, rec.temperature, sigma_T)
+    """
+    predicted = hold_last_voltage(predicted)
+    observed = jnp.asarray(observed)
+    d = dist.Normal(predicted - predicted[..., :1], sigma)
+    if mask is not None:
+        d = d.mask(jnp.asarray(mask, bool))
+    return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed - observed[..., :1])
+
+
 def ocv_curve_voltage(p: ParameterSet, soc, ends):
     """The set's open-circuit voltage [V] at the states of charge `soc` of a measured curve whose
     own scale runs from `ends[0]` (its voltage at 0 %) to `ends[1]` (at 100 %): the window
