@@ -78,7 +78,9 @@ class DFN(AbstractCellModel):
     Mesh sizes are static options; the defaults (`n_x_n = n_x_p = 40`, `n_x_s = 20`, 20 shells
     per particle, the outermost `r_stretch = 4` times thinner than the innermost) keep 0.5C-2C
     discharges of Chen2020, Marquis2019 and Ecker2015 within 1 mV RMS of converged PyBaMM
-    solutions (tests/test_dfn.py; measured 0.09-0.55 mV). On stretched shells the particle nodes
+    solutions (tests/test_dfn.py; measured 0.09-0.55 mV). At 3C, where the electrolyte runs out
+    before the cut-off, they are 7.5 mV RMS off; `n_x_n = n_x_p = 100` with 30 shells keeps
+    0.75 mV (docs/dfn.md, "High rates"). On stretched shells the particle nodes
     sit at the shells' volume centroids (`jaxcell.mesh.shell_nodes`; docs/dfn.md, "Mesh"),
     which is what makes the default stretch accurate, but is less accurate than PyBaMM's
     midpoints for a stretch below about 3. `r_stretch=1` (uniform shells) keeps the midpoints:
