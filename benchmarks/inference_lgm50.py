@@ -14,14 +14,17 @@ the cell did still predicts the remaining points instead of stopping.
 
 With ``--thermal lumped`` the model's temperature rise is compared with the cell's thermocouple
 (``T_cell_degC``) on every record; ``--heat-from-temperature`` fits the heat transfer coefficient
-to the fitted records' thermocouple and fits again with it, and ``--oregan2022-thermal`` adds the
+to the fitted records' thermocouple and fits again with it; ``--temperature-evidence`` instead fits
+it with the rest, the thermocouple a second channel of the likelihood (``records_model``'s
+``temperature=True``); ``--oregan2022-thermal`` adds the
 cell's published entropic changes and diffusion activation energies (docs/inference.md);
 ``--oregan2022-diffusivity`` its published stoichiometry-dependent particle diffusivities, each
 scaled by a fitted reference value.
 
     python benchmarks/inference_lgm50.py [--cases 0.1 0.5 1.0] [--model SPMe|SPM] [--thermal lumped]
         [--noise student_t] [--init-sigma 0.05] [--ocv-evidence] [--resistance-from FIT_JSON]
-        [--oregan2022-thermal] [--oregan2022-diffusivity] [--heat-from-temperature] [--set NAME=VALUE]
+        [--oregan2022-thermal] [--oregan2022-diffusivity] [--heat-from-temperature | --temperature-evidence]
+        [--set NAME=VALUE]
         [--out FILE]
 
 Writes benchmarks/results/inference_lgm50_<model>_latest.json.
@@ -269,6 +272,15 @@ def main():
                     help="(lumped thermal) after the fit, fit the heat transfer coefficient to the fitted records' "
                          "thermocouple rises at its MAP point, then fit again with it; the left-out record's "
                          "temperature is predicted too")
+    ap.add_argument("--temperature-evidence", action="store_true",
+                    help="(lumped thermal) fit the heat transfer coefficient with the rest (prior log sd 1.0 around "
+                         "the set's), the fitted records' thermocouple rises a second channel of the likelihood")
+    ap.add_argument("--temperature-noise", type=float, default=None, metavar="K",
+                    help="with --temperature-evidence: the temperature channel's noise scale held near K kelvin "
+                         "(log-normal prior, log sd 0.1) instead of learned from a half-normal of scale 1 K")
+    ap.add_argument("--staged", action="store_true",
+                    help="with --temperature-evidence: start the joint fit from a fit of the voltage alone, with the "
+                         "heat transfer coefficient fitted to the thermocouple there")
     ap.add_argument("--extract-from", help="rebuild the extract from the data's rate_tests.csv first")
     ap.add_argument("--ocv", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "ocv_25degC.csv"),
                     help="the cell's measured open-circuit voltage (compared with Chen2020's when the file exists)")
@@ -296,9 +308,15 @@ def main():
         ap.error("--heat-from-temperature needs --thermal lumped")
     if args.heat_from_temperature and HEAT in fixed:
         ap.error(f"--set {HEAT!r} and --heat-from-temperature: the second fits it")
+    if args.temperature_evidence and (args.thermal != "lumped" or args.heat_from_temperature or HEAT in fixed):
+        ap.error("--temperature-evidence needs --thermal lumped, and fits the heat transfer coefficient itself "
+                 "(not with --heat-from-temperature or --set it)")
     tables = discharges(args.points)
-    recs = {r: read_measurements(t, "c_rate")[0] for r, t in tables.items()}
+    recs = {r: read_measurements(t, "c_rate", temperature="T_cell_degC")[0] for r, t in tables.items()}
     fit = tuple(args.fit)
+    if args.temperature_evidence:
+        fit = tuple(dict.fromkeys(fit + (HEAT,)))
+        args.prior.append(f"{HEAT}={float(p[HEAT])},1.0")
     ocv_data = None
     if args.ocv_evidence:
         soc, v, ends = _read_ocv(args.ocv)
@@ -317,7 +335,9 @@ def main():
     results = {"ocv": ocv, "init_sigma": args.init_sigma, "noise_prior": args.noise_prior, "model": args.model, "thermal": args.thermal, "noise": args.noise, "n_points": args.points, "fit": list(fit), "prior_centres": centre, "prior_spreads": spread,
                "ocv_evidence": args.ocv_evidence, "fixed": fixed,
                "oregan2022_thermal": args.oregan2022_thermal, "oregan2022_diffusivity": args.oregan2022_diffusivity,
-               "heat_from_temperature": args.heat_from_temperature, "cases": []}
+               "heat_from_temperature": args.heat_from_temperature, "temperature_evidence": args.temperature_evidence,
+               "temperature_noise": args.temperature_noise, "staged": args.staged,
+               "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
         test = stack_records([recs[out_rate]])
@@ -332,8 +352,26 @@ def main():
         init = {**centre, "sigma": args.init_sigma}
         if ocv_data is not None:
             init["sigma_ocv"] = 0.01
+        if args.temperature_evidence:
+            init["sigma_T"] = args.temperature_noise or 0.5
         fit_kw = dict(priors=priors, max_steps=300, noise_prior=dist.HalfNormal(args.noise_prior), noise=args.noise,
-                      ocv=ocv_data)
+                      ocv=ocv_data, temperature=args.temperature_evidence,
+                      temperature_noise_prior=(dist.LogNormal(np.log(args.temperature_noise), 0.1)
+                                               if args.temperature_noise else None))
+        if args.temperature_evidence and args.staged:
+            # start the joint fit where the voltage alone puts the cell (h at the set's value),
+            # with h fitted to the thermocouple there
+            volt = [k for k in fit if k != HEAT]
+            v_kw = {**fit_kw, "temperature": False, "temperature_noise_prior": None,
+                    "priors": {k: priors[k] for k in volt}}
+            first = fit_map(records_model, model, p, stacked, init={k: v for k, v in init.items() if k != HEAT
+                                                                    and k != "sigma_T"}, **v_kw)
+            train_tables = [tables[r] for r in RATES if r != out_rate]
+            h, t_rms = fit_heat_transfer(model, p.update({k: first.params[k] for k in volt}), train, train_tables)
+            case["staged"] = {"voltage_fit_map": {k: float(v) for k, v in first.params.items()},
+                              "voltage_fit_converged": first.converged, "h_W_per_m2K": h,
+                              "fitted_records_temperature_rms_K": t_rms}
+            init = {**{k: float(v) for k, v in first.params.items()}, HEAT: h, "sigma_T": max(t_rms, 0.1)}
         res = fit_map(records_model, model, p, stacked, init=init, **fit_kw)
         q = p  # the set of this case: Chen2020 with the fixed values (and the fitted heat transfer)
         if args.heat_from_temperature:  # the thermocouple of the fitted records sets h; fit again with it
