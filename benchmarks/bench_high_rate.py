@@ -3,7 +3,7 @@ converged curve (480 x-points per electrode, 120 shells; ``tests/data/pybamm``) 
 single-solve time of jaxcell's and PyBaMM's meshes, in one process, one thread each.
 
 Each configuration is solved once on the reference's times (RMS voltage difference after the
-first second, end time), then timed on 100 output times over [0, 1440] s (the best of five warm
+first second up to the earlier end, `_common.accuracy`; end time), then timed on 100 output times over [0, 1440] s (the best of five warm
 solves). jaxcell's atol is rtol / 100, PyBaMM's rtol / 1000 (each library's usual ratio).
 
 Usage::
@@ -34,30 +34,18 @@ JAXCELL = [(40, 20, 20, 1e-6), (100, 20, 30, 1e-6), (100, 20, 30, 1e-4)]
 PYBAMM = [(20, 20, 20, 1e-4), (120, 20, 60, 1e-4), (160, 20, 60, 1e-4), (120, 20, 80, 1e-4)]
 
 
-def rms_after_first_second(t_ref, v_ref, t, v, t_end):
-    """RMS [mV] on the reference's times after 1 s up to the earlier end."""
-    vi = np.interp(t_ref, t, v, right=np.nan)
-    m = (t_ref > 1.0) & (t_ref <= t_end) & np.isfinite(vi)
-    return float(1e3 * np.sqrt(np.mean((vi[m] - v_ref[m]) ** 2)))
-
-
 def best_of(fn, repeats=5):
+    """The fastest of `repeats` warm calls [s] (one call first, to compile)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(C.median_time(fn, repeats)[1])
 
 
 def run_jaxcell(ref, p, n_x, n_s, n_r, rtol):
     model = jaxcell.DFN(n_x_n=n_x, n_x_s=n_s, n_x_p=n_x, n_r_n=n_r, n_r_p=n_r)
     kw = dict(rtol=rtol, atol=rtol * 1e-2)
-    sol = jaxcell.simulate(model, p, EXPERIMENT, t_eval=np.r_[ref[:, 0], np.full(5, ref[-1, 0])], **kw)
+    sol = jaxcell.simulate(model, p, EXPERIMENT, t_eval=ref[:, 0], **kw)
     t_end = float(sol.step_end_time[-1])
-    v = np.asarray(sol.voltage)[: ref.shape[0]]
-    rms = rms_after_first_second(ref[:, 0], ref[:, 1], ref[:, 0], np.where(np.isfinite(v), v, np.nan), t_end)
+    rms = C.accuracy(ref, ref[:, 0], np.asarray(sol.voltage), t_end)["rms_mV"]
     seconds = best_of(lambda: jaxcell.simulate(model, p, EXPERIMENT, t_eval=T_OUT, **kw).voltage.block_until_ready())
     return {"library": "jaxcell", "mesh": [n_x, n_s, n_x, n_r], "rtol": rtol, "states": int(sum(model._sizes)),
             "end_s": t_end, "rms_mV": rms, "solve_ms": 1e3 * seconds}
@@ -74,7 +62,7 @@ def run_pybamm(ref, n_x, n_s, n_r, rtol):
     keep = ref[:, 0] <= T_OUT[-1]
     sol = sim.solve([0.0, T_OUT[-1]], t_interp=ref[keep, 0])
     t, v = sol["Time [s]"].entries, sol["Voltage [V]"].entries
-    rms = rms_after_first_second(ref[:, 0], ref[:, 1], t, v, float(t[-1]))
+    rms = C.accuracy(ref, t, v, float(t[-1]))["rms_mV"]
     seconds = best_of(lambda: sim.solve([0.0, T_OUT[-1]], t_interp=T_OUT))
     return {"library": "PyBaMM", "mesh": [n_x, n_s, n_x, n_r], "rtol": rtol, "end_s": float(t[-1]), "rms_mV": rms,
             "solve_ms": 1e3 * seconds}

@@ -340,6 +340,7 @@ def main():
                "cases": []}
     for out_rate in args.cases:
         train = [recs[r] for r in RATES if r != out_rate]
+        train_tables = [tables[r] for r in RATES if r != out_rate]
         test = stack_records([recs[out_rate]])
         stacked = stack_records(train)
         case = {"left_out": out_rate, "fitted": [r for r in RATES if r != out_rate]}
@@ -364,9 +365,8 @@ def main():
             volt = [k for k in fit if k != HEAT]
             v_kw = {**fit_kw, "temperature": False, "temperature_noise_prior": None,
                     "priors": {k: priors[k] for k in volt}}
-            first = fit_map(records_model, model, p, stacked, init={k: v for k, v in init.items() if k != HEAT
-                                                                    and k != "sigma_T"}, **v_kw)
-            train_tables = [tables[r] for r in RATES if r != out_rate]
+            first = fit_map(records_model, model, p, stacked,
+                            init={k: v for k, v in init.items() if k not in (HEAT, "sigma_T")}, **v_kw)
             h, t_rms = fit_heat_transfer(model, p.update({k: first.params[k] for k in volt}), train, train_tables)
             case["staged"] = {"voltage_fit_map": {k: float(v) for k, v in first.params.items()},
                               "voltage_fit_converged": first.converged, "h_W_per_m2K": h,
@@ -375,7 +375,6 @@ def main():
         res = fit_map(records_model, model, p, stacked, init=init, **fit_kw)
         q = p  # the set of this case: Chen2020 with the fixed values (and the fitted heat transfer)
         if args.heat_from_temperature:  # the thermocouple of the fitted records sets h; fit again with it
-            train_tables = [tables[r] for r in RATES if r != out_rate]
             h, t_rms = fit_heat_transfer(model, p.update({k: res.params[k] for k in fit}), train, train_tables)
             case["heat_transfer"] = {"first_fit_map": {k: float(v) for k, v in res.params.items()},
                                      "h_W_per_m2K": h, "fitted_records_temperature_rms_K": t_rms}
