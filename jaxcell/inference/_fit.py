@@ -7,6 +7,7 @@ numpyro maps every bounded site to), so they serve any model: `cell_model` or a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import types
@@ -543,6 +544,25 @@ def _loss_converged(losses: np.ndarray) -> bool:
     return bool(abs(last.mean() - before.mean()) < last.std(ddof=1))
 
 
+@contextlib.contextmanager
+def _guide_setup_without_gradient_check():
+    """An autoguide sets itself up on its first call (outside any `jit`) with numpyro's
+    `initialize_model`, which evaluates the potential's gradient at the initial point to check
+    that it is finite. Evaluated eagerly, that gradient compiles the solve's forward-mode
+    derivative and its transpose as two programs of their own, which the fit never uses again
+    (about 35 s on two cores for a record solve). Here the guide checks the potential alone, as
+    `fit_map` does; a gradient that is not finite shows in the SVI loss, and such a fit is not
+    converged (`_loss_converged`)."""
+    import numpyro.infer.autoguide as autoguide
+
+    original = autoguide.initialize_model
+    autoguide.initialize_model = functools.partial(original, validate_grad=False)
+    try:
+        yield
+    finally:
+        autoguide.initialize_model = original
+
+
 def fit_svi(model, *args, guide: str = "normal", key=None, num_steps: int = 2000, learning_rate: float = 0.01,
             num_samples: int = 1000, init=None, progress_bar: bool = True, **kwargs) -> SVIResult:
     """Stochastic variational inference (numpyro) on `model(*args, **kwargs)`: an autoguide,
@@ -574,7 +594,9 @@ def fit_svi(model, *args, guide: str = "normal", key=None, num_steps: int = 2000
     g = guides[guide](model, init_loc_fn=strategy)
     svi = SVI(model, g, numpyro.optim.Adam(learning_rate), Trace_ELBO())
     k_fit, k_draw = jax.random.split(key)
-    run = svi.run(k_fit, num_steps, *args, progress_bar=progress_bar, **kwargs)
+    with _guide_setup_without_gradient_check():
+        state = svi.init(k_fit, *args, **kwargs)
+    run = svi.run(k_fit, num_steps, *args, progress_bar=progress_bar, init_state=state, **kwargs)
     draws = g.sample_posterior(k_draw, run.params, *args, sample_shape=(num_samples,), **kwargs)
     losses = np.asarray(run.losses)
     return SVIResult(samples={k: np.asarray(v) for k, v in draws.items()}, losses=losses,
