@@ -390,7 +390,9 @@ def cmd_simulate(args) -> int:
     print(f"capacity  {float(sol.capacity):.4f} A.h discharged, {float(sol.charged_capacity):.4f} A.h charged, "
           f"net {float(sol.net_charge):.4f} A.h")
     print(f"energy    {float(sol.energy):.4f} W.h discharged, {float(sol.charged_energy):.4f} W.h charged")
-    print(f"duration  {df.t_s.iloc[-1] / 3600:.4f} h, final voltage {df.V_V.iloc[-1]:.4f} V")
+    # a solve that failed at its start has no output row
+    last = f"final voltage {df.V_V.iloc[-1]:.4f} V" if len(df) else "no output: the solve stopped at the start"
+    print(f"duration  {float(sol.step_end_time[-1]) / 3600:.4f} h, {last}")
     print(f"end       {sol.message}")
     print(f"wrote     {args.output} ({len(df)} rows: t_s,V_V,I_A,Q_Ah,T_K)")
     if args.plot:

@@ -51,6 +51,9 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
         (["--set", "Negative electrode porosity=thirty"], "value 'thirty' is not a number"),
         (["--set", "Lower voltage cut-off [V]=4.3", "--set", "Upper voltage cut-off [V]=3.0"],
          "'Lower voltage cut-off [V]' (4.3) must be below 'Upper voltage cut-off [V]' (3)"),
+        # 1e5 K ran to the set's capacity, "completed"; 1 K failed at the start
+        (["--set", "Ambient temperature [K]=100000"], "'Ambient temperature [K]' must be between 150 and 500 K"),
+        (["--set", "Initial temperature [K]=1"], "'Initial temperature [K]' must be between 150 and 500 K"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, monkeypatch, args, message):
@@ -63,6 +66,31 @@ def test_cli_errors(tmp_path, capsys, monkeypatch, args, message):
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the command went on to simulate")
+
+
+def test_cli_simulate_that_fails_at_the_start_says_so(tmp_path, capsys, monkeypatch):
+    """A solve that fails at its start has no output row: the command reports the failure with
+    exit status 1 and writes the CSV's header (it used to end in an IndexError). The failure
+    is made from the SPMe rest of the test above, its outputs NaN and its status a solver
+    failure at the start of step 1, as such a solve returns."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    real = jaxcell.simulate
+
+    def failed_at_start(*args, **kwargs):
+        sol = real(*args, **kwargs)
+        return eqx.tree_at(lambda s: (s.voltage, s.status, s.step_end, s.step_end_time), sol,
+                           (jnp.full_like(sol.voltage, jnp.nan), jnp.asarray(jaxcell.Status.SOLVER_FAILURE),
+                            jnp.full_like(sol.step_end, jaxcell.StepEnd.STOPPED), jnp.zeros_like(sol.step_end_time)))
+
+    monkeypatch.setattr(jaxcell, "simulate", failed_at_start)
+    out = tmp_path / "out.csv"
+    assert main(["simulate", "--model", "SPMe", "--experiment", "Rest for 1 hour", "--output", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err and "no output: the solve stopped at the start" in printed.out
+    assert "at the start of step 1" in printed.out
+    assert len(pd.read_csv(out)) == 0
 
 
 def test_cli_warning_printed_once_on_one_line(tmp_path, capsys, monkeypatch):

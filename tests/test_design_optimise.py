@@ -139,3 +139,22 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert main(["design", "--vary", "Positive electrode porosity=0.1:0.5", "--output", str(tmp_path / "d.csv")]) == 2
     assert "must end in .json" in capsys.readouterr().err
+
+
+def test_cli_start_that_does_not_deliver_is_bad_input(tmp_path, capsys, monkeypatch):
+    """A protocol the starting design does not deliver (a charge to the upper cut-off from a
+    charged cell: the step is skipped) is the user's input, not a failure of the optimiser: exit
+    status 2 with the library's message, no traceback (it was a traceback and exit 1). The
+    optimiser is replaced by the error it raises there, so no gradient is compiled here."""
+    from jaxcell.cli import main
+    from jaxcell.design._design import UndeliveredStart
+
+    def undelivered(*args, **kwargs):
+        raise UndeliveredStart("the starting design does not deliver the experiment: a step is skipped")
+
+    monkeypatch.setattr(design, "optimise_design", undelivered)
+    rc = main(["design", "--model", "SPM", "--vary", "Positive electrode thickness [m]=65e-6:100e-6",
+               "--experiment", "Charge at 1C until 4.2 V", "--output", str(tmp_path / "d.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not deliver the experiment: a step is skipped" in err and "Traceback" not in err
+    assert not (tmp_path / "d.json").exists()

@@ -52,6 +52,9 @@ def test_unknown_name_suggests(chen):
         ("Initial concentration in electrolyte [mol.m-3]", 0.0, "positive"),
         ("Positive electrode conductivity [S.m-1]", 0.0, "positive"),
         ("Negative electrode porosity", 1.0, r"open interval \(0, 1\)"),
+        # a solve at 1e5 K completed with the set's capacity; at 1 K it failed at the start
+        ("Ambient temperature [K]", 1e5, "between 150 and 500 K"),
+        ("Initial temperature [K]", 1.0, "between 150 and 500 K"),
     ],
 )
 def test_bad_values_raise(chen, name, value, message):

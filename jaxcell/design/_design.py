@@ -20,6 +20,10 @@ def _space(params, variables) -> DesignSpace:
     return variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
 
 
+class UndeliveredStart(ValueError):
+    """The starting design does not deliver the experiment (bad input to the optimiser)."""
+
+
 def optimise_design(
     model,
     params: ParameterSet,
@@ -72,9 +76,14 @@ def optimise_design(
     (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(first.objective)
     if not np.isfinite(f0) or not bool(first.delivered):
-        raise ValueError(
-            f"the starting design does not deliver the experiment (status {int(first.status)}, objective {f0:g}): "
-            "choose another start or protocol."
+        from ..solution import Status
+
+        status = Status(int(first.status))
+        why = (f"it stops early ({status.name})" if status != Status.COMPLETED else
+               "a step is skipped (its end condition holds at its start) or runs to its maximum duration")
+        raise UndeliveredStart(
+            f"the starting design does not deliver the experiment: {why}; objective {f0:g}. `jaxcell simulate` with "
+            "the same protocol shows which step; choose another start or protocol."
         )
 
     def record(u, aux):

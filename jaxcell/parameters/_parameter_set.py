@@ -73,6 +73,11 @@ def _as_number(name: str, value: Any) -> Any:
     return value
 
 
+# temperatures [K] a set may hold: -123 to 227 degC, beyond what a lithium-ion cell survives on
+# either side (its electrolyte freezes, or boils and decomposes) but wide enough for any test
+TEMPERATURE_RANGE = (150.0, 500.0)
+
+
 def _validate(name: str, value: Any) -> None:
     """Check a concrete value (scalar or batch); traced values are left to the caller."""
     _as_number(name, value)
@@ -84,6 +89,11 @@ def _validate(name: str, value: Any) -> None:
         where = f" at batch index {np.argwhere(bad)[0].tolist()}" if arr.ndim else ""
         raise ParameterValueError(f"{name!r} must be finite, got {arr[bad].flat[0]}{where}.")
     rule = _rule(name)
+    if rule is not None and "temperature [k]" in name.lower():
+        # positive (a log scale for a population's variation), and within what a lithium-ion
+        # cell survives: the sets' functions are fitted near room temperature
+        rule = (f"between {TEMPERATURE_RANGE[0]:g} and {TEMPERATURE_RANGE[1]:g} K (a cell's temperature)",
+                lambda v: (v >= TEMPERATURE_RANGE[0]) & (v <= TEMPERATURE_RANGE[1]))
     if rule is not None:
         desc, ok = rule
         good = ok(arr)
@@ -265,8 +275,8 @@ class ParameterSet(eqx.Module):
         physical range: porosities and volume fractions in (0, 1) (a separator's porosity may be
         1) with an electrode's porosity and solid fractions adding up to at most 1; lengths,
         radii, diffusivities, capacities, conductivities, reaction rate constants and tortuosity
-        factors positive; every value a finite number (not a string or None), and shapes that
-        broadcast with the set's batch shape. Update an electrode's porosity and active
+        factors positive; temperatures [K] between 150 and 500 K; every value a finite number (not
+        a string or None), and shapes that broadcast with the set's batch shape. Update an electrode's porosity and active
         material fraction in one call when both change.
         """
         values = dict(self.values)
