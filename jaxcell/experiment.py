@@ -102,13 +102,13 @@ def _finite(text: str, spec: str, value: float) -> float:
     return value
 
 
-def _parse_duration(text: str, spec: str) -> float:
+def _parse_duration(text: str, spec: str, what: str = "duration") -> float:
     m = re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec.strip())
     if not m or m.group(2) not in _TIME_UNITS:
-        raise _fail(text, f"{spec!r} is not a duration")
+        raise _fail(text, f"{spec!r} is not a {what}")
     value = _number(text, spec, m.group(1), _TIME_UNITS[m.group(2)])
     if value <= 0:
-        raise _fail(text, "the duration must be positive")
+        raise _fail(text, f"the {what} must be positive, got {spec!r}")
     return value
 
 
@@ -155,6 +155,9 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
         if not spec:
             raise _fail(text, f"'{keyword}' must be followed by a {'duration' if keyword == 'for' else 'limit'}")
         t = spec.replace(" ", "")
+        if " at " in f" {spec} ":
+            raise _fail(text, f"{spec!r}: a step at a temperature ('at 30oC') is not supported; set the ambient "
+                              "temperature with the parameter 'Ambient temperature [K]'")
         is_duration = (m := re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec)) is not None and m.group(2) in _TIME_UNITS
         if keyword == "until" and is_duration:
             raise _fail(text, f"'until' takes a voltage or current limit; a duration such as {spec!r} follows 'for'")
@@ -168,10 +171,14 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
             if not np.isnan(until_v):
                 raise _fail(text, "the step has two voltage limits")
             until_v = _number(text, spec, m2.group(1), 1e-3 if m2.group(2) == "mv" else 1.0)
+        elif t.endswith("v"):
+            raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V' or '2500 mV'")
         else:
             if not np.isnan(until_i):
                 raise _fail(text, "the step has two current limits")
             until_i, until_c = _parse_current(text, spec)
+            if until_i <= 0:  # |current| never falls below zero: the step could not end on it
+                raise _fail(text, f"the current limit {spec!r} must be positive (e.g. 'until C/50' or 'until 50 mA')")
     return duration, until_v, until_i, until_c
 
 
@@ -188,7 +195,7 @@ def parse_step(text: str) -> Step:
     s = " ".join(text.strip().lower().split())
     if m := re.fullmatch(r"(.+?) ?\((.*) period\)", s):
         s, period = m.groups()
-        _parse_duration(text, period)
+        _parse_duration(text, period, "period")
     if m := re.fullmatch(r"rest for (.+)", s):
         return make_step(mode="current", value=0.0, duration=_parse_duration(text, m.group(1)),
                          until_voltage=np.nan, until_current=np.nan, description=text)

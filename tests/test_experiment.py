@@ -74,6 +74,25 @@ def test_zero_divisor_and_overflow_refused(text, why):
     assert f"Cannot parse experiment step {text!r}: {why}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        # each was refused naming the wrong thing ("'-1 v' is not a current"), or accepted
+        ("Discharge at 1C until -1 V", "'-1 v' is not a voltage limit: a positive number of volts"),
+        ("Discharge at 1C until nan V", "'nan v' is not a voltage limit"),
+        ("Charge at 1C until 4.2 V at 30oC", "'4.2 v at 30oc': a step at a temperature ('at 30oC') is not supported"),
+        ("Discharge at 1C for 1 hour (0 second period)", "the period must be positive, got '0 second'"),
+        ("Rest for 0 minutes", "the duration must be positive, got '0 minutes'"),
+        ("Hold at 4.2 V until 0 mA", "the current limit '0 ma' must be positive"),  # ran its 8 hours
+        ("Hold at 4.2 V until 0C", "the current limit '0c' must be positive"),
+    ],
+)
+def test_bad_limits_and_periods_named(text, why):
+    with pytest.raises(jaxcell.ExperimentError) as info:
+        parse_step(text)
+    assert f"Cannot parse experiment step {text!r}: {why}" in str(info.value)
+
+
 def test_cycles_and_table():
     exp = jaxcell.Experiment([("Discharge at 1C until 3 V", "Rest for 1 hour")] * 3 + ["Charge at 1 A until 4.1 V"])
     assert len(exp) == 7 and exp.cycle_index == (0, 0, 1, 1, 2, 2, 3)
