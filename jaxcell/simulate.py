@@ -166,6 +166,10 @@ def _outputs_at(out_fn, ts, y_parts, qs, t_fill, y_fill, start):
 
 
 BIG = 1e6  # value of a disabled event condition (never crosses zero)
+# A step's own limit (V, or A for a hold's current) counts as met at the step's start within
+# this: the event that ended the step before on the same limit leaves the state on either side
+# of it by about 1e-12, which otherwise ran a step of zero length as "ended on its limit"
+STEP_END_TOL = 1e-6
 # The first trial step of every experiment step [s]. diffrax's own heuristic (a trial Euler step,
 # Hairer's rule for explicit methods) gives about 1 ms for a 1C DFN, shorter than Rodas4 needs;
 # a step too long at high currents is rejected and shortened (docs/dfn.md).
@@ -219,7 +223,9 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
     c0 = first_crossing(t0, (y0, q0))
     bad_start = ~jnp.all(jnp.isfinite(c0))
-    already = jnp.any(is_step_cond & (c0 <= 0))  # the step's own end holds at its start: skip it
+    # the step's own end holds at its start (to within STEP_END_TOL, so that a step after one
+    # that ended on the same limit is skipped whichever side of it the event's root landed): skip it
+    already = jnp.any(is_step_cond & (c0 <= STEP_END_TOL))
     start_violation = ~is_step_cond & (c0 < 0)  # a stop condition already passed at the start
     start_stop = jnp.where(jnp.any(start_violation) & ~already, stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
@@ -394,7 +400,7 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
                 raise ValueError(f"t_eval must be finite times [s], got {te[i]:g} at index {i}.")
             if np.any(np.diff(te) < 0) or te[0] < 0:
                 i = int(np.flatnonzero(np.diff(te) < 0)[0]) + 1 if np.any(np.diff(te) < 0) else 0
-                raise ValueError(f"t_eval must be non-negative and increasing, got {te[i]:g} at index {i}.")
+                raise ValueError(f"t_eval must be non-negative and non-decreasing, got {te[i]:g} at index {i}.")
     v_lo, v_hi = params["Lower voltage cut-off [V]"], params["Upper voltage cut-off [V]"]
     if not isinstance(v_lo, jax.core.Tracer) and not isinstance(v_hi, jax.core.Tracer):
         lo, hi = np.broadcast_arrays(np.asarray(v_lo), np.asarray(v_hi))
@@ -445,10 +451,10 @@ def simulate(
     With `t_eval=None` each step is sampled at 400 evenly spaced times over its maximum
     duration; times after the step ended repeat the step's final point, so arrays have a fixed
     length (needed under `jit`/`vmap`). With
-    `t_eval` (global times [s], increasing) outputs are at those times, and NaN at times the
+    `t_eval` (global times [s], non-decreasing) outputs are at those times, and NaN at times the
     experiment never reached (it stopped first; see `status`). A time exactly on a step change
     gives the new step's first point (the current already switched; PyBaMM's solution holds
-    both). A `t_eval` that is not finite, non-negative and increasing is refused with a
+    both). A `t_eval` that is not finite, non-negative and non-decreasing is refused with a
     ValueError; under `jit` or `vmap`, where its values are not known, that cell gets
     `Status.BAD_T_EVAL` and NaN outputs instead.
 

@@ -51,7 +51,7 @@ STATUS_MESSAGES = {
         "(the DFN does: its reaction moves away from the depleted region)"
     ),
     Status.BAD_T_EVAL: (
-        "failed: t_eval was not finite, non-negative and increasing (a traced t_eval, e.g. under jax.jit; "
+        "failed: t_eval was not finite, non-negative and non-decreasing (a traced t_eval, e.g. under jax.jit; "
         "a concrete one is refused with an error)"
     ),
 }

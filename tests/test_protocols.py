@@ -124,7 +124,7 @@ def test_t_eval_must_be_finite(spm, chen):
     for bad in ([0.0, np.nan, 10.0], [0.0, np.inf]):
         with pytest.raises(ValueError, match="t_eval must be finite"):
             jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array(bad))
-    with pytest.raises(ValueError, match="increasing, got 5 at index 2"):
+    with pytest.raises(ValueError, match="non-decreasing, got 5 at index 2"):
         jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array([0.0, 10.0, 5.0]))
     # traced (under jit and vmap): the bad cell gets a status and NaN outputs, its neighbour runs
     sols = jax.jit(jax.vmap(lambda te: jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=te)))(
@@ -160,6 +160,18 @@ def test_skipped_step_is_not_delivered(spm, chen):
     assert int(sol.status) == jaxcell.Status.COMPLETED and not bool(sol.delivered)
     assert sol.message == "completed, but step 1 skipped (end condition held at the start)"
     np.testing.assert_allclose(float(sol.capacity), 3.0 * 60 / 3600, rtol=1e-9)
+
+
+def test_step_after_one_that_ended_on_the_same_limit_is_skipped(spm, chen):
+    """A second discharge to the voltage the first ended on is skipped, as a third to a higher
+    one is. It used to run for zero seconds and count as ended on its limit, or be skipped,
+    depending on which side of 2.5 V the first step's event root landed."""
+    sol = jaxcell.simulate(spm, chen, ["Discharge at 1C until 2.5 V"] * 2 + ["Discharge at 1C until 3.0 V"])
+    assert list(np.asarray(sol.step_end)) == [StepEnd.VOLTAGE, StepEnd.ALREADY_MET, StepEnd.ALREADY_MET]
+    assert int(sol.status) == jaxcell.Status.COMPLETED and not bool(sol.delivered)
+    assert sol.message == "completed, but steps 2, 3 skipped (end condition held at the start)"
+    t = np.asarray(sol.step_end_time)
+    assert t[0] > 3000 and t[1] == t[0] == t[2]
 
 
 def test_cutoff_just_past_at_step_start_still_stops(spm, chen):
