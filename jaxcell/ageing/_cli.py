@@ -234,16 +234,21 @@ def cmd_age(args) -> int:
         print(
             f"  {'cycle':>8} {'mean mA.h':>10} {'std mA.h':>9} {'heterog.':>10} {'intrinsic':>10} {'heterog. %':>10}"
         )
+        negative = False
         for i in rows:
             het, intr, tot = (
                 1e6 * float(x[i])
                 for x in (split.heterogeneity, split.intrinsic, split.total)
             )
+            negative |= het < 0
             frac = f"{100 * het / tot:10.1f}" if tot > 0 else f"{'-':>10}"
             print(
                 f"  {cyc[i]:8g} {1e3 * fade[:, :, i].mean():10.2f} {np.sqrt(max(tot, 0.0)):9.2f} "
                 f"{het:10.2f} {intr:10.2f} {frac}"
             )
+        if negative:
+            print("  a negative heterogeneity is the unbiased estimator's sampling error (not clipped, which would "
+                  "bias it): the cells differ less than the noise paths resolve; more --n and --replicates narrow it")
     else:
         print("variance split: needs --n >= 2 and --replicates >= 2 (skipped)")
     status = 0
