@@ -104,6 +104,7 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
     assert set(s) == {"mean", "sd", "q05", "q95"} and s["q05"] < truth < s["q95"]
     assert abs(s["mean"] / truth - 1) < 0.1
     assert fit["method"] == "map" and fit["diagnostics"]["converged"] is True
+    assert fit["diagnostics"]["unreached_points"] == 0
     assert 0.0014 < fit["noise_scale"]["mean"] < 0.0026
     capsys.readouterr()
     assert main(["predict", str(fit_json), "--data", str(other), "--output", str(pred_csv)]) == 0
@@ -118,6 +119,28 @@ def test_fit_and_predict_round_trip(chen, tmp_path, capsys):
     assert f"RMS error {1e3 * rms:.2f} mV" in printed
     assert main(["predict", str(fit_json), "--data", str(other), "--new-cell", "--output", str(pred_csv)]) == 2
     assert "--new-cell needs a group fit" in capsys.readouterr().err
+
+    # a record the model cannot follow (1000 times the current: every draw stops at the lower
+    # cut-off as the discharge starts, so only the first point is reached): its points are not
+    # averaged away. predict printed an RMS over the reached points alone with exit status 0
+    # (15.8 mV where a rest followed), and the fit's check finds them too
+    kilo = tmp_path / "kilo.csv"
+    table = pd.read_csv(other).assign(I_A=lambda d: 1000 * d.I_A)
+    table.to_csv(kilo, index=False)
+    assert main(["predict", str(fit_json), "--data", str(kilo), "--output", str(pred_csv)]) == 1
+    printed = capsys.readouterr()
+    unreached = T.size - 1
+    assert f"the model stopped before {unreached} of {T.size} measured points ({unreached} reached by no draw" in printed.err
+    assert f"over the {T.size - unreached} of {T.size} points every draw reached" in printed.out
+    assert "Mean of empty slice" not in printed.err + printed.out
+    pred = pd.read_csv(pred_csv)
+    assert pred.V_pred_V.isna().sum() == unreached and np.isfinite(pred.V_pred_V[0])
+    from jaxcell.inference import read_measurements, stack_records
+    from jaxcell.inference._cli import _unreached_points
+
+    recs = stack_records(read_measurements(table))
+    values = {D_POS: np.full(1, fit["parameters"][D_POS]["mean"])}
+    assert _unreached_points(jaxcell.SPM(), chen, recs, 0.9, values, False) == unreached
 
 
 def test_nuts_starts_from_the_map_fit(chen, tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import numpy as np
 
@@ -53,7 +54,8 @@ and spread of each parameter and every cell's value (svi or nuts; a joint MAP of
 not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
 "parameters" (group fits: the population median's; each cell's under "cells"), the noise scale,
 the method's diagnostics and posterior draws for `jaxcell predict`.
-Exit status: 0, 1 if the fit did not converge (fit.json is written and says so), 2 for bad input."""
+Exit status: 0, 1 if the fit did not converge or the model stops before the records end at the
+posterior mean (fit.json is written and says so), 2 for bad input."""
 
 PREDICT_DESCRIPTION = """Predict measured voltages from a fit (docs/inference.md).
 
@@ -64,7 +66,9 @@ writes t_s, I_A, V_V (measured), V_pred_V (posterior predictive mean) and V_lo_V
 and 95 % quantiles, measurement noise included), with the record columns. Prints the RMS error
 and the share of measured points inside the band. For a group fit, records are matched to the
 fitted cells by the group column; --new-cell predicts a cell not in the fit from the population.
-Exit status: 0, 2 for bad input."""
+Where the model stops (a cut-off, or a failed solve) before a record's end, V_pred_V is NaN on the
+points it did not reach, the figures are over the points every draw reached, and the exit status
+is 1. Exit status: 0, 1 for points not reached, 2 for bad input."""
 
 
 def _columns(text: str | None) -> list[str]:
@@ -336,6 +340,15 @@ def _fit(args) -> int:
         idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
         samples = {k: v[idx] for k, v in samples.items()}
 
+    # the records solved at the posterior mean (each cell's, for a group fit): a fit can converge
+    # to a point where the model stops (at a cut-off) before the records end, the later points
+    # then fitted only by the noise scale
+    if args.group:
+        means = {k: v.mean(axis=0)[np.asarray(index)] for k, v in cell_values(samples, priors).items()}
+    else:
+        means = {k: np.full(len(recs), float(np.mean(samples[k]))) for k in names}
+    unreached = _unreached_points(model, p, stacked, initial_soc, means, bool(args.temperature))
+    diag["unreached_points"] = unreached
     out = {
         "format": FIT_FORMAT, "model": args.model, "parameter_set": args.parameters, "thermal": args.thermal,
         "method": method, "noise": args.noise, "data": list(args.data), "records": records_cols,
@@ -375,7 +388,24 @@ def _fit(args) -> int:
         print(f"jaxcell: error: the {method} fit did not converge ({_plain(diag)}); fit.json says so "
               "(diagnostics.converged false)", file=sys.stderr)
         return 1
+    if unreached:
+        print(f"jaxcell: error: at the fit's posterior mean the model stops before {unreached} of "
+              f"{int(stacked.mask.sum())} measured points (a cut-off reached, or a failed solve, before the records "
+              "end): the fit does not describe these data there; fit.json says so (diagnostics.unreached_points)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool) -> int:
+    """How many measured points the record solve at `values` (name -> (n_records,)) does not
+    reach. The call is the fit's own (same shapes and options), compiled when numpyro first ran
+    the model."""
+    from ._hierarchy import RecordSolver
+
+    solver = RecordSolver(model, p, stacked, initial_soc=initial_soc)
+    voltage = np.asarray(solver.solve({k: np.asarray(v, dtype=np.float64) for k, v in values.items()}, temperature)[0])
+    return int((~np.isfinite(voltage) & np.asarray(stacked.mask)).sum())
 
 
 def _plain(x):
@@ -448,8 +478,11 @@ def _predict(args) -> int:
     print(f"predicting {len(recs)} record(s) from {n} posterior draws ({'new cell' if args.new_cell else 'fitted'})")
     v = predict_voltage(model, p, values, stacked, sigma=samples["sigma"], key=jax.random.key(args.seed),
                         noise=fit.get("noise", "gaussian"), initial_soc=initial_soc)
-    mean = np.nanmean(v, axis=0)
-    lo, hi = np.nanquantile(v, [0.05, 0.95], axis=0)
+    with warnings.catch_warnings():  # points no draw reached are NaN, and said so below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(v, axis=0)
+        lo, hi = np.nanquantile(v, [0.05, 0.95], axis=0)
+    reached = np.isfinite(v).mean(axis=0)  # the share of draws whose solve reached each point
     frames = []
     for r, rec in enumerate(recs):
         m = stacked.mask[r]
@@ -458,12 +491,27 @@ def _predict(args) -> int:
                            "V_hi_V": hi[r][m]})
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
+    share = np.concatenate([reached[r][stacked.mask[r]] for r in range(len(recs))])
     err = table["V_pred_V"] - table["V_V"]
     inside = (table["V_lo_V"] <= table["V_V"]) & (table["V_V"] <= table["V_hi_V"])
     _write("--output", args.output, lambda path: table.to_csv(path, index=False))
-    print(f"RMS error {1e3 * np.sqrt(np.nanmean(err ** 2)):.2f} mV, band coverage {100 * inside.mean():.1f} % "
-          f"(90 % band, mean width {1e3 * np.nanmean(table['V_hi_V'] - table['V_lo_V']):.2f} mV); written {args.output}")
-    return 0
+    ok = share == 1.0
+    n_pts = len(table)
+    if ok.any():
+        print(f"RMS error {1e3 * np.sqrt(np.mean(err[ok] ** 2)):.2f} mV, band coverage {100 * inside[ok].mean():.1f} % "
+              f"(90 % band, mean width {1e3 * np.mean((table['V_hi_V'] - table['V_lo_V'])[ok]):.2f} mV)"
+              + ("" if ok.all() else f" over the {int(ok.sum())} of {n_pts} points every draw reached")
+              + f"; written {args.output}")
+    if ok.all():
+        return 0
+    # a solve that stops (at a cut-off, or failing) before a record's end leaves its later points
+    # unpredicted: said, not averaged away
+    missed = [recs[r].name for r in range(len(recs)) if (reached[r][stacked.mask[r]] < 1.0).any()]
+    none = int((share == 0.0).sum())
+    print(f"jaxcell: error: the model stopped before {int((~ok).sum())} of {n_pts} measured points ({none} reached by "
+          f"no draw; V_pred_V is NaN there) in {', '.join(missed)}: it reached a cut-off or failed before the "
+          "record's end, so the fit does not describe these data there", file=sys.stderr)
+    return 1
 
 
 def _kind_of(name: str) -> tuple[str]:
