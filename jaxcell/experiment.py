@@ -171,6 +171,8 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
             if not np.isnan(until_v):
                 raise _fail(text, "the step has two voltage limits")
             until_v = _number(text, spec, m2.group(1), 1e-3 if m2.group(2) == "mv" else 1.0)
+            if until_v <= 0:
+                raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V'")
         elif t.endswith("v"):
             raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V' or '2500 mV'")
         else:
@@ -203,6 +205,9 @@ def parse_step(text: str) -> Step:
     if not m:
         raise _fail(text, "it does not start with 'Discharge at', 'Charge at', 'Hold at' or 'Rest for'")
     verb, value_spec, tail = m.groups()
+    if " at " in f" {value_spec} ":
+        raise _fail(text, f"{value_spec!r}: a step at a temperature ('at 30oC') is not supported; set the ambient "
+                          "temperature with the parameter 'Ambient temperature [K]'")
     mode, value, c_rate = _parse_value(text, value_spec)
     if verb == "hold" and mode != "voltage":
         raise _fail(text, "'Hold at' takes a voltage, e.g. 'Hold at 4.2 V until C/50'")

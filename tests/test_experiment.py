@@ -81,6 +81,8 @@ def test_zero_divisor_and_overflow_refused(text, why):
         ("Discharge at 1C until -1 V", "'-1 v' is not a voltage limit: a positive number of volts"),
         ("Discharge at 1C until nan V", "'nan v' is not a voltage limit"),
         ("Charge at 1C until 4.2 V at 30oC", "'4.2 v at 30oc': a step at a temperature ('at 30oC') is not supported"),
+        ("Discharge at 1C at 25oC until 2.5 V", "'1c at 25oc': a step at a temperature ('at 30oC') is not supported"),
+        ("Discharge at 1C until 0 V", "'0 v' is not a voltage limit: a positive number of volts"),
         ("Discharge at 1C for 1 hour (0 second period)", "the period must be positive, got '0 second'"),
         ("Rest for 0 minutes", "the duration must be positive, got '0 minutes'"),
         ("Hold at 4.2 V until 0 mA", "the current limit '0 ma' must be positive"),  # ran its 8 hours
