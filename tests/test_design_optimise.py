@@ -144,8 +144,9 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
 def test_cli_start_that_does_not_deliver_is_bad_input(tmp_path, capsys, monkeypatch):
     """A protocol the starting design does not deliver (a charge to the upper cut-off from a
     charged cell: the step is skipped) is the user's input, not a failure of the optimiser: exit
-    status 2 with the library's message, no traceback (it was a traceback and exit 1). The
-    optimiser is replaced by the error it raises there, so no gradient is compiled here."""
+    status 2 with the library's message (it was a traceback and exit 1), for the nominal and the
+    robust optimisers. Each is replaced by the error it raises there, so no gradient is compiled
+    here."""
     from jaxcell.cli import main
     from jaxcell.design._design import UndeliveredStart
 
@@ -153,8 +154,9 @@ def test_cli_start_that_does_not_deliver_is_bad_input(tmp_path, capsys, monkeypa
         raise UndeliveredStart("the starting design does not deliver the experiment: a step is skipped")
 
     monkeypatch.setattr(design, "optimise_design", undelivered)
-    rc = main(["design", "--model", "SPM", "--vary", "Positive electrode thickness [m]=65e-6:100e-6",
-               "--experiment", "Charge at 1C until 4.2 V", "--output", str(tmp_path / "d.json")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "does not deliver the experiment: a step is skipped" in err and "Traceback" not in err
+    monkeypatch.setattr(design, "optimise_robust_design", undelivered)
+    for robust in ([], ["--min-capacity", "4", "--alpha", "0.1"]):
+        rc = main(["design", "--model", "SPM", "--vary", "Positive electrode thickness [m]=65e-6:100e-6",
+                   "--experiment", "Charge at 1C until 4.2 V", *robust, "--output", str(tmp_path / "d.json")])
+        assert rc == 2 and "does not deliver the experiment: a step is skipped" in capsys.readouterr().err
     assert not (tmp_path / "d.json").exists()

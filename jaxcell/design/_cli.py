@@ -131,13 +131,16 @@ def cmd_design(args) -> int:
         except UndeliveredStart as e:  # the protocol or start given, not a failure of the computation
             raise UsageError(str(e)) from None
     else:
-        res = optimise_robust_design(
-            model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
-            n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
-            max_evaluations=args.max_evaluations or 40, confidence=args.confidence, chance=args.chance,
-            max_temperature=args.max_temperature,
-            **common,
-        )
+        try:
+            res = optimise_robust_design(
+                model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
+                n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
+                max_evaluations=args.max_evaluations or 40, confidence=args.confidence, chance=args.chance,
+                max_temperature=args.max_temperature,
+                **common,
+            )
+        except UndeliveredStart as e:
+            raise UsageError(str(e)) from None
     unit = "W.h.kg-1" if args.objective == "gravimetric" else "W.h.m-3"
     out = {
         "design": res.design,

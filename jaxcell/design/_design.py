@@ -79,8 +79,12 @@ def optimise_design(
         from ..solution import Status
 
         status = Status(int(first.status))
-        why = (f"it stops early ({status.name})" if status != Status.COMPLETED else
-               "a step is skipped (its end condition holds at its start) or runs to its maximum duration")
+        if status != Status.COMPLETED:
+            why = f"it ends with status {status.name}"
+        elif not bool(first.delivered):
+            why = "a step is skipped (its end condition holds at its start) or runs to its maximum duration"
+        else:
+            why = "its objective is not finite"
         raise UndeliveredStart(
             f"the starting design does not deliver the experiment: {why}; objective {f0:g}. `jaxcell simulate` with "
             "the same protocol shows which step; choose another start or protocol."

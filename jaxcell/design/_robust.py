@@ -396,7 +396,10 @@ def optimise_robust_design(
     (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0 if m == 1 else np.zeros(m), 1.0, 1.0)
     f0 = float(jnp.mean(first.objective))
     if not np.isfinite(f0):
-        raise ValueError("the starting design's cells do not all deliver the experiment: choose another start or protocol.")
+        from ._design import UndeliveredStart
+
+        raise UndeliveredStart("the starting design's cells do not all deliver the experiment: choose another start or "
+                               "protocol.")
 
     def record(u, aux):
         out, g, prob = aux

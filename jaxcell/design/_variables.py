@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..parameters import ParameterSet
-from ..parameters._parameter_set import _rule
+from ..parameters._parameter_set import _value_rule
 
 ELECTRODES = ("Negative", "Positive")
 _VARY = re.compile(r"^\s*(?P<name>.+?)\s*=\s*(?P<lo>[^:=]+?)\s*:\s*(?P<hi>[^:=]+?)\s*$")
@@ -82,7 +82,7 @@ def _check_variable(p: ParameterSet, v: DesignVariable) -> None:
         raise DesignVariableError(
             f"design variable {v.name!r}: bounds must be finite numbers with lower < upper, got [{v.lower:g}, {v.upper:g}]."
         )
-    rule = _rule(v.name)
+    rule = _value_rule(v.name)
     if rule is not None:
         desc, ok = rule
         for b in (v.lower, v.upper):

@@ -78,6 +78,17 @@ def _as_number(name: str, value: Any) -> Any:
 TEMPERATURE_RANGE = (150.0, 500.0)
 
 
+def _value_rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
+    """The range a value of this name is checked against (`update`, design bounds): `_rule`'s,
+    with temperatures also bounded to TEMPERATURE_RANGE. A population still varies a
+    temperature on a log scale (`_rule`: positive)."""
+    rule = _rule(name)
+    if rule is not None and "temperature [k]" in name.lower():
+        rule = (f"between {TEMPERATURE_RANGE[0]:g} and {TEMPERATURE_RANGE[1]:g} K (a cell's temperature)",
+                lambda v: (v >= TEMPERATURE_RANGE[0]) & (v <= TEMPERATURE_RANGE[1]))
+    return rule
+
+
 def _validate(name: str, value: Any) -> None:
     """Check a concrete value (scalar or batch); traced values are left to the caller."""
     _as_number(name, value)
@@ -88,12 +99,7 @@ def _validate(name: str, value: Any) -> None:
     if bad.any():
         where = f" at batch index {np.argwhere(bad)[0].tolist()}" if arr.ndim else ""
         raise ParameterValueError(f"{name!r} must be finite, got {arr[bad].flat[0]}{where}.")
-    rule = _rule(name)
-    if rule is not None and "temperature [k]" in name.lower():
-        # positive (a log scale for a population's variation), and within what a lithium-ion
-        # cell survives: the sets' functions are fitted near room temperature
-        rule = (f"between {TEMPERATURE_RANGE[0]:g} and {TEMPERATURE_RANGE[1]:g} K (a cell's temperature)",
-                lambda v: (v >= TEMPERATURE_RANGE[0]) & (v <= TEMPERATURE_RANGE[1]))
+    rule = _value_rule(name)
     if rule is not None:
         desc, ok = rule
         good = ok(arr)
