@@ -535,9 +535,9 @@ def test_checkups_through_simulate_batch(spm):
 
 
 def test_cli_age_explains_a_negative_heterogeneity(tmp_path, capsys):
-    """Four cells with two noise paths each (seed 0): the unbiased heterogeneity estimate comes out
-    negative at cycles 2.5 and 7.5 (-13.7 and -21.0 (mA.h)^2). The table says why, instead of
-    leaving a negative variance unexplained."""
+    """Four cells with the default noise paths (seed 0): the unbiased heterogeneity estimate
+    comes out negative at cycles 2.5 and 7.5 (-13.7 and -21.0 (mA.h)^2). The table says why,
+    instead of leaving a negative variance unexplained."""
     assert main(["age", "--n", "4", "--cycles", "10", "--seed", "0", "--output", str(tmp_path / "fade.csv")]) == 0
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines() if line.strip().startswith(("2.5 ", "7.5 "))]

@@ -54,8 +54,9 @@ and spread of each parameter and every cell's value (svi or nuts; a joint MAP of
 not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
 "parameters" (group fits: the population median's; each cell's under "cells"), the noise scale,
 the method's diagnostics and posterior draws for `jaxcell predict`.
-Exit status: 0, 1 if the fit did not converge or the model stops before the records end at the
-posterior mean (fit.json is written and says so), 2 for bad input."""
+Exit status: 0, 1 if the fit did not converge, or if at the posterior mean the model stops before
+points measured more than 3 noise scales from both cut-offs (fit.json is written and says so), 2
+for bad input."""
 
 PREDICT_DESCRIPTION = """Predict measured voltages from a fit (docs/inference.md).
 
@@ -66,9 +67,15 @@ writes t_s, I_A, V_V (measured), V_pred_V (posterior predictive mean) and V_lo_V
 and 95 % quantiles, measurement noise included), with the record columns. Prints the RMS error
 and the share of measured points inside the band. For a group fit, records are matched to the
 fitted cells by the group column; --new-cell predicts a cell not in the fit from the population.
-Where the model stops (a cut-off, or a failed solve) before a record's end, V_pred_V is NaN on the
-points it did not reach, the figures are over the points every draw reached, and the exit status
-is 1. Exit status: 0, 1 for points not reached, 2 for bad input."""
+Where the model stops (a cut-off, or a failed solve) before a record's end, V_pred_V is the mean
+of the draws that reached a point (NaN where none did), the figures are over the points every
+draw reached, and the exit status is 1 if a point measured more than 3 noise scales from both
+cut-offs was not reached. Exit status: 0, 1 for such points, 2 for bad input."""
+
+
+# a point the model does not reach counts as missed when it was measured more than this many
+# noise scales from both cut-offs (`_beyond_cutoffs`)
+UNREACHED_SIGMAS = 3.0
 
 
 def _columns(text: str | None) -> list[str]:
@@ -342,12 +349,15 @@ def _fit(args) -> int:
 
     # the records solved at the posterior mean (each cell's, for a group fit): a fit can converge
     # to a point where the model stops (at a cut-off) before the records end, the later points
-    # then fitted only by the noise scale
-    if args.group:
-        means = {k: v.mean(axis=0)[np.asarray(index)] for k, v in cell_values(samples, priors).items()}
-    else:
-        means = {k: np.full(len(recs), float(np.mean(samples[k]))) for k in names}
-    unreached = _unreached_points(model, p, stacked, initial_soc, means, bool(args.temperature))
+    # then fitted only by the noise scale (not checked for a fit that did not converge)
+    unreached = None
+    if converged:
+        if args.group:
+            means = {k: v.mean(axis=0)[np.asarray(index)] for k, v in cell_values(samples, priors).items()}
+        else:
+            means = {k: np.full(len(recs), float(np.mean(samples[k]))) for k in names}
+        unreached = _unreached_points(model, p, stacked, initial_soc, means, bool(args.temperature),
+                                      float(np.mean(samples["sigma"])))
     diag["unreached_points"] = unreached
     out = {
         "format": FIT_FORMAT, "model": args.model, "parameter_set": args.parameters, "thermal": args.thermal,
@@ -390,22 +400,33 @@ def _fit(args) -> int:
         return 1
     if unreached:
         print(f"jaxcell: error: at the fit's posterior mean the model stops before {unreached} of "
-              f"{int(stacked.mask.sum())} measured points (a cut-off reached, or a failed solve, before the records "
-              "end): the fit does not describe these data there; fit.json says so (diagnostics.unreached_points)",
-              file=sys.stderr)
+              f"{int(stacked.mask.sum())} measured points that lie more than {UNREACHED_SIGMAS:g} noise scales from "
+              "the cut-offs (a cut-off reached, or a failed solve, before the records end): the fit does not describe "
+              "these data there; fit.json says so (diagnostics.unreached_points)", file=sys.stderr)
         return 1
     return 0
 
 
-def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool) -> int:
+def _beyond_cutoffs(p, measured, sigma: float):
+    """Where a measured voltage is more than UNREACHED_SIGMAS noise scales from both of the
+    set's cut-offs. A model that stops at a cut-off a point or two before a discharge measured
+    down to it has not missed those points (the likelihood holds them at the cut-off); points
+    far from either cut-off, it has."""
+    cutoffs = [float(p["Lower voltage cut-off [V]"]), float(p["Upper voltage cut-off [V]"])]
+    return np.min([np.abs(measured - c) for c in cutoffs], axis=0) > UNREACHED_SIGMAS * sigma
+
+
+def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool, sigma: float) -> int:
     """How many measured points the record solve at `values` (name -> (n_records,)) does not
-    reach. The call is the fit's own (same shapes and options), compiled when numpyro first ran
-    the model."""
+    reach, not counting those within UNREACHED_SIGMAS noise scales `sigma` of a cut-off. The
+    call is the fit's own (same shapes and options), compiled when numpyro first ran the model."""
     from ._hierarchy import RecordSolver
 
     solver = RecordSolver(model, p, stacked, initial_soc=initial_soc)
     voltage = np.asarray(solver.solve({k: np.asarray(v, dtype=np.float64) for k, v in values.items()}, temperature)[0])
-    return int((~np.isfinite(voltage) & np.asarray(stacked.mask)).sum())
+    mask = np.asarray(stacked.mask)
+    missed = ~np.isfinite(voltage) & mask & _beyond_cutoffs(p, np.where(mask, stacked.voltage, 0.0), sigma)
+    return int(missed.sum())
 
 
 def _plain(x):
@@ -500,16 +521,21 @@ def _predict(args) -> int:
     if ok.any():
         print(f"RMS error {1e3 * np.sqrt(np.mean(err[ok] ** 2)):.2f} mV, band coverage {100 * inside[ok].mean():.1f} % "
               f"(90 % band, mean width {1e3 * np.mean((table['V_hi_V'] - table['V_lo_V'])[ok]):.2f} mV)"
-              + ("" if ok.all() else f" over the {int(ok.sum())} of {n_pts} points every draw reached")
-              + f"; written {args.output}")
-    if ok.all():
-        return 0
+              + ("" if ok.all() else f" over the {int(ok.sum())} of {n_pts} points every draw reached"))
+    else:
+        print("no RMS error: no measured point was reached by every draw")
+    print(f"written {args.output}")
     # a solve that stops (at a cut-off, or failing) before a record's end leaves its later points
-    # unpredicted: said, not averaged away
-    missed = [recs[r].name for r in range(len(recs)) if (reached[r][stacked.mask[r]] < 1.0).any()]
-    none = int((share == 0.0).sum())
-    print(f"jaxcell: error: the model stopped before {int((~ok).sum())} of {n_pts} measured points ({none} reached by "
-          f"no draw; V_pred_V is NaN there) in {', '.join(missed)}: it reached a cut-off or failed before the "
+    # unpredicted: said, not averaged away; points measured at a cut-off are not missed
+    far = _beyond_cutoffs(p, table["V_V"].to_numpy(), float(np.mean(samples["sigma"])))
+    missed = ~ok & far
+    if not missed.any():
+        return 0
+    starts = np.cumsum([0] + [len(rec) for rec in recs])
+    names = [recs[r].name for r in range(len(recs)) if missed[starts[r]:starts[r + 1]].any()]
+    none = int((missed & (share == 0.0)).sum())
+    print(f"jaxcell: error: the model stopped before {int(missed.sum())} of {n_pts} measured points ({none} reached by "
+          f"no draw; V_pred_V is NaN there) in {', '.join(names)}: it reached a cut-off or failed before the "
           "record's end, so the fit does not describe these data there", file=sys.stderr)
     return 1
 
