@@ -137,6 +137,13 @@ def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
     return "current", value, c_rate
 
 
+def _refuse_temperature(text: str, spec: str) -> None:
+    """PyBaMM's step temperature ('at 30oC'), anywhere after the verb's 'at', is not supported."""
+    if " at " in f" {spec} ":
+        raise _fail(text, f"{spec!r}: a step at a temperature ('at 30oC') is not supported; set the ambient "
+                          "temperature with the parameter 'Ambient temperature [K]'")
+
+
 def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
     """The end conditions after a step's value: clauses 'for <duration>' and 'until <limit>',
     joined by 'or' (PyBaMM's "for 1 hour or until 2.5 V"); after 'or' alone, a duration or a
@@ -155,9 +162,7 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
         if not spec:
             raise _fail(text, f"'{keyword}' must be followed by a {'duration' if keyword == 'for' else 'limit'}")
         t = spec.replace(" ", "")
-        if " at " in f" {spec} ":
-            raise _fail(text, f"{spec!r}: a step at a temperature ('at 30oC') is not supported; set the ambient "
-                              "temperature with the parameter 'Ambient temperature [K]'")
+        _refuse_temperature(text, spec)
         is_duration = (m := re.fullmatch(rf"({_NUM})\s*([a-z]+)", spec)) is not None and m.group(2) in _TIME_UNITS
         if keyword == "until" and is_duration:
             raise _fail(text, f"'until' takes a voltage or current limit; a duration such as {spec!r} follows 'for'")
@@ -167,14 +172,13 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
             duration = _parse_duration(text, spec)
         elif keyword == "for":
             raise _fail(text, f"{spec!r} is not a duration")
-        elif m2 := re.fullmatch(rf"({_NUM})(mv|v)", t):
+        elif t.endswith("v"):
+            m2 = re.fullmatch(rf"({_NUM})(mv|v)", t)
             if not np.isnan(until_v):
                 raise _fail(text, "the step has two voltage limits")
-            until_v = _number(text, spec, m2.group(1), 1e-3 if m2.group(2) == "mv" else 1.0)
-            if until_v <= 0:
-                raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V'")
-        elif t.endswith("v"):
-            raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V' or '2500 mV'")
+            until_v = _number(text, spec, m2.group(1), 1e-3 if m2.group(2) == "mv" else 1.0) if m2 else 0.0
+            if until_v <= 0:  # also '-1 V' and 'nan V', which the number pattern does not take
+                raise _fail(text, f"{spec!r} is not a voltage limit: a positive number of volts, e.g. '2.5 V' or '2500 mV'")
         else:
             if not np.isnan(until_i):
                 raise _fail(text, "the step has two current limits")
@@ -205,9 +209,7 @@ def parse_step(text: str) -> Step:
     if not m:
         raise _fail(text, "it does not start with 'Discharge at', 'Charge at', 'Hold at' or 'Rest for'")
     verb, value_spec, tail = m.groups()
-    if " at " in f" {value_spec} ":
-        raise _fail(text, f"{value_spec!r}: a step at a temperature ('at 30oC') is not supported; set the ambient "
-                          "temperature with the parameter 'Ambient temperature [K]'")
+    _refuse_temperature(text, value_spec)
     mode, value, c_rate = _parse_value(text, value_spec)
     if verb == "hold" and mode != "voltage":
         raise _fail(text, "'Hold at' takes a voltage, e.g. 'Hold at 4.2 V until C/50'")

@@ -148,7 +148,7 @@ def test_cli_start_that_does_not_deliver_is_bad_input(tmp_path, capsys, monkeypa
     robust optimisers. Each is replaced by the error it raises there, so no gradient is compiled
     here."""
     from jaxcell.cli import main
-    from jaxcell.design._design import UndeliveredStart
+    from jaxcell.design._optimise import UndeliveredStart
 
     def undelivered(*args, **kwargs):
         raise UndeliveredStart("the starting design does not deliver the experiment: a step is skipped")

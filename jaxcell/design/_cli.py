@@ -89,7 +89,7 @@ def cmd_design(args) -> int:
     from jaxcell.population import Variation, default_variation
 
     from . import DesignSpace, check_design, densities, optimise_design, optimise_robust_design
-    from ._design import UndeliveredStart
+    from ._optimise import UndeliveredStart
 
     with user_input():
         check_output_path("--output", args.output, (".json",))
@@ -124,14 +124,11 @@ def cmd_design(args) -> int:
         if args.alpha is not None or args.check:
             variation = Variation.from_file(args.variation) if args.variation else default_variation()
     common = dict(objective=args.objective, lithium=args.lithium)
-    if args.alpha is None:
-        try:
+    try:
+        if args.alpha is None:
             res = optimise_design(model, params, experiment, space, min_capacity=args.min_capacity,
                                   method=args.method, max_evaluations=args.max_evaluations or 25, **common)
-        except UndeliveredStart as e:  # the protocol or start given, not a failure of the computation
-            raise UsageError(str(e)) from None
-    else:
-        try:
+        else:
             res = optimise_robust_design(
                 model, params, experiment, space, variation, min_capacity=args.min_capacity, alpha=args.alpha,
                 n_samples=args.n_samples, key=jax.random.key(args.seed), method=args.method,
@@ -139,8 +136,8 @@ def cmd_design(args) -> int:
                 max_temperature=args.max_temperature,
                 **common,
             )
-        except UndeliveredStart as e:
-            raise UsageError(str(e)) from None
+    except UndeliveredStart as e:  # the protocol or start given, not a failure of the computation
+        raise UsageError(str(e)) from None
     unit = "W.h.kg-1" if args.objective == "gravimetric" else "W.h.m-3"
     out = {
         "design": res.design,

@@ -12,16 +12,13 @@ import numpy as np
 
 from ..parameters import ParameterSet
 from ._objective import design_objective
-from ._optimise import DesignResult, augmented_lagrangian, maximise
+from ..solution import Status
+from ._optimise import DesignResult, UndeliveredStart, augmented_lagrangian, maximise
 from ._variables import DesignSpace
 
 
 def _space(params, variables) -> DesignSpace:
     return variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
-
-
-class UndeliveredStart(ValueError):
-    """The starting design does not deliver the experiment (bad input to the optimiser)."""
 
 
 def optimise_design(
@@ -76,8 +73,6 @@ def optimise_design(
     (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(first.objective)
     if not np.isfinite(f0) or not bool(first.delivered):
-        from ..solution import Status
-
         status = Status(int(first.status))
         if status != Status.COMPLETED:
             why = f"it ends with status {status.name}"

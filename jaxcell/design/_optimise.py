@@ -15,6 +15,10 @@ import numpy as np
 METHODS = ("L-BFGS-B", "BFGS", "adam")
 
 
+class UndeliveredStart(ValueError):
+    """The starting design does not deliver the experiment (bad input to the optimiser)."""
+
+
 @dataclasses.dataclass
 class DesignResult:
     """The outcome of a design optimisation.

@@ -23,7 +23,7 @@ from ..population._sample import _transform, derived_parameters
 from ..soc import with_initial_soc
 from ._mass import cell_mass, cell_volume, densities as _densities
 from ._objective import cell_outcome, check_objective, formation_ratio, with_formation_lithium
-from ._optimise import DesignResult, augmented_lagrangian, maximise
+from ._optimise import DesignResult, UndeliveredStart, augmented_lagrangian, maximise
 from ._variables import DesignSpace
 
 
@@ -396,8 +396,6 @@ def optimise_robust_design(
     (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0 if m == 1 else np.zeros(m), 1.0, 1.0)
     f0 = float(jnp.mean(first.objective))
     if not np.isfinite(f0):
-        from ._design import UndeliveredStart
-
         raise UndeliveredStart("the starting design's cells do not all deliver the experiment: choose another start or "
                                "protocol.")
 

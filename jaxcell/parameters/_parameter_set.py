@@ -282,8 +282,8 @@ class ParameterSet(eqx.Module):
         1) with an electrode's porosity and solid fractions adding up to at most 1; lengths,
         radii, diffusivities, capacities, conductivities, reaction rate constants and tortuosity
         factors positive; temperatures [K] between 150 and 500 K; every value a finite number (not
-        a string or None), and shapes that broadcast with the set's batch shape. Update an electrode's porosity and active
-        material fraction in one call when both change.
+        a string or None), and shapes that broadcast with the set's batch shape. Update an
+        electrode's porosity and active material fraction in one call when both change.
         """
         values = dict(self.values)
         functions = dict(self.functions)
