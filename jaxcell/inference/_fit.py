@@ -436,7 +436,7 @@ class _PotentialNUTS(NUTS):
 
 def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 1,
              init=None, progress_bar: bool = True, target_accept_prob: float = 0.8, dense_mass: bool = False,
-             chain_method: str = "sequential", adapt_mass_matrix: bool = True, **kwargs):
+             chain_method: str = "sequential", adapt_mass_matrix: bool = True, deterministic: bool = False, **kwargs):
     """NUTS (numpyro) on `model(*args, **kwargs)`, gradients through the solver; `init`: name ->
     starting value in natural units (e.g. a `fit_map` result's `params`). `chain_method`:
     "sequential" (chains one after another), "vectorized" (all chains in one `vmap`ped
@@ -455,7 +455,12 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     draw of `init_to_median`, `init` or the Laplace approximation) come with their potential
     and gradient from one compiled program (the MAP fit's own, for a warm start), where
     numpyro, given the model, would compile a search for valid starting points and the
-    gradient at them once more, apart from the sampler (about a minute on an SPM fit)."""
+    gradient at them once more, apart from the sampler (about a minute on an SPM fit).
+
+    The draws are mapped to natural units site by site. The model's deterministic sites (a
+    hierarchy's cell values, which `cell_values` also derives from the draws) are in
+    `get_samples()` only with `deterministic=True`: that runs the model, solves included, once
+    more for every draw, and puts another solve into the sampler's compiled program."""
     from numpyro.infer import MCMC
     from numpyro.infer.initialization import init_to_median, init_to_value
     from numpyro.infer.util import ParamInfo, constrain_fn
@@ -471,9 +476,13 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
                              "init as name -> value.")
         starts = [warm._unravel(jnp.asarray(z)) for z in warm._unconstrained_draws(k_init, num_chains)]
         mass = dict(inverse_mass_matrix=jnp.asarray(warm.covariance), dense_mass=True)
+        to_natural = warm._postprocess
     else:
         strategy = init_to_value(values=init) if init else init_to_median()
-        starts = [_potential(model, k, args, kwargs, strategy)[0] for k in jax.random.split(k_init, num_chains)]
+        found = [_potential(model, k, args, kwargs, strategy) for k in jax.random.split(k_init, num_chains)]
+        starts, to_natural = [z for z, _ in found], found[0][1]
+    if deterministic:
+        to_natural = functools.partial(constrain_fn, model, args, kwargs, return_deterministic=True)
     value_and_grad = (warm and warm._value_and_grad) or _value_and_grad_fn(model, args, kwargs, starts[0])
     # one call of the compiled program per chain: a vmap over the chains would compile another
     at_starts = [ParamInfo(z, *value_and_grad(z)) for z in starts]
@@ -482,7 +491,7 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
                             target_accept_prob=target_accept_prob, adapt_mass_matrix=adapt_mass_matrix, **mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=progress_bar,
-                postprocess_fn=functools.partial(constrain_fn, model, args, kwargs, return_deterministic=True))
+                postprocess_fn=to_natural)
     mcmc.run(key, *args, extra_fields=("diverging", "num_steps"), init_params=init_params, **kwargs)
     return mcmc
 
