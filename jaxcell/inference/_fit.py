@@ -185,16 +185,26 @@ def _potential(model, key, args, kwargs, init_strategy):
     back to natural units, from the model's first trace."""
     # validate_grad=False: numpyro would otherwise compile the gradient once more to check it
     from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.util import transform_fn
+    from numpyro.infer.util import constrain_fn, transform_fn
 
     info, _, _, trace = initialize_model(
         key, model, model_args=args, model_kwargs=kwargs, init_strategy=init_strategy, dynamic_args=False,
         validate_grad=False,
     )
     # numpyro's own postprocess_fn reruns the whole model (the solve included) to get
-    # deterministic sites, for every draw of the Laplace approximation
-    inv = {k: biject_to(trace[k]["fn"].support) for k in info.z}
-    return info.z, functools.partial(transform_fn, inv)
+    # deterministic sites, for every draw. The sampled sites alone need only their supports'
+    # bijections, unless a support's bounds are arrays (another site's value, as in
+    # b ~ Uniform(0, a)): only the model, rerun at each point, knows those bounds
+    supports = [trace[k]["fn"].support for k in info.z]
+    if any(_bounds_are_values(s) for s in supports):
+        return info.z, functools.partial(constrain_fn, model, args, kwargs)
+    return info.z, functools.partial(transform_fn, {k: biject_to(s) for k, s in zip(info.z, supports)})
+
+
+def _bounds_are_values(support) -> bool:
+    """Whether a support has a lower or upper bound that is not a fixed number (an array, which
+    may be another site's value: numpyro's rule for replaying the model, widened to any bound)."""
+    return any(not isinstance(getattr(support, b, 0.0), (int, float)) for b in ("lower_bound", "upper_bound"))
 
 
 @eqx.filter_jit
@@ -457,10 +467,11 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     numpyro, given the model, would compile a search for valid starting points and the
     gradient at them once more, apart from the sampler (about a minute on an SPM fit).
 
-    The draws are mapped to natural units site by site. The model's deterministic sites (a
-    hierarchy's cell values, which `cell_values` also derives from the draws) are in
-    `get_samples()` only with `deterministic=True`: that runs the model, solves included, once
-    more for every draw, and puts another solve into the sampler's compiled program."""
+    The draws are mapped to natural units site by site (by rerunning the model only where a
+    site's bounds depend on another site). The model's deterministic sites (`cell_model`'s
+    "V_model", a hierarchy's cell values, which `cell_values` also derives from the draws) are
+    in `get_samples()` only with `deterministic=True`: that runs the model, solves included,
+    once more for every draw, and puts another solve into the sampler's compiled program."""
     from numpyro.infer import MCMC
     from numpyro.infer.initialization import init_to_median, init_to_value
     from numpyro.infer.util import ParamInfo, constrain_fn

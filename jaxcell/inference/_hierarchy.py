@@ -273,8 +273,9 @@ def hierarchical_model(model, p: ParameterSet, records: StackedRecords, cell_ind
 
     Sites: `loc_site(name)` and `scale_site(name)` (the population, transformed space),
     `offset_site(name)` (the cells' offsets, shape (n_cells,)), "sigma"; deterministic: `name`,
-    the cells' values in natural units, shape (n_cells,). `cell_values`, `population_summary`
-    and `new_cell_values` derive these from any engine's samples.
+    the cells' values in natural units, shape (n_cells,) (in `run_nuts`'s samples only with
+    `deterministic=True`). `cell_values`, `population_summary` and `new_cell_values` derive
+    these from any engine's samples.
 
     Example:
         >>> index, cells = group_records(recs, "cell")
