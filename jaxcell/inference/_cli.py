@@ -412,8 +412,9 @@ def _beyond_cutoffs(p, measured, sigma: float):
     set's cut-offs. A model that stops at a cut-off a point or two before a discharge measured
     down to it has not missed those points (the likelihood holds them at the cut-off); points
     far from either cut-off, it has."""
-    cutoffs = [float(p["Lower voltage cut-off [V]"]), float(p["Upper voltage cut-off [V]"])]
-    return np.min([np.abs(measured - c) for c in cutoffs], axis=0) > UNREACHED_SIGMAS * sigma
+    from ._model import voltage_limits
+
+    return np.min([np.abs(measured - float(c)) for c in voltage_limits(p)], axis=0) > UNREACHED_SIGMAS * sigma
 
 
 def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool, sigma: float) -> int:
