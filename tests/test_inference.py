@@ -250,8 +250,20 @@ def test_a_measured_temperature_identifies_the_heat_transfer_coefficient(chen, t
     expected = np.sum(-0.5 * ((np.array([0.0, 1.0, 3.5]) - [0.0, 1.5, 2.0]) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi)))
     np.testing.assert_allclose(float(tr["T"]["fn"].log_prob(tr["T"]["value"])), expected, rtol=1e-12)
 
-    res = fit_map(records_model, model, chen, stacked, priors={heat: default_prior(heat, chen[heat])},
-                  temperature=True, initial_soc=1.0)
+    compiled = []
+
+    def listener(event, duration, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        res = fit_map(records_model, model, chen, stacked, priors={heat: default_prior(heat, chen[heat])},
+                      temperature=True, initial_soc=1.0)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    # the fit's start is found without the forward record solve, which nothing else in the fit runs
+    assert compiled and not any("_solve_records" in name for name in compiled), compiled
     assert res.converged
     s = res.summary(jax.random.key(0))
     assert abs(s[heat]["mean"] - 25.0) < 3 * s[heat]["sd"] and s[heat]["sd"] < 0.03 * 25.0, s[heat]

@@ -186,3 +186,24 @@ def test_map_next_to_a_failing_region_says_so_instead_of_crashing():
             use()
     ok = fit_map(cliff, 1.0, init={"x": 0.0, "y": 0.0})  # the same potential with the failing region farther off
     assert ok.converged and abs(float(ok.params["x"])) < 1e-6
+
+
+def test_a_start_where_the_potential_is_not_finite_is_searched_for(data):
+    """fit_map finds its start without running the model op by op (only the sampled sites'
+    values are computed), and checks it: where the potential is not finite there, numpyro's
+    search takes over, as it would given the model: a given value outside the half-line the
+    likelihood allows is refused with numpyro's error, and draws from the prior that fall
+    outside it are drawn again, so every start converges to the closed-form optimum."""
+    y, mean, _ = data
+
+    def half_line(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+        numpyro.factor("mu > 0", jnp.where(mu > 0, 0.0, -jnp.inf))
+        numpyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]).to_event(1), obs=y)
+
+    with pytest.raises(RuntimeError, match="Cannot find valid initial parameters"):
+        fit_map(half_line, y, init={"mu": -1.0})
+    res = fit_map(half_line, y, starts=6, key=jax.random.key(3))
+    assert res.converged
+    np.testing.assert_allclose(res.optima, res.potential, rtol=1e-9)  # every start found the optimum
+    np.testing.assert_allclose(float(res.params["mu"]), mean, rtol=1e-6)

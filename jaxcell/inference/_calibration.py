@@ -17,7 +17,7 @@ import numpy as np
 import scipy.stats
 from jax.flatten_util import ravel_pytree
 
-from ._fit import _newton_batch
+from ._fit import _checked_start, _newton_batch, _starting_points, _strategy
 
 
 def sbc_ranks(truth, draws) -> dict:
@@ -207,31 +207,27 @@ def _batched_fit(model, args0, kwargs0, bind, batch, key, init, progress_bar) ->
     first element, concrete, for numpyro's initial trace. numpyro's potential is vmapped over the
     batch and compiled once; `_newton_batch` minimises it from the priors' medians (or `init`,
     name -> value in natural units)."""
-    from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.initialization import init_to_median, init_to_value
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import potential_energy
 
-    strategy = init_to_value(values=init) if init else init_to_median()
-    info, potential_gen, _, trace = initialize_model(
-        key, model, model_args=args0, model_kwargs=kwargs0, init_strategy=strategy, dynamic_args=True,
-        validate_grad=False,
-    )
-    names = tuple(info.z)
-    flat0, unravel = ravel_pytree(info.z)
-    # each site's map from the unconstrained space (numpyro's postprocess function would rerun
-    # the model, the solve included, for every draw)
-    maps = {k: biject_to(trace[k]["fn"].support) for k in names}
+    (start,), to_natural = _starting_points(model, [key], args0, kwargs0, init)
+    names = tuple(start)
+    unravel = ravel_pytree(start)[1]
 
     def natural(z):
-        return {k: maps[k](v) for k, v in unravel(z).items()}
+        values = to_natural(unravel(z))
+        return {k: values[k] for k in names}
 
     def potential(z, b):
         a, kw = bind(b)
-        return potential_gen(*a, **kw)(unravel(z))
+        return potential_energy(model, a, kw, unravel(z))
 
     value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(potential)))
     batch = jax.tree.map(jnp.asarray, batch)
-    z0 = np.tile(np.asarray(flat0, float), (jax.tree.leaves(batch)[0].shape[0], 1))
+    n = jax.tree.leaves(batch)[0].shape[0]
+    # numpyro's search where the first element's potential is not finite at the start, as given the model
+    start = _checked_start(start, lambda z: value_and_grad(jnp.tile(ravel_pytree(z)[0], (n, 1)), batch)[0][0], model,
+                           key, args0, kwargs0, _strategy(init))
+    z0 = np.tile(np.asarray(ravel_pytree(start)[0], float), (n, 1))
     z, value, H, _, converged = _newton_batch(lambda z_: _host(value_and_grad(jnp.asarray(z_), batch)), z0, progress_bar)
     modes = {k: np.asarray(v) for k, v in jax.vmap(natural)(jnp.asarray(z)).items()}
     at_points = jax.jit(jax.vmap(jax.vmap(potential, (0, None)), (0, 0)))

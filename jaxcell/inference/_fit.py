@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import NUTS
-from numpyro.infer.util import initialize_model, potential_energy
+from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, transform_fn
 
 # central differences of the gradient give the Laplace Hessian: second-order derivatives
 # through the solver would need forward mode over Rodas4's reverse-mode rule, which a
@@ -180,25 +181,109 @@ def _stats(x) -> dict:
     return {"mean": x.mean(0), "sd": x.std(0, ddof=1), "q05": np.quantile(x, 0.05, axis=0), "q95": np.quantile(x, 0.95, axis=0)}
 
 
-def _potential(model, key, args, kwargs, init_strategy):
-    """The latent sites' starting point in the unconstrained space (name -> value) and the map
-    back to natural units, from the model's first trace."""
-    # validate_grad=False: numpyro would otherwise compile the gradient once more to check it
-    from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.util import constrain_fn, transform_fn
+def _strategy(init=None, sample: bool = False):
+    """numpyro's initialisation strategy: draws from the priors (`sample`), else `init` (name ->
+    value in natural units) where given, else the priors' medians."""
+    from numpyro.infer.initialization import init_to_median, init_to_sample, init_to_value
 
+    if sample:
+        return init_to_sample()
+    return init_to_value(values=init) if init else init_to_median()
+
+
+def _start(model, key, args, kwargs, strategy, seen: dict):
+    """The model's sampled sites at the strategy's point from `key` (a raw key), in the
+    unconstrained space; their supports go to `seen`."""
+    from numpyro import handlers
+
+    key = jax.random.split(key)[1]  # numpyro's `find_valid_initial_params` seeds its first try so
+    with handlers.trace() as tr, handlers.substitute(substitute_fn=strategy), handlers.seed(rng_seed=key):
+        model(*args, **kwargs)
+    latent = {k: s for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+    supports = {k: s["fn"].support for k, s in latent.items()}
+    if any(c.is_discrete for c in supports.values()):
+        raise _Untraceable
+    # the bounds' kinds, decided while traced: afterwards, values among them are tracers
+    seen.update(supports=supports, bounds_are_values=any(map(_bounds_are_values, supports.values())))
+    return {k: biject_to(s["fn"].support).inv(s["value"]) for k, s in latent.items()}
+
+
+@eqx.filter_jit
+def _shared_start(model, key, args, kwargs, init, sample):
+    """`_start` compiled once per model function and structure of the arguments (as
+    `_shared_value_and_grad`), with the arguments' and `init`'s arrays traced."""
+    return _start(model, key, args, kwargs, _strategy(init, sample), {})
+
+
+def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False):
+    """The latent sites' starting points in the unconstrained space (name -> value; one per key
+    of `keys`) and the map back to natural units; `init` and `sample` as `_strategy`.
+
+    numpyro, given the model, runs it op by op to find a start: the solve with it, which
+    compiles the forward solve (7-12 s on a record fit) for nothing else. Here the model is
+    traced and only the sampled sites' values are compiled: the solve's results are unused, so
+    the program holds no solve (a fraction of a second to compile), and it is shared by every
+    fit of the same model and shapes. Models that need concrete values while traced, or with
+    discrete sites, go numpyro's way (`_numpyro_start`); so does a start where the potential
+    is not finite (`_checked_start`), where numpyro would search on."""
+    if init:
+        init = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in init.items()}
+    raw = [_raw_key(k) for k in keys]
+    seen = {}
+    try:  # the sites and their supports, from a trace of the model
+        jax.eval_shape(lambda k: _start(model, k, args, kwargs, _strategy(init, sample), seen), raw[0])
+    except (jax.errors.JAXTypeError, _Untraceable):
+        found = [_numpyro_start(model, k, args, kwargs, _strategy(init, sample)) for k in keys]
+        return [z for z, _ in found], found[0][1]
+    zs = None
+    statics = jax.tree.leaves(eqx.filter((args, kwargs), eqx.is_array, inverse=True))
+    if all(_hashed_by_value(x) for x in statics):
+        try:
+            zs = [_shared_start(model, k, args, kwargs, init, sample) for k in raw]
+        except jax.errors.JAXTypeError:  # the model needs concrete values of an argument
+            pass
+    if zs is None:
+        compiled = jax.jit(lambda k: _start(model, k, args, kwargs, _strategy(init, sample), {}))
+        zs = [compiled(k) for k in raw]
+    return zs, _to_natural(model, args, kwargs, seen["supports"], seen["bounds_are_values"])
+
+
+class _Untraceable(Exception):
+    """A model `_starting_points` leaves to numpyro's own search for a start."""
+
+
+def _raw_key(key):
+    """numpyro's samplers take raw uint32 keys, also from a typed `jax.random.key`."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+def _to_natural(model, args, kwargs, supports: dict, bounds_are_values: bool):
+    """The map of a point in the unconstrained space to natural units: the supports' bijections,
+    or, where a support's bounds are values (b ~ Uniform(0, a)), the model rerun at the point:
+    only the model knows b's bounds there. numpyro's own postprocess_fn reruns the whole model
+    (the solve included) for every draw, to get deterministic sites too."""
+    if bounds_are_values:
+        return functools.partial(constrain_fn, model, args, kwargs)
+    return functools.partial(transform_fn, {k: biject_to(c) for k, c in supports.items()})
+
+
+def _numpyro_start(model, key, args, kwargs, init_strategy):
+    """numpyro's start: the model run op by op (the solve included), repeated from other keys
+    while the potential there is not finite. Returns (z, map to natural units)."""
     info, _, _, trace = initialize_model(
         key, model, model_args=args, model_kwargs=kwargs, init_strategy=init_strategy, dynamic_args=False,
-        validate_grad=False,
+        validate_grad=False,  # numpyro would otherwise compile the gradient once more to check it
     )
-    # numpyro's own postprocess_fn reruns the whole model (the solve included) to get
-    # deterministic sites, for every draw. The sampled sites alone need only their supports'
-    # bijections, unless a support's bounds are arrays (another site's value, as in
-    # b ~ Uniform(0, a)): only the model, rerun at each point, knows those bounds
-    supports = [trace[k]["fn"].support for k in info.z]
-    if any(_bounds_are_values(s) for s in supports):
-        return info.z, functools.partial(constrain_fn, model, args, kwargs)
-    return info.z, functools.partial(transform_fn, {k: biject_to(s) for k, s in zip(info.z, supports)})
+    supports = {k: trace[k]["fn"].support for k in info.z}
+    return info.z, _to_natural(model, args, kwargs, supports, any(map(_bounds_are_values, supports.values())))
+
+
+def _checked_start(z, potential, model, key, args, kwargs, init_strategy):
+    """`z` where `potential(z)` is finite, else numpyro's search from `key` (which raises when it
+    finds no start)."""
+    if np.isfinite(float(potential(z))):
+        return z
+    return _numpyro_start(model, key, args, kwargs, init_strategy)[0]
 
 
 def _bounds_are_values(support) -> bool:
@@ -271,22 +356,23 @@ def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e
         >>> res = fit_map(cell_model, jaxcell.SPMe(), p, exp, t, v, priors=priors, starts=4)
         >>> res.summary()["Negative particle diffusivity [m2.s-1]"]
     """
-    from numpyro.infer.initialization import init_to_median, init_to_sample, init_to_value
-
     if not (isinstance(starts, (int, np.integer)) and not isinstance(starts, bool) and starts >= 1):
         raise ValueError(f"fit_map: starts must be a positive integer, got {starts!r}.")
     key = jax.random.key(0) if key is None else key
-    strategy = init_to_value(values=init) if init else init_to_median()
-    z0, postprocess_fn = _potential(model, key, args, kwargs, strategy)
-    flat0, unravel = ravel_pytree(z0)
-    firsts = [np.asarray(flat0, dtype=float)]
-    for k in jax.random.split(key, starts - 1):
-        firsts.append(np.asarray(ravel_pytree(_potential(model, k, args, kwargs, init_to_sample())[0])[0], dtype=float))
-
+    (z0,), postprocess_fn = _starting_points(model, [key], args, kwargs, init)
     # BFGS on the host (scipy) around one compiled value_and_grad: optimistix would compile
     # its own loop around the solve again, and takes the derivative in forward mode, which
     # Rodas4's reverse-mode rule (a custom_vjp) does not have
     value_and_grad = _value_and_grad_fn(model, args, kwargs, z0)
+    potential = lambda z: value_and_grad(z)[0]
+    z0 = _checked_start(z0, potential, model, key, args, kwargs, _strategy(init))
+    flat0, unravel = ravel_pytree(z0)
+    firsts = [np.asarray(flat0, dtype=float)]
+    if starts > 1:
+        keys = jax.random.split(key, starts - 1)
+        for k, z in zip(keys, _starting_points(model, keys, args, kwargs, sample=True)[0]):
+            z = _checked_start(z, potential, model, k, args, kwargs, _strategy(sample=True))
+            firsts.append(np.asarray(ravel_pytree(z)[0], dtype=float))
 
     def fun(z):
         value, grad = value_and_grad(unravel(jnp.asarray(z)))
@@ -473,8 +559,7 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     in `get_samples()` only with `deterministic=True`: that runs the model, solves included,
     once more for every draw, and puts another solve into the sampler's compiled program."""
     from numpyro.infer import MCMC
-    from numpyro.infer.initialization import init_to_median, init_to_value
-    from numpyro.infer.util import ParamInfo, constrain_fn
+    from numpyro.infer.util import ParamInfo
 
     key = jax.random.key(0) if key is None else key
     key, k_init = jax.random.split(key)
@@ -489,12 +574,14 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
         mass = dict(inverse_mass_matrix=jnp.asarray(warm.covariance), dense_mass=True)
         to_natural = warm._postprocess
     else:
-        strategy = init_to_value(values=init) if init else init_to_median()
-        found = [_potential(model, k, args, kwargs, strategy) for k in jax.random.split(k_init, num_chains)]
-        starts, to_natural = [z for z, _ in found], found[0][1]
+        keys = jax.random.split(k_init, num_chains)
+        starts, to_natural = _starting_points(model, keys, args, kwargs, init)
     if deterministic:
         to_natural = functools.partial(constrain_fn, model, args, kwargs, return_deterministic=True)
     value_and_grad = (warm and warm._value_and_grad) or _value_and_grad_fn(model, args, kwargs, starts[0])
+    if warm is None:
+        potential = lambda z: value_and_grad(z)[0]
+        starts = [_checked_start(z, potential, model, k, args, kwargs, _strategy(init)) for z, k in zip(starts, keys)]
     # one call of the compiled program per chain: a vmap over the chains would compile another
     at_starts = [ParamInfo(z, *value_and_grad(z)) for z in starts]
     init_params = at_starts[0] if num_chains == 1 else jax.tree.map(lambda *x: jnp.stack(x), *at_starts)
