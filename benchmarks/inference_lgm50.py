@@ -388,8 +388,10 @@ def main():
 
             r = np.asarray(ocv_curve_voltage(q.update({k: res.params[k] for k in fit}), ocv_data[0], ocv_data[2])) - ocv_data[1]
             case["ocv_rms_mV"] = float(1e3 * np.sqrt(np.mean(r**2)))
-        case["hessian_eigenvalues"] = [float(w) for w in res.identifiability()["eigenvalues"]]
-        if not np.all(np.asarray(case["hessian_eigenvalues"]) > 0):  # no Laplace approximation
+        case["message"] = res.message
+        finite = bool(np.all(np.isfinite(res.hessian)))
+        case["hessian_eigenvalues"] = [float(w) for w in res.identifiability()["eigenvalues"]] if finite else None
+        if not finite or not np.all(np.asarray(case["hessian_eigenvalues"]) > 0):  # no Laplace approximation
             print(json.dumps(case, indent=1), flush=True)
             results["cases"].append(case)
             continue
