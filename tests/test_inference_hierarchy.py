@@ -154,3 +154,20 @@ def test_rest_voltage_outside_the_sets_range_is_refused(chen):
     with pytest.raises(ValueError, match=r"initial_soc '4.3 V' lies outside.*\[2.5, 4.2\] V"):
         RecordSolver(jaxcell.SPM(), chen, recs, initial_soc="4.3 V")
     RecordSolver(jaxcell.SPM(), chen, recs, initial_soc=1.0)  # a state of charge needs no rest voltage
+
+
+def test_dfn_records_are_each_records_own_solve(chen):
+    """The DFN's records are solved one after another in the compiled call (its reverse mode
+    through records in lockstep is wrong, docs/inference.md): each record's voltages are those
+    of its own `simulate`, for records of different currents and parameter values."""
+    from jaxcell.inference import RecordSolver
+
+    model = jaxcell.DFN()
+    currents = [CURRENT, np.where(T <= 300.0, 2.5, 0.0)]
+    recs = [Record({"cell": f"c{i}"}, T, i_, np.zeros_like(T)) for i, i_ in enumerate(currents)]
+    d = np.array([0.6, 1.5]) * float(chen[D_POS])
+    voltage, status = RecordSolver(model, chen, stack_records(recs), initial_soc=0.9).solve({D_POS: d})
+    assert (np.asarray(status) == 0).all()
+    for i, rec in enumerate(recs):
+        own = jaxcell.simulate(model, chen.update({D_POS: d[i]}), rec.experiment(), t_eval=T, initial_soc=0.9)
+        np.testing.assert_allclose(np.asarray(voltage[i]), np.asarray(own.voltage), rtol=0, atol=1e-6)
