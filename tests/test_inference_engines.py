@@ -207,3 +207,18 @@ def test_a_start_where_the_potential_is_not_finite_is_searched_for(data):
     assert res.converged
     np.testing.assert_allclose(res.optima, res.potential, rtol=1e-9)  # every start found the optimum
     np.testing.assert_allclose(float(res.params["mu"]), mean, rtol=1e-6)
+
+
+def test_bounds_inside_a_wrapped_support():
+    """A site whose support's bounds are arrays inside `to_event` (a box of two intervals): its
+    start and its map to natural units see those bounds (found by tracing the model, they are
+    traced values), and the MAP point is the data's (noise 0.01, far inside the box)."""
+
+    def box(y):
+        x = numpyro.sample("x", dist.Uniform(0.0, jnp.array([1.0, 2.0])).to_event(1))
+        numpyro.sample("y", dist.Normal(x, 0.01).to_event(1), obs=y)
+
+    y = np.array([0.3, 1.2])
+    res = fit_map(box, y)
+    assert res.converged
+    np.testing.assert_allclose(res.params["x"], y, atol=1e-3)

@@ -183,7 +183,8 @@ def _stats(x) -> dict:
 
 def _strategy(init=None, sample: bool = False):
     """numpyro's initialisation strategy: draws from the priors (`sample`), else `init` (name ->
-    value in natural units) where given, else the priors' medians."""
+    value in natural units; numpyro's `init_to_value` draws the sites it does not name
+    uniformly in (-2, 2) in the unconstrained space), else the priors' medians."""
     from numpyro.infer.initialization import init_to_median, init_to_sample, init_to_value
 
     if sample:
@@ -196,7 +197,7 @@ def _start(model, key, args, kwargs, strategy, seen: dict):
     unconstrained space; their supports go to `seen`."""
     from numpyro import handlers
 
-    key = jax.random.split(key)[1]  # numpyro's `find_valid_initial_params` seeds its first try so
+    key = jax.random.split(key)[1]  # as numpyro's `find_valid_initial_params` seeds the model's run
     with handlers.trace() as tr, handlers.substitute(substitute_fn=strategy), handlers.seed(rng_seed=key):
         model(*args, **kwargs)
     latent = {k: s for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
@@ -223,7 +224,8 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
     compiles the forward solve (7-12 s on a record fit) for nothing else. Here the model is
     traced and only the sampled sites' values are compiled: the solve's results are unused, so
     the program holds no solve (a fraction of a second to compile), and it is shared by every
-    fit of the same model and shapes. Models that need concrete values while traced, or with
+    fit of the same model and shapes (with the arguments as constants instead where they cannot
+    be its inputs). Models that need concrete values of sampled sites while traced, or with
     discrete sites, go numpyro's way (`_numpyro_start`); so does a start where the potential
     is not finite (`_checked_start`), where numpyro would search on."""
     if init:
@@ -232,7 +234,7 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
     seen = {}
     try:  # the sites and their supports, from a trace of the model
         jax.eval_shape(lambda k: _start(model, k, args, kwargs, _strategy(init, sample), seen), raw[0])
-    except (jax.errors.JAXTypeError, _Untraceable):
+    except (TypeError, _Untraceable):  # JAX's concretisation errors are TypeErrors
         found = [_numpyro_start(model, k, args, kwargs, _strategy(init, sample)) for k in keys]
         return [z for z, _ in found], found[0][1]
     zs = None
@@ -240,7 +242,7 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
     if all(_hashed_by_value(x) for x in statics):
         try:
             zs = [_shared_start(model, k, args, kwargs, init, sample) for k in raw]
-        except jax.errors.JAXTypeError:  # the model needs concrete values of an argument
+        except TypeError:  # the model needs concrete values of an argument (a shape, an index)
             pass
     if zs is None:
         compiled = jax.jit(lambda k: _start(model, k, args, kwargs, _strategy(init, sample), {}))
@@ -287,9 +289,11 @@ def _checked_start(z, potential, model, key, args, kwargs, init_strategy):
 
 
 def _bounds_are_values(support) -> bool:
-    """Whether a support has a lower or upper bound that is not a fixed number (an array, which
-    may be another site's value: numpyro's rule for replaying the model, widened to any bound)."""
-    return any(not isinstance(getattr(support, b, 0.0), (int, float)) for b in ("lower_bound", "upper_bound"))
+    """Whether a support holds a bound that is not a fixed Python number: an array, which may be
+    another site's value (b ~ Uniform(0, a)), or a tracer where the support comes from a traced
+    model. numpyro's rule for replaying the model, widened to any such bound, also inside a
+    wrapped constraint (`independent`)."""
+    return any(not isinstance(x, (int, float)) for x in jax.tree.leaves(support))
 
 
 @eqx.filter_jit
@@ -579,11 +583,12 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     if deterministic:
         to_natural = functools.partial(constrain_fn, model, args, kwargs, return_deterministic=True)
     value_and_grad = (warm and warm._value_and_grad) or _value_and_grad_fn(model, args, kwargs, starts[0])
-    if warm is None:
-        potential = lambda z: value_and_grad(z)[0]
-        starts = [_checked_start(z, potential, model, k, args, kwargs, _strategy(init)) for z, k in zip(starts, keys)]
     # one call of the compiled program per chain: a vmap over the chains would compile another
     at_starts = [ParamInfo(z, *value_and_grad(z)) for z in starts]
+    for i in range(num_chains if warm is None else 0):  # numpyro's search where a start's potential is not finite
+        if not np.isfinite(float(at_starts[i].potential_energy)):
+            z = _numpyro_start(model, keys[i], args, kwargs, _strategy(init))[0]
+            at_starts[i] = ParamInfo(z, *value_and_grad(z))
     init_params = at_starts[0] if num_chains == 1 else jax.tree.map(lambda *x: jnp.stack(x), *at_starts)
     kernel = _PotentialNUTS(model, functools.partial(potential_energy, model, args, kwargs),
                             target_accept_prob=target_accept_prob, adapt_mass_matrix=adapt_mass_matrix, **mass)
