@@ -2,6 +2,7 @@
 experiment structure and fixed-length t_eval arrays wherever they can: the solver is compiled
 once per (model, parameter-set functions, experiment structure, t_eval length)."""
 
+import contextlib
 import functools
 import gc
 import json
@@ -40,6 +41,22 @@ def rule_and_jax_gradients(loss, *args, argnums=0):
         jax.jit(jax.grad(functools.partial(loss, rule), argnums=argnums)).lower(*args).compile(compiler_options=FAST_XLA)
         for rule in (True, False)
     ]
+
+
+@contextlib.contextmanager
+def compiled_names():
+    """The names of the functions XLA compiles inside the block (a list, filled as they come)."""
+    names = []
+
+    def listener(event, duration, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def load_reference(name: str):

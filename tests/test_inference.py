@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from conftest import compiled_names
 
 import jaxcell
 from jaxcell.inference import cell_model, check_prior, default_prior, fit_map
@@ -52,21 +53,12 @@ def test_map_recovers_a_known_diffusivity(chen):
     assert ident["names"] == (D_POS, "sigma") and np.all(ident["eigenvalues"] > 0)
 
     # another cell's data (and another prior centre): the compiled potential is reused
-    compiles = []
-
-    def listener(event, duration, fun_name=None, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(fun_name)
-
     truth = 1.4 * float(chen[D_POS])
     v = np.asarray(jaxcell.simulate(model, chen.update({D_POS: truth}), exp, t_eval=t).voltage)
     v = v + 0.001 * np.random.default_rng(2).standard_normal(t.size)
     priors = {D_POS: default_prior(D_POS, 1.2 * chen[D_POS])}  # its own arithmetic may compile (eager jnp)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiled_names() as compiles:
         res = fit_map(cell_model, model, chen, exp, t, v, priors=priors)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert res.converged and not compiles, compiles
     sd = float(res.summary(jax.random.key(1))[D_POS]["sd"])
     assert abs(float(res.params[D_POS]) - truth) < 3 * sd < 0.15 * truth
@@ -251,18 +243,9 @@ def test_a_measured_temperature_identifies_the_heat_transfer_coefficient(chen, t
     expected = np.sum(-0.5 * ((np.array([0.0, 1.0, 3.5]) - [0.0, 1.5, 2.0]) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi)))
     np.testing.assert_allclose(float(tr["T"]["fn"].log_prob(tr["T"]["value"])), expected, rtol=1e-12)
 
-    compiled = []
-
-    def listener(event, duration, fun_name=None, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(fun_name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiled_names() as compiled:
         res = fit_map(records_model, model, chen, stacked, priors={heat: default_prior(heat, chen[heat])},
                       temperature=True, initial_soc=1.0)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     # the fit's start is found without the forward record solve, which nothing else in the fit runs
     assert compiled and not any("_solve_records" in name for name in compiled), compiled
     assert res.converged

@@ -238,8 +238,7 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
         found = [_numpyro_start(model, k, args, kwargs, _strategy(init, sample)) for k in keys]
         return [z for z, _ in found], found[0][1]
     zs = None
-    statics = jax.tree.leaves(eqx.filter((args, kwargs), eqx.is_array, inverse=True))
-    if all(_hashed_by_value(x) for x in statics):
+    if _shareable(args, kwargs):
         try:
             zs = [_shared_start(model, k, args, kwargs, init, sample) for k in raw]
         except TypeError:  # the model needs concrete values of an argument (a shape, an index)
@@ -304,6 +303,12 @@ def _shared_value_and_grad(model, z, args, kwargs):
     return jax.value_and_grad(lambda z_: potential_energy(model, args, kwargs, z_))(z)
 
 
+def _shareable(args, kwargs) -> bool:
+    """Whether a model's arguments can be the inputs of a program shared across fits: every
+    non-array leaf hashes by value (`_hashed_by_value`)."""
+    return all(_hashed_by_value(x) for x in jax.tree.leaves(eqx.filter((args, kwargs), eqx.is_array, inverse=True)))
+
+
 def _hashed_by_value(leaf) -> bool:
     """Whether a non-array argument can key a compiled program: functions and classes (fixed
     code), or objects that compare by value. An object compared by identity (a `StackedRecords`)
@@ -321,8 +326,7 @@ def _value_and_grad_fn(model, args, kwargs, z0):
     as its inputs: fitting the next record or cell compiles nothing. Otherwise, or where the
     model needs an argument's values while it is traced (a cell index that sets a shape), the
     potential is compiled for this fit with the arguments as constants, numpyro's way."""
-    statics = jax.tree.leaves(eqx.filter((args, kwargs), eqx.is_array, inverse=True))
-    if all(_hashed_by_value(x) for x in statics):
+    if _shareable(args, kwargs):
         shared = functools.partial(_shared_value_and_grad, model, args=args, kwargs=kwargs)
         try:
             shared(z0)
