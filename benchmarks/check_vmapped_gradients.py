@@ -1,0 +1,98 @@
+"""Reverse mode through measured records solved together under `vmap`, against the same records
+solved one after another (`lax.map`) and against central differences: the check behind
+`RecordSolver`'s choice of `lax.map` for the DFN (docs/inference.md, "Records in one call").
+
+The loss is the sum of squared voltages of the LG M50 25 degC discharges (``--rates``, thinned to
+``--points`` measured points), each record a drive cycle started at rest from its first voltage,
+as `RecordSolver` solves them; the parameters are two of the DFN's (log scale).
+
+    python benchmarks/check_vmapped_gradients.py [--model DFN] [--coarse] [--rates 0.1 0.5] [--fd]
+
+Writes results/vmapped_gradients_latest.json.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxcell  # noqa: E402
+from jaxcell.inference import RecordSolver, read_measurements, stack_records  # noqa: E402
+from jaxcell.inference._hierarchy import initial_concentrations  # noqa: E402
+from jaxcell.simulate import _simulate  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]
+
+
+def loss_fn(model, p, records, batching):
+    """loss(log values) with the records solved by `batching` ("vmap" or "map")."""
+    s = RecordSolver(model, p, records, initial_soc=None)
+    mask = jnp.asarray(records.mask)
+    n = len(records)
+
+    def one(values, table, t, soc):
+        q = initial_concentrations(p.update(values), s.soc_kind, soc)
+        return _simulate(s.model, q, table, s.modes, t, s.opts).voltage
+
+    def loss(logv):
+        values = {k: jnp.full((n,), jnp.exp(logv[i])) for i, k in enumerate(NAMES)}
+        args = (values, s.tables, s.t, s.soc)
+        V = jax.vmap(one)(*args) if batching == "vmap" else jax.lax.map(lambda a: one(*a), args)
+        return jnp.sum(jnp.where(mask, V, 0.0) ** 2)
+
+    return loss
+
+
+def main():
+    import inference_lgm50 as lgm50
+    from _common import cpu_model, git_info
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="DFN", choices=["SPM", "SPMe", "DFN"])
+    ap.add_argument("--coarse", action="store_true", help="DFN mesh 8/4/8 with 6 shells (minutes less)")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5])
+    ap.add_argument("--points", type=int, default=61)
+    ap.add_argument("--fd", action="store_true", help="also central differences of the vmapped forward solve")
+    args = ap.parse_args()
+    kw = dict(n_x_n=8, n_x_s=4, n_x_p=8, n_r_n=6, n_r_p=6) if args.coarse and args.model == "DFN" else {}
+    model = getattr(jaxcell, args.model)(**kw)
+    p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
+    tables = lgm50.discharges(args.points)
+    recs = [read_measurements(tables[r], "c_rate")[0] for r in args.rates]
+    x0 = jnp.log(jnp.array([float(p[k]) for k in NAMES]))
+    out = {"model": args.model, "mesh": kw or "default", "rates": args.rates, "points": args.points,
+           "parameters": NAMES, "cpu": cpu_model(), "git": git_info()}
+    for batching in ("vmap", "map"):
+        t = time.time()
+        value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching)))(x0)
+        out[batching] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
+        print(batching, out[batching], flush=True)
+    own = np.zeros(2)
+    for r in recs:
+        own += np.asarray(jax.jit(jax.grad(loss_fn(model, p, stack_records([r]), "map")))(x0))
+    out["sum_of_own"] = own.tolist()
+    print("sum of the records' own", own, flush=True)
+    if args.fd:
+        f = jax.jit(loss_fn(model, p, stack_records(recs), "vmap"))
+        h = 1e-5
+        fd = [float((f(x0.at[i].add(h)) - f(x0.at[i].add(-h))) / (2 * h)) for i in range(2)]
+        out["fd_vmapped_forward"] = fd
+        print("central differences of the vmapped forward solve", fd, flush=True)
+    path = HERE / "results" / "vmapped_gradients_latest.json"
+    path.write_text(json.dumps(out, indent=1))
+    print("written", path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    main()
