@@ -282,7 +282,7 @@ def main():
                     help="with --temperature-evidence: start the joint fit from a fit of the voltage alone, with the "
                          "heat transfer coefficient fitted to the thermocouple there")
     ap.add_argument("--extract-from", help="rebuild the extract from the data's rate_tests.csv first")
-    ap.add_argument("--ocv", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "ocv_25degC.csv"),
+    ap.add_argument("--ocv", default=str(HERE / "data" / "lgm50_ocv_25degC.csv"),
                     help="the cell's measured open-circuit voltage (compared with Chen2020's when the file exists)")
     args = ap.parse_args()
     if args.extract_from:

@@ -63,7 +63,9 @@ def per_record(table: pd.DataFrame) -> list[dict]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "pulses.csv"))
+    ap.add_argument("--data", default=str(HERE / "data" / "lgm50_25degC_pulses.csv"),
+                    help="the pulse records (default: the 25 degC cells of the shared data's pulses.csv, extracted "
+                         "unchanged; the full file is read too, its 25 degC records kept)")
     ap.add_argument("--left-out", type=int, default=5, help="the cell predicted from the population")
     ap.add_argument("--socs", type=int, nargs="+", default=[90, 70, 50, 30, 10], help="fitted states of charge [%%]")
     ap.add_argument("--model", default="SPMe")
@@ -72,7 +74,8 @@ def main():
     args = ap.parse_args()
 
     d = pd.read_csv(args.data)
-    d = d[d.ambient_degC == 25].drop(columns="ambient_degC")
+    if "ambient_degC" in d:
+        d = d[d.ambient_degC == 25].drop(columns="ambient_degC")
     tmp = pathlib.Path(tempfile.mkdtemp())
     train, test = tmp / "pulses_fitted_cells.csv", tmp / "pulses_left_out_cell.csv"
     d[(d.cell != args.left_out) & d.soc_percent.isin(args.socs)].to_csv(train, index=False)

@@ -9,7 +9,7 @@ the contact resistance):
 2. the model's temperature rise over a constant-current discharge to 2.5 V at C/2 and 1C for
    four heat transfer coefficients, against the cell's thermocouple (``rate_tests.csv``).
 
-    python benchmarks/lgm50_thermal_check.py [--data ../shared/data/lgm50/rate_tests.csv]
+    python benchmarks/lgm50_thermal_check.py [--data rate_tests.csv]
 
 Writes results/lgm50_thermal_check.json.
 """
@@ -39,7 +39,9 @@ def main():
     import inference_lgm50 as lgm50
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data" / "lgm50" / "rate_tests.csv"))
+    ap.add_argument("--data", default=str(HERE / "data" / "lgm50_25degC_discharges.csv"),
+                    help="the rate tests (default: the 25 degC discharges extracted by inference_lgm50.py; the full "
+                         "rate_tests.csv is read too, its 25 degC records kept)")
     args = ap.parse_args()
     case = next(c for c in json.loads(FIT.read_text())["cases"] if c["left_out"] == 1.0)
     point = {k: v for k, v in case["map"].items() if not k.startswith("sigma")}
@@ -58,7 +60,8 @@ def main():
         print(row, flush=True)
         out["activation_energy"].append(row)
     raw = pd.read_csv(args.data)
-    raw = raw[raw.ambient_degC == 25]
+    if "ambient_degC" in raw:
+        raw = raw[raw.ambient_degC == 25]
     for rate in (0.5, 1.0):
         g = raw[(raw.c_rate == rate) & (raw.I_A > 0.05)]
         measured_rise = float(g.T_cell_degC.iloc[-1] - g.T_cell_degC.iloc[0])
