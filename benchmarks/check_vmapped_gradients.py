@@ -7,6 +7,11 @@ The loss is the sum of squared voltages of the LG M50 25 degC discharges (``--ra
 as `RecordSolver` solves them; the parameters are two of the DFN's (log scale).
 
     python benchmarks/check_vmapped_gradients.py [--model DFN] [--coarse] [--rates 0.1 0.5] [--fd]
+        [--twin] [--dense] [--no-rule] [--rtol 1e-6 --atol 1e-8]
+
+``--twin``: the first record twice, the second cell's negative electrode 5 % thicker (both run the
+same length). ``--dense``: the dense linear solve; ``--no-rule``: JAX's own derivative of Rodas4's
+stages instead of its reverse rule.
 
 Writes results/vmapped_gradients_latest.json.
 """
@@ -32,18 +37,20 @@ HERE = Path(__file__).resolve().parent
 NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]
 
 
-def loss_fn(model, p, records, batching):
-    """loss(log values) with the records solved by `batching` ("vmap" or "map")."""
-    s = RecordSolver(model, p, records, initial_soc=None)
+def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8):
+    """loss(log values) with the records solved by `batching` ("vmap" or "map"); `scale`: per-record
+    factors of the first parameter."""
+    s = RecordSolver(model, p, records, initial_soc=None, rtol=rtol, atol=atol)
     mask = jnp.asarray(records.mask)
     n = len(records)
+    scale = jnp.ones(n) if scale is None else jnp.asarray(scale)
 
     def one(values, table, t, soc):
         q = initial_concentrations(p.update(values), s.soc_kind, soc)
         return _simulate(s.model, q, table, s.modes, t, s.opts).voltage
 
     def loss(logv):
-        values = {k: jnp.full((n,), jnp.exp(logv[i])) for i, k in enumerate(NAMES)}
+        values = {k: jnp.full((n,), jnp.exp(logv[i])) * (scale if i == 0 else 1.0) for i, k in enumerate(NAMES)}
         args = (values, s.tables, s.t, s.soc)
         V = jax.vmap(one)(*args) if batching == "vmap" else jax.lax.map(lambda a: one(*a), args)
         return jnp.sum(jnp.where(mask, V, 0.0) ** 2)
@@ -61,32 +68,53 @@ def main():
     ap.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5])
     ap.add_argument("--points", type=int, default=61)
     ap.add_argument("--fd", action="store_true", help="also central differences of the vmapped forward solve")
+    ap.add_argument("--twin", action="store_true", help="the first record twice, the second 5 %% thicker")
+    ap.add_argument("--dense", action="store_true", help="the dense linear solve")
+    ap.add_argument("--no-rule", action="store_true", help="JAX's own derivative of the stages")
+    ap.add_argument("--rtol", type=float, default=1e-6)
+    ap.add_argument("--atol", type=float, default=1e-8)
     args = ap.parse_args()
+    if args.dense or args.no_rule:  # RecordSolver takes the default solver
+        import sys
+
+        from jaxcell import solvers
+
+        linear = solvers.DenseSolve() if args.dense else None
+        sim = sys.modules["jaxcell.simulate"]
+        default = sim.default_solver
+        sim.default_solver = lambda m=None: solvers.Rodas4(
+            linear or default(m).linear_solve, reverse_rule=not args.no_rule)
     kw = dict(n_x_n=8, n_x_s=4, n_x_p=8, n_r_n=6, n_r_p=6) if args.coarse and args.model == "DFN" else {}
     model = getattr(jaxcell, args.model)(**kw)
     p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
     tables = lgm50.discharges(args.points)
     recs = [read_measurements(tables[r], "c_rate")[0] for r in args.rates]
+    scale = None
+    if args.twin:
+        recs, scale = [recs[0], recs[0]], [1.0, 1.05]
+    tol = dict(rtol=args.rtol, atol=args.atol)
     x0 = jnp.log(jnp.array([float(p[k]) for k in NAMES]))
     out = {"model": args.model, "mesh": kw or "default", "rates": args.rates, "points": args.points,
-           "parameters": NAMES, "cpu": cpu_model(), "git": git_info()}
+           "parameters": NAMES, "twin": args.twin, "dense": args.dense, "no_rule": args.no_rule, **tol,
+           "cpu": cpu_model(), "git": git_info()}
     for batching in ("vmap", "map"):
         t = time.time()
-        value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching)))(x0)
+        value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching, scale, **tol)))(x0)
         out[batching] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
         print(batching, out[batching], flush=True)
-    own = np.zeros(2)
-    for r in recs:
-        own += np.asarray(jax.jit(jax.grad(loss_fn(model, p, stack_records([r]), "map")))(x0))
-    out["sum_of_own"] = own.tolist()
-    print("sum of the records' own", own, flush=True)
+    if not args.twin:
+        own = np.zeros(2)
+        for r in recs:
+            own += np.asarray(jax.jit(jax.grad(loss_fn(model, p, stack_records([r]), "map", **tol)))(x0))
+        out["sum_of_own"] = own.tolist()
+        print("sum of the records' own", own, flush=True)
     if args.fd:
-        f = jax.jit(loss_fn(model, p, stack_records(recs), "vmap"))
+        f = jax.jit(loss_fn(model, p, stack_records(recs), "vmap", scale, **tol))
         h = 1e-5
         fd = [float((f(x0.at[i].add(h)) - f(x0.at[i].add(-h))) / (2 * h)) for i in range(2)]
         out["fd_vmapped_forward"] = fd
         print("central differences of the vmapped forward solve", fd, flush=True)
-    path = HERE / "results" / "vmapped_gradients_latest.json"
+    path = HERE / "results" / ("vmapped_gradients_twin_latest.json" if args.twin else "vmapped_gradients_latest.json")
     path.write_text(json.dumps(out, indent=1))
     print("written", path)
 
