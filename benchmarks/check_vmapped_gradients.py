@@ -13,10 +13,11 @@ as `RecordSolver` solves them; the parameters are two of the DFN's (log scale).
 same length). ``--dense``: the dense linear solve; ``--no-rule``: JAX's own derivative of Rodas4's
 stages instead of its reverse rule.
 
-Writes results/vmapped_gradients_latest.json.
+Writes results/vmapped_gradients_latest.json (``_twin``, ``_dense``, ``_no_rule`` in the name with those flags).
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -37,17 +38,18 @@ HERE = Path(__file__).resolve().parent
 NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]
 
 
-def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8):
+def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8, solver=None):
     """loss(log values) with the records solved by `batching` ("vmap" or "map"); `scale`: per-record
-    factors of the first parameter."""
+    factors of the first parameter; `solver`: in place of `RecordSolver`'s default."""
     s = RecordSolver(model, p, records, initial_soc=None, rtol=rtol, atol=atol)
+    opts = s.opts if solver is None else dataclasses.replace(s.opts, solver=solver)
     mask = jnp.asarray(records.mask)
     n = len(records)
     scale = jnp.ones(n) if scale is None else jnp.asarray(scale)
 
     def one(values, table, t, soc):
         q = initial_concentrations(p.update(values), s.soc_kind, soc)
-        return _simulate(s.model, q, table, s.modes, t, s.opts).voltage
+        return _simulate(s.model, q, table, s.modes, t, opts).voltage
 
     def loss(logv):
         values = {k: jnp.full((n,), jnp.exp(logv[i])) * (scale if i == 0 else 1.0) for i, k in enumerate(NAMES)}
@@ -74,47 +76,46 @@ def main():
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-8)
     args = ap.parse_args()
-    if args.dense or args.no_rule:  # RecordSolver takes the default solver
-        import sys
-
-        from jaxcell import solvers
-
-        linear = solvers.DenseSolve() if args.dense else None
-        sim = sys.modules["jaxcell.simulate"]
-        default = sim.default_solver
-        sim.default_solver = lambda m=None: solvers.Rodas4(
-            linear or default(m).linear_solve, reverse_rule=not args.no_rule)
     kw = dict(n_x_n=8, n_x_s=4, n_x_p=8, n_r_n=6, n_r_p=6) if args.coarse and args.model == "DFN" else {}
     model = getattr(jaxcell, args.model)(**kw)
     p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.0})
+    solver = None
+    if args.dense or args.no_rule:
+        from jaxcell import solvers
+        from jaxcell.simulate import default_solver
+
+        linear = solvers.DenseSolve() if args.dense else None
+        solver = solvers.Rodas4(linear or default_solver(model).linear_solve, reverse_rule=not args.no_rule)
     tables = lgm50.discharges(args.points)
     recs = [read_measurements(tables[r], "c_rate")[0] for r in args.rates]
     scale = None
     if args.twin:
         recs, scale = [recs[0], recs[0]], [1.0, 1.05]
     tol = dict(rtol=args.rtol, atol=args.atol)
+    solve = dict(tol, solver=solver)
     x0 = jnp.log(jnp.array([float(p[k]) for k in NAMES]))
     out = {"model": args.model, "mesh": kw or "default", "rates": args.rates, "points": args.points,
            "parameters": NAMES, "twin": args.twin, "dense": args.dense, "no_rule": args.no_rule, **tol,
            "cpu": cpu_model(), "git": git_info()}
     for batching in ("vmap", "map"):
         t = time.time()
-        value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching, scale, **tol)))(x0)
+        value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching, scale, **solve)))(x0)
         out[batching] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
         print(batching, out[batching], flush=True)
     if not args.twin:
         own = np.zeros(2)
         for r in recs:
-            own += np.asarray(jax.jit(jax.grad(loss_fn(model, p, stack_records([r]), "map", **tol)))(x0))
+            own += np.asarray(jax.jit(jax.grad(loss_fn(model, p, stack_records([r]), "map", **solve)))(x0))
         out["sum_of_own"] = own.tolist()
         print("sum of the records' own", own, flush=True)
     if args.fd:
-        f = jax.jit(loss_fn(model, p, stack_records(recs), "vmap", scale, **tol))
+        f = jax.jit(loss_fn(model, p, stack_records(recs), "vmap", scale, **solve))
         h = 1e-5
         fd = [float((f(x0.at[i].add(h)) - f(x0.at[i].add(-h))) / (2 * h)) for i in range(2)]
         out["fd_vmapped_forward"] = fd
         print("central differences of the vmapped forward solve", fd, flush=True)
-    path = HERE / "results" / ("vmapped_gradients_twin_latest.json" if args.twin else "vmapped_gradients_latest.json")
+    variant = "".join(f"_{k}" for k, on in (("twin", args.twin), ("dense", args.dense), ("no_rule", args.no_rule)) if on)
+    path = HERE / "results" / f"vmapped_gradients{variant}_latest.json"
     path.write_text(json.dumps(out, indent=1))
     print("written", path)
 

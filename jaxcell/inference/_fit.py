@@ -589,10 +589,11 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     value_and_grad = (warm and warm._value_and_grad) or _value_and_grad_fn(model, args, kwargs, starts[0])
     # one call of the compiled program per chain: a vmap over the chains would compile another
     at_starts = [ParamInfo(z, *value_and_grad(z)) for z in starts]
-    for i in range(num_chains if warm is None else 0):  # numpyro's search where a start's potential is not finite
-        if not np.isfinite(float(at_starts[i].potential_energy)):
-            z = _numpyro_start(model, keys[i], args, kwargs, _strategy(init))[0]
-            at_starts[i] = ParamInfo(z, *value_and_grad(z))
+    if warm is None:  # numpyro's search where a start's potential is not finite (the one just computed)
+        for i, (start, k) in enumerate(zip(at_starts, keys)):
+            z = _checked_start(start.z, lambda _, u=start.potential_energy: u, model, k, args, kwargs, _strategy(init))
+            if z is not start.z:
+                at_starts[i] = ParamInfo(z, *value_and_grad(z))
     init_params = at_starts[0] if num_chains == 1 else jax.tree.map(lambda *x: jnp.stack(x), *at_starts)
     kernel = _PotentialNUTS(model, functools.partial(potential_energy, model, args, kwargs),
                             target_accept_prob=target_accept_prob, adapt_mass_matrix=adapt_mass_matrix, **mass)
