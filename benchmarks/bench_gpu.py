@@ -16,7 +16,14 @@ default manufacturing variation) and population size n:
 * **agreement**: the first ``--check`` cells solved one by one on the CPU (``jax.default_device``);
   the largest |dV| [mV] on the output grid and the largest end-time difference [s]. On a CPU-only
   machine this compares the batched solve with single solves;
-* status counts (``jaxcell.Status`` names) and which device the chunk ran on.
+* status counts (``jaxcell.Status`` names) and which device the chunk ran on;
+* with ``--gradient``, for each size: ``jax.vmap(jax.value_and_grad(loss))`` over the cells in
+  one compiled call, where a cell's loss is the RMSE of its voltage (at the output times before
+  ``--fit-until``) against the nominal cell's, a function of the cell's own ten parameters of
+  ``bench_dfn.GRAD_PARAMS`` (solver's default adjoint). Gradients per second, the ratio to the same
+  vmapped loss without its gradient, compile time, how many cells' gradients are finite, and the
+  first ``--check`` cells' gradients against the same cells' single gradients on the CPU (largest
+  relative difference; at the smallest size only).
 
 Settings (``--settings``): ``headline``, each model's mesh and rtol of the CPU benchmark's headline
 (``results/spme_latest.json``, ``results/dfn_latest.json``: the fastest setting within 1 mV RMS of
@@ -50,10 +57,11 @@ jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  (registers the compile listener before any JAX computation)
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcell  # noqa: E402
-from bench_dfn import parse_mesh  # noqa: E402
+from bench_dfn import GRAD_PARAMS, parse_mesh  # noqa: E402
 from jaxcell.solution import Status  # noqa: E402
 
 MODELS = ("SPMe", "DFN")
@@ -141,11 +149,11 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
     else:  # no memory analysis: every population in one chunk
         mem, per_cell, largest = None, math.nan, max(sizes)
 
-    last = None  # (compile s, cells/s) of this model's previous case: projects the next one's time
+    last = None  # (compile s, other s per cell) of this model's previous case: projects the next one's time
     for n in sizes:
         base = {"model": name, "setting": setting, "setting_detail": desc, "n_states": n_states, "rtol": rtol, "n": n}
         if args.budget_s:
-            projected = last[0] + 2 * n / last[1] if last else 0.0
+            projected = last[0] + n * last[1] if last else 0.0
             left = args.budget_s - (time.perf_counter() - t_start)
             if projected > left or left <= 0:
                 out["results"].append({**base, "skipped": f"projected {projected:.0f} s, {left:.0f} s of the budget left"})
@@ -155,6 +163,7 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
         chunk = min(n, largest)
         sol = None  # the previous case's results off the device before this case's peak
         c0, s0, peak0 = _common.compiles(), _common.compile_seconds(), peak_device_bytes(device)
+        t_case = time.perf_counter()
         try:
             # the first call compiles (and halves the chunk until it fits); the second is timed
             t0 = time.perf_counter()
@@ -169,7 +178,6 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
             continue
         retries += more
         compile_s = _common.compile_seconds() - s0  # with the compiles of chunk sizes that did not fit
-        last = (compile_s, n / wall)
         status = np.asarray(sol.status)
         counts = {Status(int(c)).name: int((status == c).sum()) for c in np.unique(status)}
         dv, dt = cpu_check(model, cells, ts, sol, min(args.check, n), rtol) if args.check else (None, None)
@@ -191,10 +199,69 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
             "cpu_check_cells": min(args.check, n), "cpu_check_max_dV_mV": dv, "cpu_check_max_dt_end_s": dt,
         }
         out["results"].append(row)
+        sol = None
         print(f"{name:5s} n={n:7d} chunk={used:6d} {n / wall:10.1f} cells/s  compile {compile_s:6.1f} s  "
               f"{per_cell / 1e6:8.3f} MB/cell  CPU check {dv} mV {dt} s  {counts}", flush=True)
         if args.out:
             write(out, args.out)
+        if args.gradient:
+            fit = ts[(ts > 1.0) & (ts <= args.fit_until)]
+            try:
+                grow = bench_gradient_case(model, rtol, cells, fit, v_nominal(model, p, fit, rtol), n, args, base)
+            except Exception as e:  # recorded, and the next case still runs
+                grow = {**base, "part": "gradient", "error": f"{type(e).__name__}: {str(e)[:500]}"}
+                print(f"{name:5s} n={n:7d} gradient failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+            out["results"].append(grow)
+            if args.out:
+                write(out, args.out)
+        spent, fixed = time.perf_counter() - t_case, _common.compile_seconds() - s0
+        last = (fixed, max(spent - fixed, 0.0) / n)
+
+
+def v_nominal(model, p, ts, rtol):
+    """The nominal cell's voltage at `ts`: the gradient part's target."""
+    return jnp.asarray(jaxcell.simulate(model, p, _common.EXPERIMENT, t_eval=ts, rtol=rtol, atol=_common.ATOL).voltage)
+
+
+def bench_gradient_case(model, rtol, cells, ts, v_nominal, n, args, base):
+    """One size of the gradient part (see the module docstring): a result row."""
+    thetas = {k: jnp.asarray(cells[k]) for k in GRAD_PARAMS}
+
+    def loss(theta, cell):
+        sol = jaxcell.simulate(model, cell.update(theta), _common.EXPERIMENT, t_eval=ts, rtol=rtol, atol=_common.ATOL)
+        return jnp.sqrt(jnp.mean((sol.voltage - v_nominal) ** 2))
+
+    fwd, vg = jax.jit(jax.vmap(loss)), jax.jit(jax.vmap(jax.value_and_grad(loss)))
+    row = dict(base, part="gradient", parameters=GRAD_PARAMS, n_fit_times=int(ts.size), fit_until_s=float(ts[-1]))
+    for label, fn in (("forward", fwd), ("grad", vg)):
+        s0 = _common.compile_seconds()
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(thetas, cells))
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(fn(thetas, cells))
+        row.update({f"{label}_first_s": first, f"{label}_compile_s": _common.compile_seconds() - s0,
+                    f"{label}_warm_s": time.perf_counter() - t0})
+    row["grad_over_forward"] = row["grad_warm_s"] / row["forward_warm_s"]
+    row["gradients_per_s"] = n / row["grad_warm_s"]
+    g = np.stack([np.asarray(res[1][k]) for k in GRAD_PARAMS], axis=1)  # (n, 10)
+    row["finite_gradients"] = int(np.isfinite(g).all(axis=1).sum())
+    k = min(args.check, n) if n == min(args.sizes_run) else 0  # single-cell gradients compile once: the smallest size only
+    if k:
+        cpu = jax.devices("cpu")[0]
+        with jax.default_device(cpu):
+            one = jax.jit(jax.value_and_grad(loss))
+            rel = 0.0
+            for i in range(k):
+                cell = jax.tree.map(lambda x: x[i], cells)
+                gi = one({q: v[i] for q, v in thetas.items()}, cell)[1]
+                gi = np.array([float(gi[q]) for q in GRAD_PARAMS])
+                rel = max(rel, float(np.max(np.abs(g[i] - gi) / np.maximum(np.abs(gi), 1e-300))))
+        row.update(cpu_check_cells=k, cpu_check_max_rel_grad_diff=rel)
+    print(f"{base['model']:5s} n={n:7d} gradient: {row['gradients_per_s']:10.1f} cells/s, "
+          f"{row['grad_over_forward']:.2f} x the vmapped loss, compile {row['grad_compile_s']:.1f} s, "
+          f"finite {row['finite_gradients']}/{n}, CPU check max rel diff {row.get('cpu_check_max_rel_grad_diff')}", flush=True)
+    return row
 
 
 def write(out, path):
@@ -218,6 +285,10 @@ def main(argv=None):
                         help="chunk size of the memory analysis (default 64; 0: no analysis, each population in one chunk)")
     parser.add_argument("--memory-fraction", type=float, default=0.8,
                         help="share of the device memory a chunk may take (default 0.8)")
+    parser.add_argument("--gradient", action="store_true",
+                        help="also time the vmapped value_and_grad of each cell's voltage loss in 10 parameters")
+    parser.add_argument("--fit-until", type=float, default=3000.0,
+                        help="the gradient part's loss uses the output times in (1 s, this] (default 3000 s, before every cell's cut-off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(_common.RESULTS, "gpu_latest.json"))
     args = parser.parse_args(argv)
@@ -230,6 +301,7 @@ def main(argv=None):
     device = jax.devices()[0]
     accelerator = device.platform != "cpu"
     sizes = args.sizes or ([1000, 10_000, 100_000] if accelerator else [8, 32])
+    args.sizes_run = sizes
     out = {
         "device": str(device), "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
         "devices": [str(d) for d in jax.devices()], "cpu_model": _common.cpu_model(), "cpu_count": os.cpu_count(),
