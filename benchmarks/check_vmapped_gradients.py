@@ -7,7 +7,7 @@ The loss is the sum of squared voltages of the LG M50 25 degC discharges (``--ra
 as `RecordSolver` solves them; the parameters are two of the DFN's (log scale).
 
     python benchmarks/check_vmapped_gradients.py [--model DFN] [--coarse] [--rates 0.1 0.5] [--fd]
-        [--twin] [--dense] [--no-rule] [--rtol 1e-6 --atol 1e-8]
+        [--twin] [--dense] [--no-rule] [--forward-mode] [--rtol 1e-6 --atol 1e-8]
 
 ``--twin``: the first record twice, the second cell's negative electrode 5 % thicker (both run the
 same length). ``--dense``: the dense linear solve; ``--no-rule``: JAX's own derivative of Rodas4's
@@ -26,6 +26,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -38,11 +39,15 @@ HERE = Path(__file__).resolve().parent
 NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]
 
 
-def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8, solver=None):
+def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8, solver=None, forward_mode=False):
     """loss(log values) with the records solved by `batching` ("vmap" or "map"); `scale`: per-record
-    factors of the first parameter; `solver`: in place of `RecordSolver`'s default."""
+    factors of the first parameter; `solver`: in place of `RecordSolver`'s default; `forward_mode`:
+    diffrax's ForwardMode adjoint (for `jax.jacfwd`)."""
     s = RecordSolver(model, p, records, initial_soc=None, rtol=rtol, atol=atol)
     opts = s.opts if solver is None else dataclasses.replace(s.opts, solver=solver)
+    if forward_mode:
+        opts = dataclasses.replace(opts, adjoint=diffrax.ForwardMode(),
+                                   solver=dataclasses.replace(opts.solver, reverse_rule=False))
     mask = jnp.asarray(records.mask)
     n = len(records)
     scale = jnp.ones(n) if scale is None else jnp.asarray(scale)
@@ -73,6 +78,8 @@ def main():
     ap.add_argument("--twin", action="store_true", help="the first record twice, the second 5 %% thicker")
     ap.add_argument("--dense", action="store_true", help="the dense linear solve")
     ap.add_argument("--no-rule", action="store_true", help="JAX's own derivative of the stages")
+    ap.add_argument("--forward-mode", action="store_true",
+                    help="also jax.jacfwd with diffrax's ForwardMode (the records one after another)")
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-8)
     args = ap.parse_args()
@@ -102,6 +109,11 @@ def main():
         value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching, scale, **solve)))(x0)
         out[batching] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
         print(batching, out[batching], flush=True)
+    if args.forward_mode:
+        t = time.time()
+        jf = jax.jit(jax.jacfwd(loss_fn(model, p, stack_records(recs), "map", scale, **solve, forward_mode=True)))(x0)
+        out["forward_mode_map"] = {"gradient": np.asarray(jf).tolist(), "s": time.time() - t}
+        print("forward mode, one after another", out["forward_mode_map"], flush=True)
     if not args.twin:
         own = np.zeros(2)
         for r in recs:

@@ -102,7 +102,9 @@ def _control(model, row, p, t0, modes):
         return value
 
     def drive(t, y):
-        return jnp.interp(t - t0, row.drive_time, row.drive_current)
+        # against the same sums t0 + drive_time that the solver steps to: at a breakpoint the
+        # current's slope is the next segment's, the one a step starting there needs
+        return jnp.interp(t, t0 + row.drive_time, row.drive_current)
 
     def voltage(t, y):
         return _solve_current(lambda I: model.voltage(y, I, p) - value, jnp.zeros_like(value))
@@ -235,9 +237,14 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
 
     controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
-    if MODES["drive"] in modes:  # drive cycles: steps land on the cycle's breakpoints
-        jumps = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
-        controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
+    if MODES["drive"] in modes:
+        # Drive cycles: steps land on the cycle's breakpoints. The current is interpolated
+        # linearly, so the field is continuous there: `step_ts`, not `jump_ts`. Jumps
+        # (a step to just before the breakpoint, the next from just after it) made reverse mode
+        # inexact: the checkpointed adjoint's recomputed steps did not retrace the forward
+        # solve's around them (docs/inference.md, "Several records of one cell").
+        breakpoints = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
+        controller = diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
     term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
