@@ -241,8 +241,9 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         # Drive cycles: steps land on the cycle's breakpoints. The current is interpolated
         # linearly, so the field is continuous there: `step_ts`, not `jump_ts`. Jumps
         # (a step to just before the breakpoint, the next from just after it) made reverse mode
-        # inexact: the checkpointed adjoint's recomputed steps did not retrace the forward
-        # solve's around them (docs/inference.md, "Several records of one cell").
+        # further off: the checkpointed adjoint's recomputed steps did not retrace the forward
+        # solve's around them. Fewer such errors remain, not none (docs/inference.md, "Several
+        # records of one cell").
         breakpoints = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
         controller = diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
