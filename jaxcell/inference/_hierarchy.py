@@ -214,8 +214,8 @@ def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temp
 
     if getattr(model, "structure", None) is not None:
         # The DFN's records one after another: its reverse mode through records vmapped in
-        # lockstep was NaN on the LG M50 discharges (C/10 and C/2), and 3e-4 off where finite;
-        # one after another it equals forward mode (the SPMe's is exact both ways):
+        # lockstep was NaN on the LG M50 discharges (C/10 and C/2). Neither way is it exact
+        # yet (up to 1.2 % off forward mode; the SPMe's is exact both ways):
         # docs/inference.md, benchmarks/check_vmapped_gradients.py
         return jax.lax.map(lambda a: one(*a), (values, tables, t, soc))
     return jax.vmap(one)(values, tables, t, soc)
