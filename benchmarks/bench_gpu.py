@@ -207,7 +207,9 @@ def bench_model(name, setting, sizes, args, device, out, t_start):
         if args.gradient:
             fit = ts[(ts > 1.0) & (ts <= args.fit_until)]
             try:
-                grow = bench_gradient_case(model, rtol, cells, fit, v_nominal(model, p, fit, rtol), n, args, base)
+                # single-cell CPU gradients compile once per model: checked at the smallest size only
+                check = min(args.check, n) if n == min(sizes) else 0
+                grow = bench_gradient_case(model, rtol, cells, fit, v_nominal(model, p, fit, rtol), n, check, base)
             except Exception as e:  # recorded, and the next case still runs
                 grow = {**base, "part": "gradient", "error": f"{type(e).__name__}: {str(e)[:500]}"}
                 print(f"{name:5s} n={n:7d} gradient failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
@@ -223,7 +225,7 @@ def v_nominal(model, p, ts, rtol):
     return jnp.asarray(jaxcell.simulate(model, p, _common.EXPERIMENT, t_eval=ts, rtol=rtol, atol=_common.ATOL).voltage)
 
 
-def bench_gradient_case(model, rtol, cells, ts, v_nominal, n, args, base):
+def bench_gradient_case(model, rtol, cells, ts, v_nominal, n, check, base):
     """One size of the gradient part (see the module docstring): a result row."""
     thetas = {k: jnp.asarray(cells[k]) for k in GRAD_PARAMS}
 
@@ -246,7 +248,7 @@ def bench_gradient_case(model, rtol, cells, ts, v_nominal, n, args, base):
     row["gradients_per_s"] = n / row["grad_warm_s"]
     g = np.stack([np.asarray(res[1][k]) for k in GRAD_PARAMS], axis=1)  # (n, 10)
     row["finite_gradients"] = int(np.isfinite(g).all(axis=1).sum())
-    k = min(args.check, n) if n == min(args.sizes_run) else 0  # single-cell gradients compile once: the smallest size only
+    k = check
     if k:
         cpu = jax.devices("cpu")[0]
         with jax.default_device(cpu):
@@ -301,7 +303,6 @@ def main(argv=None):
     device = jax.devices()[0]
     accelerator = device.platform != "cpu"
     sizes = args.sizes or ([1000, 10_000, 100_000] if accelerator else [8, 32])
-    args.sizes_run = sizes
     out = {
         "device": str(device), "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
         "devices": [str(d) for d in jax.devices()], "cpu_model": _common.cpu_model(), "cpu_count": os.cpu_count(),

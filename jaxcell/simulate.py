@@ -244,7 +244,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         # further off: the checkpointed adjoint's recomputed steps did not retrace the forward
         # solve's around them. Fewer such errors remain, not none (docs/inference.md, "Several
         # records of one cell").
-        breakpoints = jnp.where(row.mode == 1, t0 + row.drive_time, 1e15)
+        breakpoints = jnp.where(row.mode == MODES["drive"], t0 + row.drive_time, 1e15)
         controller = diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
