@@ -9,6 +9,9 @@ as `RecordSolver` solves them; the parameters are two of the DFN's (log scale).
     python benchmarks/check_vmapped_gradients.py [--model DFN] [--coarse] [--rates 0.1 0.5] [--fd]
         [--twin] [--dense] [--no-rule] [--forward-mode] [--rtol 1e-6 --atol 1e-8]
 
+Also the gradient through `RecordSolver` itself, the library's path (its default solver; the
+DFN's records differentiated in forward mode).
+
 ``--twin``: the first record twice, the second cell's negative electrode 5 % thicker (both run the
 same length). ``--dense``: the dense linear solve; ``--no-rule``: JAX's own derivative of Rodas4's
 stages instead of its reverse rule.
@@ -109,6 +112,21 @@ def main():
         value, grad = jax.jit(jax.value_and_grad(loss_fn(model, p, stack_records(recs), batching, scale, **solve)))(x0)
         out[batching] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
         print(batching, out[batching], flush=True)
+    # the library's own path: `RecordSolver` (the DFN's records in forward mode, others vmapped in reverse mode)
+    # (its default solver: --dense and --no-rule do not apply)
+    library = RecordSolver(model, p, stack_records(recs), initial_soc=None, **tol)
+    mask = jnp.asarray(stack_records(recs).mask)
+    n = len(recs)
+    scale_ = jnp.ones(n) if scale is None else jnp.asarray(scale)
+
+    def library_loss(logv):
+        values = {k: jnp.exp(logv[i]) * (scale_ if i == 0 else jnp.ones(n)) for i, k in enumerate(NAMES)}
+        return jnp.sum(jnp.where(mask, library(values), 0.0) ** 2)
+
+    t = time.time()
+    value, grad = jax.jit(jax.value_and_grad(library_loss))(x0)
+    out["record_solver"] = {"loss": float(value), "gradient": np.asarray(grad).tolist(), "s": time.time() - t}
+    print("RecordSolver", out["record_solver"], flush=True)
     if args.forward_mode:
         t = time.time()
         jf = jax.jit(jax.jacfwd(loss_fn(model, p, stack_records(recs), "map", scale, **solve, forward_mode=True)))(x0)

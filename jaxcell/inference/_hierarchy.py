@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+import diffrax
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -23,6 +25,7 @@ from numpyro.infer.reparam import LocScaleReparam
 
 from ..parameters import ParameterSet
 from ..simulate import _prepare, _simulate
+from ..solvers import Rodas4
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood, voltage_limits
@@ -206,19 +209,79 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
     return volts
 
 
-def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temperature=False):
-    def one(vals, table, t_, s):
-        q = initial_concentrations(p.update(vals), soc_kind, s)
-        sol = _simulate(model, q, table, modes, t_, opts)
-        return (sol.voltage, sol.temperature, sol.status) if temperature else (sol.voltage, sol.status)
+def _forward_mode(opts):
+    """`opts` with diffrax's ForwardMode: derivatives pushed forward through the same steps as
+    the solve, nothing recomputed (Rodas4's own reverse rule is for reverse mode only)."""
+    solver = opts.solver
+    if isinstance(solver, Rodas4) and solver.reverse_rule:
+        solver = dataclasses.replace(solver, reverse_rule=False)
+    return dataclasses.replace(opts, adjoint=diffrax.ForwardMode(), solver=solver)
 
+
+def _record_in_forward_mode(one, one_forward):
+    """`one(vals, arrays) -> outputs` (float arrays, then an integer status), with its derivative
+    with respect to `vals` (a dict of scalars) from `one_forward` in forward mode: the Jacobian's
+    columns pushed through the solve at once (`jax.jacfwd`'s way), then J @ dvals. `arrays`: every
+    other array the solve reads (passed, not closed over: a custom derivative may not close over
+    traced values), not differentiable.
+
+    Why: reverse mode (diffrax's checkpointed adjoint) recomputes steps on the way back, and
+    through a drive cycle's breakpoints the recomputed steps do not retrace the solve's, so the
+    DFN's reverse-mode gradient through measured records was up to 2.4 % off forward mode. Forward
+    mode recomputes nothing: exact for the discrete solution, at 1.26x reverse mode's cost with
+    two parameters and 2x with six (docs/inference.md, "Several records of one cell"). The rule
+    is linear in dvals: reverse mode transposes it, so `jax.grad` gets the same derivative."""
+    zero = jax.custom_derivatives.SymbolicZero
+    is_zero = lambda x: isinstance(x, zero)
+
+    @jax.custom_jvp
+    def solve(vals, arrays):
+        return one(vals, arrays)
+
+    def rule(primals, tangents):
+        vals, arrays = primals
+        if not all(is_zero(d) for d in jax.tree.leaves(tangents[1], is_leaf=is_zero)):
+            raise NotImplementedError("records: only the fitted parameter values are differentiable here, not the "
+                                      "records or the other parameters.")
+        x, unravel = jax.flatten_util.ravel_pytree(vals)
+        dx, _ = jax.flatten_util.ravel_pytree(
+            jax.tree.map(lambda v, d: jnp.zeros_like(v) if is_zero(d) else d, vals, tangents[0], is_leaf=is_zero))
+
+        def floats(x_):
+            *outs, status = one_forward(unravel(x_), arrays)
+            return tuple(outs), status.astype(x_.dtype)
+
+        push = lambda e: jax.jvp(floats, (x,), (e,))
+        (outs, status), (jac, _) = jax.vmap(push, out_axes=(None, -1))(jnp.eye(x.size, dtype=x.dtype))
+        status = status.astype(jnp.asarray(0).dtype)
+        return (*outs, status), (*(J @ dx for J in jac), np.zeros(status.shape, dtype=jax.dtypes.float0))
+
+    solve.defjvp(rule, symbolic_zeros=True)
+    return solve
+
+
+def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temperature=False):
+    dynamic, static = eqx.partition((model, p), eqx.is_array)
+
+    def one_with(opts_):
+        def one(vals, arrays):
+            dynamic_, table, t_, s = arrays
+            model_, p_ = eqx.combine(dynamic_, static)
+            q = initial_concentrations(p_.update(vals), soc_kind, s)
+            sol = _simulate(model_, q, table, modes, t_, opts_)
+            return (sol.voltage, sol.temperature, sol.status) if temperature else (sol.voltage, sol.status)
+
+        return one
+
+    one = one_with(opts)
     if getattr(model, "structure", None) is not None:
-        # The DFN's records one after another: its reverse mode through records vmapped in
-        # lockstep was NaN on the LG M50 discharges (C/10 and C/2). Neither way is it exact
-        # yet (up to 1.2 % off forward mode; the SPMe's is exact both ways):
-        # docs/inference.md, benchmarks/check_vmapped_gradients.py
-        return jax.lax.map(lambda a: one(*a), (values, tables, t, soc))
-    return jax.vmap(one)(values, tables, t, soc)
+        # The DFN's records one after another, differentiated in forward mode
+        # (`_record_in_forward_mode`). Its reverse mode through records vmapped in lockstep was
+        # NaN on the LG M50 discharges (C/10 and C/2): docs/inference.md,
+        # benchmarks/check_vmapped_gradients.py
+        one = _record_in_forward_mode(one, one_with(_forward_mode(opts)))
+        return jax.lax.map(lambda a: one(a[0], (dynamic, *a[1:])), (values, tables, t, soc))
+    return jax.vmap(lambda v, *a: one(v, (dynamic, *a)))(values, tables, t, soc)
 
 
 # compiled once per (model, record shapes, options)
