@@ -173,36 +173,42 @@ def test_dfn_records_are_each_records_own_solve(chen):
         np.testing.assert_allclose(np.asarray(voltage[i]), np.asarray(own.voltage), rtol=0, atol=1e-6)
 
 
-def test_dfn_record_gradient_against_central_differences(chen):
-    """The DFN's records are differentiated in forward mode: `jax.grad` through `RecordSolver`
-    against central differences, on the LG M50 C/2 discharge (61 measured points) in six
-    parameters, where reverse mode through the record's breakpoints was up to 2.4 % off.
-
-    Central differences of an adaptive solve also move its step sizes, which the derivative holds
-    fixed (as diffrax does): that gap shrinks with the tolerance (docs/inference.md), so the
-    differences are taken at rtol 1e-9."""
+def _lgm50_records(rates, n_points=61):
+    """The LG M50 25 degC discharges at `rates`, thinned to `n_points` measured points (the first
+    two rows, rest and the current switched on, and points evenly spread in time)."""
     import pathlib
 
-    import jax.numpy as jnp
     import pandas as pd
 
-    from jaxcell.inference import MeasurementWarning, RecordSolver, read_measurements
+    from jaxcell.inference import MeasurementWarning, read_measurements
 
     data = pd.read_csv(pathlib.Path(__file__).parents[1] / "benchmarks" / "data" / "lgm50_25degC_discharges.csv")
-    g = data[data.c_rate == 0.5].reset_index(drop=True)
-    t = g.t_s.to_numpy()
-    g = g.iloc[np.unique(np.r_[0, 1, np.searchsorted(t, np.linspace(t[1], t[-1], 59)), len(g) - 1])]
-    with pytest.warns(MeasurementWarning, match="duplicated time stamps"):  # the current switched on
-        records = stack_records(read_measurements(g[["t_s", "I_A", "V_V"]]))
-    model = jaxcell.DFN()
-    p = chen.update({"Lower voltage cut-off [V]": 2.0})
-    names = ["Negative electrode thickness [m]", D_POS, "Negative particle diffusivity [m2.s-1]",
-             "Negative electrode porosity", "Positive electrode thickness [m]"]
+    parts = []
+    for rate in rates:
+        g = data[data.c_rate == rate].reset_index(drop=True)
+        t = g.t_s.to_numpy()
+        parts.append(g.iloc[np.unique(np.r_[0, 1, np.searchsorted(t, np.linspace(t[1], t[-1], n_points - 2)), len(g) - 1])])
+    with pytest.warns(MeasurementWarning, match="duplicated time stamps"):  # where the current is switched on
+        return stack_records(read_measurements(pd.concat(parts)[["c_rate", "t_s", "I_A", "V_V"]], "c_rate"))
+
+
+def _check_record_gradient(model, p, records, names):
+    """`jax.grad` through `RecordSolver` against central differences at rtol 1e-9, extrapolated
+    in the step (Richardson, steps 1e-3 and 5e-4: in the DFN's negative thickness a plain
+    difference at 1e-3 is 7e-5 off, its third derivative is large), to 1e-5.
+
+    Central differences of an adaptive solve also move its step sizes, which the derivative holds
+    fixed (as diffrax does); that gap shrinks with the tolerance (docs/inference.md)."""
+    import jax.numpy as jnp
+
+    from jaxcell.inference import RecordSolver
+
     solver = RecordSolver(model, p, records)
     fine = RecordSolver(model, p, records, rtol=1e-9, atol=1e-11)
+    n = len(records)
 
     def loss(x, solver=solver):
-        voltage, status = solver.solve({k: jnp.exp(x[i])[None] for i, k in enumerate(names)})
+        voltage, status = solver.solve({k: jnp.full((n,), jnp.exp(x[i])) for i, k in enumerate(names)})
         return jnp.sum(jnp.where(records.mask, voltage, 0.0) ** 2), status
 
     x0 = jnp.log(jnp.array([float(p[k]) for k in names]))
@@ -212,7 +218,20 @@ def test_dfn_record_gradient_against_central_differences(chen):
     def central(i, h):
         return (float(loss(x0.at[i].add(h), fine)[0]) - float(loss(x0.at[i].add(-h), fine)[0])) / (2 * h)
 
-    # Richardson's extrapolation of steps 1e-3 and 5e-4: the thickness's third derivative is
-    # large enough that a plain difference at 1e-3 is 7e-5 off
     fd = [(4 * central(i, 5e-4) - central(i, 1e-3)) / 3 for i in range(len(names))]
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-5)
+
+
+def test_dfn_record_gradient_against_central_differences(chen):
+    """The DFN's record gradient (forward mode inside `RecordSolver`) on the LG M50 C/2 discharge
+    in five parameters, where reverse mode through the record's breakpoints was up to 2.4 % off."""
+    names = ["Negative electrode thickness [m]", D_POS, "Negative particle diffusivity [m2.s-1]",
+             "Negative electrode porosity", "Positive electrode thickness [m]"]
+    _check_record_gradient(jaxcell.DFN(), chen.update({"Lower voltage cut-off [V]": 2.0}), _lgm50_records([0.5]), names)
+
+
+def test_spme_records_of_different_lengths_gradient(chen):
+    """Records of different lengths solved together (`vmap`): the LG M50 C/10, C/2 and 1C
+    discharges through the SPMe, where reverse mode in lockstep gave a NaN gradient."""
+    names = ["Negative electrode thickness [m]", D_POS]
+    _check_record_gradient(jaxcell.SPMe(), chen, _lgm50_records([0.1, 0.5, 1.0]), names)

@@ -225,12 +225,14 @@ def _record_in_forward_mode(one, one_forward):
     other array the solve reads (passed, not closed over: a custom derivative may not close over
     traced values), not differentiable.
 
-    Why: reverse mode (diffrax's checkpointed adjoint) recomputes steps on the way back, and
-    through a drive cycle's breakpoints the recomputed steps do not retrace the solve's, so the
-    DFN's reverse-mode gradient through measured records was up to 2.4 % off forward mode. Forward
-    mode recomputes nothing: exact for the discrete solution, at 1.26x reverse mode's cost with
-    two parameters and 2x with six (docs/inference.md, "Several records of one cell"). The rule
-    is linear in dvals: reverse mode transposes it, so `jax.grad` gets the same derivative."""
+    Why: reverse mode (diffrax's checkpointed adjoint) recomputes steps on the way back. Through
+    a drive cycle's breakpoints the recomputed steps do not retrace the solve's, so the DFN's
+    reverse-mode gradient through measured records was up to 2.4 % off; and records of different
+    lengths solved in lockstep (`vmap`) gave NaN (the SPMe's LG M50 C/10, C/2 and 1C). Forward
+    mode recomputes nothing: exact for the discrete solution. Its cost grows with the number of
+    values, not of records: against reverse mode, 1.26x (DFN) and 0.73x (SPMe, three records) in
+    two parameters, 2x and 1.3x in six (docs/inference.md, "Several records of one cell"). The
+    rule is linear in dvals: reverse mode transposes it, so `jax.grad` gets the same derivative."""
     zero = jax.custom_derivatives.SymbolicZero
     is_zero = lambda x: isinstance(x, zero)
 
@@ -273,13 +275,10 @@ def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temp
 
         return one
 
-    one = one_with(opts)
+    one = _record_in_forward_mode(one_with(opts), one_with(_forward_mode(opts)))
     if getattr(model, "structure", None) is not None:
-        # The DFN's records one after another, differentiated in forward mode
-        # (`_record_in_forward_mode`). Its reverse mode through records vmapped in lockstep was
-        # NaN on the LG M50 discharges (C/10 and C/2): docs/inference.md,
-        # benchmarks/check_vmapped_gradients.py
-        one = _record_in_forward_mode(one, one_with(_forward_mode(opts)))
+        # The DFN's records one after another (`lax.map`), as when its reverse mode in lockstep
+        # was NaN on the LG M50 discharges; whether lockstep pays in forward mode is not measured
         return jax.lax.map(lambda a: one(a[0], (dynamic, *a[1:])), (values, tables, t, soc))
     return jax.vmap(lambda v, *a: one(v, (dynamic, *a)))(values, tables, t, soc)
 
