@@ -178,6 +178,22 @@ STEP_END_TOL = 1e-6
 FIRST_STEP = 0.01
 
 
+@jax.custom_jvp
+def _finite_tangent(x):
+    """The identity, whose derivative passes only finite tangents (others become 0). An event's
+    time is differentiated through a linear solve (optimistix's implicit rule) that raises on
+    non-finite input: in forward mode a tangent that overflowed (a parameter pushed to an absurd
+    value, as a sampler's first trial steps do) stopped the whole program there, where the
+    outputs' own derivatives are merely not finite."""
+    return x
+
+
+@_finite_tangent.defjvp
+def _finite_tangent_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return x, jnp.where(jnp.isfinite(dx), dx, jnp.zeros_like(dx))
+
+
 def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tuple):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
@@ -250,7 +266,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # located by bisection on the solver's dense output
     term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
     event = diffrax.Event(
-        lambda t, y, args, **kw: jnp.min(first_crossing(t, y)),
+        lambda t, y, args, **kw: jnp.min(first_crossing(t, jax.tree.map(_finite_tangent, y))),
         root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
         direction=False,
     )
