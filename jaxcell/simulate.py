@@ -180,11 +180,13 @@ FIRST_STEP = 0.01
 
 @jax.custom_jvp
 def _finite_tangent(x):
-    """The identity, whose derivative passes only finite tangents (others become 0). An event's
-    time is differentiated through a linear solve (optimistix's implicit rule) that raises on
-    non-finite input: in forward mode a tangent that overflowed (a parameter pushed to an absurd
-    value, as a sampler's first trial steps do) stopped the whole program there, where the
-    outputs' own derivatives are merely not finite."""
+    """The identity, whose derivative passes only finite tangents (others become 0), for forward
+    mode (diffrax's ForwardMode): it reads the tangents' values, so reverse mode cannot transpose
+    it. An event's time is differentiated through a linear solve (optimistix's implicit rule)
+    that raises on non-finite input: in forward mode a tangent that overflowed (a parameter
+    pushed to an absurd value, as a sampler's first trial steps do) stopped the whole program
+    there, where the outputs' own derivatives are merely not finite. (Reverse mode never forms
+    that tangent where the outputs do not depend on the event's time.)"""
     return x
 
 
@@ -265,8 +267,9 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
     term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
+    forward_mode = isinstance(opts.adjoint, diffrax.ForwardMode)  # `_finite_tangent` is for it alone
     event = diffrax.Event(
-        lambda t, y, args, **kw: jnp.min(first_crossing(t, jax.tree.map(_finite_tangent, y))),
+        lambda t, y, args, **kw: jnp.min(first_crossing(t, jax.tree.map(_finite_tangent, y) if forward_mode else y)),
         root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
         direction=False,
     )
