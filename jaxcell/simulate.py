@@ -178,6 +178,15 @@ STEP_END_TOL = 1e-6
 FIRST_STEP = 0.01
 
 
+def solver_for_adjoint(solver, adjoint):
+    """`solver` as `adjoint` can use it: Rodas4's reverse-mode rule for its stages is a
+    custom_vjp, which has no forward mode (diffrax.ForwardMode, and DirectAdjoint under jax.jvp),
+    so any adjoint but the checkpointed one gets Rodas4 without it."""
+    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
+        return dataclasses.replace(solver, reverse_rule=False)
+    return solver
+
+
 @jax.custom_jvp
 def _finite_tangent(x):
     """The identity, whose derivative passes only finite tangents (others become 0), for forward
@@ -440,10 +449,7 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
     _check_step_limits(experiment, v_lo, v_hi)
     solver = solver if solver is not None else default_solver(model)
     adjoint = adjoint if adjoint is not None else default_adjoint()
-    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
-        # Rodas4's reverse-mode rule for its stages is a custom_vjp, which has no forward mode
-        # (diffrax.ForwardMode, and DirectAdjoint under jax.jvp)
-        solver = dataclasses.replace(solver, reverse_rule=False)
+    solver = solver_for_adjoint(solver, adjoint)
     opts = Options(
         rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, adjoint=adjoint, outputs_in_loop=outputs_in_loop,
     )

@@ -24,8 +24,7 @@ import numpyro.distributions as dist
 from numpyro.infer.reparam import LocScaleReparam
 
 from ..parameters import ParameterSet
-from ..simulate import _prepare, _simulate
-from ..solvers import Rodas4
+from ..simulate import _prepare, _simulate, solver_for_adjoint
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood, voltage_limits
@@ -211,11 +210,9 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
 
 def _forward_mode(opts):
     """`opts` with diffrax's ForwardMode: derivatives pushed forward through the same steps as
-    the solve, nothing recomputed (Rodas4's own reverse rule is for reverse mode only)."""
-    solver = opts.solver
-    if isinstance(solver, Rodas4) and solver.reverse_rule:
-        solver = dataclasses.replace(solver, reverse_rule=False)
-    return dataclasses.replace(opts, adjoint=diffrax.ForwardMode(), solver=solver)
+    the solve, nothing recomputed."""
+    adjoint = diffrax.ForwardMode()
+    return dataclasses.replace(opts, adjoint=adjoint, solver=solver_for_adjoint(opts.solver, adjoint))
 
 
 def _record_in_forward_mode(one, one_forward):
