@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 
 import jaxcell  # noqa: E402
 from jaxcell.inference import RecordSolver, read_measurements, stack_records  # noqa: E402
-from jaxcell.inference._hierarchy import _forward_mode, initial_concentrations  # noqa: E402
+from jaxcell.inference._hierarchy import initial_concentrations  # noqa: E402
 from jaxcell.simulate import _simulate  # noqa: E402
+from jaxcell.simulate import forward_mode as with_forward_mode  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]
@@ -48,7 +49,7 @@ def loss_fn(model, p, records, batching, scale=None, rtol=1e-6, atol=1e-8, solve
     s = RecordSolver(model, p, records, initial_soc=None, rtol=rtol, atol=atol)
     opts = s.opts if solver is None else dataclasses.replace(s.opts, solver=solver)
     if forward_mode:
-        opts = _forward_mode(opts)
+        opts = with_forward_mode(opts)
     mask = jnp.asarray(records.mask)
     n = len(records)
     scale = jnp.ones(n) if scale is None else jnp.asarray(scale)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
+from ._forward import in_forward_mode
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
@@ -48,6 +49,8 @@ def default_solver(model=None) -> diffrax.AbstractSolver:
 # default (one checkpoint per allowed step, max_steps of them) makes even the forward solve
 # allocate a (max_steps, n_states) buffer, which stalls the DFN at fine meshes.
 CHECKPOINTS = 128
+# solver steps allowed per step of an experiment (`simulate`'s default)
+MAX_STEPS = 20_000
 
 
 def default_adjoint() -> diffrax.AbstractAdjoint:
@@ -59,7 +62,7 @@ class Options(eqx.Module):
 
     rtol: float = eqx.field(static=True, default=1e-6)
     atol: float = eqx.field(static=True, default=1e-8)
-    max_steps: int = eqx.field(static=True, default=20_000)
+    max_steps: int = eqx.field(static=True, default=MAX_STEPS)
     solver: diffrax.AbstractSolver = eqx.field(static=True, default_factory=lambda: default_solver())
     n_out_per_step: int = eqx.field(static=True, default=N_OUT_PER_STEP)
     adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=lambda: default_adjoint())
@@ -185,6 +188,12 @@ def solver_for_adjoint(solver, adjoint):
     if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
         return dataclasses.replace(solver, reverse_rule=False)
     return solver
+
+
+def forward_mode(opts: Options) -> Options:
+    """`opts` with diffrax's ForwardMode (and the solver it can use)."""
+    adjoint = diffrax.ForwardMode()
+    return dataclasses.replace(opts, adjoint=adjoint, solver=solver_for_adjoint(opts.solver, adjoint))
 
 
 @jax.custom_jvp
@@ -465,7 +474,7 @@ def simulate(
     t_eval=None,
     rtol: float = 1e-6,
     atol: float = 1e-8,
-    max_steps: int = 20_000,
+    max_steps: int = MAX_STEPS,
     solver: diffrax.AbstractSolver | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
     outputs_in_loop: bool = False,
@@ -507,8 +516,13 @@ def simulate(
     `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
     number of solver steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
-    ``adjoint=diffrax.ForwardMode()``. The solve is compiled once per (model, experiment structure, options); new
-    parameter values reuse it.
+    ``adjoint=diffrax.ForwardMode()``. Through a drive cycle, unless `adjoint` is given, every
+    derivative (`jax.grad` included) is taken in forward mode for the values that carry a
+    tangent: reverse mode's recomputed steps do not retrace steps clipped to the cycle's
+    breakpoints, and its gradient was percents off. That costs about one solve's tangent per
+    differentiated value, so differentiate with respect to a few parameters there, not the
+    whole set or the cycle's currents. The solve is compiled once per (model, experiment
+    structure, options); new parameter values reuse it.
 
     Example:
         >>> p = jaxcell.load_parameters("Chen2020")
@@ -522,8 +536,28 @@ def simulate(
             f"simulate runs one cell, but params has batch shape {params.batch_shape}: use "
             "jax.vmap(lambda q: jaxcell.simulate(model, q, experiment))(params) or jaxcell.simulate_batch."
         )
-    return _simulate_jit(*_prepare(
-        model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop, initial_soc
-    ))
+    args = _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop,
+                    initial_soc)
+    if adjoint is None and MODES["drive"] in args[3]:
+        return _drive_cycle_solve(*args)
+    return _simulate_jit(*args)
+
+
+def _drive_cycle_solve(model, params, table, modes, t_eval, opts):
+    """`_simulate` through a drive cycle, differentiated in forward mode (`_forward`): the
+    checkpointed reverse mode's recomputed steps do not retrace steps clipped to the cycle's
+    breakpoints, and its gradient was percents off (the DFN). Only what carries a tangent is
+    pushed forward: `jax.grad` with respect to a few parameters costs a few solves' tangents."""
+    vals, rest = eqx.partition((model, params, table, t_eval), eqx.is_inexact_array)
+    arrays, static = eqx.partition(rest, eqx.is_array)
+
+    def with_options(opts_):
+        def one(vals_, arrays_):
+            model_, params_, table_, t_ = eqx.combine(vals_, arrays_, static)
+            return _simulate_jit(model_, params_, table_, modes, t_, opts_)
+
+        return one
+
+    return in_forward_mode(with_options(opts), with_options(forward_mode(opts)))(vals, arrays)
 
 

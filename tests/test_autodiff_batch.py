@@ -96,6 +96,7 @@ def test_lost_lithium_is_a_failure_not_a_result(spm, chen):
     solve: such a cell is NOT_CONSERVED and not delivered; its neighbours are untouched. The
     dense linear solve loses the lithium; the SPM's default banded solve fails to step there
     instead (MAX_STEPS): not delivered either."""
+    from jaxcell.simulate import default_adjoint
     from jaxcell.solvers import DenseSolve, Rodas4
 
     exp = jaxcell.Experiment(["Discharge at 1C until 3.0 V"])  # the compiled solve of the test above
@@ -162,6 +163,7 @@ def test_reverse_rule_through_drive_cycle_equals_jax_derivative(chen):
     At the default tolerances: at rtol 1e-8 JAX's derivative of this protocol moves by about
     1e-6 relative when the thickness moves by 1e-13, the rule's by 1e-10. A CC step ended by an
     event instead (until 3.9 V) makes both scatter by about 5e-7 (docs/dfn.md)."""
+    from jaxcell.simulate import default_adjoint
     from jaxcell.solvers import DenseSolve, Rodas4
 
     model = jaxcell.SPM(thermal="lumped")
@@ -171,7 +173,9 @@ def test_reverse_rule_through_drive_cycle_equals_jax_derivative(chen):
     theta = {k: jnp.asarray(chen[k]) for k in GRAD_PARAMS}
 
     def loss(rule, values):
-        sol = jaxcell.simulate(model, chen.update(values), exp, t_eval=t_eval, solver=Rodas4(DenseSolve(), reverse_rule=rule))
+        # reverse mode asked for: by default `simulate` differentiates drive cycles in forward mode
+        sol = jaxcell.simulate(model, chen.update(values), exp, t_eval=t_eval, solver=Rodas4(DenseSolve(), reverse_rule=rule),
+                               adjoint=default_adjoint())
         return jnp.sum(sol.voltage**2) + jnp.sum(sol.temperature)
 
     ours, jaxs = (fn(theta) for fn in rule_and_jax_gradients(loss, theta))

@@ -13,18 +13,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import diffrax
 import equinox as eqx
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.infer.reparam import LocScaleReparam
 
+from .._forward import in_forward_mode
 from ..parameters import ParameterSet
-from ..simulate import _prepare, _simulate, solver_for_adjoint
+from ..simulate import _prepare, _simulate, forward_mode
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood, voltage_limits
@@ -208,57 +207,6 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
     return volts
 
 
-def _forward_mode(opts):
-    """`opts` with diffrax's ForwardMode: derivatives pushed forward through the same steps as
-    the solve, nothing recomputed."""
-    adjoint = diffrax.ForwardMode()
-    return dataclasses.replace(opts, adjoint=adjoint, solver=solver_for_adjoint(opts.solver, adjoint))
-
-
-def _record_in_forward_mode(one, one_forward):
-    """`one(vals, arrays) -> outputs` (float arrays, then an integer status), with its derivative
-    with respect to `vals` (a dict of scalars) from `one_forward` in forward mode: the Jacobian's
-    columns pushed through the solve at once (`jax.jacfwd`'s way), then J @ dvals. `arrays`: every
-    other array the solve reads (passed, not closed over: a custom derivative may not close over
-    traced values), not differentiable.
-
-    Why: reverse mode (diffrax's checkpointed adjoint) recomputes steps on the way back. Through
-    a drive cycle's breakpoints the recomputed steps do not retrace the solve's, so the DFN's
-    reverse-mode gradient through measured records was up to 2.4 % off; and records of different
-    lengths solved in lockstep (`vmap`) gave NaN (the SPMe's LG M50 C/10, C/2 and 1C). Forward
-    mode recomputes nothing: exact for the discrete solution. Its cost grows with the number of
-    values, not of records: against reverse mode, 1.26x (DFN) and 0.73x (SPMe, three records) in
-    two parameters, 2x and 1.3x in six (docs/inference.md, "Several records of one cell"). The
-    rule is linear in dvals: reverse mode transposes it, so `jax.grad` gets the same derivative."""
-    zero = jax.custom_derivatives.SymbolicZero
-    is_zero = lambda x: isinstance(x, zero)
-
-    @jax.custom_jvp
-    def solve(vals, arrays):
-        return one(vals, arrays)
-
-    def rule(primals, tangents):
-        vals, arrays = primals
-        if not all(is_zero(d) for d in jax.tree.leaves(tangents[1], is_leaf=is_zero)):
-            raise NotImplementedError("records: only the fitted parameter values are differentiable here, not the "
-                                      "records or the other parameters.")
-        x, unravel = jax.flatten_util.ravel_pytree(vals)
-        dx, _ = jax.flatten_util.ravel_pytree(
-            jax.tree.map(lambda v, d: jnp.zeros_like(v) if is_zero(d) else d, vals, tangents[0], is_leaf=is_zero))
-
-        def floats(x_):
-            *outs, status = one_forward(unravel(x_), arrays)
-            return tuple(outs), status.astype(x_.dtype)
-
-        push = lambda e: jax.jvp(floats, (x,), (e,))
-        (outs, status), (jac, _) = jax.vmap(push, out_axes=(None, -1))(jnp.eye(x.size, dtype=x.dtype))
-        status = status.astype(jnp.asarray(0).dtype)
-        return (*outs, status), (*(J @ dx for J in jac), np.zeros(status.shape, dtype=jax.dtypes.float0))
-
-    solve.defjvp(rule, symbolic_zeros=True)
-    return solve
-
-
 def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temperature=False):
     dynamic, static = eqx.partition((model, p), eqx.is_array)
 
@@ -272,7 +220,7 @@ def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temp
 
         return one
 
-    one = _record_in_forward_mode(one_with(opts), one_with(_forward_mode(opts)))
+    one = in_forward_mode(one_with(opts), one_with(forward_mode(opts)))
     if getattr(model, "structure", None) is not None:
         # The DFN's records one after another (`lax.map`), as when its reverse mode in lockstep
         # was NaN on the LG M50 discharges; whether lockstep pays in forward mode is not measured
