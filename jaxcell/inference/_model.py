@@ -236,8 +236,8 @@ def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, pri
     distribution in natural units), the voltage at `t_eval` from `simulate`, and measurement
     noise of unknown scale `sigma` [V] (prior `noise_prior`, default a half-normal of scale 10 mV).
     Derivatives (MAP, NUTS) are taken in forward mode with respect to the sampled parameters
-    (`simulate_voltage`): exact for the discrete solve, and for a few parameters cheaper than
-    reverse mode.
+    (`simulate_voltage`): exact for the discrete solve, and for a few parameters about the cost
+    of reverse mode.
 
     Example:
         >>> priors = {k: default_prior(k, p[k]) for k in names}
