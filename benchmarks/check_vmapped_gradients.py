@@ -33,10 +33,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcell  # noqa: E402
+from jaxcell._forward import forward_mode as with_forward_mode  # noqa: E402
 from jaxcell.inference import RecordSolver, read_measurements, stack_records  # noqa: E402
 from jaxcell.inference._hierarchy import initial_concentrations  # noqa: E402
 from jaxcell.simulate import _simulate  # noqa: E402
-from jaxcell.simulate import forward_mode as with_forward_mode  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["Negative electrode thickness [m]", "Positive particle diffusivity [m2.s-1]"]

@@ -14,10 +14,44 @@ outputs: for the few values of a fit (2-10) about what reverse mode costs (docs/
 
 from __future__ import annotations
 
+import dataclasses
+
+import diffrax
+import equinox as eqx
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+
+from .solvers import Rodas4
+
+
+def solver_for_adjoint(solver, adjoint):
+    """`solver` as `adjoint` can use it: Rodas4's reverse-mode rule for its stages is a
+    custom_vjp, which has no forward mode (diffrax.ForwardMode, and DirectAdjoint under jax.jvp),
+    so any adjoint but the checkpointed one gets Rodas4 without it."""
+    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
+        return dataclasses.replace(solver, reverse_rule=False)
+    return solver
+
+
+def forward_mode(opts):
+    """`simulate`'s options `opts` with diffrax's ForwardMode (and the solver it can use)."""
+    adjoint = diffrax.ForwardMode()
+    return dataclasses.replace(opts, adjoint=adjoint, solver=solver_for_adjoint(opts.solver, adjoint))
+
+
+def in_forward_mode(solve, opts, vals, others):
+    """`solve(opts, vals, others)` (a solve with `simulate`'s options `opts`, returning a pytree
+    of arrays), differentiated with respect to `vals` (a pytree of float arrays) in forward mode
+    (`solve` run with `forward_mode(opts)`), whatever transformation asks. `others`: everything
+    else the solve reads, not differentiable; its arrays are passed to the custom derivative,
+    not closed over (a custom derivative may not close over traced values)."""
+    arrays, static = eqx.partition(others, eqx.is_array)
+    forward = forward_mode(opts)
+    return _forward_derivative(lambda v, a: solve(opts, v, eqx.combine(a, static)),
+                               lambda v, a: solve(forward, v, eqx.combine(a, static)))(vals, arrays)
+
 
 _zero = jax.custom_derivatives.SymbolicZero
 
@@ -26,10 +60,10 @@ def _is_zero(x):
     return isinstance(x, _zero)
 
 
-def in_forward_mode(one, one_forward):
+def _forward_derivative(one, one_forward):
     """`one(vals, arrays) -> outputs` (a pytree of arrays), with its derivative with respect to
     `vals` (a pytree of float arrays) from `one_forward` (the same solve with diffrax's
-    ForwardMode, `simulate.forward_mode`): the Jacobian's columns for the leaves of `vals` whose
+    ForwardMode): the Jacobian's columns for the leaves of `vals` whose
     tangent is not a symbolic zero, pushed through the solve at once (`jax.jacfwd`'s way), then
     J @ dvals. Integer and boolean outputs get no tangent. `arrays`: every other array the solve
     reads (passed, not closed over: a custom derivative may not close over traced values), not

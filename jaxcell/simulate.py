@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import diffrax
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ._forward import in_forward_mode
+from ._forward import in_forward_mode, solver_for_adjoint
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
@@ -179,21 +178,6 @@ STEP_END_TOL = 1e-6
 # Hairer's rule for explicit methods) gives about 1 ms for a 1C DFN, shorter than Rodas4 needs;
 # a step too long at high currents is rejected and shortened (docs/dfn.md).
 FIRST_STEP = 0.01
-
-
-def solver_for_adjoint(solver, adjoint):
-    """`solver` as `adjoint` can use it: Rodas4's reverse-mode rule for its stages is a
-    custom_vjp, which has no forward mode (diffrax.ForwardMode, and DirectAdjoint under jax.jvp),
-    so any adjoint but the checkpointed one gets Rodas4 without it."""
-    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
-        return dataclasses.replace(solver, reverse_rule=False)
-    return solver
-
-
-def forward_mode(opts: Options) -> Options:
-    """`opts` with diffrax's ForwardMode (and the solver it can use)."""
-    adjoint = diffrax.ForwardMode()
-    return dataclasses.replace(opts, adjoint=adjoint, solver=solver_for_adjoint(opts.solver, adjoint))
 
 
 @jax.custom_jvp
@@ -549,15 +533,11 @@ def _drive_cycle_solve(model, params, table, modes, t_eval, opts):
     breakpoints, and its gradient was percents off (the DFN). Only what carries a tangent is
     pushed forward: `jax.grad` with respect to a few parameters costs a few solves' tangents."""
     vals, rest = eqx.partition((model, params, table, t_eval), eqx.is_inexact_array)
-    arrays, static = eqx.partition(rest, eqx.is_array)
 
-    def with_options(opts_):
-        def one(vals_, arrays_):
-            model_, params_, table_, t_ = eqx.combine(vals_, arrays_, static)
-            return _simulate_jit(model_, params_, table_, modes, t_, opts_)
+    def solve(opts_, vals_, rest_):
+        model_, params_, table_, t_ = eqx.combine(vals_, rest_)
+        return _simulate_jit(model_, params_, table_, modes, t_, opts_)
 
-        return one
-
-    return in_forward_mode(with_options(opts), with_options(forward_mode(opts)))(vals, arrays)
+    return in_forward_mode(solve, opts, vals, rest)
 
 

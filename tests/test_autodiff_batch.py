@@ -96,7 +96,6 @@ def test_lost_lithium_is_a_failure_not_a_result(spm, chen):
     solve: such a cell is NOT_CONSERVED and not delivered; its neighbours are untouched. The
     dense linear solve loses the lithium; the SPM's default banded solve fails to step there
     instead (MAX_STEPS): not delivered either."""
-    from jaxcell.simulate import default_adjoint
     from jaxcell.solvers import DenseSolve, Rodas4
 
     exp = jaxcell.Experiment(["Discharge at 1C until 3.0 V"])  # the compiled solve of the test above

@@ -23,7 +23,7 @@ from numpyro.infer.reparam import LocScaleReparam
 
 from .._forward import in_forward_mode
 from ..parameters import ParameterSet
-from ..simulate import _prepare, _simulate, forward_mode
+from ..simulate import _prepare, _simulate
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood, voltage_limits
@@ -208,24 +208,18 @@ def _check_rest_voltages(volts, records: StackedRecords, p: ParameterSet, given)
 
 
 def _solve_records(model, p, tables, modes, t, soc_kind, soc, opts, values, temperature=False):
-    dynamic, static = eqx.partition((model, p), eqx.is_array)
+    def solve(opts_, vals, others):
+        (model_, p_), table, t_, s = others
+        q = initial_concentrations(p_.update(vals), soc_kind, s)
+        sol = _simulate(model_, q, table, modes, t_, opts_)
+        return (sol.voltage, sol.temperature, sol.status) if temperature else (sol.voltage, sol.status)
 
-    def one_with(opts_):
-        def one(vals, arrays):
-            dynamic_, table, t_, s = arrays
-            model_, p_ = eqx.combine(dynamic_, static)
-            q = initial_concentrations(p_.update(vals), soc_kind, s)
-            sol = _simulate(model_, q, table, modes, t_, opts_)
-            return (sol.voltage, sol.temperature, sol.status) if temperature else (sol.voltage, sol.status)
-
-        return one
-
-    one = in_forward_mode(one_with(opts), one_with(forward_mode(opts)))
+    one = lambda v, *a: in_forward_mode(solve, opts, v, ((model, p), *a))
     if getattr(model, "structure", None) is not None:
         # The DFN's records one after another (`lax.map`), as when its reverse mode in lockstep
         # was NaN on the LG M50 discharges; whether lockstep pays in forward mode is not measured
-        return jax.lax.map(lambda a: one(a[0], (dynamic, *a[1:])), (values, tables, t, soc))
-    return jax.vmap(lambda v, *a: one(v, (dynamic, *a)))(values, tables, t, soc)
+        return jax.lax.map(lambda a: one(*a), (values, tables, t, soc))
+    return jax.vmap(one)(values, tables, t, soc)
 
 
 # compiled once per (model, record shapes, options)

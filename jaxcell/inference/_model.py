@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +18,7 @@ import numpyro.distributions as dist
 from .._forward import in_forward_mode
 from ..parameters import ParameterSet
 from ..parameters._parameter_set import _rule
-from ..simulate import MAX_STEPS, _prepare, _simulate_jit, forward_mode
+from ..simulate import MAX_STEPS, _prepare, _simulate_jit
 from ..soc import with_initial_soc
 from ..solution import Status
 
@@ -262,16 +261,12 @@ def simulate_voltage(model, p: ParameterSet, values, experiment, t_eval, *, init
     with respect to anything else (`p`, the times) raise NotImplementedError."""
     model, _, table, modes, t_eval, opts = _prepare(model, p.update(values), experiment, t_eval, rtol, atol,
                                                      MAX_STEPS, None, None)
-    arrays, static = eqx.partition((model, p, table, t_eval), eqx.is_array)
 
-    def one_with(opts_):
-        def one(vals, arrays_):
-            model_, p_, table_, t_ = eqx.combine(arrays_, static)
-            q = p_.update(vals)
-            q = q if initial_soc is None else with_initial_soc(q, initial_soc)
-            sol = _simulate_jit(model_, q, table_, modes, t_, opts_)
-            return sol.voltage, sol.status
+    def solve(opts_, vals, others):
+        model_, p_, table_, t_ = others
+        q = p_.update(vals)
+        q = q if initial_soc is None else with_initial_soc(q, initial_soc)
+        sol = _simulate_jit(model_, q, table_, modes, t_, opts_)
+        return sol.voltage, sol.status
 
-        return one
-
-    return in_forward_mode(one_with(opts), one_with(forward_mode(opts)))(values, arrays)
+    return in_forward_mode(solve, opts, values, (model, p, table, t_eval))
