@@ -17,7 +17,7 @@ from .models._base import AbstractCellModel
 from .parameters import ParameterSet
 from .solution import Solution, Status, StepEnd, solved
 from .soc import with_initial_soc
-from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, StructuredSolve
+from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, StructuredSolve, model_voltage
 
 # Surface stoichiometry at which an experiment stops: beyond it OCP fits and the exchange
 # current's square roots are no longer defined.
@@ -109,13 +109,13 @@ def _control(model, row, p, t0, modes):
         return jnp.interp(t, t0 + row.drive_time, row.drive_current)
 
     def voltage(t, y):
-        return _solve_current(lambda I: model.voltage(y, I, p) - value, jnp.zeros_like(value))
+        return _solve_current(lambda I: model_voltage(model, p, y, I) - value, jnp.zeros_like(value))
 
     def power(t, y):
         # a first guess from the voltage at zero current, which (unlike the open-circuit
         # voltage) depends only on the part of the state the outputs are saved from
-        I0 = value / model.voltage(y, jnp.zeros_like(value), p)
-        return _solve_current(lambda I: I * model.voltage(y, I, p) - value, I0)
+        I0 = value / model_voltage(model, p, y, jnp.zeros_like(value))
+        return _solve_current(lambda I: I * model_voltage(model, p, y, I) - value, I0)
 
     branches = [(constant, drive, voltage, power)[m] for m in modes]
     state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
@@ -146,7 +146,7 @@ def _outputs(model, current, p):
     def fn(t, state, args):
         y, q = state
         I = current(t, y)
-        return jnp.stack([model.voltage(y, I, p), I, q[0] - q[1], model.temperature(y)])
+        return jnp.stack([model_voltage(model, p, y, I), I, q[0] - q[1], model.temperature(y)])
     return fn
 
 
@@ -218,7 +218,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         electrolyte (models whose electrolyte must not run out)."""
         y, _ = state
         I = current(t, y)
-        V = model.voltage(y, I, p)
+        V = model_voltage(model, p, y, I)
         sn, sp = model.surface_stoichiometries(y, p)
         return jnp.stack([
             jnp.where(has_v, sign * (V - row.until_voltage), BIG),

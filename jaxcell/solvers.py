@@ -100,6 +100,24 @@ def totals_rate(I, V):
     return jnp.stack([dis, chg, V * dis, V * chg]) / 3600.0
 
 
+# The model's right-hand side and terminal voltage as jitted functions of their own. A solve
+# and its derivatives call them at many places (the stages, the Jacobian, step ends, events,
+# outputs, a held voltage's Newton iteration, and again in each of diffrax's traces of its
+# checkpointed loop); JAX traces a jitted function once per model, parameter structure and
+# shapes and reuses it, and its derivatives, at every later call. XLA inlines them, so the
+# compiled program is the same; only tracing is shorter (benchmarks/README.md).
+@eqx.filter_jit
+def model_rhs(model, params, t, y, I):
+    """`model.rhs(t, y, I, params)`, traced once per model, parameter structure and shapes."""
+    return model.rhs(t, y, I, params)
+
+
+@eqx.filter_jit
+def model_voltage(model, params, y, I):
+    """`model.voltage(y, I, params)`, traced once per model, parameter structure and shapes."""
+    return model.voltage(y, I, params)
+
+
 class CellField(eqx.Module):
     """The vector field of a cell under a control: d(y, q)/dt = (rhs(t, y, I(t, y)),
     totals_rate(I, V(y, I))), with q the running totals (`N_TOTALS`: charge and energy
@@ -120,10 +138,10 @@ class CellField(eqx.Module):
     time_dependent: bool = eqx.field(static=True, default=True)
 
     def rhs(self, t, y, I):
-        return self.model.rhs(t, y, I, self.params)
+        return model_rhs(self.model, self.params, t, y, I)
 
     def totals(self, t, y, I):
-        return totals_rate(I, self.model.voltage(y, I, self.params))
+        return totals_rate(I, model_voltage(self.model, self.params, y, I))
 
     def __call__(self, t, state, args):
         y, _ = state
