@@ -6,14 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..parameters import ParameterSet
 from ._objective import design_objective
 from ..solution import Status
-from ._optimise import DesignResult, UndeliveredStart, augmented_lagrangian, maximise
+from ._optimise import (
+    DesignResult,
+    UndeliveredStart,
+    augmented_lagrangian,
+    derivative_mode,
+    jit_value_and_grad,
+    maximise,
+)
 from ._variables import DesignSpace
 
 
@@ -59,6 +65,7 @@ def optimise_design(
     space = _space(params, variables)
     if min_capacity is not None and not (np.isfinite(min_capacity) and min_capacity > 0):
         raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+    forward, simulate_kwargs = derivative_mode(len(space.variables), simulate_kwargs)
     f = design_objective(model, params, experiment, space, objective=objective, initial_soc=initial_soc,
                          lithium=lithium, densities=densities, **simulate_kwargs)
     u0 = np.asarray(space.to_unit(start if start is not None else space.initial(params)))
@@ -68,7 +75,7 @@ def optimise_design(
         g = (min_capacity - out.capacity) / min_capacity if min_capacity is not None else jnp.asarray(0.0)
         return augmented_lagrangian(out.objective / f0, g, lam, mu), (out, g)
 
-    vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    vg = jit_value_and_grad(loss, forward)
     # the start's objective scales the loss to about 1 (one compiled function: f0 is an argument)
     (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(first.objective)

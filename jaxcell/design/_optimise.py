@@ -8,11 +8,45 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 METHODS = ("L-BFGS-B", "BFGS", "adam")
+# Up to this many design variables the objective is differentiated in forward mode (one tangent
+# per variable through the solve), where no `adjoint` is given: for 2 variables it traced in
+# 9.4 against 25.1 s, compiled in 22.9 against 39.0 s and ran in 1.82 against 2.09 s (robust
+# objective, 200 SPM cells) with the same gradient. Beyond it, reverse mode (not measured there).
+FORWARD_MAX_VARIABLES = 2
+
+
+def derivative_mode(n_variables: int, simulate_kwargs: dict) -> tuple[bool, dict]:
+    """(forward, simulate keywords): forward mode for at most `FORWARD_MAX_VARIABLES` design
+    variables unless the caller chose an `adjoint`; an explicit `diffrax.ForwardMode()` is
+    forward mode too."""
+    if "adjoint" in simulate_kwargs:
+        return isinstance(simulate_kwargs["adjoint"], diffrax.ForwardMode), simulate_kwargs
+    if n_variables <= FORWARD_MAX_VARIABLES:
+        return True, {**simulate_kwargs, "adjoint": diffrax.ForwardMode()}
+    return False, simulate_kwargs
+
+
+def jit_value_and_grad(loss: Callable, forward: bool) -> Callable:
+    """`jax.jit(jax.value_and_grad(loss, has_aux=True))` in the first argument, by
+    `jax.jacfwd` in forward mode."""
+    if not forward:
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+    def value_and_grad(u, *args):
+        def with_value(u_):
+            value, aux = loss(u_, *args)
+            return value, (value, aux)
+
+        grad, (value, aux) = jax.jacfwd(with_value, has_aux=True)(u)
+        return (value, aux), grad
+
+    return jax.jit(value_and_grad)
 
 
 class UndeliveredStart(ValueError):

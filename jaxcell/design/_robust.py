@@ -23,7 +23,14 @@ from ..population._sample import _transform, derived_parameters
 from ..soc import with_initial_soc
 from ._mass import cell_mass, cell_volume, densities as _densities
 from ._objective import cell_outcome, check_objective, formation_ratio, with_formation_lithium
-from ._optimise import DesignResult, UndeliveredStart, augmented_lagrangian, maximise
+from ._optimise import (
+    DesignResult,
+    UndeliveredStart,
+    augmented_lagrangian,
+    derivative_mode,
+    jit_value_and_grad,
+    maximise,
+)
 from ._variables import DesignSpace
 
 
@@ -366,6 +373,7 @@ def optimise_robust_design(
         raise ValueError(f"temperature_alpha must be a probability in (0, 1), got {temperature_alpha!r}.")
     space = variables if isinstance(variables, DesignSpace) else DesignSpace.create(params, variables)
     draws = common_draws(params, space, variation, n_samples, key)
+    forward, simulate_kwargs = derivative_mode(len(space.variables), simulate_kwargs)
     f = robust_objective(model, params, experiment, space, draws, objective=objective, initial_soc=initial_soc,
                          lithium=lithium, densities=densities, **simulate_kwargs)
     width = smoothing if smoothing is not None else 2e-3 * min_capacity
@@ -390,7 +398,7 @@ def optimise_robust_design(
         g = gs[0] if len(gs) == 1 else jnp.stack(gs)
         return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, jnp.stack(probs))
 
-    vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    vg = jit_value_and_grad(loss, forward)
     # the start's mean objective scales the loss to about 1 (f0 is an argument: one compile)
     m = 1 if max_temperature is None else 2  # constraints, one multiplier each
     (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0 if m == 1 else np.zeros(m), 1.0, 1.0)
