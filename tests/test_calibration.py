@@ -240,3 +240,99 @@ def test_laplace_factor_of_a_batch_with_a_failed_fit():
     assert ok.tolist() == [True, False, False] and np.all(np.isfinite(chol))
     np.testing.assert_allclose(chol[0] @ chol[0].T, np.linalg.inv(good), rtol=1e-12)
     np.testing.assert_allclose(chol[1], np.eye(3))
+
+
+def _saturating_posterior(y, k_max=60.0):
+    """The exact posterior of the saturating rate k (quadrature on a grid up to k_max): its mean
+    and 5 and 95 % quantiles."""
+    k = np.linspace(1e-3, k_max, 600_001)
+    log_post = (-np.log(k) - 0.5 * (np.log(k) - 1.0) ** 2
+                - 0.5 * np.sum((y[:, None] - (1 - np.exp(-k))) ** 2, axis=0) / 0.02**2)
+    w = np.exp(log_post - log_post.max())
+    cdf = np.cumsum(w) / w.sum()
+    return {"mean": np.sum(k * w) / w.sum(), "q05": np.interp(0.05, cdf, k), "q95": np.interp(0.95, cdf, k)}
+
+
+def test_imh_matches_the_exact_posterior():
+    """`run_imh` on the skewed posterior of the saturating rate (where the Laplace draws' 95 %
+    quantile falls 10 % short): mean and 5 and 95 % quantiles of its chains match the exact
+    posterior's; the chains mix (R-hat, effective sample size, acceptance) and the weights'
+    Pareto k is below 0.7. The result goes through `diagnostics`, `summary_table` and
+    `to_inference_data` with its chains."""
+    from jaxcell.inference import diagnostics, fit_map, run_imh, summary_table, to_inference_data
+
+    y = np.array([0.96, 0.95, 0.97])
+    res = run_imh(fit_map(saturating, observed=y), key=jax.random.key(3), num_chains=4, num_samples=5000,
+                  progress_bar=False)
+    exact = _saturating_posterior(y)
+    k = res.get_samples()["k"]
+    assert k.shape == (20000,) and res.get_samples(group_by_chain=True)["k"].shape == (4, 5000)
+    assert abs(k.mean() / exact["mean"] - 1) < 0.02, (k.mean(), exact)
+    for q, name in ((0.05, "q05"), (0.95, "q95")):
+        assert abs(np.quantile(k, q) / exact[name] - 1) < 0.02, (q, np.quantile(k, q), exact[name])
+    d = diagnostics(res)
+    assert d["k"]["r_hat"] < 1.01 and d["k"]["ess"] > 4000
+    assert np.all((d["acceptance"] > 0.5) & (d["acceptance"] < 1.0)) and res.failed == 0 and res.pareto_k < 0.7
+    table = summary_table(res)
+    assert list(table.index) == ["k"] and {"r_hat", "ess"} <= set(table.columns)
+    np.testing.assert_array_equal(table.attrs["acceptance"], d["acceptance"])
+    assert to_inference_data(res).posterior["k"].shape == (4, 5000)
+
+
+def test_imh_of_a_correlated_gaussian_posterior():
+    """The conjugate Gaussian model (mu and nu correlated in the posterior): the chains' means,
+    standard deviations and correlation against the closed form, the means to within four
+    Monte Carlo standard errors."""
+    from jaxcell.inference import diagnostics, fit_map, run_imh
+
+    y = np.array([1.3, 0.6, 1.1, 0.9, 0.2, -0.1, 0.05, 0.3])
+    res = run_imh(fit_map(gaussian, observed=jnp.asarray(y)), key=jax.random.key(0), num_chains=4, num_samples=2000,
+                  progress_bar=False)
+    mean, cov = exact_posterior(y)
+    s = res.get_samples()
+    x = np.stack([s["mu"], s["nu"]], axis=1)
+    d = diagnostics(res)
+    ess = np.array([d["mu"]["ess"], d["nu"]["ess"]])
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(x.mean(0) - mean) < 4 * sd / np.sqrt(ess)), (x.mean(0), mean)
+    np.testing.assert_allclose(x.std(0), sd, rtol=0.05)
+    assert abs(np.corrcoef(x.T)[0, 1] - cov[0, 1] / sd.prod()) < 0.03
+
+
+def failing(observed=None):
+    """The saturating rate whose model fails (NaN) above k = 3.6: there the posterior has no
+    density, as where a solve fails."""
+    k = numpyro.sample("k", dist.LogNormal(1.0, 1.0))
+    loc = jnp.where(k < 3.6, 1.0 - jnp.exp(-k), jnp.nan)
+    numpyro.sample("y", dist.Normal(loc, 0.02).expand([3]).to_event(1), obs=observed)
+
+
+def test_imh_never_accepts_a_proposal_whose_potential_is_not_finite():
+    """Proposals past k = 3.6, where the model is NaN, are counted in `failed` and never
+    accepted: the chains sample the posterior cut there (its exact quantiles on k < 3.6)."""
+    from jaxcell.inference import fit_map, run_imh
+
+    y = np.array([0.96, 0.95, 0.97])
+    res = run_imh(fit_map(failing, observed=y), key=jax.random.key(1), num_chains=4, num_samples=4000,
+                  progress_bar=False)
+    k = res.get_samples()["k"]
+    exact = _saturating_posterior(y, k_max=3.6)
+    assert res.failed > 1000 and k.max() < 3.6
+    for q, name in ((0.05, "q05"), (0.95, "q95")):
+        assert abs(np.quantile(k, q) / exact[name] - 1) < 0.02, (q, np.quantile(k, q), exact[name])
+
+
+def test_imh_refuses_bad_input():
+    from jaxcell.inference import fit_map, run_imh
+
+    y = np.array([0.96, 0.95, 0.97])
+    fit = fit_map(saturating, observed=y)
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
+        run_imh(fit, num_samples=0)
+    with pytest.raises(ValueError, match="df"):
+        run_imh(fit, df=-1.0)
+    with pytest.raises(TypeError, match="MAPResult"):
+        run_imh({"k": 3.0})
+    unfinished = fit_map(saturating, observed=y, max_steps=0, tol=1e-300)
+    with pytest.raises(ValueError, match="did not converge"):
+        run_imh(unfinished)

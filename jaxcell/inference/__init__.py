@@ -14,8 +14,9 @@ solver). See docs/inference.md.
   `cell_values`, `population_summary`, `new_cell_values`, `predict_voltage` (posterior
   predictive, also for a new cell).
 - Engines: `fit_map` (maximum a posteriori by BFGS, Laplace approximation, identifiability),
-  `fit_svi` (numpyro autoguides) and `run_nuts` with `diagnostics` (R-hat, effective sample
-  sizes, divergences); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
+  `fit_svi` (numpyro autoguides), `run_nuts` and `run_imh` (independence Metropolis-Hastings
+  around a MAP fit's Laplace approximation: batched forward solves, no gradient) with
+  `diagnostics` (R-hat, effective sample sizes, divergences or acceptance); `posterior_samples`, `to_inference_data` (arviz) and `summary_table`.
 - Calibration: `calibrate` (simulation-based calibration of the Laplace approximation, all
   replicates fitted in one compiled, vmapped program; optionally corrected by
   `importance_resample`, Pareto-smoothed importance sampling), `sbc_ranks`, `rank_uniformity`,
@@ -48,6 +49,8 @@ from ._fit import posterior_samples as posterior_samples
 from ._fit import run_nuts as run_nuts
 from ._fit import summary_table as summary_table
 from ._fit import to_inference_data as to_inference_data
+from ._imh import IMHResult as IMHResult
+from ._imh import run_imh as run_imh
 from ._hierarchy import PopulationPrior as PopulationPrior
 from ._hierarchy import RecordSolver as RecordSolver
 from ._hierarchy import cell_values as cell_values

@@ -269,6 +269,35 @@ def _natural_draws(natural, zs, ok):
     return draws, {k: v.mean(axis=1) for k, v in draws.items()}, {k: v.std(axis=1, ddof=1) for k, v in draws.items()}
 
 
+def student_t_proposals(k_eps, k_chi, z, chol, n: int, df: float):
+    """n draws per row of a multivariate Student-t with `df` degrees of freedom around each row's
+    Laplace approximation (mode z (R, d), `chol` (R, d, d) the Cholesky factor of its
+    covariance), from the keys of its normal and chi-square parts: (draws (R, n, d), their log
+    density up to a constant per row (R, n))."""
+    R, d = z.shape
+    eps = np.asarray(jax.random.normal(k_eps, (R, n, d)))
+    scale = np.sqrt(df / np.asarray(jax.random.chisquare(k_chi, df, (R, n))))
+    zs = z[:, None, :] + np.einsum("rij,rnj->rni", chol, eps * scale[..., None])
+    m2 = np.sum((eps * scale[..., None]) ** 2, axis=-1)
+    return zs, -0.5 * (df + d) * np.log1p(m2 / df)
+
+
+def potential_in_chunks(potential, zs, chunk: int, desc: str, progress_bar: bool):
+    """`potential(zs (R, m, d))` -> (R, m) on all of zs (R, n, d), `chunk` points of every row
+    per call, always that number (the last call's, or a single call's for n < chunk, padded by
+    repeating its final point), so that a compiled, vmapped potential is compiled once."""
+    from tqdm.auto import tqdm
+
+    n = zs.shape[1]
+
+    def at(i):
+        part = zs[:, i:i + chunk]
+        pad = chunk - part.shape[1]
+        return np.asarray(potential(np.concatenate([part, np.repeat(part[:, -1:], pad, axis=1)], axis=1)))[:, :chunk - pad]
+
+    return np.concatenate([at(i) for i in tqdm(range(0, n, chunk), desc=desc, disable=not progress_bar)], axis=1)
+
+
 def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *, df: float = 5.0,
                         chunk: int = 25, progress_bar: bool = False):
     """Draws from each row's exact posterior by Pareto-smoothed importance sampling around its
@@ -282,26 +311,11 @@ def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *,
     Returns (draws (R, n_draws, d), pareto_k (R,)): NaN draws and k = inf where the Hessian is
     not positive definite."""
     from arviz import psislw
-    from tqdm.auto import tqdm
 
-    R, d = z.shape
     ok, chol = _laplace_factor(H)
     k_eps, k_chi, k_pick = jax.random.split(key, 3)
-    eps = np.asarray(jax.random.normal(k_eps, (R, n_proposals, d)))
-    scale = np.sqrt(df / np.asarray(jax.random.chisquare(k_chi, df, (R, n_proposals))))
-    zs = z[:, None, :] + np.einsum("rij,rnj->rni", chol, eps * scale[..., None])
-    # log density of the proposal up to a constant per row (the weights are normalised per row)
-    m2 = np.sum((eps * scale[..., None]) ** 2, axis=-1)
-    log_q = -0.5 * (df + d) * np.log1p(m2 / df)
-    chunk = min(chunk, n_proposals)
-
-    def at(i):  # `chunk` proposals in every call (the last call's padded with its final one): one shape
-        part = zs[:, i:i + chunk]
-        pad = chunk - part.shape[1]
-        return potential(np.concatenate([part, np.repeat(part[:, -1:], pad, axis=1)], axis=1))[:, :chunk - pad]
-
-    U = np.concatenate([at(i) for i in tqdm(range(0, n_proposals, chunk), desc="importance weights",
-                                             disable=not progress_bar)], axis=1)
+    zs, log_q = student_t_proposals(k_eps, k_chi, z, chol, n_proposals, df)
+    U = potential_in_chunks(potential, zs, chunk, "importance weights", progress_bar)
     log_w = np.where(np.isfinite(U), -U - log_q, -np.inf)
     ok &= np.isfinite(log_w).any(axis=1)
     log_w = np.where(ok[:, None], log_w - log_w.max(axis=1, keepdims=True), 0.0)

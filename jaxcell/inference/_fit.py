@@ -336,6 +336,25 @@ def _value_and_grad_fn(model, args, kwargs, z0):
     return jax.jit(jax.value_and_grad(lambda z_: potential_energy(model, args, kwargs, z_)))
 
 
+@eqx.filter_jit
+def _shared_potentials(model, zs, args, kwargs):
+    """numpyro's potential of `model(*args, **kwargs)` at many unconstrained points (name ->
+    values with a leading axis), vmapped; shared across fits as `_shared_value_and_grad`."""
+    return jax.vmap(lambda z_: potential_energy(model, args, kwargs, z_))(zs)
+
+
+def _potentials_fn(model, args, kwargs, unravel):
+    """zs (m, d) flat unconstrained points -> their potentials (m,), one batched solve: compiled
+    once per model function, structure of the arguments and m where the arguments allow
+    (`_shareable`), else for this fit, with the arguments as constants."""
+    if _shareable(args, kwargs):
+        def shared(zs):
+            return _shared_potentials(model, jax.vmap(unravel)(jnp.asarray(zs)), args, kwargs)
+
+        return shared
+    return jax.jit(jax.vmap(lambda zi: potential_energy(model, args, kwargs, unravel(zi))))
+
+
 def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e-5, max_steps: int = 200,
             tol: float = 1e-2, **kwargs) -> MAPResult:
     """The maximum a posteriori point of the numpyro `model` (called as model(*args, **kwargs))
@@ -417,7 +436,7 @@ def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e
         _unravel=unravel,
         _postprocess=postprocess_fn,
         names=names,
-        _potential=jax.jit(jax.vmap(lambda zi: potential_energy(model, args, kwargs, unravel(zi)))),
+        _potential=_potentials_fn(model, args, kwargs, unravel),
         optima=tuple(float(x) for x in optima),
         _value_and_grad=value_and_grad,
     )
@@ -605,12 +624,15 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
 
 
 def diagnostics(mcmc) -> dict:
-    """name -> {"mean", "sd", "q05", "q95", "r_hat", "ess"} of the sampled sites of a NUTS run,
-    and "divergences": the number of divergent transitions."""
+    """name -> {"mean", "sd", "q05", "q95", "r_hat", "ess"} of the sampled sites of a NUTS run
+    (`run_nuts`) or of independence Metropolis-Hastings chains (`run_imh`); and for NUTS
+    "divergences", the number of divergent transitions, for `run_imh` "acceptance", each
+    chain's acceptance rate."""
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
     samples = mcmc.get_samples(group_by_chain=True)
-    latent = set(mcmc.last_state.z)  # the sampled sites (not deterministic ones)
+    imh = _is_imh(mcmc)
+    latent = set(mcmc.names if imh else mcmc.last_state.z)  # the sampled sites (not deterministic ones)
     out = {}
     for name, x in samples.items():
         if name not in latent:
@@ -620,8 +642,22 @@ def diagnostics(mcmc) -> dict:
         stats["r_hat"] = np.asarray(split_gelman_rubin(x))
         stats["ess"] = np.asarray(effective_sample_size(x))
         out[name] = stats
-    out["divergences"] = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+    if imh:
+        out["acceptance"] = np.asarray(mcmc.acceptance)
+    else:
+        out["divergences"] = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
     return out
+
+
+def _is_imh(result) -> bool:
+    from ._imh import IMHResult
+
+    return isinstance(result, IMHResult)
+
+
+def _is_mcmc(result) -> bool:
+    """A numpyro MCMC run (`run_nuts`)."""
+    return hasattr(result, "get_samples") and hasattr(result, "last_state")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -723,49 +759,54 @@ def fit_svi(model, *args, guide: str = "normal", key=None, num_steps: int = 2000
 def posterior_samples(result, key=None, n: int = 1000, importance: int = 0) -> dict:
     """name -> draws (n_draws, ...) of the sampled sites from any engine's result: a `MAPResult`
     (`n` draws of its Laplace approximation, importance-corrected with `importance` proposals
-    if given), an `SVIResult`, or a NUTS run (`numpyro.infer.MCMC`, chains concatenated)."""
+    if given), an `SVIResult`, a NUTS run (`numpyro.infer.MCMC`) or `run_imh`'s chains (chains
+    concatenated)."""
     if isinstance(result, MAPResult):
         return result.sample(jax.random.key(0) if key is None else key, n, importance)
     if isinstance(result, SVIResult):
         return dict(result.samples)
-    if hasattr(result, "get_samples") and hasattr(result, "last_state"):
+    if _is_imh(result):
+        return result.get_samples()
+    if _is_mcmc(result):
         latent = set(result.last_state.z)
         return {k: np.asarray(v) for k, v in result.get_samples().items() if k in latent}
-    raise TypeError(f"expected a MAPResult, an SVIResult or a numpyro MCMC, got {type(result).__name__}.")
+    raise TypeError(f"expected a MAPResult, an SVIResult, a numpyro MCMC or an IMHResult, got {type(result).__name__}.")
 
 
 def to_inference_data(result, key=None, n: int = 1000):
-    """The result of `fit_map` (Laplace draws), `fit_svi` or `run_nuts` as an arviz
-    `InferenceData` (posterior group; for NUTS also the sample statistics, chains kept)."""
+    """The result of `fit_map` (Laplace draws), `fit_svi`, `run_nuts` or `run_imh` as an arviz
+    `InferenceData` (posterior group; for NUTS and IMH chains kept, for NUTS also the sample
+    statistics)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz announces its 1.0 refactor on import
         import arviz as az
-    if hasattr(result, "get_samples") and hasattr(result, "last_state"):
+    if _is_mcmc(result):
         return az.from_numpyro(result)
+    if _is_imh(result):
+        return az.from_dict(posterior=result.get_samples(group_by_chain=True))
     draws = posterior_samples(result, key, n)
     return az.from_dict(posterior={k: np.asarray(v)[None] for k, v in draws.items()})
 
 
 def summary_table(result, key=None, n: int = 1000, importance: int = 0):
     """A pandas table, one row per scalar parameter (vector sites get one row per element,
-    "name[i]"): mean, sd, q05, q95, and for a NUTS run r_hat, ess and the divergences in
-    `table.attrs["divergences"]`. `importance`: see `MAPResult.sample`."""
+    "name[i]"): mean, sd, q05, q95, and for NUTS and IMH chains r_hat and ess, with the
+    divergences (NUTS) or the chains' acceptance rates (IMH) in `table.attrs`. `importance`:
+    see `MAPResult.sample`."""
     import pandas as pd
 
-    is_mcmc = hasattr(result, "get_samples") and hasattr(result, "last_state")
-    stats = diagnostics(result) if is_mcmc else {
+    chains = _is_mcmc(result) or _is_imh(result)
+    stats = diagnostics(result) if chains else {
         k: _stats(v) for k, v in posterior_samples(result, key, n, importance).items()}
+    extra = {k: stats.pop(k) for k in ("divergences", "acceptance") if k in stats}
     rows = {}
     for name, st in stats.items():
-        if name == "divergences":
-            continue
         shape = np.shape(st["mean"])
         for i in np.ndindex(shape):
             label = name if not shape else f"{name}[{','.join(map(str, i))}]"
             rows[label] = {k: float(np.asarray(v)[i]) for k, v in st.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    if is_mcmc:
-        table.attrs["divergences"] = stats["divergences"]
+    table.attrs.update(extra)
     return table
