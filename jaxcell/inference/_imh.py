@@ -37,7 +37,7 @@ class IMHResult:
         pareto_k: the Pareto k of all proposals' weights (posterior / proposal): below 0.7 the
             proposal covers the posterior's tails; above it, parts of the posterior the
             proposal rarely reaches are missed or sampled by chains stuck there, which the
-            effective sample size does not show.
+            effective sample size does not show. NaN for fewer than 10 proposals.
         names: the sampled sites.
     """
 
@@ -126,10 +126,13 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
 
 
 def _pareto_k(log_w) -> float:
-    """The Pareto k of importance weights exp(log_w) (arviz's PSIS); -inf weights count as zero."""
+    """The Pareto k of importance weights exp(log_w) (arviz's PSIS); -inf weights count as zero.
+    NaN for fewer than 10 finite weights: too few to fit a tail to."""
     from arviz import psislw
 
     finite = log_w[np.isfinite(log_w)]
+    if finite.size < 10:
+        return float("nan")
     return float(psislw((finite - finite.max())[None])[1][0])
 
 
