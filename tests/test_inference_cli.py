@@ -170,6 +170,30 @@ def test_nuts_starts_from_the_map_fit(chen, tmp_path, capsys):
     assert len(fit["samples"][D_POS]) == 400  # the kept draws, from both chains' 600
 
 
+def test_imh_samples_around_the_map_fit(chen, tmp_path, capsys):
+    """`fit --method imh` on one cell: the MAP fit, then independence Metropolis-Hastings around
+    its Laplace approximation; the chains converge (R-hat, Pareto k) and their 90 % interval
+    holds the true diffusivity; fit.json keeps draws for `predict` as NUTS's does. A group fit
+    refuses imh."""
+    data, fit_json = tmp_path / "fit_data.csv", tmp_path / "fit.json"
+    _table(chen, [1.0, 2.0]).to_csv(data, index=False)
+    code = main(["fit", str(data), "--model", "SPM", "--fit", D_POS, "--records", "rate", "--initial-soc", "0.9",
+                 "--method", "imh", "--samples", "300", "--output", str(fit_json)])
+    assert code == 0, capsys.readouterr().err
+    fit = json.loads(fit_json.read_text())
+    d = fit["diagnostics"]
+    assert fit["method"] == "imh" and d["map"]["converged"] is True and (d["chains"], d["warmup"]) == (4, 100)
+    assert d["converged"] is True and d["r_hat_max"] < 1.01 and d["pareto_k"] < 0.7 and d["failed_proposals"] == 0
+    assert all(0.3 < a < 1.0 for a in d["acceptance"]) and d["ess_min"] > 300
+    s, truth = fit["parameters"][D_POS], 0.6 * float(chen[D_POS])
+    assert s["q05"] < truth < s["q95"] and abs(s["mean"] / truth - 1) < 0.1
+    assert 0.0014 < fit["noise_scale"]["mean"] < 0.0026
+    assert len(fit["samples"][D_POS]) == 400  # the kept draws, from the chains' 1200
+    capsys.readouterr()
+    assert "--method svi or nuts" in _error(capsys, ["fit", str(data), "--records", "rate", "--group", "rate",
+                                                     "--method", "imh", "--output", str(fit_json)])
+
+
 def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, capsys):
     """A hierarchical fit cut to 30 SVI steps: the loss is still falling, so fit.json is written
     with converged false and the exit status is 1; predict then runs the fitted cells (matched

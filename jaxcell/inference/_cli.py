@@ -26,7 +26,9 @@ DEFAULT_FIT = (
 FIT_FORMAT = "jaxcell-fit/1"
 N_KEEP = 400  # posterior draws kept in fit.json for `predict`
 MIN_POINTS = 5  # a record needs at least this many points (and more than the fitted parameters)
-R_HAT_MAX = 1.01  # a NUTS run with a larger R-hat, or any divergence, has not converged
+R_HAT_MAX = 1.01  # a NUTS or IMH run with a larger R-hat, or any divergence, has not converged
+PARETO_K_MAX = 0.7  # an IMH run whose proposals' weights have a larger Pareto k has not converged
+IMH_CHAINS, IMH_WARMUP = 4, 100  # IMH's defaults: its chains cost one batch of forward solves together
 WARM_WARMUP = 200  # NUTS warm-up after a MAP warm start: the step size alone is tuned
 
 FIT_DESCRIPTION = """Identify a cell model's parameters from measurements (docs/inference.md).
@@ -51,9 +53,12 @@ record's first point against the model's, with its own noise scale; fit "Total h
 coefficient [W.m-2.K-1]" for the model to learn how the cell exchanges heat.
 --group COL fits the records hierarchically, one cell per value of COL: the population's median
 and spread of each parameter and every cell's value (svi or nuts; a joint MAP of a hierarchy is
-not a population estimate). fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under
-"parameters" (group fits: the population median's; each cell's under "cells"), the noise scale,
-the method's diagnostics and posterior draws for `jaxcell predict`.
+not a population estimate). --method imh samples the exact posterior of one cell from forward
+solves alone (independence Metropolis-Hastings around the MAP fit's Laplace approximation): fast
+where that approximation is close, and it says when it is not (the Pareto k of its weights).
+fit.json holds for each parameter {"mean", "sd", "q05", "q95"} under "parameters" (group fits:
+the population median's; each cell's under "cells"), the noise scale, the method's diagnostics
+and posterior draws for `jaxcell predict`.
 Exit status: 0, 1 if the fit did not converge, or if at the posterior mean the model stops before
 points measured more than 3 noise scales from both cut-offs (fit.json is written and says so), 2
 for bad input."""
@@ -112,9 +117,9 @@ def add_inference_parsers(subparsers) -> None:
                      help="parameters to identify (PyBaMM names; default: see above)")
     fit.add_argument("--prior", action="append", default=[], metavar="NAME=CENTRE[,SD]",
                      help="prior of a fitted parameter: its centre (natural units) and log/logit sd (default 0.5)")
-    fit.add_argument("--method", default=None, choices=("map", "svi", "nuts"),
-                     help="map (with a Laplace approximation; default), svi (AutoMultivariateNormal), or nuts "
-                          "(default svi with --group)")
+    fit.add_argument("--method", default=None, choices=("map", "svi", "nuts", "imh"),
+                     help="map (with a Laplace approximation; default), svi (AutoMultivariateNormal), nuts, or imh "
+                          "(independence Metropolis-Hastings around the MAP fit; default svi with --group)")
     fit.add_argument("--initial-soc", default=None, metavar="X",
                      help="initial state of charge in [0, 1] or a rest voltage \"4.0 V\" (default: each record's first voltage, "
                           "which must be at rest)")
@@ -130,11 +135,13 @@ def add_inference_parsers(subparsers) -> None:
     fit.add_argument("--starts", type=int, default=1,
                      help="map: optimisations from the priors' medians and from prior draws; the best is kept "
                           "(default 1; more find a posterior's other modes)")
-    fit.add_argument("--samples", type=int, default=500, help="nuts: sampling iterations per chain (default 500)")
+    fit.add_argument("--samples", type=int, default=500, help="nuts, imh: draws kept per chain (default 500)")
     fit.add_argument("--warmup", type=int, default=None,
                      help=f"nuts: warm-up iterations per chain (default {WARM_WARMUP} after a converged MAP fit, which "
-                          "starts the chains and sets the mass matrix; otherwise as many as --samples)")
-    fit.add_argument("--chains", type=int, default=1, help="nuts: chains, run vectorised in one program (default 1)")
+                          f"starts the chains and sets the mass matrix; otherwise as many as --samples); imh: draws "
+                          f"dropped at each chain's start (default {IMH_WARMUP})")
+    fit.add_argument("--chains", type=int, default=None,
+                     help=f"nuts: chains, run vectorised in one program (default 1); imh: chains (default {IMH_CHAINS})")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
     fit.set_defaults(func=_fit)
@@ -239,6 +246,7 @@ def _fit(args) -> int:
 
     from ._data import stack_records
     from ._fit import diagnostics, fit_map, fit_svi, run_nuts
+    from ._imh import run_imh
     from ._hierarchy import cell_values, group_records, hierarchical_model, population_summary, records_model
 
     with user_input():
@@ -247,6 +255,9 @@ def _fit(args) -> int:
         if args.group and method == "map":
             raise UsageError("--group needs --method svi or nuts: the joint maximum of a hierarchical model overstates "
                              "the population's spread (it is not a population estimate)")
+        if args.group and method == "imh":
+            raise UsageError("--group needs --method svi or nuts: imh samples around a MAP fit's Laplace approximation, "
+                             "which a hierarchical model's posterior (a funnel) is far from")
         p = _load(args.parameters)
         names = list(dict.fromkeys(args.fit or DEFAULT_FIT))
         for name in names:
@@ -312,6 +323,29 @@ def _fit(args) -> int:
             samples = res.sample(key, N_KEEP)
         else:  # no Laplace approximation: the optimum's point alone, no spread, and no draws
             samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
+    elif method == "imh":
+        key, k_map = jax.random.split(key)
+        res = fit_map(model_fn, *margs, key=k_map, max_steps=args.steps or 200, starts=args.starts, **kwargs)
+        diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message,
+                           steps=res.steps)
+        converged = res.converged
+        if res.converged:
+            chains, warmup = args.chains or IMH_CHAINS, IMH_WARMUP if args.warmup is None else args.warmup
+            draws = run_imh(res, key=key, num_samples=args.samples, num_chains=chains, num_warmup=warmup)
+            d = diagnostics(draws)
+            stats = [v for k, v in d.items() if k != "acceptance"]
+            r_hat = max(float(np.max(v["r_hat"])) for v in stats)
+            diag.update(chains=chains, warmup=warmup, r_hat_max=r_hat, ess_min=min(float(np.min(v["ess"])) for v in stats),
+                        acceptance=d["acceptance"].tolist(), pareto_k=draws.pareto_k,
+                        failed_proposals=draws.failed)
+            converged = bool(r_hat < R_HAT_MAX and draws.pareto_k <= PARETO_K_MAX)
+            samples = draws.get_samples()
+            idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
+            samples = {k: v[idx] for k, v in samples.items()}
+        else:  # no Laplace approximation to propose from: the end point alone, no spread
+            print(f"the MAP fit did not converge ({res.message}); no proposals to sample from")
+            samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
+        diag["converged"] = converged
     elif method == "svi":
         res = fit_svi(model_fn, *margs, key=key, guide="multivariate", num_steps=args.steps or 2000,
                       num_samples=N_KEEP, **kwargs)
@@ -333,10 +367,11 @@ def _fit(args) -> int:
             else:
                 print(f"the MAP fit did not converge ({res.message}); NUTS starts from the priors' medians")
         warmup = args.warmup if args.warmup is not None else (WARM_WARMUP if warm else args.samples)
-        diag.update(start="map" if warm else "prior medians", warmup=warmup, chains=args.chains)
+        chains = args.chains or 1
+        diag.update(start="map" if warm else "prior medians", warmup=warmup, chains=chains)
         mcmc = run_nuts(model_fn, *margs, key=key, init=warm, adapt_mass_matrix=warm is None, num_warmup=warmup,
-                        num_samples=args.samples, num_chains=args.chains,
-                        chain_method="vectorized" if args.chains > 1 else "sequential", **kwargs)
+                        num_samples=args.samples, num_chains=chains,
+                        chain_method="vectorized" if chains > 1 else "sequential", **kwargs)
         d = diagnostics(mcmc)
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples().items() if k in mcmc.last_state.z}
         r_hat = max(float(np.max(v["r_hat"])) for k, v in d.items() if k != "divergences")
