@@ -17,11 +17,13 @@ def _simulated(ns):
 
 def _identified(ns):
     """The synthetic fit recovers its known diffusivities (inside the importance-corrected 90 %
-    intervals); the SBC does not reject its Laplace approximation; the LG M50 fit predicts the
+    intervals, and those of the independence Metropolis-Hastings chains, which converged); the SBC does not reject its Laplace approximation; the LG M50 fit predicts the
     rate it never saw (C/2) better than Chen2020 as published and within 30 mV RMS."""
     assert ns["fit"].converged and ns["real"].converged
     for name, value in ns["truth"].items():
         assert ns["corrected"].loc[name, "q05"] < value < ns["corrected"].loc[name, "q95"], name
+        assert ns["imh"].loc[name, "q05"] < value < ns["imh"].loc[name, "q95"], name
+    assert (ns["imh"].r_hat < 1.01).all() and ns["chains"].pareto_k < 0.7
     assert (ns["sbc"].table()["rank p-value"] > 0.01).all()
     assert ns["rms"](ns["mean"]) < min(30.0, ns["rms"](ns["v0"][0, 0][ns["m"]]))  # mV
 
