@@ -1,7 +1,7 @@
 """Inference engines for numpyro models of cells: the maximum a posteriori point with a
-Laplace approximation (fast default), and NUTS.
+Laplace approximation (fast default), SVI and NUTS (`_imh.py` samples around a MAP fit).
 
-Both work on numpyro's potential (the negative log joint density in the unconstrained space
+They work on numpyro's potential (the negative log joint density in the unconstrained space
 numpyro maps every bounded site to), so they serve any model: `cell_model` or a user's own.
 """
 
