@@ -1,6 +1,6 @@
 """Recovery of known diffusivities by NUTS from a discharge simulated by PyBaMM (not by jaxcell).
 
-The data: PyBaMM 26.10's SPMe with Chen2020, both particle diffusivities changed to known values
+The data: PyBaMM 26.10's SPMe (``--model``: SPM, SPMe or DFN, the same in both libraries) with Chen2020, both particle diffusivities changed to known values
 (``--truth``: multiples of Chen2020's, default 1.5 and 0.6), "Discharge at 1C for 20 minutes"
 then "Rest for 10 minutes", the voltage every 20 s (90 points, 10 s off the step change) plus Gaussian noise of ``--noise``
 (2 mV, seeded). The fit: jaxcell's SPMe (`jaxcell.inference.cell_model`), priors log-normal
@@ -51,12 +51,12 @@ EXPERIMENT = ["Discharge at 1C for 20 minutes", "Rest for 10 minutes"]
 T = np.arange(10.0, 1800.0, 20.0)  # 90 times, none on the step change at 1200 s
 
 
-def pybamm_data(truth: dict, noise: float, seed: int):
+def pybamm_data(truth: dict, noise: float, seed: int, model: str = "SPMe"):
     import pybamm
 
     pv = pybamm.ParameterValues("Chen2020")
     pv.update(truth)
-    sim = pybamm.Simulation(pybamm.lithium_ion.SPMe(), parameter_values=pv,
+    sim = pybamm.Simulation(getattr(pybamm.lithium_ion, model)(), parameter_values=pv,
                             experiment=pybamm.Experiment([s + " (1 second period)" for s in EXPERIMENT]))
     sol = sim.solve()
     v = np.interp(T, sol["Time [s]"].entries, sol["Voltage [V]"].entries)
@@ -71,6 +71,8 @@ def timed(f):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="SPMe", choices=("SPM", "SPMe", "DFN"),
+                    help="the model of both PyBaMM's data and jaxcell's fit (default SPMe; jaxcell's default mesh)")
     ap.add_argument("--truth", type=float, nargs=2, default=[1.5, 0.6], help="multiples of Chen2020's diffusivities")
     ap.add_argument("--noise", type=float, default=0.002, help="noise sd [V]")
     ap.add_argument("--chains", type=int, default=4)
@@ -89,12 +91,12 @@ def main():
 
     p = jaxcell.load_parameters("Chen2020")
     truth = {k: float(p[k]) * f for k, f in zip(NAMES, args.truth)}
-    clean, v = pybamm_data(truth, args.noise, args.seed)
+    clean, v = pybamm_data(truth, args.noise, args.seed, args.model)
     machine = C.machine_info()
-    model, experiment = jaxcell.SPMe(), jaxcell.Experiment(EXPERIMENT)
+    model, experiment = getattr(jaxcell, args.model)(), jaxcell.Experiment(EXPERIMENT)
     mismatch = float(np.sqrt(np.mean((np.asarray(jaxcell.simulate(model, p.update(truth), experiment, t_eval=T).voltage)
                                       - clean) ** 2)))
-    print(f"jaxcell's SPMe at the truth is {mismatch * 1e3:.2f} mV RMS from PyBaMM's (noise {args.noise * 1e3:.1f} mV)")
+    print(f"jaxcell's {args.model} at the truth is {mismatch * 1e3:.2f} mV RMS from PyBaMM's (noise {args.noise * 1e3:.1f} mV)")
     priors = {k: default_prior(k, p[k]) for k in NAMES}
     fit_args = (cell_model, model, p, experiment, T, v)
 
@@ -124,7 +126,7 @@ def main():
         print(f"Laplace 90 % intervals over {args.coverage_seeds} noise draws hold the truth: "
               + ", ".join(f"{k.split(' [')[0]} {v:.0%}" for k, v in coverage["inside_90"].items())
               + f"; the first start ended at another mode in {coverage['first_start_at_another_mode']} of them")
-    out = {"machine": machine, "settings": {**vars(args), "model": "SPMe", "parameter_set": "Chen2020",
+    out = {"machine": machine, "settings": {**vars(args), "parameter_set": "Chen2020",
                                             "experiment": EXPERIMENT, "n_times": T.size,
                                             "prior": "default_prior (log-normal around Chen2020, log-sd 0.5)",
                                             "noise_prior": "HalfNormal(0.01)"},
@@ -133,11 +135,9 @@ def main():
                    "optima": [None if np.isnan(x) else x for x in res.optima], "first_call_s": map_first,
                    "compiled_s": map_again},
            "laplace_coverage": coverage}
-    lap = res.summary()
-
     def table(samples, d):
         """Each unknown's posterior against the truth; and whether the script's rule passes."""
-        rows, ok = [], True
+        rows, ok, lap = [], True, res.summary()
         for k in NAMES + ["sigma"]:
             x = np.asarray(samples[k])
             true = truth.get(k, args.noise)

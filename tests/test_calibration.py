@@ -320,6 +320,14 @@ def test_imh_never_accepts_a_proposal_whose_potential_is_not_finite():
     assert res.failed > 1000 and k.max() < 3.6
     for q, name in ((0.05, "q05"), (0.95, "q95")):
         assert abs(np.quantile(k, q) / exact[name] - 1) < 0.02, (q, np.quantile(k, q), exact[name])
+    # without a warmup the chains' first states are kept: a chain whose first proposal failed
+    # starts at its first one that did not (it kept the failed point before)
+    fit = fit_map(failing, observed=y)
+    for seed in range(6):
+        short = run_imh(fit, key=jax.random.key(seed), num_chains=4, num_samples=50, num_warmup=0, progress_bar=False)
+        assert short.get_samples()["k"].max() < 3.6, seed
+    with pytest.raises(ValueError, match="not finite at any of the 1 proposals of chain"):
+        run_imh(fit, key=jax.random.key(0), num_chains=20, num_samples=1, num_warmup=0, progress_bar=False)
 
 
 def test_imh_refuses_bad_input():
@@ -336,3 +344,22 @@ def test_imh_refuses_bad_input():
     unfinished = fit_map(saturating, observed=y, max_steps=0, tol=1e-300)
     with pytest.raises(ValueError, match="did not converge"):
         run_imh(unfinished)
+
+
+def test_imh_and_importance_of_a_model_that_needs_a_concrete_argument():
+    """A model that sets a shape from an array argument cannot share the compiled potential
+    across fits; its potentials are compiled for the fit instead, as its gradient is. The
+    posterior (a Gaussian mean, prior N(0, 1), three observations of unit noise) is exact:
+    mean sum(y) / 4, sd 1 / 2."""
+    from jaxcell.inference import fit_map, run_imh
+
+    def shaped(n, observed=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu * jnp.ones(int(n)), 1.0).to_event(1), obs=observed)
+
+    y = np.array([0.1, 0.2, 0.3])
+    fit = fit_map(shaped, np.array(3), observed=y)
+    draws = fit.sample(jax.random.key(0), 2000, importance=500)["mu"]
+    chains = run_imh(fit, key=jax.random.key(1), num_chains=4, num_samples=1000, progress_bar=False).get_samples()["mu"]
+    for x in (draws, chains):
+        assert abs(x.mean() - 0.15) < 0.05 and abs(x.std() - 0.5) < 0.05

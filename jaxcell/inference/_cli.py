@@ -329,21 +329,31 @@ def _fit(args) -> int:
         diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message,
                            steps=res.steps)
         converged = res.converged
+        draws = None
         if res.converged:
             chains, warmup = args.chains or IMH_CHAINS, IMH_WARMUP if args.warmup is None else args.warmup
-            draws = run_imh(res, key=key, num_samples=args.samples, num_chains=chains, num_warmup=warmup)
+            try:
+                draws = run_imh(res, key=key, num_samples=args.samples, num_chains=chains, num_warmup=warmup)
+            except ValueError as e:  # every proposal of a chain failed: nothing to sample from
+                print(f"jaxcell: {e}", file=sys.stderr)
+                diag["error"] = str(e)
+                converged = False
+        if draws is not None:
             d = diagnostics(draws)
             stats = [v for k, v in d.items() if k != "acceptance"]
             r_hat = max(float(np.max(v["r_hat"])) for v in stats)
             diag.update(chains=chains, warmup=warmup, r_hat_max=r_hat, ess_min=min(float(np.min(v["ess"])) for v in stats),
-                        acceptance=d["acceptance"].tolist(), pareto_k=draws.pareto_k,
+                        # NaN (no moves kept, too few proposals for a tail) as null: JSON has no NaN
+                        acceptance=[float(a) if np.isfinite(a) else None for a in d["acceptance"]],
+                        pareto_k=draws.pareto_k if np.isfinite(draws.pareto_k) else None,
                         failed_proposals=draws.failed)
             converged = bool(r_hat < R_HAT_MAX and draws.pareto_k <= PARETO_K_MAX)
             samples = draws.get_samples()
             idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
             samples = {k: v[idx] for k, v in samples.items()}
-        else:  # no Laplace approximation to propose from: the end point alone, no spread
-            print(f"the MAP fit did not converge ({res.message}); no proposals to sample from")
+        else:  # no Laplace approximation to propose from, or no proposal solved: the end point alone
+            if not res.converged:
+                print(f"the MAP fit did not converge ({res.message}); no proposals to sample from")
             samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
         diag["converged"] = converged
     elif method == "svi":

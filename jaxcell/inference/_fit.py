@@ -347,12 +347,20 @@ def _potentials_fn(model, args, kwargs, unravel):
     """zs (m, d) flat unconstrained points -> their potentials (m,), one batched solve: compiled
     once per model function, structure of the arguments and m where the arguments allow
     (`_shareable`), else for this fit, with the arguments as constants."""
-    if _shareable(args, kwargs):
-        def shared(zs):
-            return _shared_potentials(model, jax.vmap(unravel)(jnp.asarray(zs)), args, kwargs)
+    own = jax.jit(jax.vmap(lambda zi: potential_energy(model, args, kwargs, unravel(zi))))
+    if not _shareable(args, kwargs):
+        return own
+    use_own = []
 
-        return shared
-    return jax.jit(jax.vmap(lambda zi: potential_energy(model, args, kwargs, unravel(zi))))
+    def potentials(zs):
+        if not use_own:
+            try:
+                return _shared_potentials(model, jax.vmap(unravel)(jnp.asarray(zs)), args, kwargs)
+            except jax.errors.JAXTypeError:  # the model needs concrete values of an argument
+                use_own.append(True)
+        return own(zs)
+
+    return potentials
 
 
 def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e-5, max_steps: int = 200,
@@ -800,7 +808,7 @@ def summary_table(result, key=None, n: int = 1000, importance: int = 0):
     chains = _is_mcmc(result) or _is_imh(result)
     stats = diagnostics(result) if chains else {
         k: _stats(v) for k, v in posterior_samples(result, key, n, importance).items()}
-    extra = {k: stats.pop(k) for k in ("divergences", "acceptance") if k in stats}
+    extra = {k: stats.pop(k) for k in ("divergences", "acceptance") if chains and k in stats}
     rows = {}
     for name, st in stats.items():
         shape = np.shape(st["mean"])

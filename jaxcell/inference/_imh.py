@@ -67,11 +67,11 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
     probability min(1, w(z') / w(z)), w = posterior / proposal density. The proposals do not
     depend on the state, so the potential at all num_chains x (num_warmup + num_samples) of
     them is evaluated first, `chunk` at a time in the fit's compiled, vmapped potential (a
-    batch of forward solves, no gradient, compiled once per model and `chunk`: fits of the same
-    model and data shapes share it), with a progress bar; the chains then run on those
+    batch of forward solves, no gradient, compiled once per model, data shapes and `chunk` where
+    the model's arguments allow, as `fit_map`'s gradient), with a progress bar; the chains then run on those
     weights. The Student-t's tails are heavier than a Gaussian posterior's, so the weights are
-    bounded and the chains converge whatever the start; each chain starts at its first
-    proposal, and its first `num_warmup` states are dropped.
+    bounded and the chains converge whatever the start; each chain starts at its first proposal
+    whose potential is finite, and its first `num_warmup` states are dropped.
 
     Fast where the Laplace approximation is close to the posterior: the acceptance rate (in
     the result) is then high and successive draws nearly independent. Where the posterior is
@@ -109,10 +109,12 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
     zs, log_q, U = zs.reshape(num_chains, n, -1), log_q.reshape(num_chains, n), U.reshape(num_chains, n)
     log_w = np.where(np.isfinite(U), -U - log_q, -np.inf)
     log_u = np.log(np.asarray(jax.random.uniform(k_u, (num_chains, n))))
-    if not np.isfinite(log_w).any():
-        raise ValueError(f"run_imh: the potential was not finite at any of the {log_w.size} proposals (every solve "
-                         "failed?): check the model at the fit's point.")
-    state, accepted = _chains(log_w, log_u)
+    empty = ~np.isfinite(log_w).any(axis=1)
+    if empty.any():
+        raise ValueError(f"run_imh: the potential was not finite at any of the {n} proposals of chain(s) "
+                         f"{np.flatnonzero(empty).tolist()} ({int(np.sum(~np.isfinite(U)))} of {U.size} proposals "
+                         "failed in all): check the model at the fit's point, or take more draws.")
+    state, accepted, transition = _chains(log_w, log_u)
     kept = state[:, num_warmup:]
     z = np.take_along_axis(zs, kept[..., None], axis=1)
     pareto_k = _pareto_k(log_w.reshape(-1))
@@ -121,13 +123,16 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
                       "posterior reaches where the Laplace approximation's Student-t rarely proposes, and the chains "
                       "may miss or stick in those parts whatever their effective sample size; use run_nuts, or a "
                       "smaller df.", stacklevel=2)
-    return IMHResult(z=z, acceptance=accepted[:, num_warmup:].mean(axis=1), failed=int(np.sum(~np.isfinite(U))),
+    steps = transition[:, num_warmup:].sum(axis=1)  # the moves the kept states were proposed by
+    with np.errstate(invalid="ignore"):
+        acceptance = np.where(steps > 0, accepted[:, num_warmup:].sum(axis=1) / np.maximum(steps, 1), np.nan)
+    return IMHResult(z=z, acceptance=acceptance, failed=int(np.sum(~np.isfinite(U))),
                      pareto_k=pareto_k, names=fit.names, _natural=fit._natural)
 
 
 def _pareto_k(log_w) -> float:
-    """The Pareto k of importance weights exp(log_w) (arviz's PSIS); -inf weights count as zero.
-    NaN for fewer than 10 finite weights: too few to fit a tail to."""
+    """The Pareto k of importance weights exp(log_w) (arviz's PSIS) over the finite ones (a
+    failed proposal has none to fit). NaN for fewer than 10 of them: too few to fit a tail to."""
     from arviz import psislw
 
     finite = log_w[np.isfinite(log_w)]
@@ -137,18 +142,21 @@ def _pareto_k(log_w) -> float:
 
 
 def _chains(log_w, log_u):
-    """Independence Metropolis-Hastings on precomputed log weights (chains, n): each chain starts
-    at its first proposal and at step j moves to proposal j when log_u[:, j] < log_w[:, j] minus
-    the current state's log weight (a state of weight zero, -inf, is left for any proposal of
-    positive weight). Returns (the index of the state after each step, whether the step moved)."""
+    """Independence Metropolis-Hastings on precomputed log weights (chains, n), each row with at
+    least one finite weight: each chain starts at its first proposal of finite weight (earlier
+    ones, whose potential failed, are not states) and at each later step j moves to proposal j
+    when log_u[:, j] < log_w[:, j] minus the current state's log weight; a failed proposal (-inf)
+    is never taken. Returns (the index of the state at each step, whether step j moved, whether
+    step j was a move proposed from a state, i.e. j after the chain's start)."""
     c, n = log_w.shape
-    state = np.zeros((c, n), dtype=int)
+    start = np.argmax(np.isfinite(log_w), axis=1)
+    state = np.broadcast_to(start[:, None], (c, n)).copy()
     accepted = np.zeros((c, n), dtype=bool)
-    current, w = np.zeros(c, dtype=int), log_w[:, 0]
+    transition = np.arange(n)[None, :] > start[:, None]
+    current, w = start.copy(), log_w[np.arange(c), start]
     for j in range(1, n):
-        with np.errstate(invalid="ignore"):  # -inf - -inf: neither state has weight; stay
-            move = (log_w[:, j] > -np.inf) & ((w == -np.inf) | (log_u[:, j] < log_w[:, j] - w))
+        move = transition[:, j] & (log_w[:, j] > -np.inf) & (log_u[:, j] < log_w[:, j] - w)
         current = np.where(move, j, current)
         w = np.where(move, log_w[:, j], w)
         state[:, j], accepted[:, j] = current, move
-    return state, accepted
+    return state, accepted, transition
