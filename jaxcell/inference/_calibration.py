@@ -283,12 +283,13 @@ def student_t_proposals(k_eps, k_chi, z, chol, n: int, df: float):
 
 
 def potential_in_chunks(potential, zs, chunk: int, desc: str, progress_bar: bool):
-    """`potential(zs (R, m, d))` -> (R, m) on all of zs (R, n, d), `chunk` points of every row
-    per call, always that number (the last call's, or a single call's for n < chunk, padded by
-    repeating its final point), so that a compiled, vmapped potential is compiled once."""
+    """`potential(zs (R, m, d))` -> (R, m) on all of zs (R, n, d), min(chunk, n) points of every
+    row per call, always that number (the last call's padded by repeating its final point), so
+    that a compiled, vmapped potential is compiled once."""
     from tqdm.auto import tqdm
 
     n = zs.shape[1]
+    chunk = min(chunk, n)
 
     def at(i):
         part = zs[:, i:i + chunk]
