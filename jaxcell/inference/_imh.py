@@ -31,7 +31,8 @@ class IMHResult:
 
     Attributes:
         z: (chains, draws, d) the kept states in the unconstrained space.
-        acceptance: (chains,) the share of each chain's kept proposals that were accepted.
+        acceptance: (chains,) the share of the proposals made from each chain's kept states that
+            were accepted (NaN where there were none).
         failed: how many proposals had a potential that was not finite (a solve that failed
             there): never accepted.
         pareto_k: the Pareto k of all proposals' weights (posterior / proposal): below 0.7 the
@@ -67,9 +68,9 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
     probability min(1, w(z') / w(z)), w = posterior / proposal density. The proposals do not
     depend on the state, so the potential at all num_chains x (num_warmup + num_samples) of
     them is evaluated first, `chunk` at a time in the fit's compiled, vmapped potential (a
-    batch of forward solves, no gradient, compiled once per model, data shapes and `chunk` where
-    the model's arguments allow, as `fit_map`'s gradient), with a progress bar; the chains then run on those
-    weights. The Student-t's tails are heavier than a Gaussian posterior's, so the weights are
+    batch of forward solves, no gradient; compiled once per model, data shapes and `chunk`
+    where the model's arguments allow, as `fit_map`'s gradient is), with a progress bar; the
+    chains then run on those weights. The Student-t's tails are heavier than a Gaussian posterior's, so the weights are
     bounded and the chains converge whatever the start; each chain starts at its first proposal
     whose potential is finite, and its first `num_warmup` states are dropped.
 
