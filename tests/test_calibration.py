@@ -211,13 +211,7 @@ def test_map_importance_sample_matches_the_exact_posterior():
     y = np.array([0.96, 0.95, 0.97])
     res = fit_map(saturating, observed=y)
     assert res.converged
-    # exact posterior of k by quadrature (the density in k, prior times likelihood)
-    k = np.linspace(1e-3, 60.0, 600_001)
-    log_post = (-np.log(k) - 0.5 * (np.log(k) - 1.0) ** 2
-                - 0.5 * np.sum((y[:, None] - (1 - np.exp(-k))) ** 2, axis=0) / 0.02**2)
-    w = np.exp(log_post - log_post.max())
-    cdf = np.cumsum(w) / w.sum()
-    exact = {"mean": np.sum(k * w) / w.sum(), "q05": np.interp(0.05, cdf, k), "q95": np.interp(0.95, cdf, k)}
+    exact = _saturating_posterior(y)
     draws = res.sample(jax.random.key(1), 4000, importance=4000)["k"]
     laplace = res.sample(jax.random.key(1), 4000)["k"]
     _, pareto_k = res.importance_sample(jax.random.key(1), 4000, 4000)
@@ -243,8 +237,8 @@ def test_laplace_factor_of_a_batch_with_a_failed_fit():
 
 
 def _saturating_posterior(y, k_max=60.0):
-    """The exact posterior of the saturating rate k (quadrature on a grid up to k_max): its mean
-    and 5 and 95 % quantiles."""
+    """The exact posterior of the saturating rate k (quadrature on a grid up to k_max of the
+    density in k, prior times likelihood): its mean and 5 and 95 % quantiles."""
     k = np.linspace(1e-3, k_max, 600_001)
     log_post = (-np.log(k) - 0.5 * (np.log(k) - 1.0) ** 2
                 - 0.5 * np.sum((y[:, None] - (1 - np.exp(-k))) ** 2, axis=0) / 0.02**2)

@@ -245,7 +245,7 @@ def _fit(args) -> int:
     import jax
 
     from ._data import stack_records
-    from ._fit import diagnostics, fit_map, fit_svi, run_nuts
+    from ._fit import diagnostics, fit_map, fit_svi, posterior_samples, run_nuts
     from ._imh import run_imh
     from ._hierarchy import cell_values, group_records, hierarchical_model, population_summary, records_model
 
@@ -325,9 +325,7 @@ def _fit(args) -> int:
             samples = {k: np.asarray(v)[None] for k, v in res.params.items()}
     elif method == "imh":
         key, k_map = jax.random.split(key)
-        res = fit_map(model_fn, *margs, key=k_map, max_steps=args.steps or 200, starts=args.starts, **kwargs)
-        diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message,
-                           steps=res.steps)
+        res = _map_fit(fit_map, model_fn, margs, kwargs, args, k_map, diag)
         converged = res.converged
         draws = None
         if res.converged:
@@ -340,17 +338,14 @@ def _fit(args) -> int:
                 converged = False
         if draws is not None:
             d = diagnostics(draws)
-            stats = [v for k, v in d.items() if k != "acceptance"]
-            r_hat = max(float(np.max(v["r_hat"])) for v in stats)
-            diag.update(chains=chains, warmup=warmup, r_hat_max=r_hat, ess_min=min(float(np.min(v["ess"])) for v in stats),
+            r_hat, ess = _chain_summary(d)
+            diag.update(chains=chains, warmup=warmup, r_hat_max=r_hat, ess_min=ess,
                         # NaN (no moves kept, too few proposals for a tail) as null: JSON has no NaN
                         acceptance=[float(a) if np.isfinite(a) else None for a in d["acceptance"]],
                         pareto_k=draws.pareto_k if np.isfinite(draws.pareto_k) else None,
                         failed_proposals=draws.failed)
             converged = bool(r_hat < R_HAT_MAX and draws.pareto_k <= PARETO_K_MAX)
-            samples = draws.get_samples()
-            idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
-            samples = {k: v[idx] for k, v in samples.items()}
+            samples = _thinned(posterior_samples(draws))
         else:  # no Laplace approximation to propose from, or no proposal solved: the end point alone
             if not res.converged:
                 print(f"the MAP fit did not converge ({res.message}); no proposals to sample from")
@@ -369,9 +364,7 @@ def _fit(args) -> int:
         warm = None
         if not args.group:
             key, k_map = jax.random.split(key)
-            res = fit_map(model_fn, *margs, key=k_map, max_steps=args.steps or 200, starts=args.starts, **kwargs)
-            diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message,
-                               steps=res.steps)
+            res = _map_fit(fit_map, model_fn, margs, kwargs, args, k_map, diag)
             if res.converged:
                 warm = res
             else:
@@ -383,14 +376,11 @@ def _fit(args) -> int:
                         num_samples=args.samples, num_chains=chains,
                         chain_method="vectorized" if chains > 1 else "sequential", **kwargs)
         d = diagnostics(mcmc)
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples().items() if k in mcmc.last_state.z}
-        r_hat = max(float(np.max(v["r_hat"])) for k, v in d.items() if k != "divergences")
-        diag.update(r_hat_max=r_hat, ess_min=min(float(np.min(v["ess"])) for k, v in d.items() if k != "divergences"),
-                    divergences=d["divergences"])
+        r_hat, ess = _chain_summary(d)
+        diag.update(r_hat_max=r_hat, ess_min=ess, divergences=d["divergences"])
         converged = r_hat < R_HAT_MAX and d["divergences"] == 0
         diag["converged"] = converged
-        idx = np.linspace(0, len(samples["sigma"]) - 1, min(N_KEEP, len(samples["sigma"]))).astype(int)
-        samples = {k: v[idx] for k, v in samples.items()}
+        samples = _thinned(posterior_samples(mcmc))
 
     # the records solved at the posterior mean (each cell's, for a group fit): a fit can converge
     # to a point where the model stops (at a cut-off) before the records end, the later points
@@ -473,6 +463,26 @@ def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool,
     mask = np.asarray(stacked.mask)
     missed = ~np.isfinite(voltage) & mask & _beyond_cutoffs(p, np.where(mask, stacked.voltage, 0.0), sigma)
     return int(missed.sum())
+
+
+def _map_fit(fit_map, model_fn, margs, kwargs, args, key, diag):
+    """The MAP fit that starts NUTS and IMH; its diagnostics go to diag["map"]."""
+    res = fit_map(model_fn, *margs, key=key, max_steps=args.steps or 200, starts=args.starts, **kwargs)
+    diag["map"] = dict(converged=res.converged, newton_decrement=res.decrement, optimiser=res.message, steps=res.steps)
+    return res
+
+
+def _chain_summary(d):
+    """The largest R-hat and smallest effective sample size over the sites of `diagnostics(...)`."""
+    sites = [v for v in d.values() if isinstance(v, dict)]
+    return max(float(np.max(v["r_hat"])) for v in sites), min(float(np.min(v["ess"])) for v in sites)
+
+
+def _thinned(samples):
+    """At most N_KEEP draws, evenly spaced over the chains' draws, for fit.json."""
+    n = len(samples["sigma"])
+    idx = np.linspace(0, n - 1, min(N_KEEP, n)).astype(int)
+    return {k: np.asarray(v)[idx] for k, v in samples.items()}
 
 
 def _plain(x):
