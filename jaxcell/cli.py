@@ -364,7 +364,9 @@ def _check_simulation(model, params, experiment) -> None:
 
 
 def _default_steps(args, params) -> list[str]:
-    return args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
+    # the cut-off as Python writes it (repr), exactly: rounded (":g"), 2.500001 V became 2.5 V,
+    # below the cut-off, and every cell stopped at the cut-off instead of the step's own limit
+    return args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]'])!r} V"]
 
 
 def _savefig(fig, option: str, path: str) -> None:
@@ -438,6 +440,9 @@ def cmd_population(args) -> int:
         _check_population_memory(args, params, experiment)
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
+        # the sampled cells too: a variation may draw a cell outside a rule the nominal set meets
+        # (inverted cut-offs), which `simulate_batch` would raise only after compiling
+        _check_simulation(model, cells, experiment)
     t1 = time.perf_counter()
     sols = jax.block_until_ready(jaxcell.simulate_batch(model, cells, experiment, batch_size=args.batch_size))
     t2 = time.perf_counter()

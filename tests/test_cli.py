@@ -320,3 +320,26 @@ def test_compiled_solve_persists_with_the_readme_recipe(tmp_path):
     run("raise", cache, tmp_path / "v3.npy")
     assert simulate_entries(cache) == []
     np.testing.assert_array_equal(np.load(tmp_path / "v1.npy"), np.load(tmp_path / "v3.npy"))
+
+
+def test_cli_default_step_keeps_the_cut_off_exactly():
+    """The default experiment ends at the set's lower cut-off as given: written with ':g' a
+    cut-off of 2.500001 V became "until 2.5 V", below the cut-off, and every cell of a population
+    stopped at the cut-off instead of on its step's limit (delivered 0 of 4)."""
+    from argparse import Namespace
+
+    p = jaxcell.load_parameters("Chen2020").update({"Lower voltage cut-off [V]": 2.500001})
+    (step,) = cli._default_steps(Namespace(experiment=None), p)
+    assert step == "Discharge at 1C until 2.500001 V"
+    assert float(jaxcell.Experiment([step]).table.until_voltage[0]) == 2.500001
+
+
+def test_cli_population_checks_the_sampled_cells(tmp_path, capsys, monkeypatch):
+    """A variation that draws a cell with its lower cut-off above the upper one is refused before
+    the cells are simulated, naming the cell (it ended in a traceback after the compile)."""
+    spec = tmp_path / "cut.toml"
+    spec.write_text('[[parameter]]\nname = "Lower voltage cut-off [V]"\ndistribution = "lognormal"\nstd = 1.0\n')
+    monkeypatch.setattr(jaxcell, "simulate_batch", _must_not_run)
+    assert main(["population", "--n", "40", "--variation", str(spec), "--output", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "must be below 'Upper voltage cut-off [V]' (4.2) in cell [" in err and "Traceback" not in err

@@ -736,3 +736,20 @@ def test_cli_population(tmp_path, capsys, chen, population):
         == 2
     )
     assert "give exactly one of std, rel_std, sigma" in capsys.readouterr().err
+
+
+def test_reasons_for_not_delivering_are_counted_without_their_times():
+    """Cells stopped in the same step for the same reason count as one reason: the outcome's
+    stop time made every cell its own line (48 lines for 50 cells stopped at the cut-off)."""
+    cut = "stopped: the voltage reached the lower voltage cut-off (in step 1, at t = {} s)"
+    table = pd.DataFrame({
+        "delivered": [False, False, True, False, False],
+        "outcome": [cut.format("3554.52"), cut.format("3561.1"), "completed: every step ended on its own condition",
+                    "stopped: the voltage reached the lower voltage cut-off (at the start of step 2)",
+                    "stopped: the voltage reached the lower voltage cut-off (in step 2, at t = 7.5e+03 s)"],
+    })
+    assert not_delivered(table) == {
+        "stopped: the voltage reached the lower voltage cut-off (in step 1)": 2,
+        "stopped: the voltage reached the lower voltage cut-off (at the start of step 2)": 1,
+        "stopped: the voltage reached the lower voltage cut-off (in step 2)": 1,
+    }

@@ -120,10 +120,12 @@ def population_summary(
 
 def not_delivered(table) -> dict[str, int]:
     """How many cells of a `population_table` did not deliver the experiment, by reason (the
-    cells' `outcome`), most frequent first; empty when every cell delivered."""
+    cells' `outcome` without the time of a stop, so that cells stopped in the same step for the
+    same reason count together), most frequent first; empty when every cell delivered."""
     if "delivered" not in table:
         return {}
-    counts = table.loc[~table["delivered"].to_numpy(bool), "outcome"].value_counts()
+    reasons = table.loc[~table["delivered"].to_numpy(bool), "outcome"].astype(str)
+    counts = reasons.str.replace(r", at t = [^)]* s\)", ")", regex=True).value_counts()
     return {str(k): int(v) for k, v in counts.items()}
 
 
