@@ -491,7 +491,7 @@ def test_checkups_through_simulate_batch(spm):
         checkups=[0, 500, 1000],
         model=spm,
     )
-    assert np.all(np.asarray(res.checkup_status) == 0)
+    assert np.all(np.asarray(res.checkup_status) == 0) and np.asarray(res.checkup_delivered).all()
     cap = np.asarray(res.checkup_capacity)[0]
     energy = np.asarray(res.checkup_energy)[0]
     assert np.all(np.diff(cap) < 0) and np.all(np.diff(energy) < 0)
@@ -527,11 +527,28 @@ def test_checkups_through_simulate_batch(spm):
             model=spm,
         )
     np.testing.assert_array_equal(dead.checkup_status[0], [0, 0, DEPLETED])
+    np.testing.assert_array_equal(dead.checkup_delivered[0], [True, True, False])
     np.testing.assert_allclose(dead.checkup_capacity[0, :2], cap[[0, 2]], rtol=1e-12)
     assert float(dead.checkup_capacity[0, 2]) == 0.0
     assert float(dead.thickness[0, 0, -1]) == pytest.approx(float(max_thickness(chen)), rel=1e-14)
     # L0 + k t reaches 2.8 um at cycle 11183; the first checkpoint after it is 11200
     assert float(dead.depleted_cycle[0, 0]) == 11200.0
+
+
+def test_cli_age_counts_only_check_ups_that_delivered(tmp_path, capsys):
+    """A check-up whose step is skipped (a charge to 4.2 V of a charged cell: its limit holds at
+    the start) completes with 0 A.h. The summary counted such cells as check-ups that did not
+    fail (a median capacity of 0, "failed 0"); it now counts the delivered ones only and says
+    how many did not deliver, and the output has a delivered column."""
+    out = tmp_path / "fade.csv"
+    assert main(["age", "--n", "3", "--cycles", "10", "--replicates", "1", "--checkups", "0", "--experiment",
+                 "Charge at 1C until 4.2 V", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "cycle 0: no check-up delivered the experiment; delivered 0 of 3, failed 0, not delivered otherwise 3" in text
+    assert "capacity median" not in text
+    df = pd.read_csv(out)
+    rows = df[df.delivered.notna()]
+    assert len(rows) == 3 and not rows.delivered.astype(bool).any() and (rows.status == 0).all()
 
 
 def test_cli_age_explains_a_negative_heterogeneity(tmp_path, capsys):
@@ -587,9 +604,11 @@ def test_cli_age_writes_csv_plot_and_split(tmp_path, capsys, monkeypatch):
     ]
     assert len(df) == 3 * 101 and (df.replicate == 0).all()
     assert df.capacity_Ah.notna().sum() == 6 and (df.status >= 0).sum() == 6
+    assert df.delivered.notna().sum() == 6 and df.delivered.dropna().astype(bool).all()
     assert png.stat().st_size > 10_000
     text = capsys.readouterr().out
     assert "variance split" in text and "check-ups (SPM" in text and "heterog." in text
+    assert text.count("; delivered 3 of 3, failed 0") == 2
 
     # bad input: exit status 2 and a message, through the command line's own entry point
     assert main(["age", "--checkups", "0,x", "--output", str(tmp_path / "x.csv")]) == 2
@@ -667,3 +686,9 @@ def test_cli_age_seed_and_memory_ranges(tmp_path, capsys, monkeypatch, option, v
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_cli_age_refuses_empty_checkups(tmp_path, capsys):
+    """--checkups "" meant no check-ups, silently; it is bad input like --checkups x."""
+    assert main(["age", "--checkups", "", "--output", str(tmp_path / "x.csv")]) == 2
+    assert "--checkups expects comma-separated cycles, e.g. 0,500,1000, got ''" in capsys.readouterr().err

@@ -38,11 +38,12 @@ included, checked before anything is computed)."""
 
 def _cycles_list(text: str) -> list[float]:
     try:
-        return [float(c) for c in text.split(",") if c.strip()]
+        cycles = [float(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        raise ValueError(
-            f"--checkups expects comma-separated cycles, e.g. 0,500,1000, got {text!r}"
-        ) from None
+        cycles = []
+    if not cycles:  # "" or "x": not a silent "no check-ups"
+        raise ValueError(f"--checkups expects comma-separated cycles, e.g. 0,500,1000, got {text!r}")
+    return cycles
 
 
 def add_age_parser(subparsers) -> argparse.ArgumentParser:
@@ -140,7 +141,7 @@ def cmd_age(args) -> int:
     from ..experiment import Experiment
     from ..parameters import ParameterSet, load_parameters
     from ._laws import LAWS
-    from ._population import age_population
+    from ._population import DEPLETED, age_population
     from ._sde import require_memory
 
     with user_input():
@@ -156,7 +157,7 @@ def cmd_age(args) -> int:
                 f"(0, 1), got {args.end_of_life:g}."
             )
         limit = args.max_memory * 2**30
-        checkups = _cycles_list(args.checkups) if args.checkups else []
+        checkups = _cycles_list(args.checkups) if args.checkups is not None else []
         n_checkpoints = np.union1d(np.linspace(0.0, args.cycles, 101), checkups).size
         # the population's arrays (40 bytes a value) and the CSV table (about 10 columns of
         # 8 bytes a row), before anything is loaded or compiled
@@ -256,17 +257,28 @@ def cmd_age(args) -> int:
         cap = np.asarray(res.checkup_capacity)
         energy = np.asarray(res.checkup_energy)
         print(f"check-ups ({args.model}, {experiment!r}), replicate 0 of each cell:")
+        delivered = np.asarray(res.checkup_delivered)
+        codes = np.asarray(res.checkup_status)
         for c, cycle in enumerate(np.asarray(res.checkup_cycles)):
-            ok = np.isfinite(cap[:, c])
+            # the statistics count the check-ups that ran as asked, and the cells without lithium
+            # (capacity 0, their real one): a skipped step (its limit held at the start) or a stop
+            # at a cut-off completes with a capacity that is not the cell's
+            depleted = codes[:, c] == DEPLETED
+            ok, failed = delivered[:, c] | depleted, ~np.isfinite(cap[:, c])
+            others = int((~ok & ~failed).sum())
+            counts = (f"delivered {int(delivered[:, c].sum())} of {ok.size}, failed {int(failed.sum())}"
+                      + (f", depleted {int(depleted.sum())} (capacity 0, counted)" if depleted.any() else "")
+                      + (f", not delivered otherwise {others} (a step skipped or a cut-off reached: see the "
+                         "output's status and delivered columns)" if others else ""))
             if ok.any():
                 q = np.quantile(cap[ok, c], [0.05, 0.5, 0.95])
                 print(
                     f"  cycle {cycle:g}: capacity median {q[1]:.4f} A.h [5-95%: {q[0]:.4f}, {q[2]:.4f}], "
-                    f"energy median {np.median(energy[ok, c]):.4f} W.h, failed {int((~ok).sum())}"
+                    f"energy median {np.median(energy[ok, c]):.4f} W.h; {counts}"
                 )
             else:
-                print(f"  cycle {cycle:g}: every solve failed")
-            if not ok.all():
+                print(f"  cycle {cycle:g}: no check-up delivered the experiment; {counts}")
+            if failed.any():
                 status = 1
     df = res.to_pandas(all_replicates=args.all_replicates)
     _write("--output", args.output, lambda tmp: df.to_csv(tmp, index=False, float_format="%.10g"))

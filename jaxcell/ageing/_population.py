@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from ..batch import simulate_batch
 from ..parameters import ParameterSet
@@ -53,6 +53,10 @@ class AgeingResult(eqx.Module):
         checkup_energy: discharge energy [W.h], shape (M, C); NaN where the solve failed.
         checkup_status: `jaxcell.Status` codes, shape (M, C); `DEPLETED` (-2) where the
             cell's lithium inventory was exhausted (capacity and energy 0, no solve).
+        checkup_delivered: whether each check-up ran as asked (`Solution.delivered`: every
+            step ended on its own limit), shape (M, C). A check-up whose step was skipped
+            (its limit held at the start) or that stopped at a cut-off completes with a
+            capacity that is not the cell's; summaries count the delivered ones only.
         inventory_capacity: the lithium inventory of each cell as charge, F n_inv / 3600
             [A.h], shape (M,) (`lithium_inventory`): the most the fade can reach.
         end_of_life_fade: the fade at which a cell reaches end of life [A.h], shape (M,):
@@ -79,6 +83,7 @@ class AgeingResult(eqx.Module):
     checkup_capacity: Float[Array, "cells checkups"]
     checkup_energy: Float[Array, "cells checkups"]
     checkup_status: Int[Array, "cells checkups"]
+    checkup_delivered: Bool[Array, "cells checkups"]
     inventory_capacity: Float[Array, " cells"]
     end_of_life_fade: Float[Array, " cells"]
     end_of_life_cycle: Float[Array, "cells replicates"]
@@ -110,9 +115,9 @@ class AgeingResult(eqx.Module):
         Columns: cell, replicate, cycle, the cell's rate constants (named by `rate_names`
         and units, e.g. reaction_rate_m_per_cycle), thickness_m, fade_Ah, resistance_Ohm,
         end_of_life (fade at or above `end_of_life_fade`), depleted (lithium inventory
-        exhausted); with check-ups also capacity_Ah, energy_Wh and status, filled on
-        replicate 0 at the check-up cycles (NaN / -1 elsewhere). ``all_replicates=False``
-        keeps replicate 0 only.
+        exhausted); with check-ups also capacity_Ah, energy_Wh, status and delivered, filled
+        on replicate 0 at the check-up cycles (NaN / -1 / empty elsewhere).
+        ``all_replicates=False`` keeps replicate 0 only.
         """
         import pandas as pd
 
@@ -144,12 +149,14 @@ class AgeingResult(eqx.Module):
             cap = np.full(df.shape[0], np.nan)
             energy = np.full(df.shape[0], np.nan)
             status = np.full(df.shape[0], -1)
+            delivered = pd.array([pd.NA] * df.shape[0], dtype="boolean")
             for c, cyc in enumerate(np.asarray(self.checkup_cycles)):
                 rows = np.flatnonzero((rep == 0) & (cycles[step] == cyc))
                 cap[rows] = np.asarray(self.checkup_capacity)[cell[rows], c]
                 energy[rows] = np.asarray(self.checkup_energy)[cell[rows], c]
                 status[rows] = np.asarray(self.checkup_status)[cell[rows], c]
-            df["capacity_Ah"], df["energy_Wh"], df["status"] = cap, energy, status
+                delivered[rows] = np.asarray(self.checkup_delivered)[cell[rows], c]
+            df["capacity_Ah"], df["energy_Wh"], df["status"], df["delivered"] = cap, energy, status, delivered
         return df
 
     def plot(self, *, quantiles=(0.05, 0.25, 0.75, 0.95), n_paths: int = 5, axes=None):
@@ -446,6 +453,7 @@ def age_population(
     cap = np.full((M, C), np.nan)
     energy = np.full((M, C), np.nan)
     status = np.full((M, C), -1, dtype=np.int64)
+    delivered = np.zeros((M, C), dtype=bool)
     idx = [int(np.searchsorted(cyc, c)) for c in check]
     if C:
         cells = _broadcast(params, M)
@@ -464,6 +472,7 @@ def age_population(
         ok = np.asarray(solved(status))
         cap = np.where(ok, per_cell(sols.capacity), np.nan)
         energy = np.where(ok, per_cell(sols.energy), np.nan)
+        delivered = per_cell(sols.delivered).astype(bool) & ~gone
         status, cap, energy = np.where(gone, DEPLETED, status), np.where(gone, 0.0, cap), np.where(gone, 0.0, energy)
     return AgeingResult(
         cycles=paths.cycles,
@@ -475,6 +484,7 @@ def age_population(
         checkup_capacity=jnp.asarray(cap),
         checkup_energy=jnp.asarray(energy),
         checkup_status=jnp.asarray(status),
+        checkup_delivered=jnp.asarray(delivered),
         inventory_capacity=jnp.asarray(inventory),
         end_of_life_fade=jnp.asarray(eol_fade),
         end_of_life_cycle=jnp.asarray(eol_cycle),
