@@ -79,8 +79,11 @@ cut-offs was not reached. Exit status: 0, 1 for such points, 2 for bad input."""
 
 
 # a point the model does not reach counts as missed when it was measured more than this many
-# noise scales from both cut-offs (`_beyond_cutoffs`)
+# noise scales from both cut-offs (`_beyond_cutoffs`), the noise scale taken as at most
+# UNREACHED_SIGMA_MAX [V]: a fit that cannot follow its data learns a noise scale as large as
+# its misfit (379 mV for a current logged in mA), which would otherwise excuse every point
 UNREACHED_SIGMAS = 3.0
+UNREACHED_SIGMA_MAX = 0.02
 
 
 def _columns(text: str | None) -> list[str]:
@@ -435,21 +438,22 @@ def _fit(args) -> int:
         return 1
     if unreached:
         print(f"jaxcell: error: at the fit's posterior mean the model stops before {unreached} of "
-              f"{int(stacked.mask.sum())} measured points that lie more than {UNREACHED_SIGMAS:g} noise scales from "
-              "the cut-offs (a cut-off reached, or a failed solve, before the records end): the fit does not describe "
+              f"{int(stacked.mask.sum())} measured points that lie more than {UNREACHED_SIGMAS:g} noise scales "
+              f"(at most {1e3 * UNREACHED_SIGMAS * UNREACHED_SIGMA_MAX:g} mV) from the cut-offs (a cut-off reached, or a failed solve, before the records end): the fit does not describe "
               "these data there; fit.json says so (diagnostics.unreached_points)", file=sys.stderr)
         return 1
     return 0
 
 
 def _beyond_cutoffs(p, measured, sigma: float):
-    """Where a measured voltage is more than UNREACHED_SIGMAS noise scales from both of the
-    set's cut-offs. A model that stops at a cut-off a point or two before a discharge measured
-    down to it has not missed those points (the likelihood holds them at the cut-off); points
-    far from either cut-off, it has."""
+    """Where a measured voltage is more than UNREACHED_SIGMAS noise scales `sigma` (at most
+    UNREACHED_SIGMA_MAX) from both of the set's cut-offs. A model that stops at a cut-off a
+    point or two before a discharge measured down to it has not missed those points (the
+    likelihood holds them at the cut-off); points far from either cut-off, it has."""
     from ._model import voltage_limits
 
-    return np.min([np.abs(measured - float(c)) for c in voltage_limits(p)], axis=0) > UNREACHED_SIGMAS * sigma
+    band = UNREACHED_SIGMAS * min(sigma, UNREACHED_SIGMA_MAX)
+    return np.min([np.abs(measured - float(c)) for c in voltage_limits(p)], axis=0) > band
 
 
 def _unreached_points(model, p, stacked, initial_soc, values, temperature: bool, sigma: float) -> int:
@@ -513,7 +517,7 @@ def _predict(args) -> int:
             raise UsageError(f"{args.fit_file!r} is not a JSON file ({e})") from None
         if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT:
             raise UsageError(f"{args.fit_file!r} is not a file written by `jaxcell fit` (no \"format\": \"{FIT_FORMAT}\")")
-        p = _load(fit["parameter_set"])
+        p = _checked_fit_file(fit, args.fit_file)
         model = getattr(jaxcell, fit["model"])(thermal=fit["thermal"])
         cols = _columns(args.records) if args.records is not None else list(fit["records"])
         group = fit.get("group")
@@ -521,10 +525,7 @@ def _predict(args) -> int:
             cols.append(group)
         recs = _read([args.data], cols, 2)
         stacked = stack_records(recs)
-        if "samples" not in fit:
-            raise UsageError(f"{args.fit_file!r} holds no posterior draws: the fit did not converge "
-                             f"(diagnostics {fit.get('diagnostics')})")
-        samples = {k: np.asarray(v) for k, v in fit["samples"].items()}
+        samples = {k: np.asarray(v, dtype=np.float64) for k, v in fit["samples"].items()}
         names = fit["fit"]
         n = len(samples["sigma"])
         if group:
@@ -594,6 +595,70 @@ def _predict(args) -> int:
           f"no draw; V_pred_V is NaN there) in {', '.join(names)}: it reached a cut-off or failed before the "
           "record's end, so the fit does not describe these data there", file=sys.stderr)
     return 1
+
+
+def _checked_fit_file(fit: dict, path: str):
+    """The parameter set of a fit.json, after checking what `predict` reads from it: a file
+    edited by hand or cut short gets an error naming the field, not a traceback (or, for NaN
+    draws, a run of minutes)."""
+    def bad(field, why):
+        return UsageError(f"{path!r}: {field} {why} (a file written by `jaxcell fit` has it right; was it edited?)")
+
+    if fit.get("model") not in MODELS:
+        raise bad('"model"', f"must be one of {', '.join(MODELS)}, got {fit.get('model')!r}")
+    if fit.get("thermal") not in ("isothermal", "lumped"):
+        raise bad('"thermal"', f"must be 'isothermal' or 'lumped', got {fit.get('thermal')!r}")
+    if fit.get("noise", "gaussian") not in ("gaussian", "student_t"):
+        raise bad('"noise"', f"must be 'gaussian' or 'student_t', got {fit.get('noise')!r}")
+    if not (isinstance(fit.get("records"), list) and all(isinstance(c, str) for c in fit["records"])):
+        raise bad('"records"', f"must be a list of column names, got {fit.get('records')!r}")
+    if not isinstance(fit.get("parameter_set"), str):
+        raise bad('"parameter_set"', f"must be a parameter set's name or a path, got {fit.get('parameter_set')!r}")
+    p = _load(fit["parameter_set"])
+    names = fit.get("fit")
+    if not (isinstance(names, list) and names and all(isinstance(k, str) for k in names)):
+        raise bad('"fit"', f"must be a non-empty list of parameter names, got {names!r}")
+    for k in names:
+        if k not in p:
+            raise bad('"fit"', f"names {k!r}, which parameter set {p.name!r} does not have")
+    if "samples" not in fit:
+        raise UsageError(f"{path!r} holds no posterior draws: the fit did not converge (diagnostics "
+                         f"{fit.get('diagnostics')})")
+    samples = fit["samples"]
+    if not isinstance(samples, dict) or "sigma" not in samples:
+        raise bad('"samples"', "must map each sampled site, \"sigma\" among them, to its draws")
+    need = [k for k in (names if not fit.get("group") else []) if k not in samples]
+    if need:
+        raise bad('"samples"', f"has no draws of {need[0]!r}")
+    n = None
+    for k, v in samples.items():
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise bad(f'"samples" of {k!r}', "must be numbers") from None
+        if a.ndim == 0 or a.shape[0] == 0:
+            raise bad(f'"samples" of {k!r}', "must be a non-empty list of draws")
+        if not np.all(np.isfinite(a)):
+            raise bad(f'"samples" of {k!r}', f"must be finite numbers, got {a[~np.isfinite(a)].flat[0]}")
+        if n is not None and a.shape[0] != n:
+            raise bad(f'"samples" of {k!r}', f"has {a.shape[0]} draws where the other sites have {n}")
+        n = a.shape[0]
+    if not np.all(np.asarray(samples["sigma"], dtype=np.float64) > 0):
+        raise bad('"samples" of \'sigma\'', "(the noise scale [V]) must be positive")
+    if not fit.get("group"):
+        try:  # the parameters' draws in natural units: each in its physical range
+            p.update({k: np.asarray(samples[k], dtype=np.float64) for k in names})
+        except ValueError as e:
+            raise bad('"samples"', f"hold a draw outside its parameter's range: {e}") from None
+    else:
+        priors, labels = fit.get("priors"), fit.get("cell_labels")
+        if not (isinstance(priors, dict) and set(priors) == set(names) and all(
+                isinstance(v, dict) and all(isinstance(v.get(x), (int, float)) for x in ("centre", "spread", "cell_spread"))
+                for v in priors.values())):
+            raise bad('"priors"', "must give each fitted parameter's population prior (centre, spread, cell_spread)")
+        if not isinstance(labels, list) or not labels:
+            raise bad('"cell_labels"', "must list the fitted cells")
+    return p
 
 
 def _kind_of(name: str) -> tuple[str]:
