@@ -37,6 +37,7 @@ from .population import (  # noqa: E402
     ParameterVariation as ParameterVariation,
     Variation as Variation,
     default_variation as default_variation,
+    population_summary as population_summary,
     population_table as population_table,
     sample_population as sample_population,
 )

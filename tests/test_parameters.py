@@ -1,12 +1,13 @@
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxcell
-from conftest import DATA
 
 
 @pytest.mark.parametrize("name", ["Chen2020", "chen2020", "MARQUIS2019", "Ecker2015"])
@@ -55,12 +56,30 @@ def test_unknown_name_suggests(chen):
         # a solve at 1e5 K completed with the set's capacity; at 1 K it failed at the start
         ("Ambient temperature [K]", 1e5, "between 150 and 500 K"),
         ("Initial temperature [K]", 1.0, "between 150 and 500 K"),
+        # a cut-off at 0 V made the CLI's default step "until 0 V", refused as a step the user never wrote
+        ("Lower voltage cut-off [V]", 0.0, "positive"),
+        ("Open-circuit voltage at 100% SOC [V]", -4.2, "positive"),
+        ("Thermodynamic factor", -1.0, "positive"),
+        # the kinetics are symmetric: any other value was silently ignored (the same capacity and energy)
+        ("Negative electrode charge transfer coefficient", 0.1, "0.5: jaxcell's Butler-Volmer kinetics are symmetric"),
+        ("Positive electrode charge transfer coefficient", 0.7, "0.5"),
     ],
 )
 def test_bad_values_raise(chen, name, value, message):
     with pytest.raises(ValueError, match=message) as info:
         chen.update({name: value})
     assert name in str(info.value)
+
+
+def test_a_number_no_model_reads_is_updated_with_a_warning(chen):
+    """PyBaMM's "Current function [A]" drives PyBaMM's simulations without an experiment; no
+    jaxcell model reads it (the current comes from the experiment), so changing it warns."""
+    with pytest.warns(UserWarning, match="'Current function \\[A\\]' is not read by jaxcell's models"):
+        q = chen.update({"Current function [A]": 1.0})
+    assert float(q["Current function [A]"]) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chen.update({"Negative electrode charge transfer coefficient": 0.5, "Negative electrode thickness [m]": 80e-6})
 
 
 def test_batched_bad_value_names_index(chen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ class ParameterValueError(ValueError):
 def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
     """The physical range that a parameter of this name must lie in, if any."""
     low = name.lower()
+    if "charge transfer coefficient" in low:  # carried for PyBaMM's sake; the kinetics cannot use another value
+        return ("0.5: jaxcell's Butler-Volmer kinetics are symmetric (the overpotential is an arcsinh of the "
+                "current), so another transfer coefficient would be ignored"), lambda v: v == 0.5
     if "porosity" in low and "separator" in low:  # a separator may be all pores (Marquis2019: 1.0)
         return "in (0, 1]", lambda v: (v > 0) & (v <= 1)
     if "porosity" in low:
@@ -41,7 +45,7 @@ def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
         "density [kg.m-3]", "specific heat capacity", "temperature [k]",
         "number of electrodes connected in parallel", "number of cells connected in series",
         "reaction rate constant", "conductivity [s.m-1]", "initial concentration in electrolyte",
-        "tortuosity factor",
+        "tortuosity factor", "cut-off [v]", "open-circuit voltage at", "thermodynamic factor",
     )
     if any(p in low for p in positive):
         return "positive", lambda v: v > 0
@@ -71,6 +75,13 @@ def _as_number(name: str, value: Any) -> Any:
             f"{name!r} must be a number, an array of numbers or a function, got an array of {arr.dtype} {value!r}."
         )
     return value
+
+
+# numbers a set carries (PyBaMM's sets have them) that no jaxcell model reads, and why
+NOT_READ = {
+    "Current function [A]": "the current comes from the experiment (simulate's third argument, "
+                            "e.g. \"Discharge at 2 A until 2.5 V\")",
+}
 
 
 # temperatures [K] a set may hold: -123 to 227 degC, beyond what a lithium-ion cell survives on
@@ -280,10 +291,13 @@ class ParameterSet(eqx.Module):
         unless ``check_already_exists=False``, and `ParameterValueError` for a value outside its
         physical range: porosities and volume fractions in (0, 1) (a separator's porosity may be
         1) with an electrode's porosity and solid fractions adding up to at most 1; lengths,
-        radii, diffusivities, capacities, conductivities, reaction rate constants and tortuosity
-        factors positive; temperatures [K] between 150 and 500 K; every value a finite number (not
-        a string or None), and shapes that broadcast with the set's batch shape. Update an
-        electrode's porosity and active material fraction in one call when both change.
+        radii, diffusivities, capacities, conductivities, reaction rate constants, tortuosity
+        and thermodynamic factors, voltage cut-offs and open-circuit voltages positive; charge
+        transfer coefficients 0.5 (the kinetics are symmetric); temperatures [K] between 150 and
+        500 K; every value a finite number (not a string or None), and shapes that broadcast
+        with the set's batch shape. Update an electrode's porosity and active material fraction
+        in one call when both change. A number the models do not read ("Current function [A]":
+        the current comes from the experiment) is updated with a warning.
         """
         values = dict(self.values)
         functions = dict(self.functions)
@@ -298,6 +312,10 @@ class ParameterSet(eqx.Module):
                 functions.pop(k, None)
                 values[k] = jnp.asarray(v, dtype=jnp.float64)
         changed = [k for k in new if k in values]
+        for k in changed:
+            if k in NOT_READ:
+                warnings.warn(f"{k!r} is not read by jaxcell's models: {NOT_READ[k]}; the new value has no effect.",
+                              stacklevel=2)
         _check_batch_shapes(values, changed)
         if any("porosity" in k or "volume fraction" in k for k in changed):
             _check_volume_fractions(values)
