@@ -248,8 +248,13 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # the step's own end holds at its start (to within STEP_END_TOL, so that a step after one
     # that ended on the same limit is skipped whichever side of it the event's root landed): skip it
     already = jnp.any(is_step_cond & (c0 <= STEP_END_TOL))
-    start_violation = ~is_step_cond & (c0 < 0)  # a stop condition already passed at the start
-    start_stop = jnp.where(jnp.any(start_violation) & ~already, stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
+    # a stop condition already passed at the start. A voltage cut-off passed under the step's own
+    # current yields to a step limit that holds too (the step is skipped, as PyBaMM does: a
+    # charge to 4.2 V of a full cell); a state outside the stoichiometry range or with its
+    # electrolyte run out cannot run any step, whatever its limit
+    state_only = jnp.array([False, False, False, False, True, True])
+    start_violation = ~is_step_cond & (c0 < 0) & (state_only | ~already)
+    start_stop = jnp.where(jnp.any(start_violation), stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
     start_stop = jnp.where(bad_start, Status.SOLVER_FAILURE, start_stop)
     skip = stopped | already | (start_stop != Status.COMPLETED)
@@ -301,7 +306,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     end = jnp.where(failed, StepEnd.STOPPED, end)
     status = jnp.where(start_stop != Status.COMPLETED, start_stop, status)
     end = jnp.where(start_stop != Status.COMPLETED, StepEnd.STOPPED, end)
-    end = jnp.where(already, StepEnd.ALREADY_MET, end)
+    end = jnp.where(already & (start_stop == Status.COMPLETED), StepEnd.ALREADY_MET, end)
     status = jnp.where(stopped, Status.COMPLETED, status)
     end = jnp.where(stopped, StepEnd.NOT_RUN, end)
     return t_end, y_end, q_end, outs, final, end, status

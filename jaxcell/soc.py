@@ -22,7 +22,7 @@ import numpy as np
 from .parameters import ParameterSet
 from .physics import cell
 
-_VOLTAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*V\s*$")
+_VOLTAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(V|v|mV)\s*$")  # as experiment strings
 
 
 def _capacities(p: ParameterSet):
@@ -195,7 +195,7 @@ def parse_soc(initial_soc):
         m = _VOLTAGE.match(initial_soc)
         if m is None:
             raise ValueError(f"initial_soc must be a number in [0, 1] or a rest voltage such as \"4.0 V\", got {initial_soc!r}.")
-        return "voltage", float(m.group(1))
+        return "voltage", float(m.group(1)) * (1e-3 if m.group(2) == "mV" else 1.0)
     if isinstance(initial_soc, bool) or initial_soc is None:
         raise ValueError(f"initial_soc must be a number in [0, 1] or a rest voltage such as \"4.0 V\", got {initial_soc!r}.")
     if not isinstance(initial_soc, jax.core.Tracer):
@@ -215,6 +215,14 @@ def with_initial_soc(p: ParameterSet, initial_soc) -> ParameterSet:
         >>> rested = jaxcell.with_initial_soc(jaxcell.load_parameters("Chen2020"), "3.8 V")
     """
     kind, value = parse_soc(initial_soc)
+    try:
+        fits = np.broadcast_shapes(np.shape(value), p.batch_shape) == tuple(p.batch_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"initial_soc has shape {np.shape(value)}, which does not match the parameter set's batch "
+                         f"shape {tuple(p.batch_shape)}: give one value, or one per cell (for several states of charge "
+                         "of one cell, stack the set first: jaxcell.stack([p] * n)).")
     if not isinstance(value, jax.core.Tracer) and not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(p)):
         stoichiometry_window(p)  # names a set whose window cannot be placed
     if kind == "voltage":

@@ -109,6 +109,34 @@ def test_missing_columns_are_named_with_those_there(tmp_path):
         inf.read_measurements(write(tmp_path, GOOD), duplicates="drop")
 
 
+def test_unreadable_files_and_repeated_columns_are_named(tmp_path):
+    """A binary file (a spreadsheet saved under .csv) named no file ("'utf-8' codec can't
+    decode byte 0xce"); a column named twice was read as one of the two, the other renamed
+    't_s.1' by pandas and ignored."""
+    binary = tmp_path / "cells.csv"
+    binary.write_bytes(b"PK\x03\x04\xce\xfa\x00\x01" * 50)
+    with pytest.raises(inf.MeasurementError, match=r"cells.csv: not a text CSV table \(byte \d+ is not UTF-8"):
+        inf.read_measurements(binary)
+    twice = GOOD.replace("T_degC", "t_s", 1)
+    with pytest.raises(inf.MeasurementError, match=r"m.csv: the column 't_s' appears more than once in the header"):
+        inf.read_measurements(write(tmp_path, twice), ["cell", "soc"])
+
+
+def test_records_not_at_rest_are_named_plainly():
+    """Without initial_soc every record must start at rest; the message names the first that
+    does not, without an empty "({})" or "and 0 more" for a record read without record columns."""
+    from jaxcell.inference._hierarchy import _initial_socs
+
+    p = jaxcell.load_parameters("Chen2020")
+    moving = inf.stack_records(inf.read_measurements(pd.DataFrame({"t_s": [0.0, 1.0, 2.0], "I_A": 1.0, "V_V": 3.9})))
+    with pytest.raises(inf.MeasurementError, match=r"^record 0 does not start at rest, so the first voltage is not a rest"):
+        _initial_socs(moving, None, p)
+    frame = pd.DataFrame({"cell": ["a"] * 3 + ["b"] * 3, "t_s": [0.0, 1.0, 2.0] * 2, "I_A": 1.0, "V_V": 3.9})
+    two = inf.stack_records(inf.read_measurements(frame, "cell"))
+    with pytest.raises(inf.MeasurementError, match=r"^record 0 \(\{'cell': 'a'\}\) and 1 more do not start at rest"):
+        _initial_socs(two, None, p)
+
+
 def test_short_records_refused_or_skipped_with_a_warning(tmp_path):
     path = write(tmp_path, GOOD)
     with pytest.raises(inf.MeasurementError, match=r"record cell='B', soc=50: too short, 3 point\(s\) over 0.3 s \(lines 7-9\); min_points=4"):

@@ -162,6 +162,20 @@ def test_skipped_step_is_not_delivered(spm, chen):
     np.testing.assert_allclose(float(sol.capacity), 3.0 * 60 / 3600, rtol=1e-9)
 
 
+def test_a_state_outside_the_stoichiometry_range_stops_even_where_the_step_is_met(spm, chen):
+    """A cell with no lithium in its negative electrode rests at 0.89 V: its discharge to 2.5 V
+    is met at the start, but no step can run from a state outside the stoichiometry range, so
+    the experiment stops there. It used to skip the step and end COMPLETED with 0 A.h (the
+    voltage cut-offs, which depend on the step's current, still yield to a met step: a charge
+    to 4.2 V of a full cell is skipped, tests/test_population.py's open weld too)."""
+    empty = chen.update({"Initial concentration in negative electrode [mol.m-3]": 0.0})
+    sol = jaxcell.simulate(spm, empty, "Discharge at 1C until 2.5 V")
+    assert int(sol.status) == jaxcell.Status.STOICHIOMETRY_LIMIT and not bool(sol.delivered)
+    assert list(np.asarray(sol.step_end)) == [StepEnd.STOPPED]
+    assert sol.message == ("stopped: a particle surface stoichiometry reached 0 or 1 (at the start of step 1)")
+    assert float(sol.capacity) == 0.0
+
+
 def test_step_after_one_that_ended_on_the_same_limit_is_skipped(spm, chen):
     """A second discharge to the voltage the first ended on is skipped, as a third to a higher
     one is. It used to run for zero seconds and count as ended on its limit, or be skipped,

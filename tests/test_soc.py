@@ -63,9 +63,16 @@ def test_batched_set_and_bad_input(chen):
         one = jaxcell.with_initial_soc(chen.update({"Negative electrode thickness [m]": L}), s)
         np.testing.assert_allclose(float(q[NEG][i]), float(one[NEG]), rtol=1e-12)
     for bad, message in ((1.5, r"in \[0, 1\]"), (50, "not a percentage"), ("4.5 V", r"outside .*\[2.5, 4.2\] V"),
-                         ("four volts", "rest voltage such as"), (None, "rest voltage such as")):
+                         ("four volts", "rest voltage such as"), (None, "rest voltage such as"),
+                         # one value per cell of a batch: two values for one cell were a broadcasting error
+                         (np.array([0.5, 0.6]), r"shape \(2,\), which does not match the parameter set's batch shape \(\)")):
         with pytest.raises(ValueError, match=message):
             jaxcell.with_initial_soc(chen, bad)
+    with pytest.raises(ValueError, match=r"shape \(2,\), .* batch shape \(3,\)"):
+        jaxcell.with_initial_soc(batch, np.array([0.5, 0.6]))
+    # rest voltages as experiment strings write them: V, v or mV
+    for text in ("3.9 V", "3.9 v", "3900 mV"):
+        assert jaxcell.soc.parse_soc(text) == ("voltage", pytest.approx(3.9, rel=1e-15))
     with pytest.raises(ValueError, match="does not reach 'Open-circuit voltage at 100% SOC"):
         # so little cyclable lithium that no stoichiometries reach 4.2 V
         jaxcell.stoichiometry_window(chen.update({NEG: 100.0, POS: 100.0}))

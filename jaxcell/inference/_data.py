@@ -8,6 +8,7 @@ header is line 1, blank lines counted) or a DataFrame's 0-based position.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import warnings
@@ -222,6 +223,16 @@ def _load(source) -> tuple[pd.DataFrame, str, np.ndarray]:
         raise MeasurementError(f"{name}: the file is empty.") from None
     except pd.errors.ParserError as e:
         raise MeasurementError(f"{name}: not a readable CSV table ({e}).") from None
+    except UnicodeDecodeError as e:
+        raise MeasurementError(f"{name}: not a text CSV table (byte {e.start} is not UTF-8: a binary or "
+                               "spreadsheet file? Export it as CSV).") from None
+    # pandas renames a repeated column name ("t_s", "t_s.1"): refuse it rather than read one of two
+    with open(source, newline="") as f:
+        header = next(csv.reader(f), [])
+    repeated = sorted({c.strip() for c in header if c.strip() and [h.strip() for h in header].count(c.strip()) > 1})
+    if repeated:
+        raise MeasurementError(f"{name}: the column {repeated[0]!r} appears more than once in the header; "
+                               "which one is meant is not clear.")
     lines = np.arange(2, len(df) + 2, dtype=np.int64)
     blank = df.isna().all(axis=1).to_numpy()  # an empty line holds no data
     return df[~blank].reset_index(drop=True), name, lines[~blank]

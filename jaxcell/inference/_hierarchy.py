@@ -174,9 +174,11 @@ def _initial_socs(records: StackedRecords, initial_soc, p: ParameterSet):
         moving = np.flatnonzero(~np.asarray(records.at_rest))
         if moving.size:
             r = int(moving[0])
+            which = f"record {r}" + (f" ({records.keys[r]})" if records.keys[r] else "")
+            more = f" and {moving.size - 1} more do" if moving.size > 1 else " does"
             raise MeasurementError(
-                f"record {r} ({records.keys[r]}) and {moving.size - 1} more do not start at rest, so their first "
-                "voltage is not a rest voltage: give initial_soc (a state of charge in [0, 1], one or one per record)."
+                f"{which}{more} not start at rest, so the first voltage is not a rest voltage: give initial_soc (a "
+                "state of charge in [0, 1], one or one per record)."
             )
         return "voltage", _check_rest_voltages(np.asarray(records.first_voltage, dtype=np.float64), records, p, None)
     soc = np.broadcast_to(np.asarray(initial_soc, dtype=np.float64), (n,)).copy()
