@@ -15,6 +15,7 @@ from ._forward import in_forward_mode, solver_for_adjoint
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
+from .parameters._parameter_set import _value_rule
 from .solution import Solution, Status, StepEnd, solved
 from .soc import with_initial_soc
 from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, StructuredSolve, model_voltage
@@ -353,6 +354,11 @@ def _simulate(model, params, table, modes, t_eval, opts):
     status = _check_conservation(model, params, y0, y, totals, status)
     status = jnp.where(bad_t_eval, Status.BAD_T_EVAL, status)
     out = jnp.where(bad_t_eval, jnp.nan, out)
+    # values `update` could not check (traced: under vmap, jit or grad) are checked here
+    bad_params = _out_of_range(params)
+    status = jnp.where(bad_params, Status.BAD_PARAMETERS, status)
+    out = jnp.where(bad_params, jnp.nan, out)
+    totals = jnp.where(bad_params, jnp.nan, totals)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
@@ -363,6 +369,21 @@ def _simulate(model, params, table, modes, t_eval, opts):
         discharged_capacity=totals[0], charged_capacity=totals[1],
         discharged_energy=totals[2], charged_energy=totals[3],
     )
+
+
+def _out_of_range(p: ParameterSet):
+    """Whether any number of the set is not finite or breaks its own range rule
+    (`ParameterSet.update`'s), as a traced boolean: one cell's set. A negative diffusivity
+    under `jax.vmap` ran to COMPLETED with more than the cell's capacity. (The volume fractions'
+    sum is left to `update`: no model reads it, and a fit or a finite difference of one fraction
+    of a set that fills its electrode, as Chen2020's positive one, would fail on it.)"""
+    bad = jnp.asarray(False)
+    for name, v in p.values.items():
+        bad = bad | ~jnp.all(jnp.isfinite(v))
+        rule = _value_rule(name)
+        if rule is not None:
+            bad = bad | ~jnp.all(rule[1](v))
+    return bad
 
 
 # Lithium the particles gain or lose must match the charge passed; a solve that breaks this by
@@ -487,7 +508,9 @@ def simulate(
     gives the new step's first point (the current already switched; PyBaMM's solution holds
     both). A `t_eval` that is not finite, non-negative and non-decreasing is refused with a
     ValueError; under `jit` or `vmap`, where its values are not known, that cell gets
-    `Status.BAD_T_EVAL` and NaN outputs instead.
+    `Status.BAD_T_EVAL` and NaN outputs instead. In the same way a parameter outside its range
+    (`ParameterSet.update`'s rules) or not finite is refused by `update` when concrete, and gives
+    its cell `Status.BAD_PARAMETERS` with NaN outputs and totals when traced.
 
     By default the outputs are evaluated after each step's solve, at all output times at once,
     from the part of the state they depend on: fastest for one cell and its gradient.

@@ -22,6 +22,7 @@ class Status(enum.IntEnum):
     NOT_CONSERVED = 6
     ELECTROLYTE_DEPLETED = 7
     BAD_T_EVAL = 8
+    BAD_PARAMETERS = 9
 
 
 # the experiment stopped at a physical limit: a valid solve up to there
@@ -53,6 +54,10 @@ STATUS_MESSAGES = {
     Status.BAD_T_EVAL: (
         "failed: t_eval was not finite, non-negative and non-decreasing (a traced t_eval, e.g. under jax.jit; "
         "a concrete one is refused with an error)"
+    ),
+    Status.BAD_PARAMETERS: (
+        "failed: a parameter was outside its physical range or not finite (a traced value, e.g. under jax.vmap or "
+        "jax.grad, which ParameterSet.update cannot check; a concrete one is refused with an error)"
     ),
 }
 

@@ -120,6 +120,24 @@ def test_an_output_time_on_a_step_change_is_the_new_steps_first_point(spm, chen)
     assert abs(v[2] - v[3]) < 1e-4 and v[2] - v[1] > 0.01
 
 
+def test_traced_parameters_outside_their_range_get_a_status(spm, chen):
+    """Under `jax.vmap` the values reach `simulate` traced, where `update` cannot check them: a
+    negative diffusivity ran to COMPLETED with more than the cell's capacity (4.47 A.h), and a
+    porosity of 1.5 completed too (each parameter's own range; the volume fractions' sum is
+    `update`'s alone). Such a cell now gets BAD_PARAMETERS and NaN outputs and
+    totals; its neighbours run as alone."""
+    D, EPS = "Positive particle diffusivity [m2.s-1]", "Negative electrode porosity"
+    run = jax.jit(jax.vmap(lambda d, e: jaxcell.simulate(spm, chen.update({D: d, EPS: e}), "Discharge at 1C until 2.5 V",
+                                                         t_eval=np.array([0.0, 10.0, 20.0]))))
+    sols = run(np.array([float(chen[D]), -1.0, float(chen[D]), np.nan]), np.array([float(chen[EPS]), 0.25, 1.5, 0.25]))
+    assert list(np.asarray(sols.status)) == [jaxcell.Status.COMPLETED] + [jaxcell.Status.BAD_PARAMETERS] * 3
+    alone = jaxcell.simulate(spm, chen, "Discharge at 1C until 2.5 V", t_eval=np.array([0.0, 10.0, 20.0]))
+    np.testing.assert_allclose(sols.voltage[0], alone.voltage, rtol=1e-12)
+    assert float(sols.capacity[0]) == pytest.approx(float(alone.capacity), rel=1e-12)
+    assert np.all(np.isnan(np.asarray(sols.voltage[1:]))) and np.all(np.isnan(np.asarray(sols.capacity[1:])))
+    assert not np.any(np.asarray(sols.delivered[1:])) and "outside its physical range" in sols.message[1]
+
+
 def test_t_eval_must_be_finite(spm, chen):
     for bad in ([0.0, np.nan, 10.0], [0.0, np.inf]):
         with pytest.raises(ValueError, match="t_eval must be finite"):
