@@ -97,6 +97,45 @@ def test_cvar_shortfall_is_the_worst_fractions_mean_and_bounds_the_chance_constr
     assert signs == {True, False}  # both cases were met
 
 
+def test_chance_constraint_has_a_finite_gradient_where_every_cell_is_far_from_the_floor():
+    """Far below the floor's reach the smoothed failure probability is exactly 0 (or 1 far
+    above it), where sqrt(P (1 - P) / n) has an infinite derivative: the constraint's gradient
+    was NaN even with z = 0, the optimiser read it as a failed solve and stopped at its start
+    as converged (a floor of 1.5 A.h for 5 A.h cells). Its derivative is now that of P alone
+    there, and sqrt's elsewhere."""
+    from jaxcell.design._robust import _spread
+
+    def g(cap, z, floor=1.5, n=4):
+        prob = design.smoothed_failure(cap, floor, 0.01 * floor)
+        return jnp.mean(prob + z * _spread(prob, n))
+
+    for z in (0.0, 1.645):
+        for cap in (jnp.full(4, 50.0), jnp.full(4, 0.1)):  # every cell far above, or far below, the floor: P is 0 or 1
+            d = jax.grad(g)(cap, z)
+            assert np.all(np.isfinite(np.asarray(d))) and np.all(np.asarray(d) == 0.0), (z, cap[0], d)
+    cap = jnp.array([1.49, 1.5, 1.51, 1.52])  # near the floor: sqrt's derivative, against central differences
+    h = 1e-7
+    for i in range(4):
+        e = jnp.zeros(4).at[i].set(h)
+        fd = (g(cap + e, 1.645) - g(cap - e, 1.645)) / (2 * h)
+        np.testing.assert_allclose(float(jax.grad(g)(cap, 1.645)[i]), float(fd), rtol=1e-6)
+
+
+def test_design_budget_and_floor_are_checked():
+    """A budget of 1 gradient ended in a bare StopIteration after the compile; True was taken
+    as a floor of 1 A.h. Both are refused before anything is compiled."""
+    p = jaxcell.load_parameters("Chen2020")
+    vary = ["Positive electrode thickness [m]=65e-6:100e-6"]
+    for bad in (1, 0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"max_evaluations must be an integer >= 2"):
+            design.optimise_design(jaxcell.SPM(), p, ["Discharge at 1C until 2.5 V"], vary, max_evaluations=bad)
+        with pytest.raises(ValueError, match=r"max_evaluations must be an integer >= 2"):
+            design.optimise_robust_design(jaxcell.SPM(), p, ["Discharge at 1C until 2.5 V"], vary, default_variation(),
+                                          min_capacity=4.5, alpha=0.05, max_evaluations=bad)
+    with pytest.raises(ValueError, match="min_capacity must be a positive capacity"):
+        design.optimise_design(jaxcell.SPM(), p, ["Discharge at 1C until 2.5 V"], vary, min_capacity=True)
+
+
 def test_cli_reports_an_infeasible_capacity_floor(tmp_path, capsys):
     """`jaxcell design` end to end: a capacity floor no design within the bounds reaches gives
     exit status 1 and a design.json that says infeasible, with the issue's keys and a check."""

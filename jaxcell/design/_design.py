@@ -16,6 +16,8 @@ from ._optimise import (
     DesignResult,
     UndeliveredStart,
     augmented_lagrangian,
+    check_budget,
+    check_capacity_floor,
     derivative_mode,
     jit_value_and_grad,
     maximise,
@@ -63,8 +65,9 @@ def optimise_design(
     """
     t0 = time.perf_counter()
     space = _space(params, variables)
-    if min_capacity is not None and not (np.isfinite(min_capacity) and min_capacity > 0):
-        raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+    check_budget(max_evaluations)
+    if min_capacity is not None:
+        check_capacity_floor(min_capacity)
     forward, simulate_kwargs = derivative_mode(len(space.variables), simulate_kwargs)
     f = design_objective(model, params, experiment, space, objective=objective, initial_soc=initial_soc,
                          lithium=lithium, densities=densities, **simulate_kwargs)

@@ -99,6 +99,20 @@ def _as_np(x):
     return np.asarray(jax.device_get(x), dtype=np.float64)
 
 
+def check_budget(max_evaluations) -> None:
+    """Refuse a gradient budget below 2 (the start and one step): with 1 the optimiser had no
+    step to take and ended in a bare StopIteration after compiling."""
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, (int, np.integer)) or max_evaluations < 2:
+        raise ValueError(f"max_evaluations must be an integer >= 2 (the start and at least one step), got "
+                         f"{max_evaluations!r}.")
+
+
+def check_capacity_floor(min_capacity) -> None:
+    """A capacity floor [A.h] must be a positive number (not a bool, which Python counts as 1)."""
+    if isinstance(min_capacity, bool) or not (np.isfinite(min_capacity) and min_capacity > 0):
+        raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+
+
 def maximise(
     value_and_grad: Callable,
     u0,

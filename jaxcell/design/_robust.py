@@ -27,6 +27,8 @@ from ._optimise import (
     DesignResult,
     UndeliveredStart,
     augmented_lagrangian,
+    check_budget,
+    check_capacity_floor,
     derivative_mode,
     jit_value_and_grad,
     maximise,
@@ -301,6 +303,14 @@ def check_design(
     )
 
 
+def _spread(prob, n):
+    """sqrt(prob (1 - prob) / n), with a zero derivative where prob is exactly 0 or 1 (every
+    sample far from the floor): sqrt's infinite one there made the whole gradient NaN, even
+    with z = 0, and the optimiser stopped at its start as if converged."""
+    var = prob * (1.0 - prob)
+    return jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0) / n), 0.0)
+
+
 def optimise_robust_design(
     model,
     params: ParameterSet,
@@ -364,8 +374,8 @@ def optimise_robust_design(
     if chance == "cvar" and confidence is not None:
         raise ValueError("confidence applies to chance='sigmoid' only (CVaR is already a conservative bound).")
     z = 0.0 if confidence is None else float(scipy.stats.norm.ppf(confidence))
-    if not (np.isfinite(min_capacity) and min_capacity > 0):
-        raise ValueError(f"min_capacity must be a positive capacity [A.h], got {min_capacity!r}.")
+    check_capacity_floor(min_capacity)
+    check_budget(max_evaluations)
     if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
         raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
     t_alpha = alpha if temperature_alpha is None else temperature_alpha
@@ -394,7 +404,7 @@ def optimise_robust_design(
             prob = smoothed_failure(values, floor, w)
             probs.append(prob)
             excess = (floor - values) / abs(floor)
-            gs.append(_cvar(excess, a) if chance == "cvar" else prob + z * jnp.sqrt(prob * (1.0 - prob) / n_samples) - a)
+            gs.append(_cvar(excess, a) if chance == "cvar" else prob + z * _spread(prob, n_samples) - a)
         g = gs[0] if len(gs) == 1 else jnp.stack(gs)
         return augmented_lagrangian(jnp.mean(out.objective) / f0, g, lam, mu), (out, g, jnp.stack(probs))
 
