@@ -82,6 +82,15 @@ def test_a_number_no_model_reads_is_updated_with_a_warning(chen):
         chen.update({"Negative electrode charge transfer coefficient": 0.5, "Negative electrode thickness [m]": 80e-6})
 
 
+def test_batch_shape_is_the_leaves_broadcast_shape(chen):
+    """A leaf of shape (1,) beside one of (3,) is a batch of 3 (it was read as (1,), the longest
+    shape, and a batched simulation failed in numpy); (3, 1) beside (3,) broadcasts to (3, 3)."""
+    a, b = "Negative electrode thickness [m]", "Positive electrode thickness [m]"
+    assert chen.batch_shape == ()
+    assert chen.update({a: [80e-6]}).update({b: [70e-6, 75e-6, 80e-6]}).batch_shape == (3,)
+    assert chen.update({a: np.full((3, 1), 80e-6)}).update({b: [70e-6, 75e-6, 80e-6]}).batch_shape == (3, 3)
+
+
 def test_batched_bad_value_names_index(chen):
     with pytest.raises(ValueError, match="batch index"):
         chen.update({"Negative electrode porosity": np.array([0.2, 0.1, 1.5])})

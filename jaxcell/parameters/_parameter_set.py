@@ -279,9 +279,10 @@ class ParameterSet(eqx.Module):
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        """Leading batch shape shared by all numeric leaves (``()`` for a single cell)."""
-        shapes = [v.shape for v in self.values.values()]
-        return max(shapes, key=len) if shapes else ()
+        """Batch shape of the numeric leaves broadcast together (``()`` for a single cell): a leaf
+        of shape (1,) beside one of (3,) makes a batch of 3 (the longest shape, (1,), was taken
+        for it, and a batched simulation then failed in numpy)."""
+        return tuple(np.broadcast_shapes(*[v.shape for v in self.values.values()]))
 
     # -- updating -----------------------------------------------------------------------------
     def update(self, new: Mapping[str, Value], *, check_already_exists: bool = True) -> "ParameterSet":
@@ -313,7 +314,10 @@ class ParameterSet(eqx.Module):
                 values[k] = jnp.asarray(v, dtype=jnp.float64)
         changed = [k for k in new if k in values]
         for k in changed:
-            if k in NOT_READ:
+            # warned when its concrete value changes (not for a whole set passed through, as a
+            # gradient with respect to every number of the set does)
+            if k in NOT_READ and not isinstance(new[k], jax.core.Tracer) and not (
+                    k in self.values and np.array_equal(np.asarray(new[k]), np.asarray(self.values[k]))):
                 warnings.warn(f"{k!r} is not read by jaxcell's models: {NOT_READ[k]}; the new value has no effect.",
                               stacklevel=2)
         _check_batch_shapes(values, changed)
