@@ -152,6 +152,8 @@ def double_well(tilt):
 def test_map_starts_find_the_lower_of_two_modes():
     """A fit started in the basin of the higher mode converges there, and says so only through
     `optima`; further starts from prior draws find the lower mode, and the result is it."""
+    with pytest.raises(ValueError, match=r"init names 'X', which is not a sampled site of the model; its sites are \['x'\]"):
+        fit_map(double_well, 0.5, init={"X": 3.0})  # a misspelt site was ignored: the fit started at the median
     one = fit_map(double_well, 0.5, init={"x": 3.0})
     assert one.converged and abs(float(one.params["x"]) - 2.0) < 0.1 and len(one.optima) == 1
     many = fit_map(double_well, 0.5, init={"x": 3.0}, starts=8, key=jax.random.key(1))

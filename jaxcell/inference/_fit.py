@@ -237,6 +237,10 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
     except (TypeError, _Untraceable):  # JAX's concretisation errors are TypeErrors
         found = [_numpyro_start(model, k, args, kwargs, _strategy(init, sample)) for k in keys]
         return [z for z, _ in found], found[0][1]
+    unknown = sorted(set(init or {}) - set(seen["supports"]))
+    if unknown:
+        raise ValueError(f"init names {unknown[0]!r}, which is not a sampled site of the model; its sites are "
+                         f"{sorted(seen['supports'])}.")
     zs = None
     if _shareable(args, kwargs):
         try:

@@ -23,6 +23,8 @@ from ._fit import MAPResult
 # proposals whose potentials one call of the vmapped forward solve evaluates: on PyBOP's
 # sampling example (an SPM) 1000 gave 3960 solves/s on 2 cores against 2850 with 250
 CHUNK = 1000
+# share of failed proposals above which run_imh warns
+FAILED_SHARE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +121,12 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
     kept = state[:, num_warmup:]
     z = np.take_along_axis(zs, kept[..., None], axis=1)
     pareto_k = _pareto_k(log_w.reshape(-1))
+    failed = int(np.sum(~np.isfinite(U)))
+    if failed > FAILED_SHARE * U.size:  # the Pareto k sees only the finite weights
+        warnings.warn(f"run_imh: {failed} of {U.size} proposals failed (their potential is not finite: the solve failed "
+                      "there) and were not accepted, each keeping its chain where it was: the Student-t proposes far into "
+                      "where the model fails, which the Pareto k (of the finite weights) does not show. Check the "
+                      "acceptance and effective sample size; a larger df proposes less far.", stacklevel=2)
     if pareto_k > 0.7:
         warnings.warn(f"run_imh: the proposals' importance weights have Pareto k {pareto_k:.2f}, above 0.7: the "
                       "posterior reaches where the Laplace approximation's Student-t rarely proposes, and the chains "
@@ -127,7 +135,7 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
     steps = transition[:, num_warmup:].sum(axis=1)  # the moves the kept states were proposed by
     with np.errstate(invalid="ignore"):
         acceptance = np.where(steps > 0, accepted[:, num_warmup:].sum(axis=1) / np.maximum(steps, 1), np.nan)
-    return IMHResult(z=z, acceptance=acceptance, failed=int(np.sum(~np.isfinite(U))),
+    return IMHResult(z=z, acceptance=acceptance, failed=failed,
                      pareto_k=pareto_k, names=fit.names, _natural=fit._natural)
 
 
