@@ -441,7 +441,7 @@ def cmd_population(args) -> int:
         t0 = time.perf_counter()
         cells = sample_population(params, variation, args.n, jax.random.key(args.seed))
         # the sampled cells too: a variation may draw a cell outside a rule the nominal set meets
-        # (inverted cut-offs), which `simulate_batch` would raise only after compiling
+        # (inverted cut-offs), bad input (exit status 2), not a traceback from `simulate_batch`
         _check_simulation(model, cells, experiment)
     t1 = time.perf_counter()
     sols = jax.block_until_ready(jaxcell.simulate_batch(model, cells, experiment, batch_size=args.batch_size))

@@ -22,7 +22,7 @@ import numpy as np
 from .parameters import ParameterSet
 from .physics import cell
 
-_VOLTAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(V|v|mV)\s*$")  # as experiment strings
+_VOLTAGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(V|v|mV)\s*$")  # volts or millivolts
 
 
 def _capacities(p: ParameterSet):

@@ -82,6 +82,8 @@ def _describe(status: int, step_end: np.ndarray, step_end_time: np.ndarray) -> s
     """The message of one cell: its status (with the step and time of a stop), and for a
     completed experiment the steps that did not end on their own condition."""
     status = Status(int(status))
+    if status in (Status.BAD_T_EVAL, Status.BAD_PARAMETERS):  # the whole run is void: no step to name
+        return STATUS_MESSAGES[status]
     if status != Status.COMPLETED:
         stopped = np.flatnonzero(step_end == StepEnd.STOPPED)
         if stopped.size == 0:

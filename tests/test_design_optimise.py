@@ -172,6 +172,8 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
          "--max-temperature needs --thermal lumped"),
         (["--vary", "Positive electrode porosity=0.1:0.5", "--np-ratio", "keep"], "neither is designed"),
         ([], "at least one design variable"),
+        # one gradient leaves the optimiser no step: a traceback after the compile
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--max-evaluations", "1"], "--max-evaluations must be an integer >= 2"),
     ]
     for extra, message in cases:
         assert main(["design", *extra, "--output", out]) == 2

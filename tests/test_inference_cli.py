@@ -269,6 +269,11 @@ def test_a_fit_file_edited_by_hand_is_refused_before_predicting(chen, tmp_path, 
             "noise": "gaussian", "records": [], "group": None, "initial_soc": 0.9, "fit": [D_POS],
             "samples": {D_POS: [4e-15, 4.1e-15, 3.9e-15], "sigma": [0.002, 0.0021, 0.0019]}}
     assert _checked_fit_file(good, "fit.json").name == "Chen2020"  # the check passes a file fit wrote
+    # a porosity fit of Chen2020, whose positive electrode is full (0.335 + 0.665): draws above
+    # 0.335 break the volume sum that `update` checks, but are the posterior's own
+    eps = "Positive electrode porosity"
+    porous = {**good, "fit": [eps], "samples": {eps: [0.33, 0.335, 0.34], "sigma": [0.002] * 3}}
+    assert _checked_fit_file(porous, "fit.json").name == "Chen2020"
     monkeypatch.setattr(_hierarchy, "predict_voltage", _must_not_predict)
     cases = [
         ({"model": "XYZ"}, '"model" must be one of SPM, SPMe, DFN'),
@@ -287,7 +292,7 @@ def test_a_fit_file_edited_by_hand_is_refused_before_predicting(chen, tmp_path, 
         ({"samples": {D_POS: [float("nan")], "sigma": [0.002]}}, "must be finite numbers, got nan"),
         ({"samples": {D_POS: [4e-15, 4e-15], "sigma": [0.002]}}, "has 1 draws where the other sites have 2"),
         ({"samples": {D_POS: [4e-15], "sigma": [-0.002]}}, "(the noise scale [V]) must be positive"),
-        ({"samples": {D_POS: [-4e-15], "sigma": [0.002]}}, "hold a draw outside its parameter's range"),
+        ({"samples": {D_POS: [-4e-15], "sigma": [0.002]}}, f"\"samples\" of '{D_POS}' must be positive, got -4e-15"),
     ]
     for change, message in cases:
         fit = {**copy.deepcopy(good), **change}

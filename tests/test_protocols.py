@@ -136,6 +136,14 @@ def test_traced_parameters_outside_their_range_get_a_status(spm, chen):
     assert float(sols.capacity[0]) == pytest.approx(float(alone.capacity), rel=1e-12)
     assert np.all(np.isnan(np.asarray(sols.voltage[1:]))) and np.all(np.isnan(np.asarray(sols.capacity[1:])))
     assert not np.any(np.asarray(sols.delivered[1:])) and "outside its physical range" in sols.message[1]
+    assert sols.message[1] == jaxcell.solution.STATUS_MESSAGES[jaxcell.Status.BAD_PARAMETERS]
+    # at the default output times too (each step's own; they were filled after the masking)
+    default = jax.vmap(lambda d: jaxcell.simulate(spm, chen.update({D: d}), "Discharge at 1C until 2.5 V"))(
+        np.array([float(chen[D]), -1.0]))
+    assert list(np.asarray(default.status)) == [jaxcell.Status.COMPLETED, jaxcell.Status.BAD_PARAMETERS]
+    assert np.all(np.isfinite(np.asarray(default.voltage[0])))
+    for series in (default.voltage, default.current, default.discharge_capacity, default.temperature):
+        assert np.all(np.isnan(np.asarray(series[1])))
 
 
 def test_t_eval_must_be_finite(spm, chen):

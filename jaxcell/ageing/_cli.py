@@ -30,7 +30,8 @@ inventory (the fade never exceeds it); the cells at end of life (--end-of-life) 
 no lithium left are counted. The CSV has one row per cell and checkpoint (101 checkpoints;
 replicate 0, --all-replicates for all): cell, replicate, cycle, rate constant(s),
 thickness_m, fade_Ah, resistance_Ohm, end_of_life, depleted, and with --checkups the
-electrochemical check-up capacity_Ah, energy_Wh and status. Time is in cycles; the cost does
+electrochemical check-up capacity_Ah, energy_Wh, status and delivered (the summary counts the
+delivered check-ups). Time is in cycles; the cost does
 not grow with --cycles. A run whose output would exceed --max-memory is refused before it
 starts. Exit status: 0, or 1 if a check-up solve failed, or 2 for bad arguments (output paths
 included, checked before anything is computed)."""
@@ -174,7 +175,7 @@ def cmd_age(args) -> int:
         else:
             params = load_parameters(args.parameters)
         cut = float(params["Lower voltage cut-off [V]"])
-        experiment = args.experiment or f"Discharge at 1C until {cut:g} V"
+        experiment = args.experiment or f"Discharge at 1C until {cut!r} V"  # exactly, as `jaxcell population`
         Experiment(experiment)  # checked also without --checkups, which alone run it
         model = getattr(models, args.model)() if checkups else None
         with warnings.catch_warnings(record=True) as caught:

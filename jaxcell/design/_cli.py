@@ -109,14 +109,14 @@ def cmd_design(args) -> int:
             raise UsageError("--chance cvar needs --alpha, and takes no --confidence (CVaR is already conservative)")
         if args.min_capacity is not None and not (np.isfinite(args.min_capacity) and args.min_capacity > 0):
             raise UsageError(f"--min-capacity must be a positive capacity [A.h], got {args.min_capacity:g}")
-        for name in ("n_samples", "check", "max_evaluations"):
+        for name, low in (("n_samples", 1), ("check", 1), ("max_evaluations", 2)):
             v = getattr(args, name)
-            if v is not None and v < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+            if v is not None and v < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {v}")
         params = _load(args.parameters)
         densities(params)  # a missing density is bad input, named now
         space = DesignSpace.create(params, args.vary, np_ratio=args.np_ratio)
-        steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]']):g} V"]
+        steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]'])!r} V"]
         experiment = jaxcell.Experiment(steps)
         model = _model(args, params)
         _check_simulation(model, params, experiment)

@@ -8,7 +8,6 @@ header is line 1, blank lines counted) or a DataFrame's 0-based position.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import warnings
@@ -226,12 +225,10 @@ def _load(source) -> tuple[pd.DataFrame, str, np.ndarray]:
     except UnicodeDecodeError as e:
         raise MeasurementError(f"{name}: not a text CSV table (byte {e.start} is not UTF-8: a binary or "
                                "spreadsheet file? Export it as CSV).") from None
-    # pandas renames a repeated column name ("t_s", "t_s.1"): refuse it rather than read one of two
-    with open(source, newline="") as f:
-        header = next(csv.reader(f), [])
-    repeated = sorted({c.strip() for c in header if c.strip() and [h.strip() for h in header].count(c.strip()) > 1})
+    # pandas renames a repeated column name ("t_s", then "t_s.1"): refuse it rather than read one of two
+    repeated = [c for c in df.columns if isinstance(c, str) and c.endswith(".1") and c[:-2] in df.columns]
     if repeated:
-        raise MeasurementError(f"{name}: the column {repeated[0]!r} appears more than once in the header; "
+        raise MeasurementError(f"{name}: the column {repeated[0][:-2]!r} appears more than once in the header; "
                                "which one is meant is not clear.")
     lines = np.arange(2, len(df) + 2, dtype=np.int64)
     blank = df.isna().all(axis=1).to_numpy()  # an empty line holds no data

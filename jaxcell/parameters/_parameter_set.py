@@ -30,9 +30,6 @@ class ParameterValueError(ValueError):
 def _rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
     """The physical range that a parameter of this name must lie in, if any."""
     low = name.lower()
-    if "charge transfer coefficient" in low:  # carried for PyBaMM's sake; the kinetics cannot use another value
-        return ("0.5: jaxcell's Butler-Volmer kinetics are symmetric (the overpotential is an arcsinh of the "
-                "current), so another transfer coefficient would be ignored"), lambda v: v == 0.5
     if "porosity" in low and "separator" in low:  # a separator may be all pores (Marquis2019: 1.0)
         return "in (0, 1]", lambda v: (v > 0) & (v <= 1)
     if "porosity" in low:
@@ -78,9 +75,12 @@ def _as_number(name: str, value: Any) -> Any:
 
 
 # numbers a set carries (PyBaMM's sets have them) that no jaxcell model reads, and why
+_SYMMETRIC = "the Butler-Volmer kinetics are symmetric (the overpotential is an arcsinh of the current: 0.5)"
 NOT_READ = {
     "Current function [A]": "the current comes from the experiment (simulate's third argument, "
                             "e.g. \"Discharge at 2 A until 2.5 V\")",
+    "Negative electrode charge transfer coefficient": _SYMMETRIC,
+    "Positive electrode charge transfer coefficient": _SYMMETRIC,
 }
 
 
@@ -293,12 +293,12 @@ class ParameterSet(eqx.Module):
         physical range: porosities and volume fractions in (0, 1) (a separator's porosity may be
         1) with an electrode's porosity and solid fractions adding up to at most 1; lengths,
         radii, diffusivities, capacities, conductivities, reaction rate constants, tortuosity
-        and thermodynamic factors, voltage cut-offs and open-circuit voltages positive; charge
-        transfer coefficients 0.5 (the kinetics are symmetric); temperatures [K] between 150 and
-        500 K; every value a finite number (not a string or None), and shapes that broadcast
-        with the set's batch shape. Update an electrode's porosity and active material fraction
-        in one call when both change. A number the models do not read ("Current function [A]":
-        the current comes from the experiment) is updated with a warning.
+        and thermodynamic factors, voltage cut-offs and open-circuit voltages positive;
+        temperatures [K] between 150 and 500 K; every value a finite number (not a string or
+        None), and shapes that broadcast with the set's batch shape. Update an electrode's
+        porosity and active material fraction in one call when both change. A number the models
+        do not read is changed with a warning: "Current function [A]" (the current comes from
+        the experiment) and the charge transfer coefficients (the kinetics are symmetric).
         """
         values = dict(self.values)
         functions = dict(self.functions)
