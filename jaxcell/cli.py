@@ -363,10 +363,15 @@ def _check_simulation(model, params, experiment) -> None:
     _prepare(model, params, experiment, t_eval=None, rtol=1e-6, atol=1e-8, max_steps=20_000, solver=None, adjoint=None)
 
 
+def default_discharge(params) -> str:
+    """The commands' default step: a 1C discharge to the set's lower cut-off, written exactly
+    (repr): rounded (":g"), 2.500001 V became 2.5 V, below the cut-off, and every cell stopped
+    at the cut-off instead of on the step's own limit."""
+    return f"Discharge at 1C until {float(params['Lower voltage cut-off [V]'])!r} V"
+
+
 def _default_steps(args, params) -> list[str]:
-    # the cut-off as Python writes it (repr), exactly: rounded (":g"), 2.500001 V became 2.5 V,
-    # below the cut-off, and every cell stopped at the cut-off instead of the step's own limit
-    return args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]'])!r} V"]
+    return args.experiment or [default_discharge(params)]
 
 
 def _savefig(fig, option: str, path: str) -> None:

@@ -352,16 +352,15 @@ def _simulate(model, params, table, modes, t_eval, opts):
     )
     (_, y, totals, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
     status = _check_conservation(model, params, y0, y, totals, status)
-    status = jnp.where(bad_t_eval, Status.BAD_T_EVAL, status)
-    out = jnp.where(bad_t_eval, jnp.nan, out)
     if t_eval is None:
         t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
     else:
         t_out = t_eval
     # values `update` could not check (traced: under vmap, jit or grad) are checked here
     bad_params = _out_of_range(params)
+    status = jnp.where(bad_t_eval, Status.BAD_T_EVAL, status)
     status = jnp.where(bad_params, Status.BAD_PARAMETERS, status)
-    out = jnp.where(bad_params, jnp.nan, out)
+    out = jnp.where(bad_t_eval | bad_params, jnp.nan, out)
     totals = jnp.where(bad_params, jnp.nan, totals)
     return Solution(
         t=t_out, voltage=out[:, 0], current=out[:, 1], discharge_capacity=out[:, 2], temperature=out[:, 3],

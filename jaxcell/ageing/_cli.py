@@ -13,6 +13,7 @@ from ..cli import (
     _savefig,
     _seed,
     _write,
+    default_discharge,
     max_memory_argument,
     user_input,
 )
@@ -174,8 +175,7 @@ def cmd_age(args) -> int:
             params = ParameterSet.from_bpx(args.parameters)
         else:
             params = load_parameters(args.parameters)
-        cut = float(params["Lower voltage cut-off [V]"])
-        experiment = args.experiment or f"Discharge at 1C until {cut!r} V"  # exactly, as `jaxcell population`
+        experiment = args.experiment or default_discharge(params)
         Experiment(experiment)  # checked also without --checkups, which alone run it
         model = getattr(models, args.model)() if checkups else None
         with warnings.catch_warnings(record=True) as caught:

@@ -8,7 +8,15 @@ import json
 
 import numpy as np
 
-from ..cli import MODELS, UsageError, _seed, _write, check_output_path, user_input
+from ..cli import (
+    MODELS,
+    UsageError,
+    _seed,
+    _write,
+    check_output_path,
+    default_discharge,
+    user_input,
+)
 
 DESIGN_DESCRIPTION = """Optimise a cell design by gradient through the simulation (docs/design.md).
 
@@ -116,7 +124,7 @@ def cmd_design(args) -> int:
         params = _load(args.parameters)
         densities(params)  # a missing density is bad input, named now
         space = DesignSpace.create(params, args.vary, np_ratio=args.np_ratio)
-        steps = args.experiment or [f"Discharge at 1C until {float(params['Lower voltage cut-off [V]'])!r} V"]
+        steps = args.experiment or [default_discharge(params)]
         experiment = jaxcell.Experiment(steps)
         model = _model(args, params)
         _check_simulation(model, params, experiment)
