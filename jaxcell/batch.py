@@ -58,6 +58,8 @@ def simulate_batch(
     if len(shape) != 1:
         raise ValueError(f"simulate_batch needs parameters with one leading batch axis, got batch shape {shape}.")
     n = shape[0]
+    if n == 0:
+        raise ValueError("simulate_batch got a batch of 0 cells: its parameter arrays have an empty leading axis.")
     # broadcast scalars (parameters shared by every cell) to the batch, on the host: the
     # broadcast and each chunk's slice below are numpy operations instead of one eager JAX
     # dispatch per parameter and chunk

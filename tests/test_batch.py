@@ -101,6 +101,9 @@ def test_bad_arguments(spm, chen):
         jaxcell.simulate_batch(spm, _cells(chen, 2), EXP, batch_size=0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         jaxcell.simulate_batch(spm, _cells(chen, 2), EXP, tolerance=1e-3)
+    empty = chen.update({"Negative electrode thickness [m]": np.zeros(0)})
+    with pytest.raises(ValueError, match="a batch of 0 cells"):
+        jaxcell.simulate_batch(spm, empty, EXP)
 
 
 def test_sharded_over_four_cpu_devices():

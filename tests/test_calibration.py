@@ -333,11 +333,11 @@ def test_imh_never_accepts_a_proposal_whose_potential_is_not_finite():
 
 
 def test_imh_refuses_bad_input():
-    from jaxcell.inference import fit_map, run_imh
+    from jaxcell.inference import fit_map, importance_resample, run_imh, summary_table
 
     y = np.array([0.96, 0.95, 0.97])
     fit = fit_map(saturating, observed=y)
-    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got 0"):
         run_imh(fit, num_samples=0)
     with pytest.raises(ValueError, match="df"):
         run_imh(fit, df=-1.0)
@@ -346,6 +346,20 @@ def test_imh_refuses_bad_input():
     unfinished = fit_map(saturating, observed=y, max_steps=0, tol=1e-300)
     with pytest.raises(ValueError, match="did not converge"):
         run_imh(unfinished)
+    # importance sampling and the draws' count (they ended in IndexErrors and MLIR errors)
+    key = jax.random.key(0)
+    for kw, match in ((dict(importance=1), r"importance .* must be an integer >= 2, got 1"),
+                      (dict(importance=2.5), "importance .* got 2.5"), (dict(n=0), r"n \(the number of draws\)")):
+        with pytest.raises(ValueError, match=match):
+            fit.sample(key, **{"n": 10, **kw})
+    with pytest.raises(ValueError, match=r"n \(the number of draws\) must be a positive integer, got -1"):
+        summary_table(fit, n=-1)
+    z, H = fit.unconstrained[None], fit.hessian[None]
+    for kw, match in ((dict(chunk=0), "chunk must be a positive integer"), (dict(df=0.0), "degrees of freedom"),
+                      (dict(n_proposals=1), "n_proposals .* >= 2")):
+        args = {"n_proposals": 10, **kw}
+        with pytest.raises(ValueError, match=match):
+            importance_resample(lambda zs: np.zeros(zs.shape[:2]), z, H, args.pop("n_proposals"), 5, key, **args)
 
 
 def test_imh_and_importance_of_a_model_that_needs_a_concrete_argument():

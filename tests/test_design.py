@@ -178,6 +178,33 @@ def test_cell_alpha_from_pack_alpha():
         design.cell_alpha(0.01, 0)
 
 
+def test_failure_upper_bound_is_clopper_pearson():
+    """`CheckResult.upper95`: with no failure of n cells the bound is 1 - 0.05^(1/n) (the p at
+    which n passes have a 5 % chance), and its binomial tail is 5 % in general."""
+    from scipy.stats import binom
+
+    from jaxcell.design._robust import _upper95
+
+    for n in (1, 10, 200):
+        assert _upper95(0, n) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-10)
+    for k, n in ((1, 10), (7, 200), (50, 64)):
+        assert binom.cdf(k, n, _upper95(k, n)) == pytest.approx(0.05, rel=1e-8)
+    assert _upper95(5, 5) == 1.0
+
+
+@pytest.mark.parametrize("kw, match", [(dict(n=0), "n must be a positive integer"),
+                                       (dict(min_capacity=-1.0), "min_capacity must be a positive capacity"),
+                                       (dict(max_temperature=0.0), "max_temperature must be a positive")])
+def test_check_design_refuses_bad_input(chen, kw, match):
+    from jaxcell.population import ParameterVariation, Variation
+
+    variation = Variation([ParameterVariation("Positive particle radius [m]", "normal", rel_std=0.05)])
+    args = {"n": 4, **kw}
+    with pytest.raises(ValueError, match=match):
+        design.check_design(jaxcell.SPM(), chen, "Discharge at 1C until 3 V", {"Positive electrode thickness [m]": 75e-6},
+                            variation, args.pop("n"), 0, **args)
+
+
 # -- energy densities against PyBOP ----------------------------------------------------------------
 def test_energy_densities_match_pybop(chen):
     """PyBOP's design problem (maximising_energy.py) at five designs: jaxcell's gravimetric and

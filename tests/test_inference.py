@@ -148,6 +148,27 @@ def test_points_after_a_stop_count_as_the_cut_off_it_stopped_at():
     assert log_likelihood(3.0) < ll[3] - 1e3
 
 
+def test_a_measured_point_that_is_not_finite_is_named():
+    """A NaN in the measured voltage made every density NaN, and a fit ended in numpyro's
+    "Cannot find valid initial parameters"; it is refused by name and index, also from a fit,
+    and a masked one (padding) is allowed."""
+    import numpyro
+
+    from jaxcell.inference import temperature_likelihood, voltage_likelihood
+
+    def model(observed, mask=None):
+        mu = numpyro.sample("mu", dist.Normal(3.7, 0.1))
+        voltage_likelihood(mu * np.ones(3), observed, 0.01, mask=mask)
+
+    y = np.array([3.70, np.nan, 3.72])
+    with pytest.raises(ValueError, match=r"observed values of 'V' are not finite at 1 point\(s\), the first at index 1"):
+        fit_map(model, y)
+    exact = (3.7 / 0.1**2 + (3.70 + 3.72) / 0.01**2) / (1 / 0.1**2 + 2 / 0.01**2)  # conjugate Gaussian
+    np.testing.assert_allclose(fit_map(model, y, mask=np.isfinite(y)).params["mu"], exact, rtol=1e-6)
+    with numpyro.handlers.seed(rng_seed=0), pytest.raises(ValueError, match=r"'T' .* index 1, 2 \(inf\)"):
+        temperature_likelihood(np.zeros((2, 3)), np.array([[1.0, 2.0, 3.0], [1.0, 2.0, np.inf]]), 1.0)
+
+
 def test_an_open_circuit_voltage_curve_identifies_the_stoichiometry_window(chen):
     """`ocv_curve_voltage` is the set's open-circuit voltage over its own window when the ends
     are the set's 0 % and 100 % voltages, and meets a curve's ends exactly; its derivative

@@ -200,6 +200,10 @@ def test_stack_records_pads_and_round_trips(tmp_path):
     assert inf.stack_records(recs).t.shape == (2, 7)
     with pytest.raises(ValueError, match=r"record cell='A', soc=50 has 7 points, more than n_points=5"):
         inf.stack_records(recs, n_points=5)
+    # a record ending at 6e11 s, where 1e-6 s is below float64's spacing: the padding still increases
+    (long,) = inf.read_measurements(pd.DataFrame({"t_s": [0, 1, 2, 6e11], "I_A": [0, 1, 1, 1], "V_V": [4, 3.9, 3.8, 3.7]}))
+    s = inf.stack_records([long], n_points=8)
+    assert (np.diff(s.t[0]) > 0).all() and s.experiments()[0].table.drive_time.shape == (1, 8)
 
 
 @needs_data

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from .._checks import check_int
 from ..batch import simulate_batch
 from ..parameters import ParameterSet
 from ..solution import solved
@@ -394,9 +395,7 @@ def age_population(
                 f"checkups must be cycles in [0, cycles={cycles:g}], got {check}."
             )
     save = np.union1d(_checkpoints(cycles, checkpoints), check)
-    for name, value in (("n_cells", n_cells), ("replicates", replicates)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    check_int(n_cells, "n_cells"), check_int(replicates, "replicates")
     require_memory(
         float(_BYTES_PER_VALUE) * n_cells * replicates * save.size,
         max_output_bytes,

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_int
 from ._laws import AbstractSEILaw
 
 MAX_OUTPUT_BYTES = 2 * 2**30
@@ -74,12 +75,6 @@ def _paths(law_type, rates, keys, cycles, initial_thickness, clock_variance):
 
 # compiled once per (law type, number of paths, number of checkpoints)
 _paths_jit = eqx.filter_jit(_paths)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _checkpoints(cycles, checkpoints):
@@ -162,8 +157,7 @@ def simulate_sei(
             f"law must be an SEI growth law (ReactionLimited(), DiffusionLimited(), "
             f"MixedLimited()), got {type(law).__name__}."
         )
-    n_cells = _positive_int("n_cells", n_cells)
-    replicates = _positive_int("replicates", replicates)
+    n_cells, replicates = check_int(n_cells, "n_cells"), check_int(replicates, "replicates")
     cycles = float(cycles)
     if not (math.isfinite(cycles) and cycles > 0):
         raise ValueError(

@@ -180,11 +180,12 @@ def cmd_design(args) -> int:
                          jax.random.fold_in(jax.random.key(args.seed), 1), min_capacity=args.min_capacity,
                          objective=args.objective, lithium=args.lithium, np_ratio=args.np_ratio,
                          max_temperature=args.max_temperature)
-        out["check"] = {"n": c.n, "failure_probability": c.failure_probability, "stderr": c.stderr,
+        out["check"] = {"n": c.n, "failure_probability": c.failure_probability, "stderr": c.stderr, "upper95": c.upper95,
                         "mean_objective": c.mean_objective, "mean_capacity": c.mean_capacity,
                         "not_delivered": c.not_delivered, "pack_failure_probability": c.pack_failure_probability,
                         "overheated": c.overheated}
-        print(f"check      {c.n} fresh cells: P(fail) = {c.failure_probability:.4g} +- {c.stderr:.2g}, mean objective "
+        print(f"check      {c.n} fresh cells: P(fail) = {c.failure_probability:.4g} +- {c.stderr:.2g} (95 % upper bound "
+              f"{c.upper95:.2g}), mean objective "
               f"{c.mean_objective:.6g} {unit}, mean capacity {c.mean_capacity:.5g} A.h, not delivered {c.not_delivered}")
     _write("--output", args.output, lambda tmp: open(tmp, "w").write(json.dumps(out, indent=1, default=float) + "\n"))
     print(f"wrote      {args.output}")

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_int
+
 METHODS = ("L-BFGS-B", "BFGS", "adam")
 # Up to this many design variables the objective is differentiated in forward mode (one tangent
 # per variable through the solve) where no `adjoint` is given: at two variables it traces,
@@ -102,9 +104,7 @@ def _as_np(x):
 def check_budget(max_evaluations) -> None:
     """Refuse a gradient budget below 2 (the start and one step): with 1 the optimiser had no
     step to take and ended in a bare StopIteration after compiling."""
-    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, (int, np.integer)) or max_evaluations < 2:
-        raise ValueError(f"max_evaluations must be an integer >= 2 (the start and at least one step), got "
-                         f"{max_evaluations!r}.")
+    check_int(max_evaluations, "max_evaluations", 2, "(the start and at least one step)")
 
 
 def check_capacity_floor(min_capacity) -> None:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from .._checks import check_int
 from ..batch import simulate_batch
 from ..experiment import Experiment
 from ..parameters import ParameterSet
@@ -47,8 +48,7 @@ def cell_alpha(alpha_pack: float, n_cells: int) -> float:
     check population rather than trusting the formula (docs/design.md)."""
     if not 0.0 < alpha_pack < 1.0:
         raise ValueError(f"alpha_pack must be a probability in (0, 1), got {alpha_pack!r}.")
-    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
-        raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}.")
+    check_int(n_cells, "n_cells")
     return float(-math.expm1(math.log1p(-alpha_pack) / n_cells))
 
 
@@ -189,7 +189,10 @@ class CheckResult:
         n: cells simulated; failures: cells with capacity below `min_capacity`, above
             `max_temperature` (overheated: how many delivered cells) or that did not deliver the
             experiment; failure_probability: failures / n, stderr: its standard
-            error sqrt(p (1 - p) / n); not_delivered: cells that did not deliver it (counted as
+            error sqrt(p (1 - p) / n), 0 where no cell or every cell failed; upper95: the
+            one-sided 95 % Clopper-Pearson upper bound on the failure probability (exact for
+            any n; about 3 / n where no cell failed), what a chance constraint P(fail) <= alpha
+            is checked against; not_delivered: cells that did not deliver it (counted as
             failures); mean_objective, mean_capacity: over delivered cells; pack_failure_probability:
             the fraction of packs (of the variation's hierarchy) with at least one failed cell;
         capacities, objectives, temperatures: each cell's capacity [A.h], energy density and
@@ -201,6 +204,7 @@ class CheckResult:
     failures: int
     failure_probability: float
     stderr: float
+    upper95: float
     not_delivered: int
     mean_objective: float
     mean_capacity: float
@@ -260,6 +264,11 @@ def check_design(
     With `max_temperature` [K], a cell whose highest temperature exceeds it fails too."""
     t0 = time.perf_counter()
     check_objective(objective)
+    check_int(n, "n", why="(the number of cells to check)")
+    if min_capacity is not None:
+        check_capacity_floor(min_capacity)
+    if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
+        raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
     # the design's values with the parameters that follow them, as in the optimisation
     space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()],
                                np_ratio=np_ratio)
@@ -294,6 +303,7 @@ def check_design(
     ok = delivered
     return CheckResult(
         n=int(n), failures=int(fail.sum()), failure_probability=p, stderr=math.sqrt(p * (1 - p) / n),
+        upper95=_upper95(int(fail.sum()), int(n)),
         not_delivered=int((~delivered).sum()),
         mean_objective=float(obj[ok].mean()) if ok.any() else float("nan"),
         mean_capacity=float(cap[ok].mean()) if ok.any() else float("nan"),
@@ -301,6 +311,12 @@ def check_design(
         capacities=np.where(delivered, cap, np.nan), objectives=np.where(delivered, obj, np.nan),
         max_temperature=max_temperature, overheated=overheated, temperatures=np.where(delivered, temp, np.nan),
     )
+
+
+def _upper95(failures: int, n: int) -> float:
+    """The one-sided 95 % Clopper-Pearson upper bound on a failure probability from `failures` of
+    `n` cells: the p whose binomial chance of at most `failures` failures is 5 %."""
+    return 1.0 if failures >= n else float(scipy.stats.beta.ppf(0.95, failures + 1, n - failures))
 
 
 def _spread(prob, n):

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.stats
 from jax.flatten_util import ravel_pytree
 
+from .._checks import check_int
 from ._fit import _checked_start, _newton_batch, _starting_points, _strategy
 
 
@@ -313,6 +314,11 @@ def importance_resample(potential, z, H, n_proposals: int, n_draws: int, key, *,
     not positive definite."""
     from arviz import psislw
 
+    check_int(n_proposals, "n_proposals (importance sampling's proposals)", 2)
+    check_int(n_draws, "n_draws")
+    check_int(chunk, "chunk")
+    if not (np.isfinite(df) and df > 0):
+        raise ValueError(f"df (the Student-t proposal's degrees of freedom) must be positive, got {df!r}.")
     ok, chol = _laplace_factor(H)
     k_eps, k_chi, k_pick = jax.random.split(key, 3)
     zs, log_q = student_t_proposals(k_eps, k_chi, z, chol, n_proposals, df)

@@ -166,8 +166,8 @@ class StackedRecords:
 
     Arrays have shape (n_records, n_points). Row r holds record r's points where ``mask[r]`` is
     True (its first ``lengths[r]`` entries); after them come padding points: times
-    ``t_last + k * PAD_DT`` (k = 1, 2, ..., PAD_DT = 1e-6 s, so times still increase strictly and a
-    row is itself a valid drive cycle), current and voltage equal to the record's last values,
+    ``t_last + k * dt`` (k = 1, 2, ..., dt = PAD_DT = 1e-6 s, or 8 float spacings of ``t_last``
+    where that is more, so times still increase strictly and a row is itself a valid drive cycle), current and voltage equal to the record's last values,
     ``rows`` -1 and ``mask`` False. Nothing is resampled: the real points are the records' own.
 
     Attributes: t [s], current [A], voltage [V], rows, mask (bool), lengths (n_records,),
@@ -495,7 +495,8 @@ def stack_records(records: Sequence[Record], n_points: int | None = None) -> Sta
     for k, r in enumerate(records):
         m = len(r)
         t[k, :m], i[k, :m], v[k, :m], rows[k, :m], mask[k, :m] = r.t, r.current, r.voltage, r.rows, True
-        t[k, m:] = r.t[-1] + PAD_DT * np.arange(1, n - m + 1)
+        # beyond about 1e9 s, 1e-6 s is below float64's spacing and t_last + 1e-6 == t_last
+        t[k, m:] = r.t[-1] + max(PAD_DT, 8 * np.spacing(r.t[-1])) * np.arange(1, n - m + 1)
         i[k, m:], v[k, m:] = r.current[-1], r.voltage[-1]
         if temp is not None:
             temp[k, :m], temp[k, m:] = r.temperature, r.temperature[-1]

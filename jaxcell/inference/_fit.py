@@ -23,6 +23,8 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, transform_fn
 
+from .._checks import check_int
+
 # central differences of the gradient give the Laplace Hessian: second-order derivatives
 # through the solver would need forward mode over Rodas4's reverse-mode rule, which a
 # custom_vjp does not have. The step is in the unconstrained space (log or logit of the value).
@@ -91,7 +93,9 @@ class MAPResult:
         posterior instead, by Pareto-smoothed importance sampling around the approximation
         (`importance_sample`, M potential evaluations); a warning says when its Pareto k is
         above min(1 - 1 / log10(M), 0.7) (weights unreliable)."""
-        if importance:
+        check_int(n, "n (the number of draws)")
+        if importance is not None and importance != 0:
+            check_int(importance, "importance (the number of proposals; 0 for none)", 2)
             draws, k = self.importance_sample(key, importance, n)
             limit = min(1.0 - 1.0 / np.log10(importance), 0.7) if importance > 10 else 0.0
             if not np.isfinite(k):

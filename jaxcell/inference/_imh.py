@@ -17,6 +17,7 @@ import warnings
 import jax
 import numpy as np
 
+from .._checks import check_int
 from ._calibration import potential_in_chunks, student_t_proposals
 from ._fit import MAPResult
 
@@ -97,8 +98,7 @@ def run_imh(fit: MAPResult, *, key=None, num_samples: int = 1000, num_chains: in
                          "cannot be the proposal. Fit again (more steps, other starts) or use run_nuts.")
     for name, value, low in (("num_samples", num_samples, 1), ("num_chains", num_chains, 1),
                              ("num_warmup", num_warmup, 0), ("chunk", chunk, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"run_imh: {name} must be an integer >= {low}, got {value!r}.")
+        check_int(value, f"run_imh: {name}", low)
     if not (np.isfinite(df) and df > 0):
         raise ValueError(f"run_imh: df (the Student-t's degrees of freedom) must be positive, got {df!r}.")
     key = jax.random.key(0) if key is None else key

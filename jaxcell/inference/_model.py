@@ -141,7 +141,11 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     `sigma` [V], Gaussian or Student-t (`df` degrees of freedom; robust to outliers). Points the
     simulation did not reach (non-finite: it stopped early) count as the voltage it stopped at:
     the cut-off of `cut_offs` = (lower, upper) [V] that the solves' `status` names, else the last
-    simulated voltage (`hold_last_voltage`); `mask` (boolean, same shape) leaves out padding."""
+    simulated voltage (`hold_last_voltage`); `mask` (boolean, same shape) leaves out padding.
+    A measured point that is not finite (and not masked) is refused where `observed` is
+    concrete: its density would be NaN for every parameter, and a fit would end in numpyro's
+    "Cannot find valid initial parameters"."""
+    _check_observed(observed, mask, name)
     predicted = hold_last_voltage(predicted, cut_offs, status)
     if noise == "gaussian":
         d = dist.Normal(predicted, sigma)
@@ -154,6 +158,18 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed)
 
 
+def _check_observed(observed, mask, name: str) -> None:
+    if observed is None or any(isinstance(x, jax.core.Tracer) for x in (observed, mask)):
+        return
+    obs = np.asarray(observed)
+    keep = np.ones(obs.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), obs.shape)
+    bad = np.argwhere(~np.isfinite(obs) & keep)
+    if bad.size:
+        at = ", ".join(map(str, bad[0])) if obs.ndim > 1 else str(bad[0][0])
+        raise ValueError(f"the observed values of {name!r} are not finite at {len(bad)} point(s), the first at index "
+                         f"{at} ({obs[tuple(bad[0])]}): leave those points out, or mask them (mask=).")
+
+
 def temperature_likelihood(predicted, observed, sigma, *, mask=None, name: str = "T"):
     """Inside a numpyro model: a measured cell temperature [K] (..., points) given the simulated
     one, as rises from each row's first point (a thermocouple's offset from the cell's mean,
@@ -164,6 +180,7 @@ def temperature_likelihood(predicted, observed, sigma, *, mask=None, name: str =
     Example:
         >>> temperature_likelihood(sol.temperature, rec.temperature, sigma_T)
     """
+    _check_observed(observed, mask, name)
     predicted = hold_last_voltage(predicted)
     observed = jnp.asarray(observed)
     d = dist.Normal(predicted - predicted[..., :1], sigma)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_int
 from ..parameters import ParameterSet
 from ..parameters._parameter_set import _rule
 from ._distributions import (
@@ -532,9 +533,7 @@ def _key(key):
 
 
 def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer (number of cells), got {n!r}.")
-    return int(n)
+    return check_int(n, "n", why="(number of cells)")
 
 
 def sample_values(
