@@ -129,6 +129,10 @@ def test_new_cell_prediction_covers_a_cell_left_out(chen, fitted, population):
                           left_out, initial_soc=0.9)
     new = predict_voltage(population["model"], chen, values, left_out, initial_soc=0.9)
     assert np.mean(np.std(own[:, 0], 0)) < 0.5 * np.mean(np.std(new[:, 0], 0))
+    with pytest.raises(ValueError, match="holds no draws"):
+        predict_voltage(population["model"], chen, {D_POS: np.zeros(0)}, left_out, initial_soc=0.9)
+    with pytest.raises(ValueError, match=r"sigma \(the noise scale \[V\]\) must be finite and >= 0"):
+        predict_voltage(population["model"], chen, values, left_out, sigma=-0.01, key=jax.random.key(3), initial_soc=0.9)
 
 
 def test_results_as_table_and_inference_data(fitted):
