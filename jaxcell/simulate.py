@@ -25,6 +25,9 @@ from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, Struc
 STO_LIMIT = 1e-6
 # Newton iterations for the current of a voltage or power step (scalar, quadratically convergent).
 NEWTON_ITERS = 12
+# the relative residual below which the current of a voltage or power step counts as found (Newton
+# converges quadratically: a found root's last residual is far below it)
+NEWTON_TOLERANCE = 1e-6
 N_OUT_PER_STEP = 400
 
 
@@ -69,15 +72,19 @@ class Options(eqx.Module):
     outputs_in_loop: bool = eqx.field(static=True, default=False)  # see `simulate`, `_outputs_at`
 
 
-def _solve_current(g, I0):
+def _solve_current(g, I0, scale):
     """Root of the scalar function g(I) by Newton's method from I0 (fixed iteration count, so it
-    is jit/vmap/grad friendly)."""
+    is jit/vmap/grad friendly); NaN where there is none: where g's last Newton residual is above
+    NEWTON_TOLERANCE x `scale` (the target's size). A power above the cell's maximum has no
+    root, and Newton's iterate ended anywhere (a 3000 W discharge ran as a -210 A charge)."""
 
-    def body(_, I):
+    def body(_, carry):
+        I, _ = carry
         r, dr = jax.jvp(g, (I,), (jnp.ones_like(I),))
-        return I - r / jnp.where(dr == 0, 1.0, dr)
+        return I - r / jnp.where(dr == 0, 1.0, dr), r
 
-    return jax.lax.fori_loop(0, NEWTON_ITERS, body, I0)
+    I, r = jax.lax.fori_loop(0, NEWTON_ITERS, body, (I0, jnp.full_like(I0, jnp.inf)))
+    return jnp.where(jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale), I, jnp.nan)
 
 
 def _amps(value, is_c_rate, p):
@@ -110,13 +117,13 @@ def _control(model, row, p, t0, modes):
         return jnp.interp(t, t0 + row.drive_time, row.drive_current)
 
     def voltage(t, y):
-        return _solve_current(lambda I: model_voltage(model, p, y, I) - value, jnp.zeros_like(value))
+        return _solve_current(lambda I: model_voltage(model, p, y, I) - value, jnp.zeros_like(value), value)
 
     def power(t, y):
         # a first guess from the voltage at zero current, which (unlike the open-circuit
         # voltage) depends only on the part of the state the outputs are saved from
         I0 = value / model_voltage(model, p, y, jnp.zeros_like(value))
-        return _solve_current(lambda I: I * model_voltage(model, p, y, I) - value, I0)
+        return _solve_current(lambda I: I * model_voltage(model, p, y, I) - value, I0, value)
 
     branches = [(constant, drive, voltage, power)[m] for m in modes]
     state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
@@ -206,12 +213,18 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     time_dependent = time_dependent or model.rhs_reads_time
     out_fn = _outputs(model, current, p)
     is_hold = row.mode == 2
-    # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing
-    sign = jnp.where(row.value < 0, -1.0, 1.0)
+    # discharge (value > 0) ends on a voltage down-crossing, charge on an up-crossing; "Charge at
+    # 0 A" is -0.0, a charge (its limit is above the voltage, and it rests until then)
+    sign = jnp.where(jnp.signbit(row.value), -1.0, 1.0)
     has_v, has_i = ~jnp.isnan(row.until_voltage), ~jnp.isnan(row.until_current)
     I_lim = _amps(row.until_current, row.until_c_rate, p)
     V_min, V_max = p["Lower voltage cut-off [V]"], p["Upper voltage cut-off [V]"]
     depletion = model.electrolyte_margin
+    # a current limit is met where the current, in the direction it flows at the step's start,
+    # falls to the limit: |I| - I_lim dips below zero only briefly where a hold's current changes
+    # sign, and the solver stepped over the dip (a hold "until 1 mA" ran on for 6000 s more)
+    I_start = current(t0, y0)
+    i_sign = jnp.where(I_start < 0, -1.0, 1.0)
 
     def conditions(t, state):
         """Every end condition, oriented to cross from positive to negative; disabled ones BIG.
@@ -223,7 +236,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         sn, sp = model.surface_stoichiometries(y, p)
         return jnp.stack([
             jnp.where(has_v, sign * (V - row.until_voltage), BIG),
-            jnp.where(has_i, jnp.abs(I) - I_lim, BIG),
+            jnp.where(has_i, i_sign * I - I_lim, BIG),
             jnp.where(is_hold, BIG, V - V_min),
             jnp.where(is_hold, BIG, V_max - V),
             jnp.min(jnp.stack([sn, 1 - sn, sp, 1 - sp])) - STO_LIMIT,
@@ -258,6 +271,8 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start_stop = jnp.where(jnp.any(start_violation), stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
     start_stop = jnp.where(bad_start, Status.SOLVER_FAILURE, start_stop)
+    # no current realises the step's power or voltage (NaN from `_solve_current`)
+    start_stop = jnp.where(jnp.isnan(I_start) & ~stopped, Status.INFEASIBLE_CONTROL, start_stop)
     skip = stopped | already | (start_stop != Status.COMPLETED)
     t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))
 
@@ -337,8 +352,11 @@ def _simulate(model, params, table, modes, t_eval, opts):
             valid = ts < t_new
             per_step = (jnp.where(valid, ts, t_new), jnp.where(valid[:, None], outs, final))
         else:
+            # a step that did not run (skipped, or stopped at its start) writes the last output
+            # at its start time, not its own: its control never acted (a skipped 2C step showed
+            # 10 A and the voltage under it at the experiment's end)
             valid = (t_eval >= t) & (t_eval <= t_new) & ~stopped
-            out = jnp.where(valid[:, None], outs, out)
+            out = jnp.where(valid[:, None], jnp.where(t_new > t, outs, final), out)
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)

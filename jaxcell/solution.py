@@ -23,6 +23,7 @@ class Status(enum.IntEnum):
     ELECTROLYTE_DEPLETED = 7
     BAD_T_EVAL = 8
     BAD_PARAMETERS = 9
+    INFEASIBLE_CONTROL = 10
 
 
 # the experiment stopped at a physical limit: a valid solve up to there
@@ -54,6 +55,10 @@ STATUS_MESSAGES = {
     Status.BAD_T_EVAL: (
         "failed: t_eval was not finite, non-negative and non-decreasing (a traced t_eval, e.g. under jax.jit; "
         "a concrete one is refused with an error)"
+    ),
+    Status.INFEASIBLE_CONTROL: (
+        "failed: no current realises the step's power or voltage (a power above the cell's maximum at its state, "
+        "or a voltage out of reach)"
     ),
     Status.BAD_PARAMETERS: (
         "failed: a parameter was outside its physical range or not finite (a traced value, e.g. under jax.vmap or "

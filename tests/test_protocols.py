@@ -232,3 +232,61 @@ def test_skipped_steps_report_last_real_output(spm, chen):
     assert list(np.asarray(sol.step_end)) == [StepEnd.STOPPED, StepEnd.NOT_RUN]
     np.testing.assert_allclose(np.asarray(sol.current)[-1], 10.0)
     np.testing.assert_allclose(np.asarray(sol.voltage)[-1], 2.5, atol=2e-6)
+
+
+def test_skipped_steps_at_output_times_show_the_last_real_output(spm, chen):
+    """At an output time on the start of a step that does not run (skipped, or stopped at its
+    start), the output is the cell's real state, as without t_eval: a skipped 2C discharge put
+    its own 10 A, and the voltage under it, at the experiment's end; a charge of a full cell
+    showed -5 A at 4.32 V, above the 4.2 V cut-off it stopped on."""
+    exp = ["Discharge at 1C for 10 minutes", "Discharge at 2C until 4.1 V"]  # the second is met at its start
+    on_grid = jaxcell.simulate(spm, chen, exp, t_eval=np.array([0.0, 300.0, 600.0]))
+    default = jaxcell.simulate(spm, chen, exp)
+    assert list(np.asarray(on_grid.step_end)) == [StepEnd.DURATION, StepEnd.ALREADY_MET]
+    assert float(on_grid.current[-1]) == pytest.approx(5.0)
+    np.testing.assert_allclose(float(on_grid.voltage[-1]), float(default.voltage[-1]), atol=1e-6)
+    full = jaxcell.simulate(spm, chen, ["Charge at 1C for 1 hour"], t_eval=np.array([0.0]), initial_soc=1.0)
+    assert int(full.status) == jaxcell.Status.UPPER_CUTOFF
+    assert float(full.current[0]) == 0.0 and float(full.voltage[0]) <= 4.2 + 1e-6
+
+
+def test_a_hold_whose_current_changes_sign_ends_on_its_limit(spm, chen):
+    """A hold between the rest voltage and the voltage a charge left: its current starts as a
+    discharge, falls through zero and turns to charge. Its limit, |I| < 1 mA, holds only for
+    about 0.1 s around the sign change; the solver stepped over it and the hold ran on for
+    another 6000 s, reported as ended on its current limit. The limit now counts in the
+    direction the current flows at the start, so the hold ends as it falls through 1 mA."""
+    sol = jaxcell.simulate(spm, chen, ["Charge at 2C for 10 minutes", "Hold at 3.8709 V until 1 mA or 2 hours"],
+                           initial_soc=0.3)
+    assert list(np.asarray(sol.step_end)) == [StepEnd.DURATION, StepEnd.CURRENT]
+    assert float(sol.step_end_time[-1]) < 1000.0
+    t, _, i, _ = _step_rows(sol, 1)
+    assert (i[:-1] > 1e-3).all()  # a discharge current throughout, ending at its limit
+    np.testing.assert_allclose(i[-1], 1e-3, rtol=1e-6)
+
+
+def test_a_charge_at_zero_current_rests_until_its_limit_or_duration(spm, chen):
+    """'Charge at 0 A' (a sweep of currents through 0) rests: its voltage limit is a charge's,
+    above the cell's voltage. Its value is -0.0, which the step's direction read as a discharge,
+    whose limit held at the start: the step was skipped."""
+    for current in ("0 A", "0.1 A"):
+        sol = jaxcell.simulate(spm, chen, f"Charge at {current} for 10 minutes or until 4.2 V", initial_soc=0.5)
+        assert list(np.asarray(sol.step_end)) == [StepEnd.DURATION], current
+        assert float(sol.step_end_time[-1]) == pytest.approx(600.0), current
+
+
+def test_a_power_the_cell_cannot_deliver_is_a_failure(chen):
+    """A constant-power discharge above the cell's maximum power at its state has no current:
+    I V(I) peaks below it. Newton's iterate was used anyway: a 3000 W discharge of the SPMe ran
+    as a -210 A charge and stopped at the upper cut-off, a valid-looking stop. It is now a
+    failure of its own; a power the cell can deliver runs with I V = P."""
+    spme = jaxcell.SPMe()
+    sol = jaxcell.simulate(spme, chen, ["Discharge at 3000 W until 2.5 V", "Discharge at 20 W for 1 minute"],
+                           initial_soc=0.5)
+    assert int(sol.status) == jaxcell.Status.INFEASIBLE_CONTROL and not bool(sol.delivered)
+    assert sol.message.startswith("failed: no current realises the step's power or voltage")
+    assert "(at the start of step 1)" in sol.message and float(sol.capacity) == 0.0
+    ok = jaxcell.simulate(spme, chen, ["Discharge at 20 W for 10 minutes", "Discharge at 20 W for 1 minute"],
+                          initial_soc=0.5)
+    assert int(ok.status) == jaxcell.Status.COMPLETED
+    np.testing.assert_allclose(np.asarray(ok.current * ok.voltage)[:-1], 20.0, rtol=1e-6)
