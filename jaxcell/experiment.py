@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 ACCEPTED_FORMS = """Accepted step forms (PyBaMM's language):
@@ -277,6 +278,22 @@ class StepTable(eqx.Module):
             until_c_rate=np.asarray([s.until_c_rate for s in steps]),
             drive_time=np.stack(dt),
             drive_current=np.stack(di),
+        )
+
+    @classmethod
+    def drive_cycles(cls, time, current) -> "StepTable":
+        """The tables of one drive-cycle step per row of `time` and `current` (n, m), stacked
+        along a leading axis: what stacking `Experiment([DriveCycle(time[r], current[r])]).table`
+        gives, built with jax.numpy where the rows are traced (a compiled fit's records), so it
+        checks nothing: every row must be a valid drive cycle (`DriveCycle`)."""
+        xp = jnp if any(isinstance(x, jax.core.Tracer) for x in (time, current)) else np
+        time, current = xp.asarray(time, dtype=np.float64), xp.asarray(current, dtype=np.float64)
+        n = time.shape[0]
+        full = lambda value, dtype=np.float64: xp.full((n, 1), value, dtype=dtype)  # noqa: E731
+        return cls(
+            mode=full(MODES["drive"], np.int32), value=full(0.0), c_rate=full(False, bool), duration=time[:, -1:],
+            until_voltage=full(np.nan), until_current=full(np.nan), until_c_rate=full(False, bool),
+            drive_time=time[:, None, :], drive_current=current[:, None, :],
         )
 
 

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from conftest import compiled_names
+
 import jaxcell
 from jaxcell.cli import main
 from jaxcell.inference._fit import _loss_converged
@@ -315,3 +317,20 @@ def test_unreached_points_are_not_excused_by_a_misfit_noise_scale(chen):
     measured = np.array([3.8, 2.52, 4.19, 2.45])
     assert list(_beyond_cutoffs(chen, measured, 0.379)) == [True, False, False, False]
     assert list(_beyond_cutoffs(chen, measured, 0.002)) == [True, True, True, True]
+
+
+def test_records_of_the_same_shapes_share_one_compiled_fit(chen):
+    """Records are the inputs of a fit's compiled program, not its constants: the next records
+    of the same shapes (another cell, the next left-out rate; here other rates with other keys)
+    fit without compiling the potential and its gradient again, and each fit finds its own
+    records' diffusivity. (Records were compared by identity, so every fit compiled anew.)"""
+    from jaxcell.inference import default_prior, fit_map, read_measurements, records_model, stack_records
+
+    recs = read_measurements(_table(chen, [1.0, 2.0, 1.5]), ["rate"])
+    priors, truth = {D_POS: default_prior(D_POS, chen[D_POS])}, 0.6 * float(chen[D_POS])
+    for pair in ([0, 1], [1, 2]):
+        with compiled_names() as names:
+            res = fit_map(records_model, jaxcell.SPM(), chen, stack_records([recs[k] for k in pair]), priors=priors,
+                          noise="gaussian", initial_soc=0.9)
+        assert res.converged and abs(res.params[D_POS] / truth - 1) < 0.1, pair
+    assert "jit(_shared_value_and_grad)" not in names and "jit(<lambda>)" not in names, names

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -167,12 +168,18 @@ class StackedRecords:
     Arrays have shape (n_records, n_points). Row r holds record r's points where ``mask[r]`` is
     True (its first ``lengths[r]`` entries); after them come padding points: times
     ``t_last + k * dt`` (k = 1, 2, ..., dt = PAD_DT = 1e-6 s, or 8 float spacings of ``t_last``
-    where that is more, so times still increase strictly and a row is itself a valid drive cycle), current and voltage equal to the record's last values,
-    ``rows`` -1 and ``mask`` False. Nothing is resampled: the real points are the records' own.
+    where that is more, so times still increase strictly and a row is itself a valid drive
+    cycle), current and voltage equal to the record's last values, ``rows`` -1 and ``mask``
+    False. Nothing is resampled: the real points are the records' own.
 
     Attributes: t [s], current [A], voltage [V], rows, mask (bool), lengths (n_records,),
     keys (one dict per record), first_voltage [V] and at_rest (bool), both (n_records,);
     temperature [K] (padded like the voltage) where every record has one, else None.
+
+    A JAX pytree whose leaves are the arrays: passed to a model that a fit compiles, the records
+    are the program's inputs, so another set of records of the same shapes (the next cell, the
+    next left-out rate) runs through the same compiled program. The keys are labels for
+    messages and outputs; they do not key compiled programs (`_Labels`).
     """
 
     t: np.ndarray
@@ -195,6 +202,31 @@ class StackedRecords:
         `jax.vmap`) compiles once. The padding holds the last current for n_pad * 1e-6 s."""
         return [Experiment([DriveCycle(t, i, description="measured current (stacked)")])
                 for t, i in zip(self.t, self.current)]
+
+
+class _Labels:
+    """The records' keys as the static part of a `StackedRecords` pytree: every `_Labels` equals
+    every other, so records that differ only in their labels share a compiled program (the
+    program computes with the arrays alone; the keys name records in messages)."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def __eq__(self, other):
+        return isinstance(other, _Labels)
+
+    def __hash__(self):
+        return hash(_Labels)
+
+
+_ARRAYS = ("t", "current", "voltage", "rows", "mask", "lengths", "first_voltage", "at_rest", "temperature")
+jax.tree_util.register_pytree_node(
+    StackedRecords,
+    lambda s: (tuple(getattr(s, k) for k in _ARRAYS), _Labels(s.keys)),
+    lambda labels, arrays: StackedRecords(**dict(zip(_ARRAYS, arrays)), keys=labels.keys),
+)
 
 
 def _row_word(source: str) -> str:

@@ -319,9 +319,10 @@ def _shareable(args, kwargs) -> bool:
 
 def _hashed_by_value(leaf) -> bool:
     """Whether a non-array argument can key a compiled program: functions and classes (fixed
-    code), or objects that compare by value. An object compared by identity (a `StackedRecords`)
-    would keep its data in the program as constants, stale if its arrays were changed in place,
-    and would keep a program alive per object."""
+    code), or objects that compare by value. An object compared by identity (a user's own data
+    container) would keep its data in the program as constants, stale if its arrays were
+    changed in place, and would keep a program alive per object. (`StackedRecords` is a pytree:
+    its arrays are the program's inputs.)"""
     if isinstance(leaf, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         return True
     return type(leaf).__hash__ not in (None, object.__hash__)
@@ -329,11 +330,12 @@ def _hashed_by_value(leaf) -> bool:
 
 def _value_and_grad_fn(model, args, kwargs, z0):
     """z -> (potential, gradient) of the model. Where every argument is an array or compares by
-    value (`cell_model`'s: a jaxcell model, a ParameterSet, an Experiment, times, voltages,
-    priors), one compiled program serves every fit of the same model and shapes, with the data
-    as its inputs: fitting the next record or cell compiles nothing. Otherwise, or where the
-    model needs an argument's values while it is traced (a cell index that sets a shape), the
-    potential is compiled for this fit with the arguments as constants, numpyro's way."""
+    value (`cell_model`'s and `records_model`'s: a jaxcell model, a ParameterSet, an Experiment
+    or records, times, voltages, priors), one compiled program serves every fit of the same
+    model and shapes, with the data as its inputs: fitting the next record or cell compiles
+    nothing. Otherwise, or where the model needs an argument's values while it is traced (a
+    cell index that sets a shape), the potential is compiled for this fit with the arguments
+    as constants, numpyro's way."""
     if _shareable(args, kwargs):
         shared = functools.partial(_shared_value_and_grad, model, args=args, kwargs=kwargs)
         try:

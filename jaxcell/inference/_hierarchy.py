@@ -22,12 +22,15 @@ import numpyro.distributions as dist
 from numpyro.infer.reparam import LocScaleReparam
 
 from .._forward import in_forward_mode
+from ..experiment import DriveCycle, Experiment, StepTable
 from ..parameters import ParameterSet
 from ..simulate import _prepare, _simulate
 from ..soc import initial_concentrations, parse_soc
 from ._data import MeasurementError, Record, StackedRecords
 from ._model import _bounds, voltage_likelihood, voltage_limits
 
+# `_prepare`'s experiment for traced records (only its control modes are used: a drive cycle)
+_ANY_DRIVE_CYCLE = Experiment([DriveCycle([0.0, 1.0], [0.0, 0.0])])
 # chunk of posterior draws solved in one compiled call by `predict_voltage` (the last chunk is
 # padded, so one compile serves any number of draws)
 PREDICT_CHUNK = 32
@@ -171,6 +174,8 @@ def _initial_socs(records: StackedRecords, initial_soc, p: ParameterSet):
         kind, value = parse_soc(initial_soc)
         return kind, _check_rest_voltages(np.full(n, float(value)), records, p, initial_soc)
     if initial_soc is None:
+        if isinstance(records.first_voltage, jax.core.Tracer):  # checked where the fit saw them concrete
+            return "voltage", records.first_voltage
         moving = np.flatnonzero(~np.asarray(records.at_rest))
         if moving.size:
             r = int(moving[0])
@@ -246,17 +251,21 @@ class RecordSolver:
     The records' initial states come from `initial_soc`: None for each record's first voltage
     (every record must start at rest; the state of charge then depends on the parameters, as
     the stoichiometry window does), a string "4.0 V" for one rest voltage, else a state of
-    charge in [0, 1] (one, or one per record)."""
+    charge in [0, 1] (one, or one per record).
+
+    The records may be traced (a model's argument in a compiled fit): then nothing is checked
+    but the shapes, as the fit checked them on the concrete records first."""
 
     def __init__(self, model, p: ParameterSet, records: StackedRecords, *, initial_soc=None, rtol=1e-6, atol=1e-8,
                  max_steps=20_000):
-        exps = records.experiments()
+        traced = isinstance(records.t, jax.core.Tracer)
         # the checks of `simulate`, once, on the first record; all share the table's shapes
-        model, _, _, modes, _, opts = _prepare(model, p, exps[0], np.asarray(records.t[0]), rtol, atol, max_steps,
-                                               None, None, outputs_in_loop=True)
+        first = Experiment([DriveCycle(records.t[0], records.current[0])]) if not traced else _ANY_DRIVE_CYCLE
+        model, _, _, modes, _, opts = _prepare(model, p, first, None, rtol, atol, max_steps, None, None,
+                                               outputs_in_loop=True)
         self.model, self.p, self.modes, self.opts = model, p, modes, opts
-        self.tables = jax.tree.map(lambda *xs: np.stack(xs), *[e.table for e in exps])
-        self.t = np.asarray(records.t, dtype=np.float64)
+        self.tables = StepTable.drive_cycles(records.t, records.current)
+        self.t = records.t if traced else np.asarray(records.t, dtype=np.float64)
         self.soc_kind, self.soc = _initial_socs(records, initial_soc, p)
         self.n_records = len(records)
 
