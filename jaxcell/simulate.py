@@ -568,8 +568,30 @@ def simulate(
     args = _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop,
                     initial_soc)
     if adjoint is None and MODES["drive"] in args[3]:
-        return _drive_cycle_solve(*args)
-    return _simulate_jit(*args)
+        sol = _drive_cycle_solve(*args)
+    else:
+        sol = _simulate_jit(*args)
+    _warn_extreme_current(sol, args[1])
+    return sol
+
+
+# a current above this many C (|I| / nominal capacity [A.h], per hour) is far outside anything a
+# cell's parameters describe: `simulate` warns (a hold below the rest voltage in the SPM, which has
+# no electrolyte resistance, drew 3.7e7 A and completed)
+EXTREME_C_RATE = 100.0
+
+
+def _warn_extreme_current(sol: Solution, params: ParameterSet) -> None:
+    """Warn where a concrete solution's current exceeds EXTREME_C_RATE."""
+    cap = params["Nominal cell capacity [A.h]"]
+    if any(isinstance(x, jax.core.Tracer) for x in (sol.current, cap)):
+        return
+    peak = float(np.nanmax(np.abs(np.asarray(sol.current)), initial=0.0))
+    rate = peak / float(np.asarray(cap))
+    if rate > EXTREME_C_RATE:
+        warnings.warn(f"the current reached {peak:.4g} A ({rate:.3g}C), above {EXTREME_C_RATE:g}C: far outside what "
+                      "the parameter set describes (a voltage hold far from the cell's voltage, or a power or current "
+                      "beyond the cell's); the result is the model's, not a cell's.", stacklevel=2)
 
 
 def _drive_cycle_solve(model, params, table, modes, t_eval, opts):

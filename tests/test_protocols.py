@@ -1,5 +1,7 @@
 """Multi-step protocols: CC, rest, CC-CV, power, drive cycles, cut-off stops."""
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -290,3 +292,14 @@ def test_a_power_the_cell_cannot_deliver_is_a_failure(chen):
                           initial_soc=0.5)
     assert int(ok.status) == jaxcell.Status.COMPLETED
     np.testing.assert_allclose(np.asarray(ok.current * ok.voltage)[:-1], 20.0, rtol=1e-6)
+
+
+def test_a_current_far_beyond_the_cell_is_warned_about(spm, chen):
+    """The SPM has no electrolyte resistance: a hold at 2.5 V of a full cell draws 3.7e7 A and
+    completes (a model's answer, not a cell's). `simulate` says so; a 1C step does not warn."""
+    with pytest.warns(UserWarning, match=r"the current reached 3\.\d+e\+07 A .* above 100C"):
+        sol = jaxcell.simulate(spm, chen, "Hold at 2.5 V for 10 s", initial_soc=1.0)
+    assert float(np.max(np.asarray(sol.current))) > 1e7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jaxcell.simulate(spm, chen, "Discharge at 1C for 10 minutes")
