@@ -42,8 +42,9 @@ class Step:
     `mode` is "current" (value in A, or a C-rate when `c_rate`), "voltage" [V], "power" [W] or
     "drive" (current [A] interpolated in `drive_time`/`drive_current`). Currents and powers are
     positive on discharge. The step ends at `duration` [s] (inf for none), when the voltage
-    crosses `until_voltage` [V] (nan for none), or when |current| falls below `until_current`
-    (A, or a C-rate when `until_c_rate`; nan for none).
+    crosses `until_voltage` [V] (nan for none), or when the current, in the direction it flows
+    at the step's start, falls to `until_current` (A, or a C-rate when `until_c_rate`; nan for
+    none).
     """
 
     mode: str

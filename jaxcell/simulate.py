@@ -74,9 +74,11 @@ class Options(eqx.Module):
 
 def _solve_current(g, I0, scale):
     """Root of the scalar function g(I) by Newton's method from I0 (fixed iteration count, so it
-    is jit/vmap/grad friendly); NaN where there is none: where g's last Newton residual is above
-    NEWTON_TOLERANCE x `scale` (the target's size). A power above the cell's maximum has no
-    root, and Newton's iterate ended anywhere (a 3000 W discharge ran as a -210 A charge)."""
+    is jit/vmap/grad friendly), and whether it was found: g's last Newton residual at most
+    NEWTON_TOLERANCE x `scale` (the target's size). Where not (a power above the cell's maximum
+    has no root), the iterate is finite but meaningless: a 3000 W discharge ran as a -210 A
+    charge. It stays finite so that no NaN enters a gradient (0 x NaN where it is discarded);
+    `_run_step` turns the flag into a status."""
 
     def body(_, carry):
         I, _ = carry
@@ -84,7 +86,7 @@ def _solve_current(g, I0, scale):
         return I - r / jnp.where(dr == 0, 1.0, dr), r
 
     I, r = jax.lax.fori_loop(0, NEWTON_ITERS, body, (I0, jnp.full_like(I0, jnp.inf)))
-    return jnp.where(jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale), I, jnp.nan)
+    return I, jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
 
 
 def _amps(value, is_c_rate, p):
@@ -104,17 +106,21 @@ def _control(model, row, p, t0, modes):
     does not depend on the state. The mode is not batched under `vmap` (cells share the
     protocol), so `lax.switch` runs only the branch of the step at hand.
 
-    Returns (current, state_dependent, time_dependent): whether the current may depend on the
-    state (voltage or power control) and on time (drive cycles)."""
+    Returns (current, realised, state_dependent, time_dependent): realised(t, y) says whether
+    the current realises the control (False where Newton found no current for a voltage or
+    power step, `_solve_current`); the flags, whether the current may depend on the state
+    (voltage or power control) and on time (drive cycles)."""
     value = _amps(row.value, row.c_rate, p)
 
+    found = jnp.asarray(True)
+
     def constant(t, y):
-        return value
+        return value, found
 
     def drive(t, y):
         # against the same sums t0 + drive_time that the solver steps to: at a breakpoint the
         # current's slope is the next segment's, the one a step starting there needs
-        return jnp.interp(t, t0 + row.drive_time, row.drive_current)
+        return jnp.interp(t, t0 + row.drive_time, row.drive_current), found
 
     def voltage(t, y):
         return _solve_current(lambda I: model_voltage(model, p, y, I) - value, jnp.zeros_like(value), value)
@@ -129,9 +135,11 @@ def _control(model, row, p, t0, modes):
     state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
     time_dependent = MODES["drive"] in modes
     if len(branches) == 1:
-        return branches[0], state_dependent, time_dependent
-    index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
-    return (lambda t, y: jax.lax.switch(index, branches, t, y)), state_dependent, time_dependent
+        both = branches[0]
+    else:
+        index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
+        both = lambda t, y: jax.lax.switch(index, branches, t, y)  # noqa: E731
+    return (lambda t, y: both(t, y)[0]), (lambda t, y: both(t, y)[1]), state_dependent, time_dependent
 
 
 def _max_duration(row, p):
@@ -209,7 +217,7 @@ def _finite_tangent_jvp(primals, tangents):
 def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tuple):
     """Integrate one step. Returns (t_end, y_end, q_end, outputs at ts (n, 4), outputs at t_end,
     step end code, experiment status code)."""
-    current, state_dependent, time_dependent = _control(model, row, p, t0, modes)
+    current, realised, state_dependent, time_dependent = _control(model, row, p, t0, modes)
     time_dependent = time_dependent or model.rhs_reads_time
     out_fn = _outputs(model, current, p)
     is_hold = row.mode == 2
@@ -223,8 +231,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # a current limit is met where the current, in the direction it flows at the step's start,
     # falls to the limit: |I| - I_lim dips below zero only briefly where a hold's current changes
     # sign, and the solver stepped over the dip (a hold "until 1 mA" ran on for 6000 s more)
-    I_start = current(t0, y0)
-    i_sign = jnp.where(I_start < 0, -1.0, 1.0)
+    i_sign = jnp.where(current(t0, y0) < 0, -1.0, 1.0)
 
     def conditions(t, state):
         """Every end condition, oriented to cross from positive to negative; disabled ones BIG.
@@ -271,8 +278,8 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start_stop = jnp.where(jnp.any(start_violation), stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
     start_stop = jnp.where(bad_start, Status.SOLVER_FAILURE, start_stop)
-    # no current realises the step's power or voltage (NaN from `_solve_current`)
-    start_stop = jnp.where(jnp.isnan(I_start) & ~stopped, Status.INFEASIBLE_CONTROL, start_stop)
+    # no current realises the step's power or voltage (`_solve_current`)
+    start_stop = jnp.where(~realised(t0, y0) & ~stopped, Status.INFEASIBLE_CONTROL, start_stop)
     skip = stopped | already | (start_stop != Status.COMPLETED)
     t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))
 
@@ -320,6 +327,11 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     fail_code = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
     status = jnp.where(failed, fail_code, status)
     end = jnp.where(failed, StepEnd.STOPPED, end)
+    # a power or voltage that no current realises any more at the step's end: the step ran on
+    # Newton's meaningless iterate from some point on
+    lost = ~failed & ~realised(t_end, y_end)
+    status = jnp.where(lost, Status.INFEASIBLE_CONTROL, status)
+    end = jnp.where(lost, StepEnd.STOPPED, end)
     status = jnp.where(start_stop != Status.COMPLETED, start_stop, status)
     end = jnp.where(start_stop != Status.COMPLETED, StepEnd.STOPPED, end)
     end = jnp.where(already & (start_stop == Status.COMPLETED), StepEnd.ALREADY_MET, end)
@@ -514,8 +526,11 @@ def simulate(
     delivered on discharge and taken in on charge over the whole experiment (`sol.capacity`,
     `sol.energy`, `sol.charged_capacity`, ...), integrated by the solver with the state, so
     exact whatever the output times; and a `status` saying whether every step finished or what
-    stopped the experiment (`sol.delivered`: whether it ran as asked). Steps end exactly at
-    their events (bisection on the solver's dense output), not at the next sample.
+    stopped the experiment (`sol.delivered`: whether it ran as asked; a power or voltage that no
+    current realises is `Status.INFEASIBLE_CONTROL`). Steps end exactly at their events
+    (bisection on the solver's dense output), not at the next sample. Where the concrete
+    outputs' current passes `EXTREME_C_RATE` (100C), a warning says the result is far outside
+    what the set describes (not under `jit`/`vmap`, nor in `simulate_batch`).
 
     With `t_eval=None` each step is sampled at 400 evenly spaced times over its maximum
     duration; times after the step ended repeat the step's final point, so arrays have a fixed
@@ -591,7 +606,7 @@ def _warn_extreme_current(sol: Solution, params: ParameterSet) -> None:
     if rate > EXTREME_C_RATE:
         warnings.warn(f"the current reached {peak:.4g} A ({rate:.3g}C), above {EXTREME_C_RATE:g}C: far outside what "
                       "the parameter set describes (a voltage hold far from the cell's voltage, or a power or current "
-                      "beyond the cell's); the result is the model's, not a cell's.", stacklevel=2)
+                      "beyond the cell's); the result is the model's, not a cell's.", stacklevel=3)
 
 
 def _drive_cycle_solve(model, params, table, modes, t_eval, opts):

@@ -206,6 +206,40 @@ def test_stack_records_pads_and_round_trips(tmp_path):
     assert (np.diff(s.t[0]) > 0).all() and s.experiments()[0].table.drive_time.shape == (1, 8)
 
 
+def test_records_are_a_pytree_and_solve_traced(tmp_path, chen):
+    """StackedRecords flattens to its arrays (keys compared by value in its static part, and
+    dropped by `without_labels` for a fit's shared program); `RecordSolver` builds the same step
+    tables, times and initial states from traced records as from concrete ones, and its tables
+    are the stacked tables of each record's `DriveCycle` experiment, dtypes included."""
+    import jax
+
+    from jaxcell.inference import RecordSolver
+    from jaxcell.inference._data import without_labels
+
+    recs = inf.read_measurements(write(tmp_path, GOOD), ["cell", "soc"])
+    s = inf.stack_records(recs, n_points=10)
+    leaves, treedef = jax.tree.flatten(s)
+    back = jax.tree.unflatten(treedef, leaves)
+    assert back.keys == s.keys and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back), leaves))
+    other = inf.stack_records(recs[::-1], n_points=10)
+    assert jax.tree.structure(other) != treedef  # other labels: another structure
+    assert jax.tree.structure(without_labels(other)) == jax.tree.structure(without_labels(s))
+    identity = jax.jit(lambda r: r)
+    assert identity(s).keys == s.keys and identity(other).keys == other.keys  # not the first call's labels
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *[e.table for e in s.experiments()])
+    at_rest = inf.stack_records(recs[:1], n_points=10)  # starts at rest: its initial state from its first voltage
+    for records in (s, at_rest):
+        soc = None if records is at_rest else 0.9
+        concrete = RecordSolver(jaxcell.SPM(), chen, records, initial_soc=soc)
+        traced = jax.jit(lambda r: (lambda x: (x.tables, x.t, x.soc))(RecordSolver(jaxcell.SPM(), chen, r,
+                                                                                   initial_soc=soc)))(records)
+        for a, b in zip(jax.tree.leaves((concrete.tables, concrete.t, concrete.soc)), jax.tree.leaves(traced)):
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    for a, b in zip(jax.tree.leaves(RecordSolver(jaxcell.SPM(), chen, s, initial_soc=0.9).tables),
+                    jax.tree.leaves(stacked)):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
 @needs_data
 def test_lgm50_pulses():
     keys = ["ambient_degC", "soc_percent", "cell"]

@@ -286,7 +286,7 @@ def test_a_power_the_cell_cannot_deliver_is_a_failure(chen):
     sol = jaxcell.simulate(spme, chen, ["Discharge at 3000 W until 2.5 V", "Discharge at 20 W for 1 minute"],
                            initial_soc=0.5)
     assert int(sol.status) == jaxcell.Status.INFEASIBLE_CONTROL and not bool(sol.delivered)
-    assert sol.message.startswith("failed: no current realises the step's power or voltage")
+    assert sol.message.startswith("failed: Newton's iteration found no current that realises the step's power")
     assert "(at the start of step 1)" in sol.message and float(sol.capacity) == 0.0
     ok = jaxcell.simulate(spme, chen, ["Discharge at 20 W for 10 minutes", "Discharge at 20 W for 1 minute"],
                           initial_soc=0.5)

@@ -395,7 +395,8 @@ def age_population(
                 f"checkups must be cycles in [0, cycles={cycles:g}], got {check}."
             )
     save = np.union1d(_checkpoints(cycles, checkpoints), check)
-    check_int(n_cells, "n_cells"), check_int(replicates, "replicates")
+    check_int(n_cells, "n_cells")
+    check_int(replicates, "replicates")
     require_memory(
         float(_BYTES_PER_VALUE) * n_cells * replicates * save.size,
         max_output_bytes,

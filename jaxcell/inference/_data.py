@@ -176,10 +176,10 @@ class StackedRecords:
     keys (one dict per record), first_voltage [V] and at_rest (bool), both (n_records,);
     temperature [K] (padded like the voltage) where every record has one, else None.
 
-    A JAX pytree whose leaves are the arrays: passed to a model that a fit compiles, the records
-    are the program's inputs, so another set of records of the same shapes (the next cell, the
-    next left-out rate) runs through the same compiled program. The keys are labels for
-    messages and outputs; they do not key compiled programs (`_Labels`).
+    A JAX pytree whose leaves are the arrays (the keys its static part): passed to a model that
+    a fit compiles, the records are the program's inputs, and the fit drops their keys there
+    (`without_labels`), so other records of the same shapes (the next cell, the next left-out
+    rate) run through the same compiled program.
     """
 
     t: np.ndarray
@@ -199,15 +199,14 @@ class StackedRecords:
     def experiments(self) -> list[Experiment]:
         """One `Experiment` per record, a `DriveCycle` through its padded row: every experiment
         has the same step-table shapes, so simulating them one after another (or stacked under
-        `jax.vmap`) compiles once. The padding holds the last current for n_pad * 1e-6 s."""
+        `jax.vmap`) compiles once. The padding holds the last current (`StackedRecords`)."""
         return [Experiment([DriveCycle(t, i, description="measured current (stacked)")])
                 for t, i in zip(self.t, self.current)]
 
 
 class _Labels:
-    """The records' keys as the static part of a `StackedRecords` pytree: every `_Labels` equals
-    every other, so records that differ only in their labels share a compiled program (the
-    program computes with the arrays alone; the keys name records in messages)."""
+    """The records' keys as the static part of a `StackedRecords` pytree, compared by value (a
+    tuple of dicts is not hashable)."""
 
     __slots__ = ("keys",)
 
@@ -215,10 +214,10 @@ class _Labels:
         self.keys = keys
 
     def __eq__(self, other):
-        return isinstance(other, _Labels)
+        return isinstance(other, _Labels) and self.keys == other.keys
 
     def __hash__(self):
-        return hash(_Labels)
+        return hash(len(self.keys))
 
 
 _ARRAYS = ("t", "current", "voltage", "rows", "mask", "lengths", "first_voltage", "at_rest", "temperature")
@@ -227,6 +226,15 @@ jax.tree_util.register_pytree_node(
     lambda s: (tuple(getattr(s, k) for k in _ARRAYS), _Labels(s.keys)),
     lambda labels, arrays: StackedRecords(**dict(zip(_ARRAYS, arrays)), keys=labels.keys),
 )
+
+
+def without_labels(tree):
+    """`tree` with the keys of every `StackedRecords` in it dropped, for the arguments of a
+    compiled fit: the keys name records in messages, and as the pytree's static part they would
+    make records that differ only in them compile again. Nothing a compiled model computes reads
+    them."""
+    return jax.tree.map(lambda x: dataclasses.replace(x, keys=()) if isinstance(x, StackedRecords) else x, tree,
+                        is_leaf=lambda x: isinstance(x, StackedRecords))
 
 
 def _row_word(source: str) -> str:

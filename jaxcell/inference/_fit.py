@@ -24,6 +24,7 @@ from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, transform_fn
 
 from .._checks import check_int
+from ._data import without_labels
 
 # central differences of the gradient give the Laplace Hessian: second-order derivatives
 # through the solver would need forward mode over Rodas4's reverse-mode rule, which a
@@ -248,7 +249,7 @@ def _starting_points(model, keys, args, kwargs, init=None, sample: bool = False)
     zs = None
     if _shareable(args, kwargs):
         try:
-            zs = [_shared_start(model, k, args, kwargs, init, sample) for k in raw]
+            zs = [_shared_start(model, k, *without_labels((args, kwargs)), init, sample) for k in raw]
         except TypeError:  # the model needs concrete values of an argument (a shape, an index)
             pass
     if zs is None:
@@ -337,7 +338,8 @@ def _value_and_grad_fn(model, args, kwargs, z0):
     cell index that sets a shape), the potential is compiled for this fit with the arguments
     as constants, numpyro's way."""
     if _shareable(args, kwargs):
-        shared = functools.partial(_shared_value_and_grad, model, args=args, kwargs=kwargs)
+        bare_args, bare_kwargs = without_labels((args, kwargs))
+        shared = functools.partial(_shared_value_and_grad, model, args=bare_args, kwargs=bare_kwargs)
         try:
             shared(z0)
             return shared
@@ -365,7 +367,7 @@ def _potentials_fn(model, args, kwargs, unravel):
     def potentials(zs):
         if not use_own:
             try:
-                return _shared_potentials(model, jax.vmap(unravel)(jnp.asarray(zs)), args, kwargs)
+                return _shared_potentials(model, jax.vmap(unravel)(jnp.asarray(zs)), *without_labels((args, kwargs)))
             except jax.errors.JAXTypeError:  # the model needs concrete values of an argument
                 use_own.append(True)
         return own(zs)

@@ -259,13 +259,14 @@ class RecordSolver:
     def __init__(self, model, p: ParameterSet, records: StackedRecords, *, initial_soc=None, rtol=1e-6, atol=1e-8,
                  max_steps=20_000):
         traced = isinstance(records.t, jax.core.Tracer)
-        # the checks of `simulate`, once, on the first record; all share the table's shapes
-        first = Experiment([DriveCycle(records.t[0], records.current[0])]) if not traced else _ANY_DRIVE_CYCLE
+        # every row a valid drive cycle (`DriveCycle`'s checks), and the checks of `simulate`, once,
+        # on the first record; all share the table's shapes
+        first = records.experiments()[0] if not traced else _ANY_DRIVE_CYCLE
         model, _, _, modes, _, opts = _prepare(model, p, first, None, rtol, atol, max_steps, None, None,
                                                outputs_in_loop=True)
         self.model, self.p, self.modes, self.opts = model, p, modes, opts
         self.tables = StepTable.drive_cycles(records.t, records.current)
-        self.t = records.t if traced else np.asarray(records.t, dtype=np.float64)
+        self.t = (jnp if traced else np).asarray(records.t, dtype=np.float64)
         self.soc_kind, self.soc = _initial_socs(records, initial_soc, p)
         self.n_records = len(records)
 
