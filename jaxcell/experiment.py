@@ -114,17 +114,21 @@ def _parse_duration(text: str, spec: str, what: str = "duration") -> float:
     return value
 
 
+# a C-rate ("1c"), a fraction of C ("c/2"), amperes ("0.5a", "500ma"); lower case, no spaces
+_CURRENT_FORMS = (rf"({_NUM})c", rf"c/({_NUM})", rf"({_NUM})(ma|a)")
+
+
 def _parse_current(text: str, spec: str) -> tuple[float, bool]:
     """('1C' | 'C/2' | '0.5 A' | '500 mA') -> (value, is_c_rate)."""
     s = spec.replace(" ", "")
-    if m := re.fullmatch(rf"({_NUM})c", s):
+    if m := re.fullmatch(_CURRENT_FORMS[0], s):
         return _number(text, spec, m.group(1)), True
-    if m := re.fullmatch(rf"c/({_NUM})", s):
+    if m := re.fullmatch(_CURRENT_FORMS[1], s):
         divisor = _number(text, spec, m.group(1))
         if divisor == 0:  # also a divisor that underflows to 0 (C/1e-400)
             raise _fail(text, f"{spec!r} divides by zero: C/N needs N > 0")
         return _finite(text, spec, 1.0 / divisor), True
-    if m := re.fullmatch(rf"({_NUM})(ma|a)", s):
+    if m := re.fullmatch(_CURRENT_FORMS[2], s):
         return _number(text, spec, m.group(1), 1e-3 if m.group(2) == "ma" else 1.0), False
     raise _fail(text, f"{spec!r} is not a current (e.g. '1C', 'C/2', '0.5 A', '500 mA')")
 
@@ -184,6 +188,9 @@ def _parse_ends(text: str, tail: str) -> tuple[float, float, float, bool]:
         else:
             if not np.isnan(until_i):
                 raise _fail(text, "the step has two current limits")
+            if not any(re.fullmatch(form, t) for form in _CURRENT_FORMS):  # "2.5 V." said "is not a current"
+                raise _fail(text, f"{spec!r} is not a voltage or current limit (e.g. '2.5 V', '2500 mV', 'C/50', "
+                                  "'50 mA')")
             until_i, until_c = _parse_current(text, spec)
             if until_i <= 0:  # |current| never falls below zero: the step could not end on it
                 raise _fail(text, f"the current limit {spec!r} must be positive (e.g. 'until C/50' or 'until 50 mA')")

@@ -87,6 +87,8 @@ def test_zero_divisor_and_overflow_refused(text, why):
         ("Rest for 0 minutes", "the duration must be positive, got '0 minutes'"),
         ("Hold at 4.2 V until 0 mA", "the current limit '0 ma' must be positive"),  # ran its 8 hours
         ("Hold at 4.2 V until 0C", "the current limit '0c' must be positive"),
+        ("Discharge at 1C until 2.5 V.", "'2.5 v.' is not a voltage or current limit (e.g. '2.5 V'"),  # "not a current"
+        ("Hold at 4.2 V until C/50 A", "'c/50 a' is not a voltage or current limit"),
     ],
 )
 def test_bad_limits_and_periods_named(text, why):
