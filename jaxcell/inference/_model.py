@@ -155,7 +155,9 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
         raise ValueError(f"noise must be 'gaussian' or 'student_t', got {noise!r}.")
     if mask is not None:
         d = d.mask(jnp.asarray(mask, bool))
-    return numpyro.sample(name, d.to_event(jnp.ndim(observed)), obs=observed)
+    # no observation (a prior predictive): one event per point, as np.ndim(None) = 0 gave (JAX's
+    # ndim of None is deprecated)
+    return numpyro.sample(name, d.to_event(0 if observed is None else jnp.ndim(observed)), obs=observed)
 
 
 def _check_observed(observed, mask, name: str) -> None:
