@@ -267,8 +267,7 @@ def check_design(
     check_int(n, "n", why="(the number of cells to check)")
     if min_capacity is not None:
         check_capacity_floor(min_capacity)
-    if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
-        raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
+    _check_max_temperature(max_temperature)
     # the design's values with the parameters that follow them, as in the optimisation
     space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()],
                                np_ratio=np_ratio)
@@ -311,6 +310,11 @@ def check_design(
         capacities=np.where(delivered, cap, np.nan), objectives=np.where(delivered, obj, np.nan),
         max_temperature=max_temperature, overheated=overheated, temperatures=np.where(delivered, temp, np.nan),
     )
+
+
+def _check_max_temperature(max_temperature) -> None:
+    if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
+        raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
 
 
 def _upper95(failures: int, n: int) -> float:
@@ -392,8 +396,7 @@ def optimise_robust_design(
     z = 0.0 if confidence is None else float(scipy.stats.norm.ppf(confidence))
     check_capacity_floor(min_capacity)
     check_budget(max_evaluations)
-    if max_temperature is not None and not (np.isfinite(max_temperature) and max_temperature > 0):
-        raise ValueError(f"max_temperature must be a positive temperature [K], got {max_temperature!r}.")
+    _check_max_temperature(max_temperature)
     t_alpha = alpha if temperature_alpha is None else temperature_alpha
     if not 0.0 < t_alpha < 1.0:
         raise ValueError(f"temperature_alpha must be a probability in (0, 1), got {temperature_alpha!r}.")

@@ -204,27 +204,13 @@ class StackedRecords:
                 for t, i in zip(self.t, self.current)]
 
 
-class _Labels:
-    """The records' keys as the static part of a `StackedRecords` pytree, compared by value (a
-    tuple of dicts is not hashable)."""
-
-    __slots__ = ("keys",)
-
-    def __init__(self, keys):
-        self.keys = keys
-
-    def __eq__(self, other):
-        return isinstance(other, _Labels) and self.keys == other.keys
-
-    def __hash__(self):
-        return hash(len(self.keys))
-
-
+# the arrays are the pytree's leaves; the keys its static part, as (column, value) pairs (a dict
+# is not hashable)
 _ARRAYS = ("t", "current", "voltage", "rows", "mask", "lengths", "first_voltage", "at_rest", "temperature")
 jax.tree_util.register_pytree_node(
     StackedRecords,
-    lambda s: (tuple(getattr(s, k) for k in _ARRAYS), _Labels(s.keys)),
-    lambda labels, arrays: StackedRecords(**dict(zip(_ARRAYS, arrays)), keys=labels.keys),
+    lambda s: (tuple(getattr(s, k) for k in _ARRAYS), tuple(tuple(key.items()) for key in s.keys)),
+    lambda keys, arrays: StackedRecords(**dict(zip(_ARRAYS, arrays)), keys=tuple(dict(key) for key in keys)),
 )
 
 

@@ -429,11 +429,12 @@ def predict_voltage(model, p: ParameterSet, values: Mapping, records: StackedRec
     vals = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     if not vals:
         raise ValueError("predict_voltage: give at least one parameter's draws in `values`.")
-    n = next(iter(vals.values())).shape[0] if next(iter(vals.values())).ndim else 0
+    first = next(iter(vals.values()))
+    n = first.shape[0] if first.ndim else 0
     if n == 0:
         raise ValueError("predict_voltage: `values` holds no draws; give each parameter's draws as an array (n_draws,) "
                          "or (n_draws, n_records) with n_draws >= 1.")
-    if sigma is not None and not np.all(np.isfinite(np.asarray(sigma, dtype=np.float64)) & (np.asarray(sigma) >= 0)):
+    if sigma is not None and not np.all(np.isfinite(sig := np.asarray(sigma, dtype=np.float64)) & (sig >= 0)):
         raise ValueError(f"predict_voltage: sigma (the noise scale [V]) must be finite and >= 0, got {sigma!r}.")
     for k, v in vals.items():
         if v.ndim == 1:
