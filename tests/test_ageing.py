@@ -85,6 +85,20 @@ def _check_moments(x, mean, heterogeneity, intrinsic):
     return split
 
 
+def test_variance_split_of_equal_samples_is_zero_not_a_share():
+    """Fades that all sit at the lithium inventory are equal: their variance is round-off
+    (8e-31 (A.h)^2 from the means), which read as a heterogeneity share of 100 % (the command
+    line printed 26.9 % for such a run). No spread is resolved: every part is 0, the share NaN.
+    A spread of 1e-9 A.h beside them is still split."""
+    x = np.full((20, 3, 2), 5.25299706160239)
+    x[:, :, 1] += 1e-9 * np.arange(20)[:, None]  # cells differ, replicates do not
+    split = variance_split(x)
+    assert float(split.total[0]) == 0.0 and float(split.heterogeneity[0]) == 0.0 and float(split.intrinsic[0]) == 0.0
+    assert np.isnan(float(split.heterogeneity_fraction[0]))
+    np.testing.assert_allclose(float(split.heterogeneity[1]), np.var(1e-9 * np.arange(20), ddof=1), rtol=1e-4)
+    assert float(split.heterogeneity_fraction[1]) == pytest.approx(1.0, abs=1e-4)
+
+
 def test_rate_laws_and_closed_forms():
     """Each law's noise-free closed form starts at L0 exactly and solves dL/dt = rate(L)."""
     cases = [

@@ -192,6 +192,29 @@ def test_failure_upper_bound_is_clopper_pearson():
     assert _upper95(5, 5) == 1.0
 
 
+def test_a_design_is_feasible_only_where_its_counted_sample_meets_alpha():
+    """The robust optimiser's verdict. Its constraint is the sigmoid-smoothed failure share, which
+    counts a cell just below the floor as less than one: an 8-cell sample with one cell below
+    the floor (counted 0.125, smoothed 0.087) was reported feasible at alpha 0.1. A design now
+    needs both: the smoothed constraint and the count."""
+    from jaxcell.design._robust import choose_design
+
+    def entry(objective, smoothed, counted, overheat=None):
+        e = {"design": {}, "objective": objective, "constraint": smoothed - 0.1, "smoothed_probability": smoothed,
+             "sample_failure_fraction": counted}
+        return e if overheat is None else {**e, "sample_overheat_fraction": overheat}
+
+    undercounted, safe = entry(2.0, 0.0873, 0.125), entry(1.9, 0.05, 0.0)
+    final, feasible, note = choose_design([safe, undercounted], undercounted, 0.1, 0.1)
+    assert final is safe and feasible and "counted 0.125" in note
+    assert choose_design([undercounted], undercounted, 0.1, 0.1)[:2] == (undercounted, False)
+    # the count alone does not do either: the smoothed constraint broken, no cell counted
+    assert choose_design([entry(2.0, 0.2, 0.0)], entry(2.0, 0.2, 0.0), 0.1, 0.1)[1] is False
+    assert choose_design([safe], safe, 0.1, 0.1) == (safe, True, "")
+    hot = entry(2.0, 0.05, 0.0, overheat=0.2)  # a temperature ceiling, alpha 0.1, counted 0.2
+    assert choose_design([hot], hot, 0.1, 0.1)[1] is False and choose_design([hot], hot, 0.1, 0.25)[1] is True
+
+
 @pytest.mark.parametrize("kw, match", [(dict(n=0), "n must be a positive integer"),
                                        (dict(min_capacity=-1.0), "min_capacity must be a positive capacity"),
                                        (dict(max_temperature=0.0), "max_temperature must be a positive")])

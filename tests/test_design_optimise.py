@@ -156,6 +156,27 @@ def test_cli_reports_an_infeasible_capacity_floor(tmp_path, capsys):
     assert "infeasible" in capsys.readouterr().out
 
 
+def test_check_design_varies_the_design_not_the_specs_centre():
+    """A spec that gives a designed parameter its own `center` (a measured production mean) used
+    to be checked around that centre whatever the design: 65 and 100 um positive electrodes both
+    came out at 5.008 A.h, no cell below a 4.9 A.h floor that the 65 um cell itself misses
+    (4.895 A.h). The checked cells now vary around the design: their mean capacity is within 1 %
+    of the design's own cell, simulated directly."""
+    from jaxcell.population import ParameterVariation
+
+    p = jaxcell.load_parameters("Chen2020")
+    name = "Positive electrode thickness [m]"
+    spec = Variation([ParameterVariation(name, "lognormal", center=75.6e-6, rel_std=0.01)])
+    designs = (65e-6, 100e-6)
+    checks = [design.check_design(jaxcell.SPM(), p, STEP, {name: L}, spec, 4, key=1, min_capacity=4.9) for L in designs]
+    nominal = jaxcell.simulate_batch(jaxcell.SPM(), jaxcell.stack(
+        [jaxcell.with_initial_soc(p.update({name: L}), 1.0) for L in designs + designs]), STEP).capacity
+    assert float(nominal[1] - nominal[0]) > 0.1  # the two designs differ
+    for k, check in enumerate(checks):
+        np.testing.assert_allclose(np.mean(check.capacities), float(nominal[k]), rtol=0.01)
+    assert checks[0].failures > 0  # the 65 um design's cells fall below the floor it misses
+
+
 def test_cli_bad_input_is_named(tmp_path, capsys):
     from jaxcell.cli import main
 

@@ -263,6 +263,26 @@ def test_lgm50_pulses():
     assert s.t.shape == (180, 131) and s.mask.sum() == 20225
 
 
+def test_a_current_logged_positive_on_charge_is_announced():
+    """A record whose current has the wrong sign was fitted without a word (a "converged" MAP fit
+    of negated LG M50 pulses, exit 0, noise scale 153 against 80 mV). The voltage of a cell
+    steps against its current (the ohmic drop): where it steps with it, the current looks
+    reversed, and reading says so. The measured records as logged are not flagged."""
+    import warnings
+
+    repo = Path(__file__).parents[1] / "benchmarks" / "data"
+    for file, keys, n in (("lgm50_25degC_pulses.csv", ["soc_percent", "cell"], 45),
+                          ("lgm50_25degC_discharges.csv", ["c_rate"], 3)):
+        df = pd.read_csv(repo / file)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert len(inf.read_measurements(df, keys)) == n
+        assert not [w for w in caught if "reversed" in str(w.message)], file
+        with pytest.warns(inf.MeasurementWarning, match=f"current of {n} of {n} record.*looks reversed.*'I_A' must be "
+                                                         "positive on discharge"):
+            inf.read_measurements(df.assign(I_A=-df["I_A"]), keys)
+
+
 @needs_data
 def test_lgm50_rate_tests_have_duplicated_stamps_reported():
     with pytest.warns(inf.MeasurementWarning, match="12 of 12 record"):

@@ -50,7 +50,9 @@ def variance_split(samples) -> VarianceSplit:
       E[s_b^2] = Var_theta(E[Q|theta]) + E_theta(Var[Q|theta]) / K.
 
     The heterogeneity estimate can come out slightly negative when it is small against the
-    intrinsic part; it is returned as is (clipping at zero would bias it).
+    intrinsic part; it is returned as is (clipping at zero would bias it). Where the samples
+    agree to round-off (total below (16 eps max|Q|)^2, e.g. every path at the cell's lithium
+    inventory) all parts are 0 and the heterogeneity fraction NaN: no spread is resolved.
 
     Args:
         samples: array of shape (M, K, ...) with M >= 2 and K >= 2.
@@ -72,6 +74,10 @@ def variance_split(samples) -> VarianceSplit:
     within = jnp.mean(jnp.var(x, axis=1, ddof=1), axis=0)
     between = jnp.var(jnp.mean(x, axis=1), axis=0, ddof=1)
     heterogeneity = between - within / n_rep
+    # samples that agree to round-off resolve no spread: their variance is the rounding of the
+    # means (8e-31 for 60 equal fades of 5.25 A.h, which read as a heterogeneity share of 100 %)
+    resolved = heterogeneity + within > (16 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=(0, 1))) ** 2
+    within, heterogeneity = jnp.where(resolved, within, 0.0), jnp.where(resolved, heterogeneity, 0.0)
     return VarianceSplit(
         heterogeneity=heterogeneity,
         intrinsic=within,
