@@ -346,7 +346,8 @@ def _spread(prob, n):
 
 def _meets(entry: dict, alpha: float, t_alpha: float) -> bool:
     """Whether a path entry meets its chance constraints: the optimised form (`constraint`, the
-    smoothed probability or CVaR, to 1e-3 alpha) and the sample's counted fractions. The sigmoid
+    smoothed probability or CVaR, to 1e-3 alpha) and the sample's counted fractions (a cell
+    below the floor or not delivering the experiment fails, as in `check_design`). The sigmoid
     counts a cell just below the floor as less than one failure, so the smoothed probability
     can meet alpha where the count does not (8 cells, 1 below the floor: smoothed 0.087, counted
     0.125, alpha 0.1)."""
@@ -480,12 +481,14 @@ def optimise_robust_design(
     def record(u, aux):
         out, g, prob = aux
         cap, prob, g = np.asarray(out.capacity), np.asarray(prob), np.atleast_1d(np.asarray(g))
+        delivered = np.asarray(out.delivered)
+        failed = ~delivered | ~(cap >= min_capacity)  # as `check_design` counts them
         entry = {
             "design": {k: float(v) for k, v in space.from_unit(u).items()},
             "objective": float(jnp.mean(out.objective)), "capacity": float(cap.mean()),
             "constraint": float(g.max()), "constraints": [float(x) for x in g],
-            "smoothed_probability": float(prob[0]), "sample_failure_fraction": float(np.mean(cap < min_capacity)),
-            "delivered": float(np.mean(np.asarray(out.delivered))),
+            "smoothed_probability": float(prob[0]), "sample_failure_fraction": float(np.mean(failed)),
+            "delivered": float(np.mean(delivered)),
         }
         if max_temperature is not None:
             temp = np.asarray(out.max_temperature)
