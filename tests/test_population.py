@@ -379,6 +379,23 @@ def test_active_fraction_follows_porosity(chen):
         )
 
 
+def test_named_binder_fraction_is_not_left_behind_by_a_varied_porosity():
+    """A set that names its binder fraction (Marquis2019 with 0.1 of binder: 0.3 + 0.6 + 0.1 = 1):
+    the sampler keeps the active share of 1 - porosity and left the binder as it was, so
+    porosity + active + binder passed 1 in 512 of 1000 cells, returned by `sample_values` without
+    a word. Varying that electrode's porosity or active fraction is refused, naming the binder;
+    the other electrode's is fine."""
+    binder = "Negative electrode binder volume fraction"
+    marquis = jaxcell.load_parameters("Marquis2019")
+    with_binder = marquis.update({binder: 0.1}, check_already_exists=False)
+    for name in (EPS_NEG, AM_NEG):
+        with pytest.raises(VariationError, match=f"names '{binder}': the negative electrode's porosity"):
+            sample_values(with_binder, Variation([ParameterVariation(name, rel_std=0.1)]), 10, 0)
+    eps_pos = "Positive electrode porosity"
+    x = sample_values(with_binder, Variation([ParameterVariation(eps_pos, rel_std=0.1)]), 10, 0)
+    assert np.all(np.asarray(x[eps_pos]) != float(marquis[eps_pos]))
+
+
 def test_reproducible_from_key(chen):
     """Same key: bit-identical cells (under jit too); another key: other cells. Cell i does not
     depend on the population size, nor a parameter's draws on the other (uncoupled) ones."""

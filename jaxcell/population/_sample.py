@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import check_int
 from ..parameters import ParameterSet
-from ..parameters._parameter_set import _rule
+from ..parameters._parameter_set import _SOLID_PARTS, _rule
 from ._distributions import (
     normal_cdf_pair,
     normal_quantile,
@@ -250,6 +250,25 @@ def _check_center(pv, tr: str, c, eps0, set_name: str) -> None:
         )
 
 
+def _check_inactive_solid(params: ParameterSet, names) -> None:
+    """Refuse to vary an electrode's porosity or active material fraction where the set names
+    other parts of its solid (binder, conductive additive fractions, each in (0, 1)): the sampler
+    keeps the active share of the solid, 1 - porosity, and would leave those parts as they are,
+    so that porosity + solid fractions passed 1 in half the cells (`sample_values` returned
+    them without a word)."""
+    for e in ELECTRODES:
+        if _porosity_name(e) not in names and _active_name(e) not in names:
+            continue
+        named = [n for n in (f"{e} electrode {part}" for part in _SOLID_PARTS[1:]) if n in params.values]
+        if named:
+            raise VariationError(
+                f"parameter set {params.name!r} names {', '.join(map(repr, named))}: the {e.lower()} electrode's porosity "
+                f"or active material fraction cannot vary with it (the sampler keeps the active share of the solid, "
+                f"1 - porosity, and the porosity and solid fractions could add up to more than 1). Vary them on a set "
+                f"without it, or leave them fixed."
+            )
+
+
 def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
     if not isinstance(params, ParameterSet):
         raise TypeError(f"params must be a ParameterSet, got {type(params).__name__}.")
@@ -274,6 +293,7 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
             )
         value[pv.name] = v
 
+    _check_inactive_solid(params, names)
     centers, scales, transforms, families, shapes, por_index, porosity = (
         [] for _ in range(7)
     )
