@@ -117,6 +117,15 @@ def stats(v, rec_v, mask):
     }
 
 
+def curve(rate, recs, v):
+    """One record's measured points and the predictive mean and 90 % band (noise included) at
+    them, as lists for the JSON."""
+    rec = recs[rate]
+    lo, hi = np.nanquantile(v[:, : len(rec.t)], [0.05, 0.95], axis=0)
+    return {"c_rate": rate, "t_s": rec.t.tolist(), "I_A": rec.current.tolist(), "V_V": rec.voltage.tolist(),
+            "mean_V": np.nanmean(v[:, : len(rec.t)], 0).tolist(), "lo_V": lo.tolist(), "hi_V": hi.tolist()}
+
+
 def ocv_check(path):
     """Chen2020's open-circuit voltage against the cell's measured one (`ocv_25degC.csv`: the mean
     of the charge and discharge curves against state of charge), at Chen2020's stoichiometry
@@ -403,6 +412,10 @@ def main():
         case["predict_s"] = time.perf_counter() - t0
         case["fitted_records"] = [stats(v_fit[:, i], stacked.voltage[i], stacked.mask[i]) for i in range(len(train))]
         case["left_out_record"] = stats(v[:, 0], test.voltage[0], test.mask[0])
+        # the curves behind the figures (`plot_lgm50.py`): each record's measured points and the
+        # predictive mean and 90 % band there
+        case["curves"] = [curve(r, recs, vv) for r, vv in zip(case["fitted"] + [out_rate],
+                                                             [v_fit[:, i] for i in range(len(train))] + [v[:, 0]])]
         if args.thermal == "lumped":  # the temperature at the MAP point against the thermocouple
             rises = temperature_rises(model, q.update({k: res.params[k] for k in fit}), [recs[r] for r in RATES],
                                       [tables[r] for r in RATES])
