@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _rate(c):
-    return "1C" if c == 1.0 else f"C/{round(1 / c):d}"
+    return f"{c:g}C" if c >= 1.0 else f"C/{1 / c:g}"
 
 
 def main():

@@ -97,6 +97,8 @@ def test_variance_split_of_equal_samples_is_zero_not_a_share():
     assert np.isnan(float(split.heterogeneity_fraction[0]))
     np.testing.assert_allclose(float(split.heterogeneity[1]), np.var(1e-9 * np.arange(20), ddof=1), rtol=1e-4)
     assert float(split.heterogeneity_fraction[1]) == pytest.approx(1.0, abs=1e-4)
+    x[3, 1, 0] = np.nan  # a failed path is not "no spread"
+    assert np.isnan(float(variance_split(x).total[0]))
 
 
 def test_rate_laws_and_closed_forms():

@@ -168,13 +168,18 @@ def test_check_design_varies_the_design_not_the_specs_centre():
     name = "Positive electrode thickness [m]"
     spec = Variation([ParameterVariation(name, "lognormal", center=75.6e-6, rel_std=0.01)])
     designs = (65e-6, 100e-6)
-    checks = [design.check_design(jaxcell.SPM(), p, STEP, {name: L}, spec, 4, key=1, min_capacity=4.9) for L in designs]
+    with pytest.warns(UserWarning, match="center of 'Positive electrode thickness.*is not used"):
+        checks = [design.check_design(jaxcell.SPM(), p, STEP, {name: L}, spec, 4, key=1, min_capacity=4.9)
+                  for L in designs]
     nominal = jaxcell.simulate_batch(jaxcell.SPM(), jaxcell.stack(
-        [jaxcell.with_initial_soc(p.update({name: L}), 1.0) for L in designs + designs]), STEP).capacity
-    assert float(nominal[1] - nominal[0]) > 0.1  # the two designs differ
-    for k, check in enumerate(checks):
+        [jaxcell.with_initial_soc(p.update({name: L}), 1.0) for L in designs]), STEP).capacity
+    assert float(nominal[1] - nominal[0]) > 0.1  # the two designs differ by more than the spread
+    for k, check in enumerate(checks):  # before, both checks read 5.008 A.h
         np.testing.assert_allclose(np.mean(check.capacities), float(nominal[k]), rtol=0.01)
     assert checks[0].failures > 0  # the 65 um design's cells fall below the floor it misses
+    bounded = Variation([ParameterVariation(name, "truncated_normal", rel_std=0.01, lower=70e-6, upper=80e-6)])
+    with pytest.raises(ValueError, match="the design's 'Positive electrode thickness \\[m\\]' = 6.5e-05 lies outside"):
+        design.check_design(jaxcell.SPM(), p, STEP, {name: 65e-6}, bounded, 4, key=1)
 
 
 def test_cli_bad_input_is_named(tmp_path, capsys):

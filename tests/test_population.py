@@ -379,21 +379,24 @@ def test_active_fraction_follows_porosity(chen):
         )
 
 
-def test_named_binder_fraction_is_not_left_behind_by_a_varied_porosity():
+def test_named_binder_fraction_follows_a_varied_porosity():
     """A set that names its binder fraction (Marquis2019 with 0.1 of binder: 0.3 + 0.6 + 0.1 = 1):
-    the sampler keeps the active share of 1 - porosity and left the binder as it was, so
+    the sampler kept the active share of 1 - porosity and left the binder as it was, so
     porosity + active + binder passed 1 in 512 of 1000 cells, returned by `sample_values` without
-    a word. Varying that electrode's porosity or active fraction is refused, naming the binder;
-    the other electrode's is fine."""
+    a word. Now every named part of the solid follows a varied porosity (each the same share of
+    1 - porosity: the sum stays 1, the active-to-binder ratio 6); the active fraction varied on
+    its own, which would leave the binder behind, is refused, naming both."""
     binder = "Negative electrode binder volume fraction"
-    marquis = jaxcell.load_parameters("Marquis2019")
-    with_binder = marquis.update({binder: 0.1}, check_already_exists=False)
-    for name in (EPS_NEG, AM_NEG):
-        with pytest.raises(VariationError, match=f"names '{binder}': the negative electrode's porosity"):
-            sample_values(with_binder, Variation([ParameterVariation(name, rel_std=0.1)]), 10, 0)
-    eps_pos = "Positive electrode porosity"
-    x = sample_values(with_binder, Variation([ParameterVariation(eps_pos, rel_std=0.1)]), 10, 0)
-    assert np.all(np.asarray(x[eps_pos]) != float(marquis[eps_pos]))
+    with_binder = jaxcell.load_parameters("Marquis2019").update({binder: 0.1}, check_already_exists=False)
+    x = sample_values(with_binder, Variation([ParameterVariation(EPS_NEG, rel_std=0.1)]), 1000, 0)
+    eps, am, b = (np.asarray(x[k]) for k in (EPS_NEG, AM_NEG, binder))
+    assert eps.std() > 0.02  # the porosity does vary
+    np.testing.assert_allclose(eps + am + b, 1.0, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(am / b, 6.0, rtol=1e-12)
+    cells = jaxcell.sample_population(with_binder, Variation([ParameterVariation(EPS_NEG, rel_std=0.1)]), 1000, 0)
+    np.testing.assert_array_equal(np.asarray(cells[binder]), b)  # the set's own check passes every cell
+    with pytest.raises(VariationError, match=f"'{AM_NEG}' cannot vary on its own.*names '{binder}' too"):
+        sample_values(with_binder, Variation([ParameterVariation(AM_NEG, rel_std=0.1)]), 10, 0)
 
 
 def test_reproducible_from_key(chen):

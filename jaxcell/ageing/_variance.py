@@ -76,7 +76,8 @@ def variance_split(samples) -> VarianceSplit:
     heterogeneity = between - within / n_rep
     # samples that agree to round-off resolve no spread: their variance is the rounding of the
     # means (8e-31 for 60 equal fades of 5.25 A.h, which read as a heterogeneity share of 100 %)
-    resolved = heterogeneity + within > (16 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=(0, 1))) ** 2
+    # (NaN samples stay NaN: "not at or below the floor")
+    resolved = ~(heterogeneity + within <= (16 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=(0, 1))) ** 2)
     within, heterogeneity = jnp.where(resolved, within, 0.0), jnp.where(resolved, heterogeneity, 0.0)
     return VarianceSplit(
         heterogeneity=heterogeneity,

@@ -65,8 +65,10 @@ class DesignResult:
             population) at the optimum and at the start.
         capacity: the design's capacity [A.h] (nominal cell, or the population's mean).
         evaluations: gradient evaluations used (each a value and its gradient).
-        constraint: the constraint's value g at the optimum (g <= 0 is feasible), None without one.
-        feasible: whether the optimum meets the constraint (True without one).
+        constraint: the constraint's value g at the optimum (g <= 0 meets the optimised form),
+            None without one.
+        feasible: whether the optimum meets the constraint (True without one). For a robust
+            design also the sample's counted failures must meet alpha (`optimise_robust_design`).
         converged: whether the optimiser stopped on its own tolerance (not the budget).
         message: the optimiser's message, or why the result is infeasible.
         path: one entry per evaluation: the design, objective, capacity, constraint.

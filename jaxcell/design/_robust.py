@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -54,10 +55,15 @@ def cell_alpha(alpha_pack: float, n_cells: int) -> float:
 
 def around_design(variation: Variation, names) -> Variation:
     """`variation` with the parameters in `names` (the designed ones) centred on the design's
-    values: a spec's `center` for a designed parameter is dropped. The design sets the value;
-    the spec sets the spread. (A check that kept the spec's centre checked the same cells for
-    every design.)"""
+    values: a spec's `center` for a designed parameter is dropped, with a warning. The design
+    sets the value; the spec sets the spread. (A check that kept the spec's centre checked the
+    same cells for every design.) The optimisation's draws (`common_draws`) are deviations from
+    the centre, applied to each design, so the centre never entered them."""
     names = set(names)
+    dropped = [pv.name for pv in variation.parameters if pv.name in names and pv.center is not None]
+    if dropped:
+        warnings.warn(f"the variation's center of {', '.join(map(repr, dropped))} is not used: a designed parameter "
+                      "varies around the design.", stacklevel=3)
     return dataclasses.replace(variation, parameters=tuple(
         dataclasses.replace(pv, center=None) if pv.name in names and pv.center is not None else pv
         for pv in variation.parameters
@@ -98,10 +104,10 @@ def common_draws(params: ParameterSet, space: DesignSpace, variation: Variation,
     cell's failure probability with the variance of a single lot. `check_design` keeps the
     hierarchy, and measures the packs' failure rate with it."""
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    designed = set(space.names) | set(space.derived_names)
-    variation = dataclasses.replace(around_design(variation, designed), hierarchy=Hierarchy())
+    variation = dataclasses.replace(variation, hierarchy=Hierarchy())
     dev = transformed_deviations(params, variation, n, key)
     vals = sample_values(params, variation, n, key)
+    designed = set(space.names) | set(space.derived_names)
     kinds, deviations, fixed = {}, {}, {}
     for name in variation.names:
         if name in designed:
@@ -287,7 +293,13 @@ def check_design(
     q = space.apply_values(params, {k: float(v) for k, v in design.items()})
     ratio = formation_ratio(params) if lithium == "formation" else None
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    cells = sample_population(q, around_design(variation, set(space.names) | set(space.derived_names)), n, key)
+    designed = set(space.names) | set(space.derived_names)
+    for pv in variation.parameters:  # a spec's bounds hold for the design too
+        lo, hi = (-np.inf if pv.lower is None else pv.lower), (np.inf if pv.upper is None else pv.upper)
+        if pv.name in designed and not lo < float(q[pv.name]) < hi:
+            raise ValueError(f"the design's {pv.name!r} = {float(q[pv.name]):g} lies outside the variation's bounds "
+                             f"({lo:g}, {hi:g}); its cells would vary around it.")
+    cells = sample_population(q, around_design(variation, designed), n, key)
     if lithium == "formation":
         cells = with_formation_lithium(cells, ratio)
     if initial_soc is not None:
@@ -365,9 +377,14 @@ def choose_design(path: Sequence[dict], final: dict, alpha: float, t_alpha: floa
     ok = [e for e in path if _meets(e, alpha, t_alpha)]
     if not ok:
         return final, False, ""
+    why = [f"optimised constraint {final['constraint']:.4g}"] if final["constraint"] > 1e-3 * alpha else []
+    if final["sample_failure_fraction"] > alpha:
+        why.append(f"counted failures {final['sample_failure_fraction']:.4g} > {alpha:g}")
+    if final.get("sample_overheat_fraction", 0.0) > t_alpha:
+        why.append(f"counted overheating {final['sample_overheat_fraction']:.4g} > {t_alpha:g}")
     return max(ok, key=lambda e: e["objective"]), True, (
-        f"the best feasible design evaluated (the augmented Lagrangian's last point, smoothed probability "
-        f"{final['smoothed_probability']:.4g}, counted {final['sample_failure_fraction']:.4g}, was outside the constraint)")
+        f"the best feasible design evaluated (the augmented Lagrangian's last point was outside the constraint: "
+        f"{', '.join(why)})")
 
 
 def optimise_robust_design(
@@ -404,8 +421,11 @@ def optimise_robust_design(
     smoothed by a sigmoid of width `smoothing` [A.h] (default 0.2 % of `min_capacity`); an
     augmented Lagrangian on ``g = P_smooth - alpha <= 0`` with L-BFGS-B on the unit box (or
     `method`). The result's `constraint` is g at the optimum. A design is feasible where g <= 0
-    and the sample's counted share of cells below the floor is at most `alpha` too (the sigmoid
-    counts a cell just below the floor as less than one); otherwise the best evaluated design
+    and the sample's counted share of failed cells (below the floor or not delivering the
+    experiment; with `max_temperature`, overheated ones against `temperature_alpha`) is at most
+    `alpha` too: the sigmoid counts a cell just below the floor as less than one, and the
+    augmented Lagrangian, which drives the smoothed share to alpha, can end one counted cell
+    over it. Otherwise the best evaluated design
     that meets both is returned, or the result is marked infeasible (``feasible=False``, the
     message says so). Check the design on a fresh,
     larger population with `check_design`: the smoothed sample estimate is not the failure rate.

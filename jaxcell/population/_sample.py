@@ -64,19 +64,24 @@ def _transform(name: str, params: ParameterSet) -> str:
     return "identity"  # pragma: no cover - no other ranges exist
 
 
+def _inactive_names(electrode: str, params: ParameterSet) -> list[str]:
+    """The set's named inactive parts of an electrode's solid (binder, conductive additive)."""
+    return [n for n in (f"{electrode} electrode {part}" for part in _SOLID_PARTS[1:]) if n in params.values]
+
+
 def derived_parameters(params: ParameterSet, variation: Variation) -> dict[str, str]:
-    """Parameters that follow a varied one: an electrode's active material volume fraction
-    follows its porosity (the solid's composition is kept) when the porosity varies and the
-    fraction itself is not in the spec. Returns ``{derived name: porosity name}``."""
+    """Parameters that follow a varied one: when an electrode's porosity varies, the parts of its
+    solid the set names and the spec does not (the active material volume fraction, and binder
+    and conductive additive fractions) follow it, the solid's composition kept: each part stays
+    the same share of 1 - porosity. Returns ``{derived name: porosity name}``."""
     out = {}
     for e in ELECTRODES:
-        por, act = _porosity_name(e), _active_name(e)
-        if (
-            por in variation.names
-            and act not in variation.names
-            and act in params.values
-        ):
-            out[act] = por
+        por = _porosity_name(e)
+        if por not in variation.names:
+            continue
+        for part in [_active_name(e)] + _inactive_names(e, params):
+            if part not in variation.names and part in params.values:
+                out[part] = por
     return out
 
 
@@ -251,21 +256,21 @@ def _check_center(pv, tr: str, c, eps0, set_name: str) -> None:
 
 
 def _check_inactive_solid(params: ParameterSet, names) -> None:
-    """Refuse to vary an electrode's porosity or active material fraction where the set names
-    other parts of its solid (binder, conductive additive fractions, each in (0, 1)): the sampler
-    keeps the active share of the solid, 1 - porosity, and would leave those parts as they are,
-    so that porosity + solid fractions passed 1 in half the cells (`sample_values` returned
-    them without a word)."""
+    """Refuse to vary a part of an electrode's solid on its own (the active material fraction, as
+    its share of 1 - porosity, or a binder or additive fraction) where the set names other parts:
+    the others would stay as they are, and porosity + solid fractions could pass 1 (`sample_values`
+    returned such cells without a word). Varying the porosity is fine: every named part follows
+    it (`derived_parameters`)."""
     for e in ELECTRODES:
-        if _porosity_name(e) not in names and _active_name(e) not in names:
-            continue
-        named = [n for n in (f"{e} electrode {part}" for part in _SOLID_PARTS[1:]) if n in params.values]
-        if named:
+        parts = [_active_name(e)] + _inactive_names(e, params)
+        varied = [n for n in parts if n in names]
+        named = [n for n in parts if n in params.values]
+        if varied and len(named) > 1:
             raise VariationError(
-                f"parameter set {params.name!r} names {', '.join(map(repr, named))}: the {e.lower()} electrode's porosity "
-                f"or active material fraction cannot vary with it (the sampler keeps the active share of the solid, "
-                f"1 - porosity, and the porosity and solid fractions could add up to more than 1). Vary them on a set "
-                f"without it, or leave them fixed."
+                f"{', '.join(map(repr, varied))} cannot vary on its own in parameter set {params.name!r}, which names "
+                f"{', '.join(map(repr, [n for n in named if n not in varied] or named))} too: the other parts of the "
+                f"solid would stay as they are, and the porosity and solid fractions could add up to more than 1. Vary "
+                f"{_porosity_name(e)!r} instead (every part of the solid follows it), or use a set without the other parts."
             )
 
 
@@ -359,14 +364,14 @@ def _resolve(params: ParameterSet, variation: Variation) -> _Plan:
         porosity.append(eps0)
 
     derived, shares = [], []
-    for act, por in derived_parameters(params, variation).items():
-        total = _concrete(params[act] + params[por])
+    for part, por in derived_parameters(params, variation).items():
+        total = _concrete(params[part] + params[por])
         if total is not None and total > 1 + 1e-9:
             raise VariationError(
-                f"parameter set {params.name!r}: {por!r} + {act!r} = {total:.6g} > 1."
+                f"parameter set {params.name!r}: {por!r} + {part!r} = {total:.6g} > 1."
             )
-        derived.append((act, names.index(por)))
-        shares.append(jnp.minimum(params[act] / (1 - params[por]), 1.0))
+        derived.append((part, names.index(por)))
+        shares.append(jnp.minimum(params[part] / (1 - params[por]), 1.0))
 
     # groups: each copula, then every other parameter on its own (its family's native scores)
     groups, chols, coupled = [], [], set()
