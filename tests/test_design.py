@@ -97,6 +97,21 @@ def test_coupled_porosity_and_active_fraction(chen):
     assert float(q[por]) == pytest.approx(0.4, rel=1e-12)  # the pores give way to the active material
 
 
+def test_a_named_binder_fraction_follows_a_designed_porosity():
+    """Marquis2019 with its inactive solid named as binder (0.3 + 0.6 + 0.1 = 1): a designed
+    porosity moved the active fraction and left the binder, so a porosity of 0.4 made the
+    fractions add up to 1.014 (refused by the set, and unchecked while traced). The binder now
+    follows as the active fraction does: the sum stays 1, the active-to-binder ratio 6."""
+    binder, por, act = ("Negative electrode binder volume fraction", "Negative electrode porosity",
+                        "Negative electrode active material volume fraction")
+    p = jaxcell.load_parameters("Marquis2019").update({binder: 0.1}, check_already_exists=False)
+    space = design.DesignSpace.create(p, [f"{por}=0.25:0.45"])
+    assert set(space.derived_names) >= {act, binder}
+    q = space.apply_values(p, {por: 0.4})
+    assert float(q[por] + q[act] + q[binder]) == pytest.approx(1.0, abs=1e-15)
+    assert float(q[act] / q[binder]) == pytest.approx(6.0, rel=1e-12)
+
+
 def test_np_balance_keeps_the_ratio(chen):
     """The N/P ratio by hand (capacity per area c_max x active fraction x thickness), kept by the
     follower thickness through the other electrode's thickness and porosity (whose active

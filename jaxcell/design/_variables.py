@@ -56,6 +56,11 @@ def _active(e: str) -> str:
     return f"{e} electrode active material volume fraction"
 
 
+def _named_inactive(e: str) -> list[str]:
+    """Names a set may give parts of an electrode's inactive solid."""
+    return [f"{e} electrode binder volume fraction", f"{e} electrode conductive additive volume fraction"]
+
+
 def _thickness(e: str) -> str:
     return f"{e} electrode thickness [m]"
 
@@ -100,8 +105,9 @@ class DesignSpace:
     The optimisers work on `u` in the unit box (``u = (x - lower) / (upper - lower)``, for
     bound-constrained methods such as L-BFGS-B) or on ``z = logit(u)``, unbounded, for
     unconstrained ones (optax, optimistix). Coupled parameters: when an electrode's porosity is
-    designed and its active material volume fraction is not, the fraction follows it so the
-    solid's composition is kept (``active / (1 - porosity)`` fixed, as `jaxcell.population` does);
+    designed and its active material volume fraction is not, the fraction (and a binder or
+    additive fraction the set names) follows it so the solid's composition is kept
+    (``active / (1 - porosity)`` fixed, as `jaxcell.population` does);
     when the active fraction is designed and the porosity is not, the porosity gives way to it
     (the binder and additive fraction ``1 - porosity - active`` is kept); when both are designed,
     their upper bounds (plus the binder fraction) must not exceed 1.
@@ -159,7 +165,9 @@ class DesignSpace:
                         f"porosity + active fraction stays at most {1 - binder:g}."
                     )
             elif por in bounds:
-                follows.append((act, por, act0 / (1.0 - eps0)))
+                # every part of the solid the set names follows, its share of 1 - porosity kept
+                for part in [act] + [n for n in _named_inactive(e) if n in p and n not in bounds]:
+                    follows.append((part, por, float(p[part]) / (1.0 - eps0)))
             elif act in bounds:
                 hi = bounds[act].upper
                 if hi + binder >= 1.0:
@@ -219,7 +227,7 @@ class DesignSpace:
         """The set with the design's `values` (name -> value) and the parameters that follow them."""
         new = dict(values)
         for derived, driver, kept in self.follows:
-            if derived.endswith("active material volume fraction"):
+            if driver.endswith("porosity"):  # a part of the solid: its share of 1 - porosity kept
                 new[derived] = kept * (1.0 - values[driver])
             else:  # porosity = 1 - binder - active
                 new[derived] = 1.0 - kept - values[driver]
