@@ -356,32 +356,32 @@ def _spread(prob, n):
     return jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0) / n), 0.0)
 
 
-def _meets(entry: dict, alpha: float, t_alpha: float) -> bool:
-    """Whether a path entry meets its chance constraints: the optimised form (`constraint`, the
-    smoothed probability or CVaR, to 1e-3 alpha) and the sample's counted fractions (a cell
-    below the floor or not delivering the experiment fails, as in `check_design`). The sigmoid
-    counts a cell just below the floor as less than one failure, so the smoothed probability
-    can meet alpha where the count does not (8 cells, 1 below the floor: smoothed 0.087, counted
-    0.125, alpha 0.1)."""
-    return (entry["constraint"] <= 1e-3 * alpha and entry["sample_failure_fraction"] <= alpha
-            and entry.get("sample_overheat_fraction", 0.0) <= t_alpha)
+def _broken(entry: dict, alpha: float, t_alpha: float) -> list[str]:
+    """The chance constraints a path entry breaks, in words (none: it meets them): the optimised
+    form (`constraint`, the smoothed probability or CVaR, to 1e-3 alpha) and the sample's
+    counted fractions (a cell below the floor or not delivering the experiment fails, as in
+    `check_design`). The sigmoid counts a cell just below the floor as less than one failure, so
+    the smoothed probability can meet alpha where the count does not (8 cells, 1 below the
+    floor: smoothed 0.087, counted 0.125, alpha 0.1)."""
+    why = [f"optimised constraint {entry['constraint']:.4g}"] if entry["constraint"] > 1e-3 * alpha else []
+    if entry["sample_failure_fraction"] > alpha:
+        why.append(f"counted failures {entry['sample_failure_fraction']:.4g} > {alpha:g}")
+    if entry.get("sample_overheat_fraction", 0.0) > t_alpha:
+        why.append(f"counted overheating {entry['sample_overheat_fraction']:.4g} > {t_alpha:g}")
+    return why
 
 
 def choose_design(path: Sequence[dict], final: dict, alpha: float, t_alpha: float) -> tuple[dict, bool, str]:
     """(design entry, feasible, note) from the optimiser's `path` and its last point `final`:
-    `final` where it meets the constraints (`_meets`), else the best entry of the path that does
+    `final` where it meets the constraints (`_broken`), else the best entry of the path that does
     (the augmented Lagrangian approaches the boundary from outside, and its budget may end
     there), else `final`, infeasible."""
-    if _meets(final, alpha, t_alpha):
+    why = _broken(final, alpha, t_alpha)
+    if not why:
         return final, True, ""
-    ok = [e for e in path if _meets(e, alpha, t_alpha)]
+    ok = [e for e in path if not _broken(e, alpha, t_alpha)]
     if not ok:
         return final, False, ""
-    why = [f"optimised constraint {final['constraint']:.4g}"] if final["constraint"] > 1e-3 * alpha else []
-    if final["sample_failure_fraction"] > alpha:
-        why.append(f"counted failures {final['sample_failure_fraction']:.4g} > {alpha:g}")
-    if final.get("sample_overheat_fraction", 0.0) > t_alpha:
-        why.append(f"counted overheating {final['sample_overheat_fraction']:.4g} > {t_alpha:g}")
     return max(ok, key=lambda e: e["objective"]), True, (
         f"the best feasible design evaluated (the augmented Lagrangian's last point was outside the constraint: "
         f"{', '.join(why)})")
@@ -425,9 +425,8 @@ def optimise_robust_design(
     experiment; with `max_temperature`, overheated ones against `temperature_alpha`) is at most
     `alpha` too: the sigmoid counts a cell just below the floor as less than one, and the
     augmented Lagrangian, which drives the smoothed share to alpha, can end one counted cell
-    over it. Otherwise the best evaluated design
-    that meets both is returned, or the result is marked infeasible (``feasible=False``, the
-    message says so). Check the design on a fresh,
+    over it. Otherwise the best evaluated design that meets both is returned, or the result is
+    marked infeasible (``feasible=False``, the message says so). Check the design on a fresh,
     larger population with `check_design`: the smoothed sample estimate is not the failure rate.
 
     A sample of n cells estimates the probability to about sqrt(P (1 - P) / n): a design that

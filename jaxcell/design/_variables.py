@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..parameters import ParameterSet
-from ..parameters._parameter_set import _value_rule
+from ..parameters._parameter_set import _value_rule, solid_part_names
 
 ELECTRODES = ("Negative", "Positive")
 _VARY = re.compile(r"^\s*(?P<name>.+?)\s*=\s*(?P<lo>[^:=]+?)\s*:\s*(?P<hi>[^:=]+?)\s*$")
@@ -54,11 +54,6 @@ def _porosity(e: str) -> str:
 
 def _active(e: str) -> str:
     return f"{e} electrode active material volume fraction"
-
-
-def _named_inactive(e: str) -> list[str]:
-    """Names a set may give parts of an electrode's inactive solid."""
-    return [f"{e} electrode binder volume fraction", f"{e} electrode conductive additive volume fraction"]
 
 
 def _thickness(e: str) -> str:
@@ -166,7 +161,7 @@ class DesignSpace:
                     )
             elif por in bounds:
                 # every part of the solid the set names follows, its share of 1 - porosity kept
-                for part in [act] + [n for n in _named_inactive(e) if n in p and n not in bounds]:
+                for part in [act] + [n for n in solid_part_names(e)[1:] if n in p and n not in bounds]:
                     follows.append((part, por, float(p[part]) / (1.0 - eps0)))
             elif act in bounds:
                 hi = bounds[act].upper

@@ -126,11 +126,17 @@ _SOLID_PARTS = ("active material volume fraction", "binder volume fraction", "co
 VOLUME_TOLERANCE = 1e-6  # published fractions add up to 1 only up to rounding (BPX files derive them)
 
 
+def solid_part_names(electrode: str) -> list[str]:
+    """The names of an electrode's solid volume fractions: active material first, then the
+    inactive parts a set may name (binder, conductive additive)."""
+    return [f"{electrode} electrode {part}" for part in _SOLID_PARTS]
+
+
 def _check_volume_fractions(values: Mapping[str, Any]) -> None:
     """Raise `ParameterValueError` where an electrode's porosity and solid volume fractions add
     up to more than 1 (per cell of a batch). Traced values are left unchecked."""
     for electrode in ("Negative", "Positive"):
-        names = [f"{electrode} electrode porosity"] + [f"{electrode} electrode {part}" for part in _SOLID_PARTS]
+        names = [f"{electrode} electrode porosity"] + solid_part_names(electrode)
         present = [n for n in names if n in values]
         if len(present) < 2 or any(isinstance(values[n], jax.core.Tracer) for n in present):
             continue

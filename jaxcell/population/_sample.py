@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import check_int
 from ..parameters import ParameterSet
-from ..parameters._parameter_set import _SOLID_PARTS, _rule
+from ..parameters._parameter_set import _rule, solid_part_names
 from ._distributions import (
     normal_cdf_pair,
     normal_quantile,
@@ -66,7 +66,7 @@ def _transform(name: str, params: ParameterSet) -> str:
 
 def _inactive_names(electrode: str, params: ParameterSet) -> list[str]:
     """The set's named inactive parts of an electrode's solid (binder, conductive additive)."""
-    return [n for n in (f"{electrode} electrode {part}" for part in _SOLID_PARTS[1:]) if n in params.values]
+    return [n for n in solid_part_names(electrode)[1:] if n in params.values]
 
 
 def derived_parameters(params: ParameterSet, variation: Variation) -> dict[str, str]:
