@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import GRAD_PARAMS, rule_and_jax_gradients
+from conftest import FAST_XLA, GRAD_PARAMS, rule_and_jax_gradients
 
 import jaxcell
 
@@ -30,10 +30,10 @@ def test_gradients_match_finite_differences(spme, chen):
 
     names = GRAD_PARAMS + ["Nominal cell capacity [A.h]"]
     theta = {k: chen[k] for k in names}
-    jac = jax.jit(jax.jacrev(losses))(dict(chen.values))
+    jac = jax.jit(jax.jacrev(losses), compiler_options=FAST_XLA)(dict(chen.values))
     bad = [k for k, v in jac.items() if not np.all(np.isfinite(v))]
     assert len(jac) == 72 and not bad, bad
-    f = jax.jit(losses)
+    f = jax.jit(losses, compiler_options=FAST_XLA)
     for k in names:
         h = 1e-4 * float(theta[k])
         fd = (f({**theta, k: theta[k] + h}) - f({**theta, k: theta[k] - h})) / (2 * h)
@@ -144,8 +144,8 @@ def test_vmapped_gradients_equal_one_by_one(spm, chen):
         return jnp.mean(sol.voltage * sol.current)
 
     cells = {names[0]: jnp.array([75e-6, 90e-6]), names[1]: jnp.array([5.0e-6, 5.6e-6])}
-    batched = jax.jit(jax.vmap(jax.grad(loss)))(cells)
-    one = jax.jit(jax.grad(loss))
+    batched = jax.jit(jax.vmap(jax.grad(loss)), compiler_options=FAST_XLA)(cells)
+    one = jax.jit(jax.grad(loss), compiler_options=FAST_XLA)
     for i in range(2):
         g = one({k: v[i] for k, v in cells.items()})
         for k in names:

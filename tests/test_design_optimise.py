@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import FAST_XLA
 
 import jaxcell
 from jaxcell import design
@@ -16,7 +17,6 @@ from jaxcell.population import Variation, default_variation
 
 STEP = ["Discharge at 1C until 2.5 V"]
 VARY = ["Negative electrode thickness [m]=70e-6:100e-6", "Positive electrode thickness [m]=65e-6:100e-6"]
-FAST_XLA = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TIGHT = dict(rtol=1e-9, atol=1e-11)  # finite differences need the solve far below their step
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-from conftest import DATA, GRAD_PARAMS, load_reference, padded_times, rms_after_first_second, rule_and_jax_gradients
+from conftest import DATA, FAST_XLA, GRAD_PARAMS, load_reference, padded_times, rms_after_first_second, rule_and_jax_gradients
 
 import jaxcell
 from jaxcell.physics import cell
@@ -220,9 +220,9 @@ def test_gradients_match_finite_differences(chen):
     # costs less than a separate compile of the solve); the event time's differences run the
     # plain solve at 1e-12 (a run of the forward-mode program, with its 5 tangents, costs 7x more)
     theta = {k: chen[k] for k in GRAD_PARAMS}
-    d_time, (_, voltage) = jax.jit(jax.jacfwd(lambda v: end_time(v, diffrax.ForwardMode()), has_aux=True))(theta)
+    d_time, (_, voltage) = jax.jit(jax.jacfwd(lambda v: end_time(v, diffrax.ForwardMode()), has_aux=True), compiler_options=FAST_XLA)(theta)
     target = np.asarray(voltage) + 0.01
-    rmse = jax.jit(jax.value_and_grad(rmse_loss))
+    rmse = jax.jit(jax.value_and_grad(rmse_loss), compiler_options=FAST_XLA)
     derivatives = {"RMSE, reverse": rmse(theta, target)[1], "event time, forward": d_time}
     values = {"RMSE, reverse": lambda v: rmse(v, target)[0], "event time, forward": lambda v: end_time(v)[0]}
     for k in GRAD_PARAMS:
@@ -251,7 +251,7 @@ def test_gradient_through_a_drive_cycle(chen):
                                rtol=tol, atol=1e-2 * tol)
         return jnp.sum(sol.voltage**2)
 
-    grad = np.asarray(jax.jit(jax.grad(loss))(x0))
+    grad = np.asarray(jax.jit(jax.grad(loss), compiler_options=FAST_XLA)(x0))
     fine = jax.jit(functools.partial(loss, tol=1e-9))
 
     def central(i, h):
@@ -278,7 +278,7 @@ def test_gradient_through_rejected_first_steps():
         return sol.step_end_time[-1]
 
     # one compiled program gives the derivative and the differences' values
-    value_and_grad = jax.jit(jax.value_and_grad(end_time))
+    value_and_grad = jax.jit(jax.value_and_grad(end_time), compiler_options=FAST_XLA)
     x = float(ecker[key])
     h = 1e-4 * x
     ad = float(value_and_grad(x)[1])
