@@ -15,6 +15,11 @@ run:
 XLA's CPU intra-op thread pool: JAX's default (one thread per core) and one thread, the setting
 ``bench_dfn.py`` times everything with. XLA's compile runs faster with the default pool.
 
+XLA's CPU code generators: its default fusion emitters, and its classic ones
+(``XLA_FLAGS=--xla_cpu_use_fusion_emitters=false``, what the test suite compiles with). Each run
+also times its compiled functions' warm calls (median of 10), since the generators change the
+code that runs, not what it computes.
+
 Usage::
 
     python benchmarks/bench_compile.py
@@ -34,7 +39,9 @@ import time
 import _common as C
 
 HEADLINE = C.RESULTS / "dfn_latest.json"  # bench_dfn.py's last run: its headline mesh and rtol
-CONFIGS = [("separate", 0), ("value_and_grad", 0), ("separate", 1), ("value_and_grad", 1)]
+CLASSIC = "--xla_cpu_use_fusion_emitters=false"
+# (mode, one XLA thread, classic code generators)
+CONFIGS = [(m, one, classic) for classic in (0, 1) for one in (0, 1) for m in ("separate", "value_and_grad")]
 
 
 def headline() -> tuple[str, float]:
@@ -65,8 +72,15 @@ def child(mode: str, one_thread: bool, mesh: str, rtol: float) -> dict:
         jax.block_until_ready(fn(theta0))
         out[name + "_first_call_s"] = time.perf_counter() - t0
         out[name + "_compile_s"] = C.compile_seconds() - s0
+        warm = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(theta0))
+            warm.append(time.perf_counter() - t0)
+        out[name + "_warm_ms"] = 1e3 * sorted(warm)[len(warm) // 2]
     out["total_first_calls_s"] = sum(v for k, v in out.items() if k.endswith("_first_call_s"))
     out["xla_intra_op_threads"] = C.machine_info()["xla_intra_op_threads"]  # (imports PyBaMM: after the timings)
+    out["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
     return out
 
 
@@ -87,8 +101,10 @@ def main():
         mesh, rtol = mesh or h_mesh, rtol or h_rtol
     print(f"mesh {mesh}, rtol {rtol:g}", flush=True)
     runs = []
-    for mode, one in CONFIGS:
+    for mode, one, classic in CONFIGS:
         env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+        flags = env.get("XLA_FLAGS", "").replace(CLASSIC, "")
+        env["XLA_FLAGS"] = f"{flags} {CLASSIC}".strip() if classic else flags.strip()
         proc = subprocess.run([sys.executable, __file__, "--child", mode, str(one), mesh, repr(rtol)], capture_output=True, text=True,
                               env=env)
         if proc.returncode != 0:
@@ -96,8 +112,9 @@ def main():
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         runs.append(r)
         times = ", ".join(f"{k[:-len('_first_call_s')]} {v:.1f} s" for k, v in r.items() if k.endswith("_first_call_s"))
-        print(f"{mode}, XLA threads {r['xla_intra_op_threads']}: first calls {times}; total {r['total_first_calls_s']:.1f} s",
-              flush=True)
+        warm = ", ".join(f"{k[:-len('_warm_ms')]} {v:.1f} ms" for k, v in r.items() if k.endswith("_warm_ms"))
+        print(f"{mode}, XLA threads {r['xla_intra_op_threads']}, {'classic' if classic else 'default'} code generators: "
+              f"first calls {times}; total {r['total_first_calls_s']:.1f} s; warm {warm}", flush=True)
     info = C.machine_info()
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} cores; jax {info['jax']}, diffrax {info['diffrax']}")
     info.pop("xla_intra_op_threads")  # (this process's; each run records its own)
