@@ -10,7 +10,6 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import FAST_XLA
 
 import jaxcell
 from jaxcell.inference import (
@@ -218,7 +217,10 @@ def _check_record_gradient(model, p, records, names, absurd=None):
         return jnp.sum(jnp.where(records.mask, voltage, 0.0) ** 2), status
 
     x0 = jnp.log(jnp.array([float(p[k]) for k in names]))
-    grad_fn = jax.jit(jax.grad(loss, has_aux=True), compiler_options=FAST_XLA)
+    # XLA's default optimisation, not FAST_XLA: at its lowest level the absurd diffusivity's gradient
+    # below raised lineax's non-finite-input error (the SPMe's three records), so that level is not
+    # an equivalent program for this check
+    grad_fn = jax.jit(jax.grad(loss, has_aux=True))
     grad, status = grad_fn(x0)
     assert (np.asarray(status) == 0).all()
     if absurd is not None:
