@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 # XLA's CPU compiler with its classic code generators instead of its newer fusion emitters: the
-# same programs and the same results, compiled in about half the time on one core (a DFN
+# same programs and the same results, compiled in a third to a half less time on one core (a DFN
 # discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s; benchmarks/README.md), and this
 # suite's time is mostly compiling. Set before JAX starts its backend, here in the controller
 # (the workers and the command-line tests' processes inherit it), where this XLA knows the flag
