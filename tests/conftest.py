@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 # XLA's CPU compiler with its classic code generators instead of its newer fusion emitters: the
-# same programs and the same results, compiled in a third to a half less time on one core (a DFN
+# same programs and the same results, compiled in a quarter to a half less time on one core (a DFN
 # discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s; benchmarks/README.md), and this
 # suite's time is mostly compiling. Set before JAX starts its backend, here in the controller
 # (the workers and the command-line tests' processes inherit it), where this XLA knows the flag
-# (an unknown flag would abort every process).
+# (an unknown flag would abort every process). A setting of the flag in XLA_FLAGS is kept.
 _CLASSIC = "--xla_cpu_use_fusion_emitters=false"
-if "PYTEST_XDIST_WORKER" not in os.environ and _CLASSIC not in os.environ.get("XLA_FLAGS", ""):
+if "PYTEST_XDIST_WORKER" not in os.environ and "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     _flags = f"{os.environ.get('XLA_FLAGS', '')} {_CLASSIC}".strip()
     _probe = subprocess.run([sys.executable, "-c", "import jax; jax.numpy.zeros(1).block_until_ready()"],
                             env=dict(os.environ, XLA_FLAGS=_flags, JAX_PLATFORMS="cpu"), capture_output=True)
