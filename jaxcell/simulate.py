@@ -203,8 +203,10 @@ def _finite_tangent(x):
     it. An event's time is differentiated through a linear solve (optimistix's implicit rule)
     that raises on non-finite input: in forward mode a tangent that overflowed (a parameter
     pushed to an absurd value, as a sampler's first trial steps do) stopped the whole program
-    there, where the outputs' own derivatives are merely not finite. (Reverse mode never forms
-    that tangent where the outputs do not depend on the event's time.)"""
+    there, where the outputs' own derivatives are merely not finite. It guards the event
+    condition's value, so a tangent that came through the state or straight from the parameters
+    is caught alike. (Reverse mode never forms that tangent where the outputs do not depend on
+    the event's time.)"""
     return x
 
 
@@ -298,8 +300,13 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # located by bisection on the solver's dense output
     term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
     forward_mode = isinstance(opts.adjoint, diffrax.ForwardMode)  # `_finite_tangent` is for it alone
+
+    def event_fn(t, y, args, **kwargs):
+        g = jnp.min(first_crossing(t, y))
+        return _finite_tangent(g) if forward_mode else g
+
     event = diffrax.Event(
-        lambda t, y, args, **kw: jnp.min(first_crossing(t, jax.tree.map(_finite_tangent, y) if forward_mode else y)),
+        event_fn,
         root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
         direction=False,
     )
