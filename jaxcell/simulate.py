@@ -74,19 +74,35 @@ class Options(eqx.Module):
 
 def _solve_current(g, I0, scale):
     """Root of the scalar function g(I) by Newton's method from I0 (fixed iteration count, so it
-    is jit/vmap/grad friendly), and whether it was found: g's last Newton residual at most
+    is jit/vmap friendly), and whether it was found: g's last Newton residual at most
     NEWTON_TOLERANCE x `scale` (the target's size). Where not (a power above the cell's maximum
     has no root), the iterate is finite but meaningless: a 3000 W discharge ran as a -210 A
     charge. It stays finite so that no NaN enters a gradient (0 x NaN where it is discarded);
-    `_run_step` turns the flag into a status."""
+    `_run_step` turns the flag into a status.
 
-    def body(_, carry):
-        I, _ = carry
-        r, dr = jax.jvp(g, (I,), (jnp.ones_like(I),))
-        return I - r / jnp.where(dr == 0, 1.0, dr), r
+    Differentiated by the implicit function theorem (`jax.lax.custom_root`): dI = -dg / g'(I)
+    at the root, g's derivative with respect to whatever it closes over (state, parameters),
+    not through the iterations. To all orders, so the second-order products of Rodas4's reverse
+    rule see it too. Reverse mode through the iterations made a held voltage's gradient program
+    about three times the size of a constant current's."""
 
-    I, r = jax.lax.fori_loop(0, NEWTON_ITERS, body, (I0, jnp.full_like(I0, jnp.inf)))
+    def newton(g_, I_init):
+        def body(_, carry):
+            I, _ = carry
+            r, dr = jax.jvp(g_, (I,), (jnp.ones_like(I),))
+            return I - r / _nonzero(dr), r
+
+        return jax.lax.fori_loop(0, NEWTON_ITERS, body, (I_init, jnp.full_like(I_init, jnp.inf)))
+
+    def tangent_solve(g_lin, b):
+        return b / _nonzero(g_lin(jnp.ones_like(b)))
+
+    I, r = jax.lax.custom_root(g, I0, newton, tangent_solve, has_aux=True)
     return I, jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
+
+
+def _nonzero(d):
+    return jnp.where(d == 0, 1.0, d)
 
 
 def _amps(value, is_c_rate, p):
