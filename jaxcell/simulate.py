@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import diffrax
@@ -80,25 +81,42 @@ def _solve_current(g, I0, scale):
     charge. It stays finite so that no NaN enters a gradient (0 x NaN where it is discarded);
     `_run_step` turns the flag into a status.
 
-    Differentiated by the implicit function theorem (`jax.lax.custom_root`): dI = -dg / g'(I)
-    at the root, g's derivative with respect to whatever it closes over (state, parameters),
-    not through the iterations. To all orders, so the second-order products of Rodas4's reverse
+    Differentiated by the implicit function theorem (`_implicit_root`): dI = -dg / g'(I) at the
+    root, g's derivative with respect to whatever it closes over (state, parameters), not
+    through the iterations, and to all orders, so the second-order products of Rodas4's reverse
     rule see it too. Reverse mode through the iterations made a held voltage's gradient program
-    about three times the size of a constant current's."""
+    about three times the size of a constant current's (docs/dfn.md)."""
+    g_conv, consts = jax.closure_convert(g, I0)
+    frozen = [jax.lax.stop_gradient(c) for c in consts]
 
-    def newton(g_, I_init):
-        def body(_, carry):
-            I, _ = carry
-            r, dr = jax.jvp(g_, (I,), (jnp.ones_like(I),))
-            return I - r / _nonzero(dr), r
+    def body(_, carry):
+        I, _ = carry
+        r, dr = jax.jvp(lambda i: g_conv(i, *frozen), (I,), (jnp.ones_like(I),))
+        return I - r / _nonzero(dr), r
 
-        return jax.lax.fori_loop(0, NEWTON_ITERS, body, (I_init, jnp.full_like(I_init, jnp.inf)))
+    I0 = jax.lax.stop_gradient(I0)
+    I, r = jax.lax.fori_loop(0, NEWTON_ITERS, body, (I0, jnp.full_like(I0, jnp.inf)))
+    return _implicit_root(g_conv, I, *consts), jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
 
-    def tangent_solve(g_lin, b):
-        return b / _nonzero(g_lin(jnp.ones_like(b)))
 
-    I, r = jax.lax.custom_root(g, I0, newton, tangent_solve, has_aux=True)
-    return I, jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _implicit_root(g, root, *consts):
+    """`root` (a root of g(., *consts)), with the implicit function theorem's derivative with
+    respect to `consts`: -(dg/dconsts . dconsts) / g'(root). The rule evaluates at this function's
+    own output, so differentiating the rule again differentiates the root implicitly too (second
+    and higher orders), and it never runs the Newton iteration again (`jax.lax.custom_root`'s
+    rule does)."""
+    return root
+
+
+@_implicit_root.defjvp
+def _implicit_root_jvp(g, primals, tangents):
+    root, *consts = primals
+    _, *dconsts = tangents
+    I = _implicit_root(g, root, *consts)
+    dg = jax.jvp(lambda *c: g(I, *c), consts, dconsts)[1]
+    slope = jax.jvp(lambda i: g(i, *consts), (I,), (jnp.ones_like(I),))[1]
+    return I, -dg / _nonzero(slope)
 
 
 def _nonzero(d):
