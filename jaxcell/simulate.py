@@ -105,7 +105,8 @@ def _implicit_root(g, root, *consts):
     respect to `consts`: -(dg/dconsts . dconsts) / g'(root). The rule evaluates at this function's
     own output, so differentiating the rule again differentiates the root implicitly too (second
     and higher orders), and it never runs the Newton iteration again (`jax.lax.custom_root`'s
-    rule does)."""
+    rule does). `soc._bisect`'s one Newton step from a gradient-stopped root gives the same first
+    derivative but not the second, which Rodas4's reverse rule takes of the current."""
     return root
 
 
