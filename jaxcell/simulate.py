@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import diffrax
@@ -13,6 +12,7 @@ import numpy as np
 import optimistix as optx
 
 from ._forward import in_forward_mode, solver_for_adjoint
+from ._roots import frozen, implicit_root, nonzero
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
@@ -81,47 +81,21 @@ def _solve_current(g, I0, scale):
     charge. It stays finite so that no NaN enters a gradient (0 x NaN where it is discarded);
     `_run_step` turns the flag into a status.
 
-    Differentiated by the implicit function theorem (`_implicit_root`): dI = -dg / g'(I) at the
+    Differentiated by the implicit function theorem (`_roots.implicit_root`): dI = -dg / g'(I) at the
     root, g's derivative with respect to whatever it closes over (state, parameters), not
     through the iterations, and to all orders, so the second-order products of Rodas4's reverse
     rule see it too. Reverse mode through the iterations made a held voltage's gradient program
     about three times the size of a constant current's (docs/dfn.md)."""
-    g_conv, consts = jax.closure_convert(g, I0)
-    frozen = [jax.lax.stop_gradient(c) for c in consts]
+    g_conv, consts, fixed = frozen(g, I0)
 
     def body(_, carry):
         I, _ = carry
-        r, dr = jax.jvp(lambda i: g_conv(i, *frozen), (I,), (jnp.ones_like(I),))
-        return I - r / _nonzero(dr), r
+        r, dr = jax.jvp(lambda i: g_conv(i, *fixed), (I,), (jnp.ones_like(I),))
+        return I - r / nonzero(dr), r
 
     I0 = jax.lax.stop_gradient(I0)
     I, r = jax.lax.fori_loop(0, NEWTON_ITERS, body, (I0, jnp.full_like(I0, jnp.inf)))
-    return _implicit_root(g_conv, I, *consts), jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _implicit_root(g, root, *consts):
-    """`root` (a root of g(., *consts)), with the implicit function theorem's derivative with
-    respect to `consts`: -(dg/dconsts . dconsts) / g'(root). The rule evaluates at this function's
-    own output, so differentiating the rule again differentiates the root implicitly too (second
-    and higher orders), and it never runs the Newton iteration again (`jax.lax.custom_root`'s
-    rule does). `soc._bisect`'s one Newton step from a gradient-stopped root gives the same first
-    derivative but not the second, which Rodas4's reverse rule takes of the current."""
-    return root
-
-
-@_implicit_root.defjvp
-def _implicit_root_jvp(g, primals, tangents):
-    root, *consts = primals
-    _, *dconsts = tangents
-    I = _implicit_root(g, root, *consts)
-    dg = jax.jvp(lambda *c: g(I, *c), consts, dconsts)[1]
-    slope = jax.jvp(lambda i: g(i, *consts), (I,), (jnp.ones_like(I),))[1]
-    return I, -dg / _nonzero(slope)
-
-
-def _nonzero(d):
-    return jnp.where(d == 0, 1.0, d)
+    return implicit_root(g_conv, I, *consts), jnp.abs(r) <= NEWTON_TOLERANCE * jnp.abs(scale)
 
 
 def _amps(value, is_c_rate, p):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._roots import frozen, implicit_root
 from .parameters import ParameterSet
 from .physics import cell
 
@@ -62,23 +63,21 @@ BISECTION_STEPS = 64
 
 def _bisect(fn, lo, hi):
     """The root of the scalar fn(x), increasing on [lo, hi] (a bracket's end where it has no
-    root there), by a fixed number of bisection steps, with its derivative with respect to what
-    fn closes over by the implicit function theorem: one Newton step from the
-    (gradient-stopped) root, x - fn(x) / fn'(x), has the value x and the derivative
-    -fn_theta / fn_x. A plain loop rather than optimistix's root find: that one fails to compile
-    under `vmap` over cells inside reverse mode through a solve (jax 0.10, "Incompatible types
-    for broadcasting"), which fits of many cells need."""
+    root there), by a fixed number of bisection steps on fn's frozen inputs, with the implicit
+    function theorem's derivative with respect to what fn closes over, to every order
+    (`_roots.implicit_root`). A plain loop rather than optimistix's root find: that one fails
+    to compile under `vmap` over cells inside reverse mode through a solve (jax 0.10,
+    "Incompatible types for broadcasting"), which fits of many cells need."""
+    g, consts, fixed = frozen(fn, lo)
 
     def step(_, bracket):
         a, b = bracket
         m = 0.5 * (a + b)
-        up = fn(m) > 0
+        up = g(m, *fixed) > 0
         return jnp.where(up, a, m), jnp.where(up, m, b)
 
     a, b = jax.lax.fori_loop(0, BISECTION_STEPS, step, (jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)))
-    x = jax.lax.stop_gradient(0.5 * (a + b))
-    slope = jax.lax.stop_gradient(jax.grad(fn)(x))
-    return x - fn(x) / jnp.where(slope == 0, 1.0, slope)
+    return implicit_root(g, 0.5 * (a + b), *consts)
 
 
 def _window_of(p: ParameterSet):

@@ -55,6 +55,28 @@ def test_rest_voltage_round_trip_and_derivative(chen):
         assert abs(ad) > 0
 
 
+def test_second_derivatives_of_the_root_finds(chen):
+    """Second derivatives through the root finds (the window's ends and a rest voltage's state of
+    charge), `jax.hessian` against central differences of `jax.grad`, relative 1e-5: the
+    initial negative concentration as a function of a positive thickness and a rest voltage.
+    A root found by one Newton step from a gradient-stopped root had the first derivative
+    right and a second derivative without the root's own dependence (zero in the voltage)."""
+    name = "Positive electrode thickness [m]"
+
+    def conc(z):
+        q = jaxcell.soc.initial_concentrations(chen.update({name: z[0] * 1e-6}), "voltage", z[1])
+        return q[NEG] / 1e4
+
+    z = np.array([float(chen[name]) * 1e6, 3.7])
+    H = np.asarray(jax.jit(jax.hessian(conc))(z))
+    grad = jax.jit(jax.grad(conc))
+    h = np.array([1e-4 * z[0], 1e-4])
+    fd = np.stack([(np.asarray(grad(z + h[i] * np.eye(2)[i])) - np.asarray(grad(z - h[i] * np.eye(2)[i]))) / (2 * h[i])
+                   for i in range(2)], axis=1)
+    np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-9 * np.abs(fd).max())
+    assert np.all(np.abs(np.diag(fd)) > 1e-6 * np.abs(fd).max())  # both curvatures matter
+
+
 def test_batched_set_and_bad_input(chen):
     thick = np.array([70e-6, 85.2e-6, 95e-6])
     batch = chen.update({"Negative electrode thickness [m]": thick})
