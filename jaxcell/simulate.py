@@ -576,7 +576,9 @@ def simulate(
     `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
     number of solver steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
-    ``adjoint=diffrax.ForwardMode()``. Through a drive cycle, unless `adjoint` is given, every
+    ``adjoint=diffrax.ForwardMode()``; second derivatives are forward over forward with it,
+    ``jax.jacfwd(jax.jacfwd(f))`` (`jax.hessian`, forward over reverse, fails in diffrax's
+    reverse pass). Through a drive cycle, unless `adjoint` is given, every
     derivative (`jax.grad` included) is taken in forward mode for the values that carry a
     tangent: reverse mode's recomputed steps do not retrace steps clipped to the cycle's
     breakpoints, and its gradient was percents off. That costs about one solve's tangent per
