@@ -15,6 +15,7 @@ ACCEPTED_FORMS = """Accepted step forms (PyBaMM's language):
   "Discharge at 1C until 2.5 V"        "Charge at C/2 until 4.2 V"
   "Discharge at 0.5 A for 30 minutes"  "Charge at 500 mA until 4.1 V"
   "Discharge at 2 W for 10 minutes"    "Hold at 4.2 V until C/50"  (also "until 50 mA")
+  "Discharge at 2 Ohm until 3 V"       (a constant resistance: the current is V / R; also "mOhm")
   "Rest for 1 hour"                    "Discharge at 1C for 2 hours or until 3 V"
   "Hold at 4.2 V until C/50 or 2 hours"  (with "or", the step ends at whichever comes first)
   a DriveCycle(time_s, current_A), and tuples of steps (one cycle each).
@@ -39,9 +40,10 @@ class ExperimentError(ValueError):
 class Step:
     """One parsed protocol step (plain numbers; `Experiment` turns steps into a `StepTable`).
 
-    `mode` is "current" (value in A, or a C-rate when `c_rate`), "voltage" [V], "power" [W] or
-    "drive" (current [A] interpolated in `drive_time`/`drive_current`). Currents and powers are
-    positive on discharge. The step ends at `duration` [s] (inf for none), when the voltage
+    `mode` is "current" (value in A, or a C-rate when `c_rate`), "voltage" [V], "power" [W],
+    "resistance" [Ohm] (the current is the voltage over it, PyBaMM's "Discharge at 2 Ohm") or
+    "drive" (current [A] interpolated in `drive_time`/`drive_current`). Currents, powers and
+    resistances are positive on discharge. The step ends at `duration` [s] (inf for none), when the voltage
     crosses `until_voltage` [V] (nan for none), or when the current, in the direction it flows
     at the step's start, falls to `until_current` (A, or a C-rate when `until_c_rate`; nan for
     none).
@@ -135,6 +137,8 @@ def _parse_current(text: str, spec: str) -> tuple[float, bool]:
 
 def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
     s = spec.replace(" ", "")
+    if m := re.fullmatch(rf"({_NUM})(mohm|ohm|ohms)", s):
+        return "resistance", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mohm" else 1.0), False
     if m := re.fullmatch(rf"({_NUM})(mw|w)", s):
         return "power", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mw" else 1.0), False
     if m := re.fullmatch(rf"({_NUM})(mv|v)", s):
@@ -226,6 +230,8 @@ def parse_step(text: str) -> Step:
         raise _fail(text, "a voltage is held with 'Hold at ... V'")
     if value < 0:
         raise _fail(text, "the value must be non-negative (use Charge or Discharge for the sign)")
+    if mode == "resistance" and value == 0:  # also a resistance that underflows to 0 (1e-400 Ohm)
+        raise _fail(text, "the resistance must be positive: 0 Ohm is a short circuit")
     if verb == "charge":
         value = -value
     duration, until_v, until_i, until_c = _parse_ends(text, tail)
@@ -243,7 +249,7 @@ def parse_step(text: str) -> Step:
     )
 
 
-MODES = {"current": 0, "drive": 1, "voltage": 2, "power": 3}
+MODES = {"current": 0, "drive": 1, "voltage": 2, "power": 3, "resistance": 4}
 
 
 class StepTable(eqx.Module):

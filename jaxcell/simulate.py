@@ -24,9 +24,9 @@ from .solvers import N_TOTALS, BandedSolve, CellField, DenseSolve, Rodas4, Struc
 # Surface stoichiometry at which an experiment stops: beyond it OCP fits and the exchange
 # current's square roots are no longer defined.
 STO_LIMIT = 1e-6
-# Newton iterations for the current of a voltage or power step (scalar, quadratically convergent).
+# Newton iterations for the current of a voltage, power or resistance step (scalar, quadratically convergent).
 NEWTON_ITERS = 12
-# the relative residual below which the current of a voltage or power step counts as found (Newton
+# the relative residual below which the current of a voltage, power or resistance step counts as found (Newton
 # converges quadratically: a found root's last residual is far below it)
 NEWTON_TOLERANCE = 1e-6
 N_OUT_PER_STEP = 400
@@ -118,7 +118,7 @@ def _control(model, row, p, t0, modes):
     Returns (current, realised, state_dependent, time_dependent): realised(t, y) says whether
     the current realises the control (False where Newton found no current for a voltage or
     power step, `_solve_current`); the flags, whether the current may depend on the state
-    (voltage or power control) and on time (drive cycles)."""
+    (voltage, power or resistance control) and on time (drive cycles)."""
     value = _amps(row.value, row.c_rate, p)
 
     found = jnp.asarray(True)
@@ -140,8 +140,13 @@ def _control(model, row, p, t0, modes):
         I0 = value / model_voltage(model, p, y, jnp.zeros_like(value))
         return _solve_current(lambda I: I * model_voltage(model, p, y, I) - value, I0, value)
 
-    branches = [(constant, drive, voltage, power)[m] for m in modes]
-    state_dependent = any(m in (MODES["voltage"], MODES["power"]) for m in modes)
+    def resistance(t, y):
+        # the load's current: I R = V(I), from the current the voltage at zero current would drive
+        V0 = model_voltage(model, p, y, jnp.zeros_like(value))
+        return _solve_current(lambda I: I * value - model_voltage(model, p, y, I), V0 / value, V0)
+
+    branches = [(constant, drive, voltage, power, resistance)[m] for m in modes]
+    state_dependent = any(m in (MODES["voltage"], MODES["power"], MODES["resistance"]) for m in modes)
     time_dependent = MODES["drive"] in modes
     if len(branches) == 1:
         both = branches[0]
@@ -153,7 +158,8 @@ def _control(model, row, p, t0, modes):
 
 def _max_duration(row, p):
     """Duration bound [s] of a step: its 'for ...' duration, else twice the time to pass the
-    nominal capacity at its current or power (8 hours for a voltage hold)."""
+    nominal capacity at its current or power (8 hours for a voltage hold), or, through a
+    resistance, at the current it draws at the lower cut-off voltage."""
     Q = p["Nominal cell capacity [A.h]"] * 3600.0
     I = jnp.abs(_amps(row.value, row.c_rate, p))
     by_mode = jnp.stack([
@@ -161,6 +167,7 @@ def _max_duration(row, p):
         row.drive_time[-1],
         jnp.asarray(8 * 3600.0),
         2.0 * Q * p["Upper voltage cut-off [V]"] / jnp.maximum(I, 1e-12),
+        2.0 * Q * jnp.abs(row.value) / p["Lower voltage cut-off [V]"],
     ])[row.mode]
     return jnp.where(jnp.isfinite(row.duration), row.duration, by_mode)
 

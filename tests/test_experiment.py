@@ -12,6 +12,8 @@ from jaxcell.experiment import MODES, parse_step
         ("Charge at 0.5 A until 4.2 V", "current", -0.5, False, np.inf, 4.2, np.nan),
         ("Charge at C/2 until 4.2 V", "current", -0.5, True, np.inf, 4.2, np.nan),
         ("Discharge at 2 W for 10 minutes", "power", 2.0, False, 600.0, np.nan, np.nan),
+        ("Discharge at 2 Ohm until 3 V", "resistance", 2.0, False, np.inf, 3.0, np.nan),
+        ("Charge at 500 mOhm for 1 minute", "resistance", -0.5, False, 60.0, np.nan, np.nan),
         ("Hold at 4.2 V until C/50", "voltage", 4.2, False, np.inf, np.nan, 0.02),
         ("Hold at 4.1 V until 50 mA", "voltage", 4.1, False, np.inf, np.nan, 0.05),
         ("Rest for 1 hour", "current", 0.0, False, 3600.0, np.nan, np.nan),
@@ -64,6 +66,9 @@ def test_unparsable_step_shows_string_and_forms(text):
         ("Discharge at 1C for 1e400 s", "'1e400 s' overflows"),
         ("Discharge at 1C for 1e305 days", "'1e305 days' overflows"),  # finite number, infinite seconds
         ("Rest for 1 hour (1e400 s period)", "'1e400 s' overflows"),
+        ("Discharge at 0 Ohm for 1 minute", "the resistance must be positive: 0 Ohm is a short circuit"),
+        ("Discharge at 1e-400 Ohm for 1 minute", "the resistance must be positive"),
+        ("Hold at 2 Ohm for 1 minute", "'Hold at' takes a voltage"),
     ],
 )
 def test_zero_divisor_and_overflow_refused(text, why):

@@ -7,7 +7,7 @@ Usage::
 
     python tests/data/make_references.py [--out DIR] [GROUP ...]
 
-GROUPS: spm_spme converged high_rate dfn_lumped tortuosity protocol functions bpx initial_soc (default: all). With
+GROUPS: spm_spme converged high_rate dfn_lumped tortuosity protocol resistance functions bpx initial_soc (default: all). With
 ``--out DIR`` the files go to DIR instead (to compare a regeneration with the committed files).
 
 Writes into ``tests/data/pybamm/``:
@@ -27,6 +27,9 @@ Writes into ``tests/data/pybamm/``:
   ``PROTOCOL`` (written to ``protocol_Chen2020.json``, with its drive cycle): CC, rests, 30 s
   pulses, a power step, a drive cycle, a CC-CV charge (columns ``t_s,V_V,I_A,step``, a row every
   2 s within each step, the step's index in the last column).
+* ``SPM_resistance_Chen2020.csv`` -- group ``resistance``: the SPM on PyBaMM's default mesh
+  under ``RESISTANCE_PROTOCOL`` (constant-resistance discharges and charge among CC steps and a
+  rest; columns ``t_s,V_V,I_A,step``, a row every 10 s within each step).
 * ``functions_{SET}.json`` -- parameter functions (OCPs, exchange-current
   densities, electrolyte and particle transport) evaluated on a grid; the
   layout is described in the file's ``"_doc"`` entry; the model-level OCPs also near the
@@ -96,6 +99,14 @@ PROTOCOL = [
 _LEVELS = [(20, 1.5), (10, -1.0), (30, 0.5), (10, 2.5), (20, 0.0), (30, -0.5), (60, 1.0)]
 DRIVE_CURRENT = np.concatenate([np.full(n, 5.0 * c) for n, c in _LEVELS] + [[5.0 * _LEVELS[-1][1]]])
 DRIVE_TIME = np.arange(DRIVE_CURRENT.size, dtype=float)
+# constant-resistance steps (PyBaMM's "Ohm": the current is the voltage over the resistance)
+RESISTANCE_PROTOCOL = [
+    "Discharge at 1 Ohm until 3.3 V",
+    "Rest for 10 minutes",
+    "Discharge at 500 mOhm for 5 minutes",
+    "Charge at 1C until 4.1 V",
+    "Charge at 2 Ohm for 2 minutes",
+]
 SETS = ("Marquis2019", "Ecker2015")
 RATES = (0.5, 1.0, 2.0)
 N_OUT = 2001
@@ -361,6 +372,21 @@ def protocol():
     write_csv(OUT / "DFNfine_protocol_Chen2020.csv", np.concatenate(rows), "t_s,V_V,I_A,step")
 
 
+def resistance():
+    """The SPM under `RESISTANCE_PROTOCOL` on PyBaMM's default mesh (Chen2020, isothermal, IDAKLU
+    rtol 1e-8)."""
+    sim = pybamm.Simulation(pybamm.lithium_ion.SPM(), parameter_values=pybamm.ParameterValues("Chen2020"),
+                            solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10),
+                            experiment=pybamm.Experiment(RESISTANCE_PROTOCOL, period="10 seconds"))
+    sol = sim.solve()
+    rows = []
+    for k, step in enumerate(s for cycle in sol.cycles for s in cycle.steps):
+        t, V, I = (step[name].entries for name in ("Time [s]", "Voltage [V]", "Current [A]"))
+        rows.append(np.column_stack([t, V, I, np.full(t.size, k)]))
+        print(f"  step {k} {RESISTANCE_PROTOCOL[k]}: {t[0]:.3f}-{t[-1]:.3f} s")
+    write_csv(OUT / "SPM_resistance_Chen2020.csv", np.concatenate(rows), "t_s,V_V,I_A,step", fmt="%.15g")
+
+
 def parameter_functions():
     for set_name in ("Chen2020", "Marquis2019", "Ecker2015"):
         path = OUT / f"functions_{set_name}.json"
@@ -442,7 +468,7 @@ def initial_soc():
     write_csv(OUT / "DFNfine_Chen2020_soc0.5_1.0C.csv", data, "t_s,V_V,Q_Ah", fmt="%.18e")
 
 
-GROUPS = {"spm_spme": spm_spme, "converged": converged, "high_rate": high_rate, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol,
+GROUPS = {"spm_spme": spm_spme, "converged": converged, "high_rate": high_rate, "dfn_lumped": dfn_lumped, "tortuosity": tortuosity, "protocol": protocol, "resistance": resistance,
           "functions": parameter_functions, "bpx": bpx, "initial_soc": initial_soc}
 
 
