@@ -372,8 +372,9 @@ def _simulate(model, params, table, modes, t_eval, opts):
         ~jnp.all(jnp.isfinite(t_eval)) | jnp.any(jnp.diff(t_eval) < 0) | (t_eval[0] < 0)
     )
 
-    def one_step(carry, row):
-        t, y, q, stopped, status, out, last = carry
+    def one_step(carry, row_k):
+        row, k = row_k
+        t, y, q, stopped, status, out, step_of, last = carry
         if t_eval is None:
             ts = t + jnp.linspace(0.0, 1.0, n_eval) * _max_duration(row, params)
         else:
@@ -381,32 +382,38 @@ def _simulate(model, params, table, modes, t_eval, opts):
         t_new, y_new, q_new, outs, final, end, st = _run_step(
             model, row, params, t, y, q, stopped, ts, opts, modes
         )
-        final = jnp.where(t_new > t, final, last)  # a step that did not run shows the last output
+        ran = t_new > t
+        final = jnp.where(ran, final, last)  # a step that did not run shows the last output
         if t_eval is None:
             # times after the step's end repeat its final point: fixed shapes, exact end point
             valid = ts < t_new
-            per_step = (jnp.where(valid, ts, t_new), jnp.where(valid[:, None], outs, final))
+            per_step = (jnp.where(valid, ts, t_new), jnp.where(valid[:, None], outs, final),
+                        jnp.full(n_eval, jnp.where(ran, k, -1), jnp.int32))
         else:
             # a step that did not run (skipped, or stopped at its start) writes the last output
             # at its start time, not its own: its control never acted (a skipped 2C step showed
             # 10 A and the voltage under it at the experiment's end)
             valid = (t_eval >= t) & (t_eval <= t_new) & ~stopped
-            out = jnp.where(valid[:, None], jnp.where(t_new > t, outs, final), out)
+            out = jnp.where(valid[:, None], jnp.where(ran, outs, final), out)
+            step_of = jnp.where(valid & ran, k, step_of)  # a time on a step change: the new step's
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        return (t_new, y_new, q_new, stopped, status, out, final), (per_step, end, t_new)
+        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new)
 
     y0 = model.initial_state(params)
     at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
     init = (
         jnp.asarray(0.0), y0, jnp.zeros(N_TOTALS), jnp.asarray(False),
-        jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), at_rest,
+        jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), jnp.full(n_eval, -1, jnp.int32), at_rest,
     )
-    (_, y, totals, _, status, out, _), (per_step, ends, end_times) = jax.lax.scan(one_step, init, table)
+    n_steps = table.mode.shape[0]
+    (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times) = jax.lax.scan(
+        one_step, init, (table, jnp.arange(n_steps, dtype=jnp.int32))
+    )
     status = _check_conservation(model, params, y0, y, totals, status)
     if t_eval is None:
-        t_out, out = per_step[0].reshape(-1), per_step[1].reshape(-1, 4)
+        t_out, out, step_of = per_step[0].reshape(-1), per_step[1].reshape(-1, 4), per_step[2].reshape(-1)
     else:
         t_out = t_eval
     # values `update` could not check (traced: under vmap, jit or grad) are checked here
@@ -414,10 +421,11 @@ def _simulate(model, params, table, modes, t_eval, opts):
     status = jnp.where(bad_t_eval, Status.BAD_T_EVAL, status)
     status = jnp.where(bad_params, Status.BAD_PARAMETERS, status)
     out = jnp.where(bad_t_eval | bad_params, jnp.nan, out)
+    step_of = jnp.where(bad_t_eval | bad_params, -1, step_of)
     totals = jnp.where(bad_params, jnp.nan, totals)
     return Solution(
         t=t_out, voltage=out[:, 0], current=out[:, 1], discharge_capacity=out[:, 2], temperature=out[:, 3],
-        status=status, step_end=ends, step_end_time=end_times, final_state=y,
+        step=step_of, status=status, step_end=ends, step_end_time=end_times, final_state=y,
         discharged_capacity=totals[0], charged_capacity=totals[1],
         discharged_energy=totals[2], charged_energy=totals[3],
     )

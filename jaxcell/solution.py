@@ -123,6 +123,9 @@ class Solution(eqx.Module):
         discharge_capacity: net charge passed since the start at each time [A.h], positive on
             discharge (PyBaMM's "Discharge capacity [A.h]").
         temperature: cell temperature [K].
+        step: index of the experiment's step each output belongs to (0 for the first; an
+            output time on a step change belongs to the new step; -1 where no step ran: times
+            the experiment did not reach, and the repeated points of a step that was skipped).
         status: `Status` code of the experiment.
         step_end: `StepEnd` code of each step; step_end_time: its end time [s].
         final_state: model state at the end.
@@ -141,6 +144,7 @@ class Solution(eqx.Module):
     current: jax.Array
     discharge_capacity: jax.Array
     temperature: jax.Array
+    step: jax.Array
     status: jax.Array
     step_end: jax.Array
     step_end_time: jax.Array
@@ -226,8 +230,8 @@ class Solution(eqx.Module):
         return keep & ~dup
 
     def to_pandas(self):
-        """A tidy table: columns t_s, V_V, I_A, Q_Ah, T_K (repeated end points and unreached
-        times dropped)."""
+        """A tidy table: columns t_s, V_V, I_A, Q_Ah, T_K and step (the step's index, as
+        `step_end`'s), with repeated end points and unreached times dropped."""
         import pandas as pd
 
         self._single("to_pandas")
@@ -238,6 +242,7 @@ class Solution(eqx.Module):
             "I_A": np.asarray(self.current)[keep],
             "Q_Ah": np.asarray(self.discharge_capacity)[keep],
             "T_K": np.asarray(self.temperature)[keep],
+            "step": np.asarray(self.step)[keep],
         })
 
     def plot(self, axes=None, label=None):

@@ -24,7 +24,7 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
                  "--set", "Negative electrode porosity=0.2", "--output", str(out), "--plot", str(png)])
     assert code == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["t_s", "V_V", "I_A", "Q_Ah", "T_K"]
+    assert list(df.columns) == ["t_s", "V_V", "I_A", "Q_Ah", "T_K", "step"]
     assert df.t_s.iloc[-1] == pytest.approx(3600.0) and (df.I_A == 0).all()
     assert png.stat().st_size > 10_000
     assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.png"]  # no temporary files left

@@ -121,6 +121,7 @@ def test_an_output_time_on_a_step_change_is_the_new_steps_first_point(spm, chen)
     v, i = np.asarray(sol.voltage), np.asarray(sol.current)
     assert i[1] == pytest.approx(5.0) and i[2] == 0.0 and i[3] == 0.0
     assert abs(v[2] - v[3]) < 1e-4 and v[2] - v[1] > 0.01
+    assert list(np.asarray(sol.step)) == [0, 0, 1, 1, 1]  # each output's step, the rest's from 600 s
 
 
 def test_traced_parameters_outside_their_range_get_a_status(spm, chen):
@@ -233,6 +234,7 @@ def test_skipped_steps_report_last_real_output(spm, chen):
     (not the current of a step that never ran)."""
     sol = jaxcell.simulate(spm, chen, ["Discharge at 2C for 2 hours", "Charge at 3 A for 1 hour"])
     assert list(np.asarray(sol.step_end)) == [StepEnd.STOPPED, StepEnd.NOT_RUN]
+    assert np.all(np.asarray(sol.step)[:400] == 0) and np.all(np.asarray(sol.step)[400:] == -1)
     np.testing.assert_allclose(np.asarray(sol.current)[-1], 10.0)
     np.testing.assert_allclose(np.asarray(sol.voltage)[-1], 2.5, atol=2e-6)
 
@@ -247,10 +249,14 @@ def test_skipped_steps_at_output_times_show_the_last_real_output(spm, chen):
     default = jaxcell.simulate(spm, chen, exp)
     assert list(np.asarray(on_grid.step_end)) == [StepEnd.DURATION, StepEnd.ALREADY_MET]
     assert float(on_grid.current[-1]) == pytest.approx(5.0)
+    assert list(np.asarray(on_grid.step)) == [0, 0, 0]  # the skipped step has no output of its own
+    assert list(default.to_pandas().step.unique()) == [0]
+    assert np.all(np.asarray(default.step)[400:] == -1)  # its fixed-length rows repeat the last point
     np.testing.assert_allclose(float(on_grid.voltage[-1]), float(default.voltage[-1]), atol=1e-6)
     full = jaxcell.simulate(spm, chen, ["Charge at 1C for 1 hour"], t_eval=np.array([0.0]), initial_soc=1.0)
     assert int(full.status) == jaxcell.Status.UPPER_CUTOFF
     assert float(full.current[0]) == 0.0 and float(full.voltage[0]) <= 4.2 + 1e-6
+    assert int(full.step[0]) == -1  # at rest before a step that never ran
 
 
 def test_a_hold_whose_current_changes_sign_ends_on_its_limit(spm, chen):
