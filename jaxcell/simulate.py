@@ -399,7 +399,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new)
+        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new, q_new - q)
 
     y0 = model.initial_state(params)
     at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
@@ -408,7 +408,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
         jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), jnp.full(n_eval, -1, jnp.int32), at_rest,
     )
     n_steps = table.mode.shape[0]
-    (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times) = jax.lax.scan(
+    (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times, step_totals) = jax.lax.scan(
         one_step, init, (table, jnp.arange(n_steps, dtype=jnp.int32))
     )
     status = _check_conservation(model, params, y0, y, totals, status)
@@ -423,11 +423,12 @@ def _simulate(model, params, table, modes, t_eval, opts):
     out = jnp.where(bad_t_eval | bad_params, jnp.nan, out)
     step_of = jnp.where(bad_t_eval | bad_params, -1, step_of)
     totals = jnp.where(bad_params, jnp.nan, totals)
+    step_totals = jnp.where(bad_params, jnp.nan, step_totals)
     return Solution(
         t=t_out, voltage=out[:, 0], current=out[:, 1], discharge_capacity=out[:, 2], temperature=out[:, 3],
         step=step_of, status=status, step_end=ends, step_end_time=end_times, final_state=y,
         discharged_capacity=totals[0], charged_capacity=totals[1],
-        discharged_energy=totals[2], charged_energy=totals[3],
+        discharged_energy=totals[2], charged_energy=totals[3], step_totals=step_totals,
     )
 
 

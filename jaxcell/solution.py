@@ -133,6 +133,8 @@ class Solution(eqx.Module):
             while charging over the whole experiment [A.h], one per cell.
         discharged_energy, charged_energy: energy delivered while discharging and taken in
             while charging [W.h], one per cell.
+        step_totals: the same four for each step on its own, (n_steps, 4): discharged and
+            charged A.h, discharged and charged W.h (`step_capacity`, `step_energy`, `steps`).
 
     The four totals are integrated by the solver with the cell's state, so they are exact to
     the solver's tolerance whatever the output times, and differentiable; see `capacity`,
@@ -153,6 +155,7 @@ class Solution(eqx.Module):
     charged_capacity: jax.Array
     discharged_energy: jax.Array
     charged_energy: jax.Array
+    step_totals: jax.Array
 
     @property
     def message(self) -> str | list[str]:
@@ -214,6 +217,34 @@ class Solution(eqx.Module):
     def energy_throughput(self) -> jax.Array:
         """Energy passed in either direction [W.h]."""
         return self.discharged_energy + self.charged_energy
+
+    # -- the same per step (integrated by the solver; one row per step of the experiment) ------
+    @property
+    def step_capacity(self) -> jax.Array:
+        """Charge delivered while discharging in each step [A.h], (..., n_steps): e.g. the
+        capacity of one discharge of a cycling protocol. Differentiable."""
+        return self.step_totals[..., 0]
+
+    @property
+    def step_energy(self) -> jax.Array:
+        """Energy delivered while discharging in each step [W.h], (..., n_steps). Differentiable."""
+        return self.step_totals[..., 2]
+
+    def steps(self):
+        """One row per step of the experiment (pandas): its index, how it ended (a `StepEnd`
+        name), start and end time and duration [s], and the charge [A.h] and energy [W.h] it
+        delivered on discharge and took in on charge."""
+        import pandas as pd
+
+        self._single("steps")
+        end = np.asarray(self.step_end_time)
+        start = np.concatenate([[0.0], end[:-1]])
+        q = np.asarray(self.step_totals)
+        return pd.DataFrame({
+            "step": np.arange(end.size), "ended": [StepEnd(int(e)).name for e in np.asarray(self.step_end)],
+            "start_s": start, "end_s": end, "duration_s": end - start,
+            "discharged_Ah": q[:, 0], "charged_Ah": q[:, 1], "discharged_Wh": q[:, 2], "charged_Wh": q[:, 3],
+        })
 
     def _single(self, name: str):
         if np.ndim(self.status) != 0:

@@ -67,6 +67,22 @@ def test_cccv_power_rest(spm, chen):
     assert float(sol.capacity) == float(sol.discharged_capacity) and float(sol.energy) == float(sol.discharged_energy)
     np.testing.assert_allclose(float(sol.charge_throughput), float(sol.discharged_capacity + sol.charged_capacity))
     assert bool(sol.delivered) and sol.message.startswith("completed: every step ended on its own condition")
+    # the same totals step by step, against the same closed forms; they add up to the experiment's
+    steps = sol.steps()
+    assert list(steps.ended) == ["DURATION", "DURATION", "VOLTAGE", "CURRENT", "DURATION"]
+    np.testing.assert_allclose(steps.end_s, ends)
+    np.testing.assert_allclose(steps.duration_s[1], 600.0, rtol=1e-12)
+    np.testing.assert_allclose(steps.discharged_Ah[0], 5.0 * 1200 / 3600, rtol=1e-12)
+    np.testing.assert_allclose(steps.discharged_Wh[4], 5.0 * 600 / 3600, rtol=1e-9)
+    np.testing.assert_allclose(steps.charged_Ah[2], 5.0 * (ends[2] - ends[1]) / 3600, rtol=1e-12)
+    np.testing.assert_allclose(steps.charged_Wh[3], 4.2 * steps.charged_Ah[3], rtol=1e-9)
+    assert np.all(np.asarray(sol.step_totals)[1] == 0.0)  # the rest
+    assert steps.charged_Ah[[0, 4]].eq(0).all() and steps.discharged_Ah[[2, 3]].eq(0).all()
+    np.testing.assert_allclose(np.asarray(sol.step_totals).sum(axis=0),
+                               [float(x) for x in (sol.discharged_capacity, sol.charged_capacity,
+                                                   sol.discharged_energy, sol.charged_energy)], rtol=1e-12)
+    np.testing.assert_array_equal(sol.step_capacity, sol.step_totals[:, 0])
+    np.testing.assert_array_equal(sol.step_energy, sol.step_totals[:, 2])
 
 
 def test_drive_cycle_follows_profile(spm, chen):
