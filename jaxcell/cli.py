@@ -22,9 +22,10 @@ DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
   jaxcell simulate --model SPMe --parameters Chen2020 \\
       --experiment "Discharge at 1C until 2.5 V" --output out.csv --plot out.png
 
-writes a CSV with columns t_s,V_V,I_A,Q_Ah,T_K (time [s], voltage [V], current [A, positive
-on discharge], net discharged charge [A.h], temperature [K]) and prints the charge and energy
-delivered on discharge and taken in on charge, and why the experiment ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
+writes a CSV with columns t_s,V_V,I_A,Q_Ah,T_K,step (time [s], voltage [V], current [A, positive
+on discharge], net discharged charge [A.h], temperature [K], the step's index from 0) and prints
+the charge and energy delivered on discharge and taken in on charge, why the experiment ended,
+and for several steps how each ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
 before anything is computed, output paths included), 130 on Ctrl-C.
 
   jaxcell population --model SPM --parameters Chen2020 --n 200 --seed 0 --output cells.csv
@@ -401,7 +402,12 @@ def cmd_simulate(args) -> int:
     last = f"final voltage {df.V_V.iloc[-1]:.4f} V" if len(df) else "no output: the solve stopped at the start"
     print(f"duration  {float(sol.step_end_time[-1]) / 3600:.4f} h, {last}")
     print(f"end       {sol.message}")
-    print(f"wrote     {args.output} ({len(df)} rows: t_s,V_V,I_A,Q_Ah,T_K)")
+    if len(experiment.descriptions) > 1:
+        print("steps     (how each ended, its duration, the net charge it discharged)")
+        for row, text in zip(sol.steps().itertuples(), experiment.descriptions):
+            print(f"  {row.step + 1:>3}  {text[:44]:<44} {row.ended.lower():<12} {row.duration_s:10.1f} s "
+                  f"{row.discharged_Ah - row.charged_Ah:+9.4f} A.h")
+    print(f"wrote     {args.output} ({len(df)} rows: {','.join(df.columns)})")
     if args.plot:
         import matplotlib
 

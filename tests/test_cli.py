@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,15 +22,20 @@ from jaxcell.cli import main
 def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
     out, png = tmp_path / "out.csv", tmp_path / "out.png"
     code = main(["simulate", "--model", "SPMe", "--parameters", "Chen2020", "--experiment", "Rest for 1 hour",
+                 "--experiment", "Discharge at 500 mA for 36 minutes",
                  "--set", "Negative electrode porosity=0.2", "--output", str(out), "--plot", str(png)])
     assert code == 0
     df = pd.read_csv(out)
     assert list(df.columns) == ["t_s", "V_V", "I_A", "Q_Ah", "T_K", "step"]
-    assert df.t_s.iloc[-1] == pytest.approx(3600.0) and (df.I_A == 0).all()
+    assert df.t_s.iloc[-1] == pytest.approx(5760.0) and (df.I_A[df.step == 0] == 0).all()
+    assert (df.I_A[df.step == 1] == 0.5).all() and df.step.min() == 0 and df.t_s[df.step == 1].min() == 3600.0
     assert png.stat().st_size > 10_000
     assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.png"]  # no temporary files left
     text = capsys.readouterr().out
     assert "capacity" in text and "energy" in text and "completed" in text
+    # each step: how it ended, its duration and the net charge it discharged (0.5 A for 0.6 h)
+    assert re.search(r"1  Rest for 1 hour +duration +3600\.0 s +\+0\.0000 A\.h", text), text
+    assert re.search(r"2  Discharge at 500 mA for 36 minutes +duration +2160\.0 s +\+0\.3000 A\.h", text), text
 
 
 @pytest.mark.parametrize(
@@ -282,7 +288,7 @@ def test_cli_tortuosity_factors_added_by_set(tmp_path):
 def test_cli_help(capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
-    assert "t_s,V_V,I_A,Q_Ah,T_K" in capsys.readouterr().out
+    assert "t_s,V_V,I_A,Q_Ah,T_K,step" in capsys.readouterr().out
 
 
 def test_compiled_solve_persists_with_the_readme_recipe(tmp_path):
