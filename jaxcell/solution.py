@@ -277,7 +277,8 @@ class Solution(eqx.Module):
         })
 
     def plot(self, axes=None, label=None):
-        """Voltage, current and temperature against time (matplotlib). Returns the figure."""
+        """Voltage, current and temperature against time (matplotlib), with the step changes of
+        a multi-step experiment as thin vertical lines. Returns the figure."""
         import matplotlib.pyplot as plt
 
         df = self.to_pandas()
@@ -293,6 +294,10 @@ class Solution(eqx.Module):
         axes[2].plot(th, df.T_K, label=label)
         axes[2].set_ylabel("Temperature [K]")
         axes[2].set_xlabel("Time [h]")
+        changes = np.unique(np.asarray(self.step_end_time)[:-1]) / 3600.0  # between steps that ran
+        for ax in axes[:3]:
+            for x in changes[(changes > th.min()) & (changes < th.max())] if len(th) else []:
+                ax.axvline(x, color="0.85", lw=0.6, zorder=0)
         axes[0].set_title(self.message)
         if label is not None:
             axes[0].legend()
