@@ -116,8 +116,8 @@ def _control(model, row, p, t0, modes):
     protocol), so `lax.switch` runs only the branch of the step at hand.
 
     Returns (current, realised, state_dependent, time_dependent): realised(t, y) says whether
-    the current realises the control (False where Newton found no current for a voltage or
-    power step, `_solve_current`); the flags, whether the current may depend on the state
+    the current realises the control (False where Newton found no current for a voltage,
+    power or resistance step, `_solve_current`); the flags, whether the current may depend on the state
     (voltage, power or resistance control) and on time (drive cycles)."""
     value = _amps(row.value, row.c_rate, p)
 
@@ -395,7 +395,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
             # 10 A and the voltage under it at the experiment's end)
             valid = (t_eval >= t) & (t_eval <= t_new) & ~stopped
             out = jnp.where(valid[:, None], jnp.where(ran, outs, final), out)
-            step_of = jnp.where(valid & ran, k, step_of)  # a time on a step change: the new step's
+            step_of = jnp.where(valid & ran, k, step_of)  # a time on a step change is the new step's
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
