@@ -141,9 +141,12 @@ def _control(model, row, p, t0, modes):
         return _solve_current(lambda I: I * model_voltage(model, p, y, I) - value, I0, value)
 
     def resistance(t, y):
-        # the load's current: I R = V(I), from the current the voltage at zero current would drive
+        # the load's current: I R = V(I), from the current the voltage at zero current would drive.
+        # A root at a voltage I R <= 0 is none: a charge through less than the cell's own
+        # resistance has no current (its only roots lie where the model's voltage is negative)
         V0 = model_voltage(model, p, y, jnp.zeros_like(value))
-        return _solve_current(lambda I: I * value - model_voltage(model, p, y, I), V0 / value, V0)
+        I, ok = _solve_current(lambda I: I * value - model_voltage(model, p, y, I), V0 / value, V0)
+        return I, ok & (I * value > 0)
 
     branches = [(constant, drive, voltage, power, resistance)[m] for m in modes]
     state_dependent = any(m in (MODES["voltage"], MODES["power"], MODES["resistance"]) for m in modes)
@@ -296,7 +299,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start_stop = jnp.where(jnp.any(start_violation), stop_codes[jnp.argmax(start_violation)], Status.COMPLETED)
 
     start_stop = jnp.where(bad_start, Status.SOLVER_FAILURE, start_stop)
-    # no current realises the step's power or voltage (`_solve_current`)
+    # no current realises the step's power, voltage or resistance (`_solve_current`)
     start_stop = jnp.where(~realised(t0, y0) & ~stopped, Status.INFEASIBLE_CONTROL, start_stop)
     skip = stopped | already | (start_stop != Status.COMPLETED)
     t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))

@@ -57,8 +57,9 @@ STATUS_MESSAGES = {
         "a concrete one is refused with an error)"
     ),
     Status.INFEASIBLE_CONTROL: (
-        "failed: Newton's iteration found no current that realises the step's power or voltage, at the step's "
-        "start or end (a power above the cell's maximum at its state, or a voltage out of reach)"
+        "failed: Newton's iteration found no current that realises the step's power, voltage or resistance, at "
+        "the step's start or end (a power above the cell's maximum at its state, a voltage out of reach, or a "
+        "charge through less than the cell's own resistance)"
     ),
     Status.BAD_PARAMETERS: (
         "failed: a parameter was outside its physical range or not finite (a traced value, e.g. under jax.vmap or "

@@ -315,6 +315,13 @@ def test_a_power_the_cell_cannot_deliver_is_a_failure(chen):
                           initial_soc=0.5)
     assert int(ok.status) == jaxcell.Status.COMPLETED
     np.testing.assert_allclose(np.asarray(ok.current * ok.voltage)[:-1], 20.0, rtol=1e-6)
+    # a charge through less than the SPMe's own resistance: I R = V(I) holds only where the
+    # model's voltage is negative (a large discharge); that root was taken and the charge
+    # reported as stopped at the lower cut-off
+    short = jaxcell.simulate(spme, chen, ["Charge at 1 mOhm for 1 minute", "Discharge at 20 W for 1 minute"],
+                             initial_soc=0.5)
+    assert int(short.status) == jaxcell.Status.INFEASIBLE_CONTROL, short.message
+    assert "(at the start of step 1)" in short.message and float(short.charged_capacity) == 0.0
 
 
 def test_constant_resistance_steps_match_pybamm(spm, chen):
