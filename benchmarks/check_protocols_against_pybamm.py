@@ -107,6 +107,8 @@ def run_case(rng, models):
     ends = all_ends[ran]
     ref_ends = np.array([r[0][-1] for r in ref])
     n = min(len(ends), len(ref_ends))
+    if n == 0:  # no step ran in one of them (a stop at the very start): nothing to align
+        return rec
     rec["end_times_jaxcell"], rec["end_times_pybamm"] = ends.tolist(), ref_ends.tolist()
     stopped = int(js.status) in (jaxcell.Status.LOWER_CUTOFF, jaxcell.Status.UPPER_CUTOFF)
     last = n - 1 if stopped else n  # a cut-off stop: PyBaMM ran on past it

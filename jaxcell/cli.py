@@ -15,7 +15,7 @@ from pathlib import Path
 MODELS = ("SPM", "SPMe", "DFN")
 SEED_MAX = 2**63 - 1  # jax.random.key takes a 64-bit signed integer (jaxcell runs in float64/int64)
 MAX_MEMORY_GIB = 2.0  # default of --max-memory (`population`, `age`)
-OUTPUT_FIELDS = 5  # a Solution's series at each output point: t, voltage, current, charge, temperature
+OUTPUT_FIELDS = 6  # a Solution's series at each output point: t, voltage, current, charge, temperature, step
 
 DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
 
@@ -23,7 +23,7 @@ DESCRIPTION = """jaxcell: physics-based lithium-ion cell simulation in JAX.
       --experiment "Discharge at 1C until 2.5 V" --output out.csv --plot out.png
 
 writes a CSV with columns t_s,V_V,I_A,Q_Ah,T_K,step (time [s], voltage [V], current [A, positive
-on discharge], net discharged charge [A.h], temperature [K], the step's index from 0) and prints
+on discharge], net discharged charge [A.h], temperature [K], the step's index from 0; -1 at rest before a first step that did not run) and prints
 the charge and energy delivered on discharge and taken in on charge, why the experiment ended,
 and for several steps how each ended. Exit status: 0, 1 if the simulation failed, 2 for bad input (checked
 before anything is computed, output paths included), 130 on Ctrl-C.

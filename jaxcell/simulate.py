@@ -162,7 +162,9 @@ def _control(model, row, p, t0, modes):
 def _max_duration(row, p):
     """Duration bound [s] of a step: its 'for ...' duration, else twice the time to pass the
     nominal capacity at its current or power (8 hours for a voltage hold), or, through a
-    resistance, at the current it draws at the lower cut-off voltage."""
+    resistance, at the current it draws at the lower cut-off voltage. Never negative: a traced
+    capacity or cut-off out of its range (the cell gets BAD_PARAMETERS) made t1 < t0, which
+    diffrax raises on, and the whole batch was lost."""
     Q = p["Nominal cell capacity [A.h]"] * 3600.0
     I = jnp.abs(_amps(row.value, row.c_rate, p))
     by_mode = jnp.stack([
@@ -170,9 +172,9 @@ def _max_duration(row, p):
         row.drive_time[-1],
         jnp.asarray(8 * 3600.0),
         2.0 * Q * p["Upper voltage cut-off [V]"] / jnp.maximum(I, 1e-12),
-        2.0 * Q * jnp.abs(row.value) / p["Lower voltage cut-off [V]"],
+        2.0 * Q / jnp.maximum(p["Lower voltage cut-off [V]"] / jnp.abs(row.value), 1e-12),
     ])[row.mode]
-    return jnp.where(jnp.isfinite(row.duration), row.duration, by_mode)
+    return jnp.where(jnp.isfinite(row.duration), row.duration, jnp.maximum(by_mode, 0.0))
 
 
 def _outputs(model, current, p):
@@ -353,7 +355,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     fail_code = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
     status = jnp.where(failed, fail_code, status)
     end = jnp.where(failed, StepEnd.STOPPED, end)
-    # a power or voltage that no current realises any more at the step's end: the step ran on
+    # a power, voltage or resistance that no current realises any more at the step's end: the step ran on
     # Newton's meaningless iterate from some point on
     lost = ~failed & ~realised(t_end, y_end)
     status = jnp.where(lost, Status.INFEASIBLE_CONTROL, status)
@@ -561,8 +563,9 @@ def simulate(
     delivered on discharge and taken in on charge over the whole experiment (`sol.capacity`,
     `sol.energy`, `sol.charged_capacity`, ...), integrated by the solver with the state, so
     exact whatever the output times; and a `status` saying whether every step finished or what
-    stopped the experiment (`sol.delivered`: whether it ran as asked; a power or voltage that no
-    current realises is `Status.INFEASIBLE_CONTROL`). Steps end exactly at their events
+    stopped the experiment (`sol.delivered`: whether it ran as asked; a power, voltage or
+    resistance that no current realises is `Status.INFEASIBLE_CONTROL`); each output's step
+    (`sol.step`) and each step's own charge and energy (`sol.step_totals`, `sol.steps()`). Steps end exactly at their events
     (bisection on the solver's dense output), not at the next sample. Where the concrete
     outputs' current passes `EXTREME_C_RATE` (100C), a warning says the result is far outside
     what the set describes (not under `jit`/`vmap`, nor in `simulate_batch`).

@@ -173,9 +173,9 @@ def test_cli_population_seed_range(tmp_path, capsys, seed):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--n", "1000000000"], "needs 1.54e+04 GiB (--n 1000000000 cells x 400 output points x 5 fields x 8 bytes, and "),
+        (["--n", "1000000000"], "needs 1.84e+04 GiB (--n 1000000000 cells x 400 output points x 6 fields x 8 bytes, and "),
         (["--n", "200000", "--experiment", "Rest for 1 hour", "--experiment", "Rest for 1 hour"],
-         "(--n 200000 cells x 800 output points x 5 fields"),
+         "(--n 200000 cells x 800 output points x 6 fields"),
         (["--n", "1000", "--max-memory", "0.001"], "above the limit --max-memory = 0.001 GiB"),
         (["--experiment", "Discharge at C/0 for 1 hour"], "'c/0' divides by zero"),
     ],

@@ -164,6 +164,15 @@ def test_traced_parameters_outside_their_range_get_a_status(spm, chen):
     assert np.all(np.isfinite(np.asarray(default.voltage[0])))
     for series in (default.voltage, default.current, default.discharge_capacity, default.temperature):
         assert np.all(np.isnan(np.asarray(series[1])))
+    # a negative capacity or lower cut-off made a step's duration bound negative (t1 < t0), which
+    # diffrax raises on: the whole batch was lost, not one cell (a resistance step's bound reads
+    # the cut-off, a current step's the capacity)
+    V_MIN, Q = "Lower voltage cut-off [V]", "Nominal cell capacity [A.h]"
+    bounds = jax.vmap(lambda v, q: jaxcell.simulate(spm, chen.update({V_MIN: v, Q: q}), ["Discharge at 1 Ohm until 3.9 V",
+                                                                                      "Discharge at 1C until 3.8 V"]))
+    sols = bounds(np.array([2.5, -1.0, 2.5]), np.array([5.0, 5.0, -5.0]))
+    assert list(np.asarray(sols.status)) == [jaxcell.Status.COMPLETED] + [jaxcell.Status.BAD_PARAMETERS] * 2
+    assert float(sols.step_capacity[0, 0]) > 0.3 and np.all(np.isnan(np.asarray(sols.step_totals[1:])))
 
 
 def test_t_eval_must_be_finite(spm, chen):
