@@ -135,14 +135,14 @@ def _parse_current(text: str, spec: str) -> tuple[float, bool]:
     raise _fail(text, f"{spec!r} is not a current (e.g. '1C', 'C/2', '0.5 A', '500 mA')")
 
 
+# a step's value other than a current: its unit (lower case, an optional "m" for milli) and mode
+_VALUE_UNITS = {"ohm": "resistance", "ohms": "resistance", "w": "power", "v": "voltage"}
+
+
 def _parse_value(text: str, spec: str) -> tuple[str, float, bool]:
     s = spec.replace(" ", "")
-    if m := re.fullmatch(rf"({_NUM})(mohm|ohm|ohms)", s):
-        return "resistance", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mohm" else 1.0), False
-    if m := re.fullmatch(rf"({_NUM})(mw|w)", s):
-        return "power", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mw" else 1.0), False
-    if m := re.fullmatch(rf"({_NUM})(mv|v)", s):
-        return "voltage", _number(text, spec, m.group(1), 1e-3 if m.group(2) == "mv" else 1.0), False
+    if (m := re.fullmatch(rf"({_NUM})(m?)([a-z]+)", s)) and m.group(3) in _VALUE_UNITS:
+        return _VALUE_UNITS[m.group(3)], _number(text, spec, m.group(1), 1e-3 if m.group(2) else 1.0), False
     value, c_rate = _parse_current(text, spec)
     return "current", value, c_rate
 

@@ -360,16 +360,22 @@ def protocol():
     sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=pybamm.ParameterValues("Chen2020"),
                             var_pts=FINE, solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10),
                             experiment=pybamm.Experiment(steps, period="2 seconds"))
-    sol = sim.solve()
-    rows = []
-    for k, cycle in enumerate(sol.cycles):
-        t, V, I = (cycle[name].entries for name in ("Time [s]", "Voltage [V]", "Current [A]"))
-        rows.append(np.column_stack([t, V, I, np.full(t.size, k)]))
-        print(f"  step {k} {PROTOCOL[k]}: {t[0]:.2f}-{t[-1]:.2f} s")
+    rows = step_rows(sim.solve(), PROTOCOL)
     with open(OUT / "protocol_Chen2020.json", "w") as f:
         json.dump({"steps": PROTOCOL, "drive_time_s": DRIVE_TIME.tolist(), "drive_current_A": DRIVE_CURRENT.tolist()}, f)
         f.write("\n")
-    write_csv(OUT / "DFNfine_protocol_Chen2020.csv", np.concatenate(rows), "t_s,V_V,I_A,step")
+    write_csv(OUT / "DFNfine_protocol_Chen2020.csv", rows, "t_s,V_V,I_A,step")
+
+
+def step_rows(sol, steps):
+    """An experiment's solution as rows t, V, I and the step's index (`steps`: the step strings,
+    for the printout), step after step."""
+    rows = []
+    for k, step in enumerate(s for cycle in sol.cycles for s in cycle.steps):
+        t, V, I = (step[name].entries for name in ("Time [s]", "Voltage [V]", "Current [A]"))
+        rows.append(np.column_stack([t, V, I, np.full(t.size, k)]))
+        print(f"  step {k} {steps[k]}: {t[0]:.3f}-{t[-1]:.3f} s")
+    return np.concatenate(rows)
 
 
 def resistance():
@@ -378,13 +384,8 @@ def resistance():
     sim = pybamm.Simulation(pybamm.lithium_ion.SPM(), parameter_values=pybamm.ParameterValues("Chen2020"),
                             solver=pybamm.IDAKLUSolver(rtol=1e-8, atol=1e-10),
                             experiment=pybamm.Experiment(RESISTANCE_PROTOCOL, period="10 seconds"))
-    sol = sim.solve()
-    rows = []
-    for k, step in enumerate(s for cycle in sol.cycles for s in cycle.steps):
-        t, V, I = (step[name].entries for name in ("Time [s]", "Voltage [V]", "Current [A]"))
-        rows.append(np.column_stack([t, V, I, np.full(t.size, k)]))
-        print(f"  step {k} {RESISTANCE_PROTOCOL[k]}: {t[0]:.3f}-{t[-1]:.3f} s")
-    write_csv(OUT / "SPM_resistance_Chen2020.csv", np.concatenate(rows), "t_s,V_V,I_A,step", fmt="%.15g")
+    write_csv(OUT / "SPM_resistance_Chen2020.csv", step_rows(sim.solve(), RESISTANCE_PROTOCOL), "t_s,V_V,I_A,step",
+              fmt="%.15g")
 
 
 def parameter_functions():
