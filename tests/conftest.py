@@ -11,19 +11,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-# XLA's CPU compiler with its classic code generators instead of its newer fusion emitters: the
-# same programs and the same results, compiled in a quarter to a half less time on one core (a DFN
-# discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s; benchmarks/README.md), and this
-# suite's time is mostly compiling. Set before JAX starts its backend, here in the controller
-# (the workers and the command-line tests' processes inherit it), where this XLA knows the flag
-# (an unknown flag would abort every process). A setting of the flag in XLA_FLAGS is kept.
-_CLASSIC = "--xla_cpu_use_fusion_emitters=false"
-if "PYTEST_XDIST_WORKER" not in os.environ and "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    _flags = f"{os.environ.get('XLA_FLAGS', '')} {_CLASSIC}".strip()
+# XLA flags for this suite, whose time is mostly compiling (benchmarks/README.md has the figures):
+# - XLA's CPU compiler with its classic code generators instead of its newer fusion emitters: the
+#   same programs and the same results, compiled in a quarter to a half less time on one core (a DFN
+#   discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s).
+# - No while-loop invariant code motion: most of that pass's time is spent working out the trip
+#   counts of the solver's loops, a fifth of a gradient's compile (an SPM gradient 32.9 -> 25.8 s,
+#   a DFN gradient 51.9 -> 39.6 s), for runs 8-10 % (an SPMe forward solve 46 %) slower, which
+#   tests that run each program a few times do not feel. The same results to round-off.
+# Set before JAX starts its backend, here in the controller (the workers, the notebooks' kernels and
+# the command-line tests' processes inherit them), where this XLA knows the flags (an unknown flag
+# would abort every process). A setting of either flag in XLA_FLAGS is kept.
+_SUITE_FLAGS = {"xla_cpu_use_fusion_emitters": "--xla_cpu_use_fusion_emitters=false",
+                "xla_disable_hlo_passes": "--xla_disable_hlo_passes=while-loop-invariant-code-motion"}
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    _flags = " ".join([os.environ.get("XLA_FLAGS", "")]
+                      + [f for k, f in _SUITE_FLAGS.items() if k not in os.environ.get("XLA_FLAGS", "")]).strip()
     _probe = subprocess.run([sys.executable, "-c", "import jax; jax.numpy.zeros(1).block_until_ready()"],
                             env=dict(os.environ, XLA_FLAGS=_flags, JAX_PLATFORMS="cpu"), capture_output=True)
     if _probe.returncode == 0:
         os.environ["XLA_FLAGS"] = _flags
+
+# Python's full garbage collections (every 70,000 net allocations by default) walk every object
+# alive, and JAX's tracing allocates millions: a fifth of a gradient's trace went to them (an SPM
+# gradient 13.2 -> 10.5 s traced with full collections 100 times rarer; the young generations are
+# collected as before, the peak memory the same)
+gc.set_threshold(gc.get_threshold()[0], gc.get_threshold()[1], 1000)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
