@@ -7,14 +7,17 @@ then "Rest for 10 minutes", the voltage every 20 s (90 points, 10 s off the step
 around Chen2020's values (`default_prior`, log-sd 0.5: the truth is off-centre by 0.8 and 1.0
 prior sd), the noise scale half-normal (10 mV). A MAP fit with its Laplace approximation
 first, then NUTS (``--chains`` chains one after another, ``--warmup`` and ``--samples`` each,
-started from the MAP point). The MAP fit is timed twice (the first call compiles); NUTS's
+started from the MAP point; with ``--warm-start`` at draws of its Laplace approximation, whose
+covariance is the mass matrix, the warmup adapting the step size only). The MAP fit is timed
+twice (the first call compiles); NUTS's
 compiles are timed by a first run of one draw, then the full run.
 
 Passes when the true values lie in NUTS's central 90 % intervals, the posterior means are within
 20 % of them, every R-hat is below 1.01 and no transition diverged.
 
     python benchmarks/recovery_pybamm.py [--chains 4] [--warmup 500] [--samples 500]
-        [--starts 4] [--coverage-seeds 40] [--coverage-starts 2] [--skip-nuts] [--imh] [--imh-samples 1000]
+        [--starts 4] [--coverage-seeds 40] [--coverage-starts 2] [--skip-nuts] [--warm-start] [--imh]
+        [--imh-samples 1000]
 
 ``--imh`` samples the same posterior by independence Metropolis-Hastings around the MAP fit
 (``run_imh``: forward solves only, ``--chains`` chains of 100 + ``--imh-samples``) and applies
@@ -90,6 +93,9 @@ def main():
     ap.add_argument("--coverage-seeds", type=int, default=0, help="MAP fits of this many more noise draws")
     ap.add_argument("--coverage-starts", type=int, default=2, help="starts of each coverage fit")
     ap.add_argument("--skip-nuts", action="store_true")
+    ap.add_argument("--warm-start", action="store_true",
+                    help="NUTS from the MAP fit: chains at draws of its Laplace approximation, its covariance the "
+                         "mass matrix, the warmup adapting the step size only")
     ap.add_argument("--imh", action="store_true",
                     help="also sample by independence Metropolis-Hastings around the MAP fit (run_imh; --chains chains)")
     ap.add_argument("--imh-samples", type=int, default=1000, help="IMH draws kept per chain")
@@ -186,20 +192,25 @@ def main():
         print(f"wrote {args.out}")
         return
 
+    start = dict(init=res, adapt_mass_matrix=False) if args.warm_start else dict(init=res.params)
+
     def nuts(warmup, samples, chains):
-        return run_nuts(*fit_args, priors=priors, key=jax.random.key(args.seed), init=res.params, num_warmup=warmup,
-                        num_samples=samples, num_chains=chains, progress_bar=False)
+        return run_nuts(*fit_args, priors=priors, key=jax.random.key(args.seed), num_warmup=warmup,
+                        num_samples=samples, num_chains=chains, progress_bar=False, **start)
 
     _, nuts_compile = timed(lambda: nuts(1, 1, 1))  # compiles the solve and its gradient
     mcmc, nuts_run = timed(lambda: nuts(args.warmup, args.samples, args.chains))
     d = diagnostics(mcmc)
     rows, ok = table(mcmc.get_samples(), d)
     ok &= d["divergences"] == 0
+    leapfrogs = float(np.mean(np.asarray(mcmc.get_extra_fields()["num_steps"])))  # per kept draw
+    min_ess = min(r["ess"] for r in rows)
     print(f"divergences {d['divergences']}; NUTS {nuts_run:.1f} s compiled, {nuts_compile:.1f} s for a first call of "
-          "one draw (compiles); "
-          f"{'PASS' if ok else 'FAIL'}")
+          f"one draw (compiles); {leapfrogs:.1f} leapfrog steps per kept draw; {min_ess / nuts_run:.3f} effective "
+          f"samples a second (the least of the unknowns'); {'PASS' if ok else 'FAIL'}")
     out.update({"nuts": {"compile_s": nuts_compile, "run_s": nuts_run, "with_compile_s": nuts_compile + nuts_run,
-                         "divergences": d["divergences"]},
+                         "divergences": d["divergences"], "warm_start": args.warm_start,
+                         "leapfrog_steps_per_draw": leapfrogs, "min_ess_per_s": min_ess / nuts_run},
                 "parameters": rows, "passed": bool(ok)})
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
