@@ -19,14 +19,15 @@ from pathlib import Path
 #   counts of the solver's loops, a fifth of a gradient's compile (an SPM gradient 32.9 -> 25.8 s,
 #   a DFN gradient 51.9 -> 39.6 s), for runs 8-10 % (an SPMe forward solve 46 %) slower, which
 #   tests that run each program a few times do not feel. The same results to round-off.
-# Set before JAX starts its backend, here in the controller (the workers, the notebooks' kernels and
-# the command-line tests' processes inherit them), where this XLA knows the flags (an unknown flag
-# would abort every process). A setting of either flag in XLA_FLAGS is kept.
+# Set before JAX starts its backend, here in the controller (the workers, which also run the
+# notebooks, and the command-line tests' processes inherit them), where this XLA knows the flags
+# (an unknown flag would abort every process). A setting of either flag in XLA_FLAGS is kept.
 _SUITE_FLAGS = {"xla_cpu_use_fusion_emitters": "--xla_cpu_use_fusion_emitters=false",
                 "xla_disable_hlo_passes": "--xla_disable_hlo_passes=while-loop-invariant-code-motion"}
-if "PYTEST_XDIST_WORKER" not in os.environ:
-    _flags = " ".join([os.environ.get("XLA_FLAGS", "")]
-                      + [f for k, f in _SUITE_FLAGS.items() if k not in os.environ.get("XLA_FLAGS", "")]).strip()
+_given = os.environ.get("XLA_FLAGS", "")
+_added = [f for k, f in _SUITE_FLAGS.items() if k not in _given]
+if "PYTEST_XDIST_WORKER" not in os.environ and _added:
+    _flags = " ".join([_given, *_added]).strip()
     _probe = subprocess.run([sys.executable, "-c", "import jax; jax.numpy.zeros(1).block_until_ready()"],
                             env=dict(os.environ, XLA_FLAGS=_flags, JAX_PLATFORMS="cpu"), capture_output=True)
     if _probe.returncode == 0:
