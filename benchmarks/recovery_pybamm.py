@@ -30,6 +30,13 @@ curve) by MAP and counts how often the Laplace approximation's 90 % intervals ho
 ``--coverage-starts`` starts: from the priors' medians alone, 3 of 8 noise draws ended at a
 second mode of the posterior (``fit_map``'s ``starts``).
 
+``--bias-seeds N`` measures how far the model difference between the two libraries moves the fit:
+for noise draws 1..N, the same noise is added to PyBaMM's curve and to jaxcell's own curve at
+the truth, both are fitted by MAP, and the difference of the MAP estimates is counted in Laplace
+posterior sds (a paired difference, free of the noise's own scatter). A third fit uses an SPMe
+whose electrolyte conductivity is evaluated as PyBaMM 26.10's SPMe evaluates it (`PyBaMMKappaSPMe`,
+below), to see how much of the difference that one term is.
+
 Needs PyBaMM (``pip install ".[bench]"``). Writes benchmarks/results/recovery_pybamm_latest.json.
 """
 
@@ -40,6 +47,7 @@ import json
 import time
 
 import jax
+import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
 
@@ -71,6 +79,66 @@ def pybamm_data(truth: dict, noise: float, seed: int, model: str = "SPMe", fine:
     return v, v + np.random.default_rng(seed).normal(0.0, noise, T.size)
 
 
+class PyBaMMKappaSPMe(jaxcell.SPMe):
+    """jaxcell's SPMe with the electrolyte conductivity of its ohmic term evaluated where PyBaMM
+    26.10's SPMe evaluates it: at its "X-averaged electrolyte concentration", which for a cell
+    whose porosity varies between regions is not the x-average of c_e but the constant
+    x_av(eps c_e) x_av(1 / eps) (PyBaMM's averaging rule pulls the time-constant porosity out of
+    the x-average of eps c_e / eps although it varies in x; 1036.23 mol/m3 for Chen2020, also at
+    t = 0, where c_e is 1000 everywhere). For the bias check only."""
+
+    def _electrolyte_terms(self, y, i_app, p):
+        dx, eps, _ = self._x_mesh(p)
+        c_e0, L = p["Initial concentration in electrolyte [mol.m-3]"], jnp.sum(dx)
+        c_pybamm = jnp.sum(eps * c_e0 * dx) / L * jnp.sum(dx / eps) / L
+
+        class Kappa:  # the set, with the conductivity read at c_pybamm
+            def __getitem__(self, name):
+                return p[name]
+
+            def evaluate(self, name, *args):
+                if name == "Electrolyte conductivity [S.m-1]":
+                    return p.evaluate(name, c_pybamm, args[1])
+                return p.evaluate(name, *args)
+
+        return super()._electrolyte_terms(y, i_app, Kappa())
+
+
+def bias(p, truth, clean, noise, seeds, starts):
+    """Paired MAP fits of PyBaMM's curve and jaxcell's own curve at the truth, each with the same
+    noise draw (seeds 1..seeds): the shift of each unknown's MAP estimate that the model
+    difference makes, in Laplace posterior sds, with jaxcell's SPMe and with `PyBaMMKappaSPMe`."""
+    experiment = jaxcell.Experiment(EXPERIMENT)
+    own = np.asarray(jaxcell.simulate(jaxcell.SPMe(), p.update(truth), experiment, t_eval=T).voltage)
+    kappa = np.asarray(jaxcell.simulate(PyBaMMKappaSPMe(), p.update(truth), experiment, t_eval=T).voltage)
+    rms = lambda a: float(np.sqrt(np.mean(a**2)))
+    print(f"at the truth, PyBaMM's SPMe is {rms(clean - own) * 1e3:.3f} mV RMS from jaxcell's and "
+          f"{rms(clean - kappa) * 1e3:.3f} mV from PyBaMMKappaSPMe")
+    priors = {k: default_prior(k, p[k]) for k in NAMES}
+    cases = {"PyBaMM's data, jaxcell's SPMe": (clean, jaxcell.SPMe()), "jaxcell's data, jaxcell's SPMe": (own, jaxcell.SPMe()),
+             "PyBaMM's data, PyBaMMKappaSPMe": (clean, PyBaMMKappaSPMe())}
+    z = {c: {k: [] for k in NAMES} for c in cases}
+    inside = {c: {k: 0 for k in NAMES} for c in cases}
+    for seed in range(1, seeds + 1):
+        e = np.random.default_rng(seed).normal(0.0, noise, T.size)
+        for c, (curve, model) in cases.items():
+            fit = fit_map(cell_model, model, p, experiment, T, curve + e, priors=priors, starts=starts)
+            s = fit.summary()
+            for k in NAMES:
+                z[c][k].append((float(fit.params[k]) - truth[k]) / s[k]["sd"])
+                inside[c][k] += int(s[k]["q05"] <= truth[k] <= s[k]["q95"])
+    base = "jaxcell's data, jaxcell's SPMe"
+    out = {"seeds": seeds, "starts": starts, "rms_pybamm_minus_jaxcell_V": rms(clean - own),
+           "rms_pybamm_minus_kappa_V": rms(clean - kappa), "cases": {}}
+    for c in cases:
+        out["cases"][c] = {k: {"mean_z": float(np.mean(z[c][k])), "sd_z": float(np.std(z[c][k], ddof=1)),
+                               "shift_from_own_data_sd": float(np.mean(np.subtract(z[c][k], z[base][k]))),
+                               "inside_90": inside[c][k] / seeds, "z": z[c][k]} for k in NAMES}
+        print(c + ": " + "; ".join(f"{k.split(' [')[0]}: shift {v['shift_from_own_data_sd']:+.3f} sd, z {v['mean_z']:+.2f} "
+                                   f"+- {v['sd_z']:.2f}, inside 90 % {v['inside_90']:.0%}" for k, v in out["cases"][c].items()))
+    return out
+
+
 def timed(f):
     t0 = time.perf_counter()
     out = f()
@@ -92,6 +160,8 @@ def main():
     ap.add_argument("--starts", type=int, default=4, help="the MAP fit's starts (fit_map)")
     ap.add_argument("--coverage-seeds", type=int, default=0, help="MAP fits of this many more noise draws")
     ap.add_argument("--coverage-starts", type=int, default=2, help="starts of each coverage fit")
+    ap.add_argument("--bias-seeds", type=int, default=0,
+                    help="paired MAP fits of PyBaMM's and jaxcell's curves with this many noise draws (SPMe only)")
     ap.add_argument("--skip-nuts", action="store_true")
     ap.add_argument("--warm-start", action="store_true",
                     help="NUTS from the MAP fit: chains at draws of its Laplace approximation, its covariance the "
@@ -148,6 +218,10 @@ def main():
                    "optima": [None if np.isnan(x) else x for x in res.optima], "first_call_s": map_first,
                    "compiled_s": map_again},
            "laplace_coverage": coverage}
+    if args.bias_seeds:
+        if args.model != "SPMe" or args.pybamm_fine:
+            raise SystemExit("--bias-seeds compares the SPMe on PyBaMM's default mesh (jaxcell's default)")
+        out["bias"] = bias(p, truth, clean, args.noise, args.bias_seeds, args.coverage_starts)
     def table(samples, d):
         """Each unknown's posterior against the truth; and whether the script's rule passes."""
         rows, ok, lap = [], True, res.summary()
