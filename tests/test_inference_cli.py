@@ -302,6 +302,21 @@ def test_a_fit_file_edited_by_hand_is_refused_before_predicting(chen, tmp_path, 
         path.write_text(json.dumps(fit))
         err = _error(capsys, ["predict", str(path), "--data", str(data), "--output", str(tmp_path / "p.csv")])
         assert message in err and "Traceback" not in err, (change, err)
+    # a file without draws: "the fit did not converge" only where its diagnostics say so (it was
+    # said of a converged fit whose draws had been deleted)
+    for diagnostics, message in [
+        ({"converged": False}, "holds no posterior draws: the fit did not converge"),
+        ({"converged": True, "hessian_eigenvalues": [-1.0, 2.0]}, "the MAP fit's Hessian is not positive definite"),
+        ({"converged": True}, '"samples" is missing (the posterior draws that predict uses) (a file written by'),
+        (None, '"samples" is missing'),
+    ]:
+        fit = {k: v for k, v in copy.deepcopy(good).items() if k != "samples"}
+        if diagnostics is not None:
+            fit["diagnostics"] = diagnostics
+        path.write_text(json.dumps(fit))
+        err = _error(capsys, ["predict", str(path), "--data", str(data), "--output", str(tmp_path / "p.csv")])
+        assert message in err and "Traceback" not in err, (diagnostics, err)
+        assert ("did not converge" in err) == (diagnostics == {"converged": False}), err
 
 
 def _must_not_predict(*args, **kwargs):

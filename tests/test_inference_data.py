@@ -122,6 +122,33 @@ def test_unreadable_files_and_repeated_columns_are_named(tmp_path):
         inf.read_measurements(write(tmp_path, twice), ["cell", "soc"])
 
 
+def test_a_header_that_is_data_is_named_also_when_it_repeats_a_value(tmp_path):
+    """A file without a header whose first line repeats a value (t = 0 and I = 0, the usual
+    start) was refused as a header naming the column '0.0' twice; the hint that the first line
+    looks like data came only where its values differed."""
+    for first in ("0.0,0.0,4.08675", "0.5,1.25,4.01"):
+        text = f"{first}\n1.0,5.0,3.9\n2.0,5.0,3.85\n"
+        with pytest.raises(inf.MeasurementError, match="(?i)the first line looks like data"):
+            inf.read_measurements(write(tmp_path, text))
+
+
+def test_a_time_column_coarser_than_the_sampling_is_refused(tmp_path):
+    """Rows that share a time stamp are a step logged before and after it, separated by 1 ms;
+    a record whose rows all share one stamp (a constant time column) was squeezed into 1 ms and
+    fitted (exit status 0), and so would be a logger's 10 samples a second stamped to the
+    second. Up to 3 rows at a stamp are still separated."""
+    rows = "".join(f"5.0,{i},{4.0 - 0.01 * i}\n" for i in range(6))
+    with pytest.raises(inf.MeasurementError, match=r"all 6 rows have the time stamp 5 s \(lines 2-7\): no duration"):
+        inf.read_measurements(write(tmp_path, "t_s,I_A,V_V\n" + rows))
+    coarse = "t_s,I_A,V_V\n0,0,4.1\n" + "".join(f"1,{i},{4.0 - 0.01 * i}\n" for i in range(1, 5)) + "2,5,3.9\n"
+    with pytest.raises(inf.MeasurementError, match=r"4 rows with different I_A or V_V share the time stamp 1 s \(lines 3-6\)"):
+        inf.read_measurements(write(tmp_path, coarse))
+    three = "t_s,I_A,V_V\n0,0,4.1\n1,1,4.0\n1,2,3.99\n1,3,3.98\n2,5,3.9\n"
+    with pytest.warns(inf.MeasurementWarning, match="separated 2 row"):
+        (r,) = inf.read_measurements(write(tmp_path, three))
+    np.testing.assert_allclose(r.t, [0.0, 1.0, 1.0005, 1.001, 2.0], rtol=0, atol=1e-12)
+
+
 def test_records_not_at_rest_are_named_plainly():
     """Without initial_soc every record must start at rest; the message names the first that
     does not, without an empty "({})" or "and 0 more" for a record read without record columns."""

@@ -622,8 +622,15 @@ def _checked_fit_file(fit: dict, path: str):
         if k not in p:
             raise bad('"fit"', f"names {k!r}, which parameter set {p.name!r} does not have")
     if "samples" not in fit:
-        raise UsageError(f"{path!r} holds no posterior draws: the fit did not converge (diagnostics "
-                         f"{fit.get('diagnostics')})")
+        diag = fit.get("diagnostics") if isinstance(fit.get("diagnostics"), dict) else {}
+        eig = diag.get("hessian_eigenvalues")
+        if diag.get("converged") is False:
+            why = "the fit did not converge"
+        elif isinstance(eig, list) and not all(isinstance(w, (int, float)) and w > 0 for w in eig):
+            why = "the MAP fit's Hessian is not positive definite (no Laplace approximation to draw from)"
+        else:
+            raise bad('"samples"', "is missing (the posterior draws that predict uses)")
+        raise UsageError(f"{path!r} holds no posterior draws: {why} (diagnostics {diag})")
     samples = fit["samples"]
     if not isinstance(samples, dict) or "sigma" not in samples:
         raise bad('"samples"', "must map each sampled site, \"sigma\" among them, to its draws")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -253,6 +254,9 @@ def _load(source) -> tuple[pd.DataFrame, str, np.ndarray]:
                                "spreadsheet file? Export it as CSV).") from None
     # pandas renames a repeated column name ("t_s", then "t_s.1"): refuse it rather than read one of two
     repeated = [c for c in df.columns if isinstance(c, str) and c.endswith(".1") and c[:-2] in df.columns]
+    if repeated and _header_is_data(df.columns):
+        raise MeasurementError(f"{name}: the first line looks like data ({', '.join(map(str, df.columns[:4]))}, ...): "
+                               "the table needs a header row of column names.")
     if repeated:
         raise MeasurementError(f"{name}: the column {repeated[0][:-2]!r} appears more than once in the header; "
                                "which one is meant is not clear.")
@@ -301,7 +305,9 @@ def read_measurements(
     - a missing column (the message lists the columns there are), an empty record column;
     - a value that is not a number, NaN or infinite in time, current or voltage;
     - time going backwards;
-    - fewer than ``min_points`` points or a duration under ``min_duration`` [s] (after merging).
+    - fewer than ``min_points`` points or a duration under ``min_duration`` [s] (after merging);
+    - every row at one time stamp, or more than `MAX_ROWS_PER_STAMP` (3) different rows at one
+      (a time column coarser than the sampling: separating them would squeeze them together).
 
     A record whose voltage steps the same way as its current at most steps of current (a
     current logged positive on charge: a discharge's ohmic drop moves the voltage against the
@@ -412,6 +418,14 @@ def read_measurements(
     return out
 
 
+def _header_is_data(columns) -> bool:
+    """Whether every column name is a number, counting pandas' renaming of a repeated name
+    ('0.0', '0.0.1'): a file without a header whose first line of data repeats a value."""
+    names = [str(c) for c in columns]
+    return all(_is_number(c) or (m := re.fullmatch(r"(.+)\.\d+", c)) is not None and _is_number(m.group(1))
+               for c in names)
+
+
 def _is_number(text) -> bool:
     try:
         float(text)
@@ -440,6 +454,12 @@ def _current_looks_reversed(i: np.ndarray, v: np.ndarray, rest_current: float) -
         return False
     a, b = np.maximum(k - 1, 0), np.minimum(k + 2, i.size - 1)
     return bool(np.sum((v[b] - v[a]) * (i[b] - i[a]) > 0) > k.size / 2)
+
+
+# rows that may share a time stamp (after identical rows are merged): a step's last point before
+# and first after, and one more; more are a time column coarser than the sampling, which moving
+# them apart by `separation` would squeeze (115 rows of a 20 s pulse into 1 ms)
+MAX_ROWS_PER_STAMP = 3
 
 
 def _record(key, name, label, where, rows, columns, time, current, voltage, min_points, min_duration,
@@ -474,8 +494,23 @@ def _record(key, name, label, where, rows, columns, time, current, voltage, min_
         )
         t, i, v, rows = t[~identical], i[~identical], v[~identical], rows[~identical]
         temp = None if temp is None else temp[~identical]
+    if t.size > 1 and t[-1] == t[0]:
+        raise MeasurementError(
+            f"{label}: all {t.size} rows have the time stamp {t[0]:g} s ({where}s {rows[0]}-{rows[-1]}): no duration "
+            f"to fit; is {time!r} the time column?"
+        )
     same = np.concatenate([[False], np.diff(t) == 0])
     if same.any():
+        starts = np.flatnonzero(~same)  # first row of each distinct stamp
+        ends = np.append(starts[1:], t.size)
+        k = int(np.argmax(ends - starts))
+        if ends[k] - starts[k] > MAX_ROWS_PER_STAMP:
+            a, b = starts[k], ends[k]
+            raise MeasurementError(
+                f"{label}: {b - a} rows with different {current} or {voltage} share the time stamp {t[a]:g} s "
+                f"({where}s {rows[a]}-{rows[b - 1]}); a step logged before and after has {MAX_ROWS_PER_STAMP} at "
+                f"most. The time column is coarser than the sampling: log {time!r} with more digits."
+            )
         if duplicates == "refuse":
             k = int(np.flatnonzero(same)[0])
             raise MeasurementError(
@@ -483,8 +518,6 @@ def _record(key, name, label, where, rows, columns, time, current, voltage, min_
                 f"{current} or {voltage} (duplicates='refuse'; 'separate' moves the later row just after)."
             )
         t = t.copy()
-        starts = np.flatnonzero(~same)  # first row of each distinct stamp
-        ends = np.append(starts[1:], t.size)
         for a, b in zip(starts, ends):
             if b - a > 1:
                 gap = t[b] - t[a] if b < t.size else np.inf
