@@ -136,6 +136,52 @@ def test_design_budget_and_floor_are_checked():
         design.optimise_design(jaxcell.SPM(), p, ["Discharge at 1C until 2.5 V"], vary, min_capacity=True)
 
 
+def test_a_protocol_that_delivers_no_energy_is_refused():
+    """A rest (or charges and rests) delivers no energy on discharge for any design: it was
+    "optimised", reported feasible and converged with objective 0, and design.json held the
+    loss 0 / 0 as a bare NaN. Refused on its steps, before anything is compiled; a start whose
+    objective is not positive is refused after the first evaluation (`no_energy`)."""
+    from jaxcell.design._optimise import UndeliveredStart, no_energy
+
+    p = jaxcell.load_parameters("Chen2020")
+    vary = ["Positive electrode thickness [m]=65e-6:100e-6"]
+    for steps in (["Rest for 1 hour"], ["Charge at 1C until 4.2 V", "Rest for 10 minutes"]):
+        with pytest.raises(UndeliveredStart, match="has no step that discharges the cell"):
+            design.optimise_design(jaxcell.SPM(), p, steps, vary)
+        with pytest.raises(UndeliveredStart, match="has no step that discharges the cell"):
+            design.optimise_robust_design(jaxcell.SPM(), p, steps, vary, default_variation(), min_capacity=4.5, alpha=0.05)
+    with pytest.raises(UndeliveredStart, match="objective is 0: the protocol delivers no energy"):
+        no_energy(0.0)
+    no_energy(310.0)  # a positive objective passes, as does NaN (refused by its own check)
+    no_energy(float("nan"))
+
+
+def test_the_budget_named_counts_the_callers_evaluations():
+    """The designs count the start's evaluation (which scales the loss) in the budget, and the
+    optimiser gets the rest: a design run with 5 said "5 gradient evaluations" and "stopped at
+    the budget of 4". A quadratic on the unit box, where BFGS's first line search outruns a
+    budget of 2."""
+    from jaxcell.design._optimise import maximise
+
+    def value_and_grad(u, lam, mu):
+        u = np.asarray(u)
+        return (float(np.sum((u - 0.3) ** 2)), None), 2.0 * (u - 0.3)
+
+    _, path, n, ok, msg = maximise(value_and_grad, np.array([0.9, 0.8]), method="BFGS", max_evaluations=2, spent=1)
+    assert (n, len(path), ok) == (2, 2, False)
+    assert msg == "stopped at the budget of 3 gradient evaluations"
+
+
+def test_design_json_holds_no_nan():
+    """JSON has no NaN: a failed solve's loss on the path was written as a bare NaN, which strict
+    parsers reject."""
+    from jaxcell.design._cli import _json_ready
+
+    out = _json_ready({"loss": float("nan"), "path": [{"x": np.float64(np.inf), "n": np.int64(3)}, jnp.asarray(2.5)]})
+    assert out == {"loss": None, "path": [{"x": None, "n": 3}, 2.5]}
+    json.dumps(out, allow_nan=False)
+
+
 def test_cli_reports_an_infeasible_capacity_floor(tmp_path, capsys):
     """`jaxcell design` end to end: a capacity floor no design within the bounds reaches gives
     exit status 1 and a design.json that says infeasible, with the issue's keys and a check."""
@@ -200,6 +246,7 @@ def test_cli_bad_input_is_named(tmp_path, capsys):
         ([], "at least one design variable"),
         # one gradient leaves the optimiser no step: a traceback after the compile
         (["--vary", "Positive electrode porosity=0.1:0.5", "--max-evaluations", "1"], "--max-evaluations must be an integer >= 2"),
+        (["--vary", "Positive electrode porosity=0.1:0.5", "--experiment", "Rest for 1 hour"], "no step that discharges the cell"),
     ]
     for extra, message in cases:
         assert main(["design", *extra, "--output", out]) == 2

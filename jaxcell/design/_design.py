@@ -18,9 +18,11 @@ from ._optimise import (
     augmented_lagrangian,
     check_budget,
     check_capacity_floor,
+    check_discharges,
     derivative_mode,
     jit_value_and_grad,
     maximise,
+    no_energy,
 )
 from ._variables import DesignSpace
 
@@ -66,6 +68,7 @@ def optimise_design(
     t0 = time.perf_counter()
     space = _space(params, variables)
     check_budget(max_evaluations)
+    check_discharges(experiment)
     if min_capacity is not None:
         check_capacity_floor(min_capacity)
     forward, simulate_kwargs = derivative_mode(len(space.variables), simulate_kwargs)
@@ -82,6 +85,7 @@ def optimise_design(
     # the start's objective scales the loss to about 1 (one compiled function: f0 is an argument)
     (_, (first, _)), _ = vg(jnp.asarray(u0), 0.0, 1.0, 1.0)
     f0 = float(first.objective)
+    no_energy(f0)
     if not np.isfinite(f0) or not bool(first.delivered):
         status = Status(int(first.status))
         if status != Status.COMPLETED:
@@ -105,7 +109,7 @@ def optimise_design(
 
     u, path, n, ok, msg = maximise(  # the first gradient (for f0) counts against the budget
         lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method, max_evaluations=max_evaluations - 1,
-        constraint=min_capacity is not None, record=record,
+        constraint=min_capacity is not None, record=record, spent=1,
     )
     final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
     if min_capacity is not None and final["constraint"] > 1e-9:

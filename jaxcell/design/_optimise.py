@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
+from ..experiment import MODES, Experiment
 
 METHODS = ("L-BFGS-B", "BFGS", "adam")
 # Up to this many design variables the objective is differentiated in forward mode (one tangent
@@ -53,6 +54,34 @@ def jit_value_and_grad(loss: Callable, forward: bool) -> Callable:
 
 class UndeliveredStart(ValueError):
     """The starting design does not deliver the experiment (bad input to the optimiser)."""
+
+
+def check_discharges(experiment) -> None:
+    """Refuse a protocol none of whose steps can discharge the cell (rests and charges only):
+    it delivers no energy on discharge whatever the design, so there is nothing to maximise.
+    Checked on the steps, before anything is compiled; `no_energy` checks the start's value."""
+    exp = experiment if isinstance(experiment, Experiment) else Experiment(
+        experiment if isinstance(experiment, (list, tuple)) else [experiment])
+    mode, value = np.asarray(exp.table.mode), np.asarray(exp.table.value)
+    drive = mode == MODES["drive"]
+    can = (mode == MODES["voltage"]) | (~drive & (value > 0)) | (drive & np.any(np.asarray(exp.table.drive_current) > 0, axis=1))
+    if not can.any():
+        raise UndeliveredStart(
+            f"the protocol {list(exp.descriptions)} has no step that discharges the cell (only rests and charges), "
+            "so it delivers no energy on discharge: nothing to maximise. Give one that discharges the cell "
+            "(e.g. 'Discharge at 1C until 2.5 V')."
+        )
+
+
+def no_energy(f0: float) -> None:
+    """Refuse a start whose objective (an energy density, the mean over the cells for a robust
+    design) is zero or negative: a protocol that discharges nothing (a rest, a charge) has no
+    energy to maximise, and the loss, scaled by the start's objective, would be 0 / 0."""
+    if np.isfinite(f0) and f0 <= 0:
+        raise UndeliveredStart(
+            f"the starting design's objective is {f0:g}: the protocol delivers no energy on discharge, so there is "
+            "nothing to maximise; give a protocol that discharges the cell (e.g. 'Discharge at 1C until 2.5 V')."
+        )
 
 
 @dataclasses.dataclass
@@ -127,6 +156,7 @@ def maximise(
     outer_iterations: int = 6,
     constraint_tol: float = 0.0,
     record: Callable | None = None,
+    spent: int = 0,
 ):
     """Maximise over the unit box. `value_and_grad(u, lam, mu) -> ((loss, aux), grad)` where
     loss is the (augmented) quantity to minimise; `record(u, aux)` turns an evaluation into a
@@ -137,6 +167,9 @@ def maximise(
     `tol`: L-BFGS-B's relative reduction of the loss at which it stops; the solves' own error
     (a change of the adaptive step sequence moves the loss by about the solver's rtol) makes
     smaller values spend evaluations on noise.
+
+    `spent`: evaluations the caller made before (counted in its budget, which is `max_evaluations`
+    + `spent`); only the message names that budget.
 
     Returns (u_best, path, evaluations, converged, message). Without a constraint one inner
     solve runs; with one, an augmented Lagrangian: inner solves with the multiplier `lam` and
@@ -175,7 +208,7 @@ def maximise(
         try:
             _, ok, msg = _inner(u, lam, mu, budget)
         except _Budget:
-            ok, msg = False, f"stopped at the budget of {max_evaluations} gradient evaluations"
+            ok, msg = False, f"stopped at the budget of {max_evaluations + spent} gradient evaluations"
         if state["best"] is None:
             return np.asarray(u), ok, msg, None
         return state["best"][1], ok, msg, state["best"][2]

@@ -31,9 +31,11 @@ from ._optimise import (
     augmented_lagrangian,
     check_budget,
     check_capacity_floor,
+    check_discharges,
     derivative_mode,
     jit_value_and_grad,
     maximise,
+    no_energy,
 )
 from ._variables import DesignSpace
 
@@ -457,6 +459,7 @@ def optimise_robust_design(
     z = 0.0 if confidence is None else float(scipy.stats.norm.ppf(confidence))
     check_capacity_floor(min_capacity)
     check_budget(max_evaluations)
+    check_discharges(experiment)
     _check_max_temperature(max_temperature)
     t_alpha = alpha if temperature_alpha is None else temperature_alpha
     if not 0.0 < t_alpha < 1.0:
@@ -493,6 +496,7 @@ def optimise_robust_design(
     m = 1 if max_temperature is None else 2  # constraints, one multiplier each
     (_, (first, _, _)), _ = vg(jnp.asarray(u0), 0.0 if m == 1 else np.zeros(m), 1.0, 1.0)
     f0 = float(jnp.mean(first.objective))
+    no_energy(f0)
     if not np.isfinite(f0):
         raise UndeliveredStart("the starting design's cells do not all deliver the experiment: choose another start or "
                                "protocol.")
@@ -516,7 +520,7 @@ def optimise_robust_design(
         return entry
 
     u, path, n_eval, ok, msg = maximise(lambda u, lam, mu: vg(u, lam, mu, f0), u0, method=method,
-                                        max_evaluations=max_evaluations - 1, constraint=m, record=record)
+                                        max_evaluations=max_evaluations - 1, constraint=m, record=record, spent=1)
     final = next(e for e in reversed(path) if np.allclose(np.asarray(space.to_unit(e["design"])), u, rtol=0, atol=1e-12))
     final, feasible, note = choose_design(path, final, alpha, t_alpha)
     if note:
