@@ -332,6 +332,9 @@ class Experiment(eqx.Module):
     def __init__(self, steps: Sequence[str | Step | tuple]):
         if isinstance(steps, (str, Step)):
             steps = [steps]
+        if not hasattr(steps, "__iter__") or isinstance(steps, (set, frozenset, dict)):  # None, a number, no order
+            raise ExperimentError(f"An experiment is a list of steps (strings or DriveCycles), got "
+                                  f"{type(steps).__name__}.\n{ACCEPTED_FORMS}")
         flat, cycles = [], []
         for k, item in enumerate(steps):
             group = item if isinstance(item, tuple) else (item,)

@@ -102,6 +102,18 @@ def test_bad_limits_and_periods_named(text, why):
     assert f"Cannot parse experiment step {text!r}: {why}" in str(info.value)
 
 
+def test_an_experiment_that_is_not_a_list_of_steps_is_named():
+    """`Experiment(None)` ended in a bare "'NoneType' object is not iterable"; a number or a set
+    (whose steps have no order) are refused the same way, and so is a step that is not a string."""
+    for steps in (None, 5, {"Rest for 1 hour"}):
+        with pytest.raises(jaxcell.ExperimentError, match=f"An experiment is a list of steps .*got {type(steps).__name__}"):
+            jaxcell.Experiment(steps)
+    with pytest.raises(jaxcell.ExperimentError, match="An experiment step must be a string or DriveCycle, got int"):
+        jaxcell.Experiment(["Rest for 1 hour", 5])
+    with pytest.raises(jaxcell.ExperimentError, match="at least one step"):
+        jaxcell.Experiment([])
+
+
 def test_cycles_and_table():
     exp = jaxcell.Experiment([("Discharge at 1C until 3 V", "Rest for 1 hour")] * 3 + ["Charge at 1 A until 4.1 V"])
     assert len(exp) == 7 and exp.cycle_index == (0, 0, 1, 1, 2, 2, 3)
