@@ -181,3 +181,16 @@ def test_malformed_expression_names_the_field(tmp_path, capsys):
     assert main(["simulate", "--parameters", str(path), "--output", str(tmp_path / "out.csv")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_porosity_names_the_porosity_field(tmp_path):
+    """A porosity out of (0, 1] (NaN here) was reported at the neighbouring field, "The porosity
+    next to BPX field '...Transport efficiency'", which reads the porosity to derive the
+    Bruggeman coefficient."""
+    data = json.loads((DATA / "bpx_example.json").read_text())
+    for bad in (float("nan"), 1.5, 0.0):
+        data["Parameterisation"]["Negative electrode"]["Porosity"] = bad
+        path = tmp_path / "cell.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=r"BPX field 'Parameterisation\.Negative electrode\.Porosity' must be in \(0, 1\]"):
+            jaxcell.ParameterSet.from_bpx(str(path))

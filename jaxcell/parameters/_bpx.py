@@ -423,7 +423,8 @@ def _bruggeman(porosity: float, efficiency: float, src: str) -> float:
     if not 0 < efficiency <= 1:
         raise ParameterValueError(f"BPX field {src!r} must be in (0, 1], got {efficiency}.")
     if not 0 < porosity <= 1:
-        raise ParameterValueError(f"The porosity next to BPX field {src!r} must be in (0, 1], got {porosity}.")
+        field = src.rsplit(".", 1)[0] + ".Porosity"
+        raise ParameterValueError(f"BPX field {field!r} must be in (0, 1], got {porosity}.")
     if porosity == 1:
         if efficiency != 1:
             raise ParameterValueError(f"BPX field {src!r} must be 1 where the porosity is 1, got {efficiency}.")
