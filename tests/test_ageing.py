@@ -708,3 +708,7 @@ def test_cli_age_refuses_empty_checkups(tmp_path, capsys):
     """--checkups "" meant no check-ups, silently; it is bad input like --checkups x."""
     assert main(["age", "--checkups", "", "--output", str(tmp_path / "x.csv")]) == 2
     assert "--checkups expects comma-separated cycles, e.g. 0,500,1000, got ''" in capsys.readouterr().err
+    # an empty entry was passed over, a repeated one merged: both silently
+    for text, why in (("0,,5", ""), ("0,0", ": cycle 0 is named more than once")):
+        assert main(["age", "--checkups", text, "--output", str(tmp_path / "x.csv")]) == 2
+        assert f"--checkups expects comma-separated cycles, e.g. 0,500,1000, got {text!r}{why}" in capsys.readouterr().err

@@ -39,12 +39,16 @@ included, checked before anything is computed)."""
 
 
 def _cycles_list(text: str) -> list[float]:
+    """The check-up cycles of `--checkups`: numbers separated by commas, each once (an empty
+    entry, "0,,5", or a repeated one, "0,0", is refused rather than passed over)."""
+    usage = f"--checkups expects comma-separated cycles, e.g. 0,500,1000, got {text!r}"
     try:
-        cycles = [float(c) for c in text.split(",") if c.strip()]
+        cycles = [float(c) for c in text.split(",")]
     except ValueError:
-        cycles = []
-    if not cycles:  # "" or "x": not a silent "no check-ups"
-        raise ValueError(f"--checkups expects comma-separated cycles, e.g. 0,500,1000, got {text!r}")
+        raise ValueError(usage) from None
+    repeated = sorted({c for c in cycles if cycles.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{usage}: cycle {repeated[0]:g} is named more than once")
     return cycles
 
 
