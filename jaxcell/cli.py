@@ -408,6 +408,7 @@ def cmd_simulate(args) -> int:
             print(f"  {row.step + 1:>3}  {text[:44]:<44} {row.ended.lower():<12} {row.duration_s:10.1f} s "
                   f"{row.discharged_Ah - row.charged_Ah:+9.4f} A.h")
     print(f"wrote     {args.output} ({len(df)} rows: {','.join(df.columns)})")
+    _warn_sparse_steps(sol, df, experiment)
     if args.plot:
         import matplotlib
 
@@ -415,6 +416,29 @@ def cmd_simulate(args) -> int:
         _savefig(sol.plot(), "--plot", args.plot)
         print(f"plot      {args.plot}")
     return 0 if bool(sol.success) else 1
+
+
+SPARSE_ROWS = 10  # a step that ran with fewer output rows than this is announced
+
+
+def _warn_sparse_steps(sol, df, experiment) -> None:
+    """Warn about each step that ran but has fewer than SPARSE_ROWS output rows: a step's output
+    times are spread over the longest it could run (its stated duration, or an estimate from the
+    capacity), so one that ends long before it ("Discharge at 1C for 1e9 hours") left two rows
+    and no curve. The capacity and energy come from the solve, whatever the output times."""
+    from .simulate import N_OUT_PER_STEP
+
+    counts = df.groupby("step").size() if len(df) else {}
+    for row in sol.steps().itertuples():
+        n = int(counts.get(row.step, 0))
+        if row.duration_s > 0 and n < SPARSE_ROWS:
+            warnings.warn(
+                f"step {row.step + 1} ({experiment.descriptions[row.step]!r}) ran {row.duration_s:.6g} s but has "
+                f"{n} output row(s): its {N_OUT_PER_STEP} output times were spread over the longest it could run. "
+                "State a duration nearer its length for a finer curve (the capacity and energy printed are the "
+                "solver's own, exact whatever the output times).",
+                stacklevel=2,
+            )
 
 
 def cmd_population(args) -> int:

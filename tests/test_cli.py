@@ -31,11 +31,21 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path, capsys):
     assert (df.I_A[df.step == 1] == 0.5).all() and df.step.min() == 0 and df.t_s[df.step == 1].min() == 3600.0
     assert png.stat().st_size > 10_000
     assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.png"]  # no temporary files left
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "capacity" in text and "energy" in text and "completed" in text
     # each step: how it ended, its duration and the net charge it discharged (0.5 A for 0.6 h)
     assert re.search(r"1  Rest for 1 hour +duration +3600\.0 s +\+0\.0000 A\.h", text), text
     assert re.search(r"2  Discharge at 500 mA for 36 minutes +duration +2160\.0 s +\+0\.3000 A\.h", text), text
+    assert "warning" not in captured.err
+    # a step that ends (at the cut-off) long before its stated duration: its output times were
+    # spread over 1e9 hours, and the file held 2 rows of it without a word (the same program)
+    assert main(["simulate", "--model", "SPMe", "--parameters", "Chen2020", "--experiment", "Rest for 1 hour",
+                 "--experiment", "Discharge at 500 mA for 1e9 hours", "--set", "Negative electrode porosity=0.2",
+                 "--output", str(out)]) == 0  # the cut-off ends it: a normal end
+    err = capsys.readouterr().err
+    assert re.search(r"warning: step 2 \('Discharge at 500 mA for 1e9 hours'\) ran [\d.]+ s but has [0-2] output row", err), err
+    assert (pd.read_csv(out).step == 1).sum() <= 2
 
 
 @pytest.mark.parametrize(
