@@ -206,4 +206,3 @@ def _json_ready(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
