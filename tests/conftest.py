@@ -13,8 +13,10 @@ from pathlib import Path
 
 # XLA flags for this suite, whose time is mostly compiling (benchmarks/README.md has the figures):
 # - XLA's CPU compiler with its classic code generators instead of its newer fusion emitters: the
-#   same programs and the same results, compiled in a quarter to a half less time on one core (a DFN
-#   discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s).
+#   same programs and the same results, compiled in a quarter to a half less time on one core when
+#   first measured (a DFN discharge 15.7 -> 8.6 s, an SPMe gradient 37.4 -> 26.8 s); with jaxlib
+#   0.10.2 on two cores, forward programs 8-15 % faster to compile and gradients no faster
+#   (benchmarks/README.md).
 # - No while-loop invariant code motion: most of that pass's time is spent working out the trip
 #   counts of the solver's loops, a fifth of a gradient's compile (an SPM gradient 32.9 -> 25.8 s,
 #   a DFN gradient 51.9 -> 39.6 s), for runs 8-10 % (an SPMe forward solve 46 %) slower, which
