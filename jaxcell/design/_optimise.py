@@ -60,8 +60,7 @@ def check_discharges(experiment) -> None:
     """Refuse a protocol none of whose steps can discharge the cell (rests and charges only):
     it delivers no energy on discharge whatever the design, so there is nothing to maximise.
     Checked on the steps, before anything is compiled; `no_energy` checks the start's value."""
-    exp = experiment if isinstance(experiment, Experiment) else Experiment(
-        experiment if isinstance(experiment, (list, tuple)) else [experiment])
+    exp = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
     mode, value = np.asarray(exp.table.mode), np.asarray(exp.table.value)
     drive = mode == MODES["drive"]
     can = (mode == MODES["voltage"]) | (~drive & (value > 0)) | (drive & np.any(np.asarray(exp.table.drive_current) > 0, axis=1))

@@ -357,7 +357,7 @@ def read_measurements(
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         hint = ""
-        if all(_is_number(c) for c in df.columns):
+        if _header_is_data(df.columns):
             hint = " The first line looks like data: the table needs a header row of column names."
         raise MeasurementError(
             f"{name}: no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; the columns are "
