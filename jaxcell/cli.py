@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import signal
 import sys
@@ -139,6 +141,28 @@ def _write(option: str, path: str, write) -> None:
             write(tmp)
     except OSError as e:
         raise UsageError(f"{option} {path!r}: cannot write the file: {e.strerror or e}") from None
+
+
+def write_json(option: str, path: str, obj) -> None:
+    """Write `obj` as JSON to `path` atomically (`_write`): numpy and JAX numbers as Python ones,
+    and NaN or infinities, which JSON has no literal for, as null (a strict reader such as
+    JavaScript's refuses a bare NaN)."""
+    text = json.dumps(_json_ready(obj), indent=1, allow_nan=False, default=float)
+    _write(option, path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _json_ready(x):
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): _json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_ready(v) for v in x]
+    if isinstance(x, np.generic) or getattr(x, "ndim", None) == 0:  # numpy or JAX scalars
+        x = np.asarray(x).item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def _seed(text: str) -> int:

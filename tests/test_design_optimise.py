@@ -175,7 +175,7 @@ def test_the_budget_named_counts_the_callers_evaluations():
 def test_design_json_holds_no_nan():
     """JSON has no NaN: a failed solve's loss on the path was written as a bare NaN, which strict
     parsers reject."""
-    from jaxcell.design._cli import _json_ready
+    from jaxcell.cli import _json_ready
 
     out = _json_ready({"loss": float("nan"), "path": [{"x": np.float64(np.inf), "n": np.int64(3)}, jnp.asarray(2.5)]})
     assert out == {"loss": None, "path": [{"x": None, "n": 3}, 2.5]}

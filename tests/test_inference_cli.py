@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import compiled_names
 
@@ -56,6 +57,9 @@ def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
                                                      "--method", "map", "--output", out])
     assert "fraction" in _error(capsys, ["fit", str(good), "--initial-soc", "90", "--output", out])
     assert ".json" in _error(capsys, ["fit", str(good), "--output", str(tmp_path / "fit.txt")])
+    with pytest.raises(SystemExit) as info:  # argparse's exit for bad input, as `population --seed -1`
+        main(["fit", str(good), "--seed", "-1", "--output", out])
+    assert info.value.code == 2 and "argument --seed: expected an integer in [0, 2**63 - 1]" in capsys.readouterr().err
     curve = tmp_path / "ocv.csv"
     pd.DataFrame({"soc": [0.0, 0.5, 1.0], "ocv_V": [3.0, 3.7, 4.1]}).to_csv(curve, index=False)
     assert "--group" in _error(capsys, ["fit", str(good), "--records", "rate", "--group", "rate", "--ocv", str(curve),
@@ -227,6 +231,10 @@ def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, c
     assert len(pd.read_csv(pred_csv)) == T.size
 
 
+def _no_nan(constant):
+    raise AssertionError(f"fit.json holds {constant}, which JSON has no literal for")
+
+
 def test_a_map_fit_ending_next_to_a_failed_solve_writes_no_posterior(tmp_path, capsys, monkeypatch):
     """A MAP result whose Hessian is not finite (a solve failed one finite-difference step from
     the end point; `fit_map` says so) gives fit.json with converged false, no eigenvalues, the
@@ -249,7 +257,7 @@ def test_a_map_fit_ending_next_to_a_failed_solve_writes_no_posterior(tmp_path, c
     out = tmp_path / "fit.json"
     assert main(["fit", str(good), "--model", "SPM", "--fit", D_POS, "--initial-soc", "0.9", "--output", str(out)]) == 1
     assert "did not converge" in capsys.readouterr().err
-    fit = json.loads(out.read_text())
+    fit = json.loads(out.read_text(), parse_constant=_no_nan)  # strict JSON: NaN and infinities as null
     assert fit["diagnostics"]["converged"] is False and fit["diagnostics"]["hessian_eigenvalues"] == [None, None]
     assert fit["diagnostics"]["unreached_points"] is None
     assert fit["parameters"][D_POS] == {"mean": 4e-15, "sd": None, "q05": None, "q95": None}

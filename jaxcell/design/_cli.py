@@ -4,8 +4,6 @@ variation."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 
 import numpy as np
 
@@ -13,10 +11,10 @@ from ..cli import (
     MODELS,
     UsageError,
     _seed,
-    _write,
     check_output_path,
     default_discharge,
     user_input,
+    write_json,
 )
 
 DESIGN_DESCRIPTION = """Optimise a cell design by gradient through the simulation (docs/design.md).
@@ -188,21 +186,6 @@ def cmd_design(args) -> int:
         print(f"check      {c.n} fresh cells: P(fail) = {c.failure_probability:.4g} +- {c.stderr:.2g} (95 % upper bound "
               f"{c.upper95:.2g}), mean objective "
               f"{c.mean_objective:.6g} {unit}, mean capacity {c.mean_capacity:.5g} A.h, not delivered {c.not_delivered}")
-    text = json.dumps(_json_ready(out), indent=1, allow_nan=False, default=float)
-    _write("--output", args.output, lambda tmp: open(tmp, "w").write(text + "\n"))
+    write_json("--output", args.output, out)
     print(f"wrote      {args.output}")
     return 0 if res.feasible else 1
-
-
-def _json_ready(x):
-    """`x` with numpy numbers as Python ones and NaN or infinities (a failed solve's loss on the
-    path), which JSON has no literal for, as null."""
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.generic) or getattr(x, "ndim", None) == 0:  # numpy or JAX scalars
-        x = np.asarray(x).item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ..cli import MODELS, UsageError, _load, _write, check_output_path, user_input
+from ..cli import MODELS, UsageError, _json_ready, _load, _seed, _write, check_output_path, user_input, write_json
 
 #: parameters identified when --fit is not given: the two electrodes' thicknesses (each
 #: electrode's capacity, hence the cell's capacity and stoichiometry window) and particle
@@ -145,7 +145,7 @@ def add_inference_parsers(subparsers) -> None:
                           f"dropped at each chain's start (default {IMH_WARMUP})")
     fit.add_argument("--chains", type=int, default=None,
                      help=f"nuts: chains, run vectorised in one program (default 1); imh: chains (default {IMH_CHAINS})")
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--seed", type=_seed, default=0, help="random seed, an integer in [0, 2**63 - 1] (default 0)")
     fit.add_argument("--output", default="fit.json", help="JSON file to write (default fit.json)")
     fit.set_defaults(func=_fit)
 
@@ -155,7 +155,7 @@ def add_inference_parsers(subparsers) -> None:
     pred.add_argument("--data", required=True, metavar="FILE.csv", help="measurement file (t_s, I_A, V_V)")
     pred.add_argument("--records", default=None, metavar="COLS", help="comma-separated columns that tell records apart")
     pred.add_argument("--new-cell", action="store_true", help="predict a cell not in the (group) fit from the population")
-    pred.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pred.add_argument("--seed", type=_seed, default=0, help="random seed, an integer in [0, 2**63 - 1] (default 0)")
     pred.add_argument("--output", default="pred.csv", help="CSV file to write (default pred.csv)")
     pred.set_defaults(func=_predict)
 
@@ -423,17 +423,13 @@ def _fit(args) -> int:
     if len(samples["sigma"]) > 1:
         out["samples"] = {k: np.asarray(v, dtype=float).tolist() for k, v in samples.items()}
 
-    def write(path):
-        with open(path, "w") as f:
-            json.dump(_plain(out), f, indent=1)
-
-    _write("--output", args.output, write)
+    write_json("--output", args.output, out)
     for k, s in out["parameters"].items():
         band = f"(90 % {s['q05']:.4g} .. {s['q95']:.4g})" if s["sd"] is not None else "(no posterior)"
         print(f"{k:60s} {s['mean']:.4g} {band}")
     print(f"noise scale {1e3 * out['noise_scale']['mean']:.3g} mV; written {args.output}")
     if not converged:
-        print(f"jaxcell: error: the {method} fit did not converge ({_plain(diag)}); fit.json says so "
+        print(f"jaxcell: error: the {method} fit did not converge ({_json_ready(diag)}); fit.json says so "
               "(diagnostics.converged false)", file=sys.stderr)
         return 1
     if unreached:
@@ -489,16 +485,6 @@ def _thinned(samples):
     return {k: np.asarray(v)[idx] for k, v in samples.items()}
 
 
-def _plain(x):
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    return x
-
-
 def _predict(args) -> int:
     import jax
     import pandas as pd
@@ -532,7 +518,7 @@ def _predict(args) -> int:
             priors = {k: PopulationPrior(k, *_kind_of(k), v["centre"], v["spread"], v["cell_spread"])
                       for k, v in fit["priors"].items()}
             if args.new_cell:
-                values = new_cell_values(samples, priors, jax.random.key(args.seed + 1))
+                values = new_cell_values(samples, priors, jax.random.fold_in(jax.random.key(args.seed), 1))
             else:
                 labels = [c if not isinstance(c, list) else tuple(c) for c in fit["cell_labels"]]
                 per_cell = cell_values(samples, priors)
