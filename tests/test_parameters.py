@@ -109,6 +109,24 @@ def test_update_refuses_non_numbers(chen, value, message):
     assert name in str(info.value)
 
 
+def test_update_takes_functions_only_where_the_models_evaluate_them(chen):
+    """A function for a parameter the models read as a number was stored, and `simulate` then
+    failed inside the model with a TypeError that named no parameter. It is refused at `update`;
+    a function where the models evaluate one (a diffusivity of stoichiometry and temperature,
+    a number in Chen2020) is taken and evaluated."""
+    from jaxcell.parameters import ParameterValueError
+
+    name = "Negative electrode thickness [m]"
+    with pytest.raises(ParameterValueError, match="must be a number") as info:
+        chen.update({name: lambda: 7e-5})
+    assert name in str(info.value)
+    with pytest.raises(ParameterValueError, match="comes from the experiment"):
+        chen.update({"Current function [A]": lambda t: 5.0})
+    d = "Negative particle diffusivity [m2.s-1]"
+    q = chen.update({d: lambda sto, T: 2.0 * sto * 1e-14})
+    assert float(q.evaluate(d, 0.5, 298.15)) == 1e-14
+
+
 def test_update_refuses_shapes_that_do_not_broadcast(chen):
     batch = chen.update({"Negative electrode thickness [m]": np.full(3, 80e-6)})
     name = "Positive electrode thickness [m]"

@@ -100,6 +100,29 @@ def _value_rule(name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | N
     return rule
 
 
+# The parameters jaxcell's models evaluate as functions (`ParameterSet.evaluate`), PyBaMM's
+# arguments first; every other parameter is read as a number.
+FUNCTION_NAMES = frozenset(
+    [f"{d} electrode {what}" for d in ("Negative", "Positive") for what in
+     ("OCP [V]", "OCP entropic change [V.K-1]", "exchange-current density [A.m-2]", "conductivity [S.m-1]")]
+    + [f"{d} particle diffusivity [m2.s-1]" for d in ("Negative", "Positive")]
+    + ["Electrolyte conductivity [S.m-1]", "Electrolyte diffusivity [m2.s-1]", "Cation transference number",
+       "Thermodynamic factor"]
+)
+
+
+def _check_function(name: str) -> None:
+    """A function for a parameter the models read as a number (it failed later, inside the
+    model, with an error that named no parameter)."""
+    if name in NOT_READ:
+        raise ParameterValueError(f"{name!r} cannot be a function: jaxcell's models do not read it; {NOT_READ[name]}.")
+    if name not in FUNCTION_NAMES:
+        raise ParameterValueError(
+            f"{name!r} must be a number: jaxcell's models read it as one, got a function. Functions are accepted "
+            f"for {', '.join(sorted(FUNCTION_NAMES))}."
+        )
+
+
 def _validate(name: str, value: Any) -> None:
     """Check a concrete value (scalar or batch); traced values are left to the caller."""
     _as_number(name, value)
@@ -301,7 +324,9 @@ class ParameterSet(eqx.Module):
         radii, diffusivities, capacities, conductivities, reaction rate constants, tortuosity
         and thermodynamic factors, voltage cut-offs and open-circuit voltages positive;
         temperatures [K] between 150 and 500 K; every value a finite number (not a string or
-        None), and shapes that broadcast with the set's batch shape. Update an electrode's
+        None), and shapes that broadcast with the set's batch shape; a function only for a parameter
+        the models evaluate as one (`FUNCTION_NAMES`: open-circuit potentials, exchange currents,
+        diffusivities, conductivities, transference number, thermodynamic factor). Update an electrode's
         porosity and active material fraction in one call when both change. A number the models
         do not read is changed with a warning: "Current function [A]" (the current comes from
         the experiment) and the charge transfer coefficients (the kinetics are symmetric).
@@ -312,6 +337,8 @@ class ParameterSet(eqx.Module):
             if check_already_exists and k not in self:
                 raise self._unknown(k)
             if callable(v):
+                if k in self.values:
+                    _check_function(k)
                 values.pop(k, None)
                 functions[k] = v
             else:
