@@ -169,6 +169,24 @@ def test_a_measured_point_that_is_not_finite_is_named():
         temperature_likelihood(np.zeros((2, 3)), np.array([[1.0, 2.0, 3.0], [1.0, 2.0, np.inf]]), 1.0)
 
 
+def test_observed_values_of_the_wrong_length_are_named_before_the_solve(chen):
+    """Measured voltages fewer than the output times got numpyro's "Model and guide shapes
+    disagree at site: 'V'" after the solve had compiled (about 25 s); `cell_model` refuses them
+    before the solve is traced, and `voltage_likelihood` whatever model calls it."""
+    import numpyro
+
+    from jaxcell.inference import voltage_likelihood
+
+    D = "Positive particle diffusivity [m2.s-1]"
+    t = np.linspace(0.0, 600.0, 11)
+    with compiled_names() as compiled, pytest.raises(ValueError, match=r"observed has shape \(8,\) and t_eval \(11,\)"):
+        fit_map(cell_model, jaxcell.SPM(), chen, "Discharge at 1C for 10 minutes", t, np.full(8, 3.7),
+                priors={D: default_prior(D, float(chen[D]))})
+    assert not [n for n in compiled if "simulate" in str(n)]
+    with numpyro.handlers.seed(rng_seed=0), pytest.raises(ValueError, match=r"'V' have shape \(8,\), the simulated ones \(11,\)"):
+        voltage_likelihood(np.full(11, 3.7), np.full(8, 3.7), 0.01)
+
+
 def test_an_open_circuit_voltage_curve_identifies_the_stoichiometry_window(chen):
     """`ocv_curve_voltage` is the set's open-circuit voltage over its own window when the ends
     are the set's 0 % and 100 % voltages, and meets a curve's ends exactly; its derivative

@@ -145,7 +145,7 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     A measured point that is not finite (and not masked) is refused where `observed` is
     concrete: its density would be NaN for every parameter, and a fit would end in numpyro's
     "Cannot find valid initial parameters"."""
-    _check_observed(observed, mask, name)
+    _check_observed(observed, mask, name, predicted)
     predicted = hold_last_voltage(predicted, cut_offs, status)
     if noise == "gaussian":
         d = dist.Normal(predicted, sigma)
@@ -160,8 +160,16 @@ def voltage_likelihood(predicted, observed, sigma, *, mask=None, noise: str = "g
     return numpyro.sample(name, d.to_event(0 if observed is None else jnp.ndim(observed)), obs=observed)
 
 
-def _check_observed(observed, mask, name: str) -> None:
-    if observed is None or any(isinstance(x, jax.core.Tracer) for x in (observed, mask)):
+def _check_observed(observed, mask, name: str, predicted=None) -> None:
+    if observed is None:
+        return
+    if predicted is not None:
+        try:
+            np.broadcast_shapes(np.shape(observed), np.shape(predicted))
+        except ValueError:
+            raise ValueError(f"the observed values of {name!r} have shape {np.shape(observed)}, the simulated ones "
+                             f"{np.shape(predicted)}: give one measured value per simulated one.") from None
+    if any(isinstance(x, jax.core.Tracer) for x in (observed, mask)):
         return
     obs = np.asarray(observed)
     keep = np.ones(obs.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), obs.shape)
@@ -262,6 +270,9 @@ def cell_model(model, p: ParameterSet, experiment, t_eval, observed=None, *, pri
         >>> mcmc = numpyro.infer.MCMC(numpyro.infer.NUTS(cell_model), num_warmup=200, num_samples=200)
         >>> mcmc.run(key, jaxcell.SPMe(), p, experiment, t, v, priors=priors)
     """
+    if observed is not None and np.shape(observed) != np.shape(t_eval):  # before the solve is traced
+        raise ValueError(f"observed has shape {np.shape(observed)} and t_eval {np.shape(t_eval)}: give one measured "
+                         "voltage per time of t_eval.")
     values = _sample_values(p, priors)
     sigma = numpyro.sample("sigma", noise_prior if noise_prior is not None else dist.HalfNormal(0.01))
     voltage, status = simulate_voltage(model, p, values, experiment, t_eval, initial_soc=initial_soc, rtol=rtol,
