@@ -307,6 +307,8 @@ def test_fade_is_bounded_by_the_lithium_inventory_at_1e5_cycles():
     assert df.depleted.sum() == after.sum()
     with pytest.raises(ValueError, match=r"end_of_life must be a fraction .* \(0, 1\)"):
         age_population(chen, DiffusionLimited(), n_cells=2, cycles=10.0, key=jax.random.key(0), end_of_life=80)
+    with pytest.raises(ValueError, match="checkpoints is empty"):  # was named as out of range, which [] is not
+        age_population(chen, DiffusionLimited(), n_cells=2, cycles=10.0, key=jax.random.key(0), checkpoints=[])
 
 
 def test_outputs_that_do_not_fit_are_refused_before_any_compute(monkeypatch):

@@ -431,6 +431,9 @@ def test_reproducible_from_key(chen):
         np.testing.assert_array_equal(a[name], longer[name][:50])
         np.testing.assert_array_equal(a[name], more[name])
         assert not np.any(np.asarray(a[name]) == np.asarray(c[name])), name
+    # an integer seed is a 64-bit one: beyond, numpy's OverflowError named no seed
+    with pytest.raises(ValueError, match=r"key: an integer seed must fit in 64 bits"):
+        sample_values(chen, v, 50, 2**70)
     # the layout: 4 cells per module, 3 modules per pack
     pack, module = v.hierarchy.layout(50)
     assert (

@@ -81,7 +81,9 @@ def _checkpoints(cycles, checkpoints):
     if checkpoints is None:
         return np.linspace(0.0, cycles, 101)
     ts = np.unique(np.asarray(checkpoints, dtype=float).ravel())
-    if ts.size == 0 or not np.all(np.isfinite(ts)) or ts[0] < 0 or ts[-1] > cycles:
+    if ts.size == 0:
+        raise ValueError(f"checkpoints is empty: give at least one cycle in [0, cycles={cycles:g}], or None for 101.")
+    if not np.all(np.isfinite(ts)) or ts[0] < 0 or ts[-1] > cycles:
         raise ValueError(
             f"checkpoints must be cycles in [0, cycles={cycles:g}], got {np.asarray(checkpoints)}."
         )

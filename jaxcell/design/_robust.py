@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from .._checks import check_int
+from .._checks import as_key, check_int
 from ..batch import simulate_batch
 from ..experiment import Experiment
 from ..parameters import ParameterSet
@@ -105,7 +105,7 @@ def common_draws(params: ParameterSet, space: DesignSpace, variation: Variation,
     own layout would give a sample of 64 cells one lot (one pack's draw), an estimate of a
     cell's failure probability with the variance of a single lot. `check_design` keeps the
     hierarchy, and measures the packs' failure rate with it."""
-    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    key = as_key(key)
     variation = dataclasses.replace(variation, hierarchy=Hierarchy())
     dev = transformed_deviations(params, variation, n, key)
     vals = sample_values(params, variation, n, key)
@@ -294,7 +294,7 @@ def check_design(
                                np_ratio=np_ratio)
     q = space.apply_values(params, {k: float(v) for k, v in design.items()})
     ratio = formation_ratio(params) if lithium == "formation" else None
-    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    key = as_key(key)
     designed = set(space.names) | set(space.derived_names)
     for pv in variation.parameters:  # a spec's bounds hold for the design too
         lo, hi = (-np.inf if pv.lower is None else pv.lower), (np.inf if pv.upper is None else pv.upper)

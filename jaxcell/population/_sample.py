@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_int
+from .._checks import as_key, check_int
 from ..parameters import ParameterSet
 from ..parameters._parameter_set import _rule, solid_part_names
 from ._distributions import (
@@ -551,12 +551,6 @@ def _draw(plan: _Plan, n: int, key) -> tuple[dict[str, jax.Array], jax.Array]:
     return values, z
 
 
-def _key(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    return key
-
-
 def _check_n(n) -> int:
     return check_int(n, "n", why="(number of cells)")
 
@@ -572,7 +566,7 @@ def sample_values(
         >>> v = sample_values(p, default_variation(), 1000, jax.random.key(0))
         >>> v["Contact resistance [Ohm]"].max()
     """
-    values, _ = _draw(_resolve(params, variation), _check_n(n), _key(key))
+    values, _ = _draw(_resolve(params, variation), _check_n(n), as_key(key))
     return values
 
 
@@ -630,5 +624,5 @@ def transformed_deviations(
         >>> float(d["Negative electrode thickness [m]"].std())  # about sqrt(0.01**2 + 2 * 0.003**2)
     """
     plan = _resolve(params, variation)
-    _, z = _draw(plan, _check_n(n), _key(key))
+    _, z = _draw(plan, _check_n(n), as_key(key))
     return {name: z[:, j] - plan.centers[j] for j, name in enumerate(plan.names)}
