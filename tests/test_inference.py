@@ -187,6 +187,26 @@ def test_observed_values_of_the_wrong_length_are_named_before_the_solve(chen):
         voltage_likelihood(np.full(11, 3.7), np.full(8, 3.7), 0.01)
 
 
+def test_a_noise_scale_that_goes_to_zero_is_named():
+    """Data the model fits exactly (noise-free synthetic data) drive the noise scale to zero,
+    where the posterior has no peak: the fit said only that the Hessian was not positive
+    definite, "the data do not determine some direction". Its message names the noise scale."""
+    import numpyro
+
+    from jaxcell.inference import voltage_likelihood
+
+    def model(observed):
+        mu = numpyro.sample("mu", dist.Normal(3.7, 0.1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(0.01))
+        voltage_likelihood(mu * np.ones(5), observed, sigma)
+
+    res = fit_map(model, np.full(5, 3.71))
+    assert not res.converged and "The noise scale 'sigma' went to" in res.message, res.message
+    with pytest.raises(ValueError, match="noise-free synthetic data"):
+        res.summary()
+    assert "noise scale" not in fit_map(model, np.array([3.70, 3.72, 3.71, 3.69, 3.73])).message
+
+
 def test_an_open_circuit_voltage_curve_identifies_the_stoichiometry_window(chen):
     """`ocv_curve_voltage` is the set's open-circuit voltage over its own window when the ends
     are the set's 0 % and 100 % voltages, and meets a curve's ends exactly; its derivative

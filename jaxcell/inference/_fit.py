@@ -45,6 +45,9 @@ REFRESH = 3
 HALVINGS = 8
 # The largest Newton step in any unconstrained coordinate
 MAX_STEP = 1.0
+# A fitted noise scale (a site named sigma...) below this, in the data's units (V, K), is one
+# that went to zero: the data are fitted exactly, as noise-free synthetic data are
+NOISE_FLOOR = 1e-9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +153,7 @@ class MAPResult:
             raise ValueError(
                 f"no Laplace approximation: the Hessian at the optimum is not positive definite (eigenvalues "
                 f"{np.array2string(w, precision=3)}, parameters {self.names}): the point is not a minimum, or the "
-                "data do not determine some direction (converged: " f"{self.converged})."
+                f"data do not determine some direction (converged: {self.converged}; {self.message})"
             )
         return chol[0]
 
@@ -444,6 +447,11 @@ def fit_map(model, *args, key=None, init=None, starts: int = 1, gtol: float = 1e
                     "there or next to it: a solve that failed?): no Laplace approximation.")
     names = tuple(z0)
     post = postprocess_fn(unravel(jnp.asarray(z[best])))
+    for k in names:  # a noise scale that went to zero: the data are fitted exactly
+        if k.startswith("sigma") and np.all(np.asarray(post[k]) < NOISE_FLOOR):
+            message += (f" The noise scale {k!r} went to {float(np.max(post[k])):.1e}: the model fits the data exactly "
+                        "(noise-free synthetic data?), and a noise scale of zero has no finite posterior peak. Add "
+                        "measurement noise to synthetic data, or give a noise prior bounded away from zero.")
     return MAPResult(
         params={k: np.asarray(post[k]) for k in names},
         unconstrained=z[best],
