@@ -224,3 +224,28 @@ def test_bounds_inside_a_wrapped_support():
     res = fit_map(box, y)
     assert res.converged
     np.testing.assert_allclose(res.params["x"], y, atol=1e-3)
+
+
+def test_short_chains_report_unknown_diagnostics_not_impossible_ones(data):
+    """With fewer than 4 draws per chain numpyro's split R-hat asserts (a bare AssertionError,
+    also from `jaxcell fit --method imh --samples 2` after its fit); with a few more, its
+    effective sample size came out negative (-38 from 8 draws). Such figures are NaN: unknown,
+    which no convergence rule passes. Bad chain counts are refused by name before sampling."""
+    from jaxcell.inference import diagnostics, run_imh
+
+    y, _, _ = data
+    fit = fit_map(conjugate, y)
+    def mu(n, key):
+        return diagnostics(run_imh(fit, key=jax.random.key(key), num_chains=2, num_samples=n, num_warmup=0,
+                                   progress_bar=False))["mu"]
+
+    d = mu(2, 1)
+    assert np.isnan(d["r_hat"]) and np.isnan(d["ess"])
+    d = mu(4, 12)  # numpyro's estimator gives -36.8 for these 8 draws
+    assert np.isfinite(d["r_hat"]) and np.isnan(d["ess"])
+    d = mu(6, 1)
+    assert np.isfinite(d["r_hat"]) and d["ess"] > 0
+    assert np.isnan(summary_table(run_imh(fit, num_chains=2, num_samples=2, num_warmup=0, progress_bar=False))
+                    .loc["mu", "r_hat"])
+    with pytest.raises(ValueError, match="run_nuts: num_chains must be a positive integer"):
+        run_nuts(conjugate, y, num_chains=0)

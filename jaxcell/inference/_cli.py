@@ -475,7 +475,8 @@ def _map_fit(fit_map, model_fn, margs, kwargs, args, key, diag):
 def _chain_summary(d):
     """The largest R-hat and smallest effective sample size over the sites of `diagnostics(...)`."""
     sites = [v for v in d.values() if isinstance(v, dict)]
-    return max(float(np.max(v["r_hat"])) for v in sites), min(float(np.min(v["ess"])) for v in sites)
+    # NaN (not estimated, `diagnostics`) wins, as np.max has it: Python's max of NaNs is order-dependent
+    return (float(np.max([np.max(v["r_hat"]) for v in sites])), float(np.min([np.min(v["ess"]) for v in sites])))
 
 
 def _thinned(samples):

@@ -45,6 +45,9 @@ REFRESH = 3
 HALVINGS = 8
 # The largest Newton step in any unconstrained coordinate
 MAX_STEP = 1.0
+# Draws per chain below which R-hat and effective sample sizes are not estimated (numpyro's
+# split R-hat needs 4)
+MIN_CHAIN_DRAWS = 4
 # A fitted noise scale (a site named sigma...) below this, in the data's units (V, K), is one
 # that went to zero: the data are fitted exactly, as noise-free synthetic data are
 NOISE_FLOOR = 1e-9
@@ -616,6 +619,9 @@ def run_nuts(model, *args, key=None, num_warmup: int = 500, num_samples: int = 5
     from numpyro.infer import MCMC
     from numpyro.infer.util import ParamInfo
 
+    for name, value, low in (("num_samples", num_samples, 1), ("num_chains", num_chains, 1),
+                             ("num_warmup", num_warmup, 0)):
+        check_int(value, f"run_nuts: {name}", low)  # num_chains=0 failed inside numpyro (IndexError)
     key = jax.random.key(0) if key is None else key
     key, k_init = jax.random.split(key)
     warm = init if isinstance(init, MAPResult) else None
@@ -655,7 +661,9 @@ def diagnostics(mcmc) -> dict:
     """name -> {"mean", "sd", "q05", "q95", "r_hat", "ess"} of the sampled sites of a NUTS run
     (`run_nuts`) or of independence Metropolis-Hastings chains (`run_imh`); and for NUTS
     "divergences", the number of divergent transitions, for `run_imh` "acceptance", each
-    chain's acceptance rate."""
+    chain's acceptance rate. R-hat and the effective sample size are NaN (unknown) with fewer
+    than MIN_CHAIN_DRAWS draws per chain (the split R-hat needs them), and an effective sample
+    size that the estimator puts below zero (short chains) is NaN."""
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
     samples = mcmc.get_samples(group_by_chain=True)
@@ -667,8 +675,12 @@ def diagnostics(mcmc) -> dict:
             continue
         x = np.asarray(x)
         stats = _stats(x.reshape((-1,) + x.shape[2:]))
-        stats["r_hat"] = np.asarray(split_gelman_rubin(x))
-        stats["ess"] = np.asarray(effective_sample_size(x))
+        if x.shape[1] < MIN_CHAIN_DRAWS:  # numpyro asserts
+            stats["r_hat"] = stats["ess"] = np.full(x.shape[2:], np.nan)
+        else:
+            stats["r_hat"] = np.asarray(split_gelman_rubin(x))
+            ess = np.asarray(effective_sample_size(x))
+            stats["ess"] = np.where(ess > 0, ess, np.nan)
         out[name] = stats
     if imh:
         out["acceptance"] = np.asarray(mcmc.acceptance)
