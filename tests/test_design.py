@@ -232,14 +232,16 @@ def test_a_design_is_feasible_only_where_its_counted_sample_meets_alpha():
 
 @pytest.mark.parametrize("kw, match", [(dict(n=0), "n must be a positive integer"),
                                        (dict(min_capacity=-1.0), "min_capacity must be a positive capacity"),
-                                       (dict(max_temperature=0.0), "max_temperature must be a positive")])
+                                       (dict(max_temperature=0.0), "max_temperature must be a positive"),
+                                       # a design value out of the parameter's range was named as bad bounds
+                                       (dict(L=-1e-6), r"'Positive electrode thickness \[m\]' must be positive")])
 def test_check_design_refuses_bad_input(chen, kw, match):
     from jaxcell.population import ParameterVariation, Variation
 
     variation = Variation([ParameterVariation("Positive particle radius [m]", "normal", rel_std=0.05)])
-    args = {"n": 4, **kw}
+    args = {"n": 4, "L": 75e-6, **kw}
     with pytest.raises(ValueError, match=match):
-        design.check_design(jaxcell.SPM(), chen, "Discharge at 1C until 3 V", {"Positive electrode thickness [m]": 75e-6},
+        design.check_design(jaxcell.SPM(), chen, "Discharge at 1C until 3 V", {"Positive electrode thickness [m]": args.pop("L")},
                             variation, args.pop("n"), 0, **args)
 
 

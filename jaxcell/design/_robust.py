@@ -20,6 +20,7 @@ from .._checks import as_key, check_int
 from ..batch import simulate_batch
 from ..experiment import Experiment
 from ..parameters import ParameterSet
+from ..parameters._parameter_set import _validate
 from ..population import Hierarchy, Variation, sample_population, sample_values, transformed_deviations
 from ..population._sample import _transform, derived_parameters
 from ..soc import with_initial_soc
@@ -289,6 +290,8 @@ def check_design(
     if min_capacity is not None:
         check_capacity_floor(min_capacity)
     _check_max_temperature(max_temperature)
+    for k, v in design.items():  # by the parameter's own range: the bounds below are the design's own
+        _validate(k, v)
     # the design's values with the parameters that follow them, as in the optimisation
     space = DesignSpace.create(params, [(k, float(v) * (1 - 1e-9), float(v) * (1 + 1e-9)) for k, v in design.items()],
                                np_ratio=np_ratio)
