@@ -232,7 +232,8 @@ class Solution(eqx.Module):
         return self.step_totals[..., 2]
 
     def steps(self):
-        """One row per step of the experiment (pandas): its index, how it ended (a `StepEnd`
+        """One row per step of the experiment (pandas): its index (from 0, as `Solution.step`;
+        `message` counts steps from 1, as the experiment reads), how it ended (a `StepEnd`
         name), start and end time and duration [s], and the charge [A.h] and energy [W.h] it
         delivered on discharge and took in on charge."""
         import pandas as pd

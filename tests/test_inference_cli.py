@@ -56,6 +56,7 @@ def test_bad_input_is_refused_before_fitting(tmp_path, capsys):
     assert "--method svi or nuts" in _error(capsys, ["fit", str(good), "--records", "rate", "--group", "rate",
                                                      "--method", "map", "--output", out])
     assert "fraction" in _error(capsys, ["fit", str(good), "--initial-soc", "90", "--output", out])
+    assert "--warmup must be a non-negative integer" in _error(capsys, ["fit", str(good), "--warmup", "-1", "--output", out])
     assert ".json" in _error(capsys, ["fit", str(good), "--output", str(tmp_path / "fit.txt")])
     with pytest.raises(SystemExit) as info:  # argparse's exit for bad input, as `population --seed -1`
         main(["fit", str(good), "--seed", "-1", "--output", out])

@@ -270,7 +270,9 @@ def _fit(args) -> int:
                 raise UsageError(f"--fit {name!r}: only scalar parameters can be fitted")
         for label in ("steps", "samples", "starts", "warmup", "chains"):
             v = getattr(args, label)
-            if v is not None and v < 1:
+            if label == "warmup" and v is not None and v < 0:  # 0 as run_imh and run_nuts take it
+                raise UsageError(f"--warmup must be a non-negative integer, got {v}")
+            if label != "warmup" and v is not None and v < 1:
                 raise UsageError(f"--{label} must be a positive integer, got {v}")
         import jaxcell
 
