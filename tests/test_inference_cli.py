@@ -232,6 +232,28 @@ def test_group_fit_that_stops_early_says_so_and_predicts_cells(chen, tmp_path, c
     assert len(pd.read_csv(pred_csv)) == T.size
 
 
+def test_a_group_of_one_cell_is_warned_about(tmp_path, capsys, monkeypatch):
+    """`--group` over records that hold one cell was fitted without a word, its population
+    spread the prior's alone. The warning comes before the fit (replaced here by one that
+    stops, so nothing is compiled)."""
+    from jaxcell.inference import _fit
+
+    good = tmp_path / "d.csv"
+    pd.DataFrame({"cell": 7, "t_s": T, "I_A": 5.0, "V_V": 3.9}).to_csv(good, index=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(_fit, "fit_svi", stop)
+    with pytest.raises(Stop):
+        main(["fit", str(good), "--model", "SPM", "--records", "cell", "--group", "cell", "--method", "svi",
+              "--initial-soc", "0.9", "--output", str(tmp_path / "fit.json")])
+    assert "--group cell: the records hold one cell (7)" in capsys.readouterr().err
+
+
 def _no_nan(constant):
     raise AssertionError(f"fit.json holds {constant}, which JSON has no literal for")
 

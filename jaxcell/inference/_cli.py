@@ -304,6 +304,10 @@ def _fit(args) -> int:
             kwargs["temperature"] = True
         if args.group:
             index, cells = group_records(recs, args.group)
+            if len(cells) == 1:
+                warnings.warn(f"--group {args.group}: the records hold one cell ({cells[0]!r}), so the population's "
+                              "spread comes from its prior alone: a group fit learns it from several cells.",
+                              stacklevel=2)
             model_fn, margs = hierarchical_model, (model, p, stacked, index)
         else:
             model_fn, margs = records_model, (model, p, stacked)
