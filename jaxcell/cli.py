@@ -152,17 +152,22 @@ def write_json(option: str, path: str, obj) -> None:
 
 
 def _json_ready(x):
-    import numpy as np
+    """`x` (dicts, lists, numbers) with numpy and JAX scalars as Python numbers and non-finite
+    floats as None."""
+    import numpy as np  # once per call, not per element (fit.json's draws are thousands)
 
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.generic) or getattr(x, "ndim", None) == 0:  # numpy or JAX scalars
-        x = np.asarray(x).item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    def ready(x):
+        if isinstance(x, dict):
+            return {str(k): ready(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [ready(v) for v in x]
+        if isinstance(x, np.generic) or getattr(x, "ndim", None) == 0:  # numpy or JAX scalars
+            x = np.asarray(x).item()
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        return x
+
+    return ready(x)
 
 
 def _seed(text: str) -> int:

@@ -268,12 +268,11 @@ def _fit(args) -> int:
                 raise p._unknown(name)
             if not np.ndim(p[name]) == 0 or callable(p[name]):
                 raise UsageError(f"--fit {name!r}: only scalar parameters can be fitted")
-        for label in ("steps", "samples", "starts", "warmup", "chains"):
+        # --warmup may be 0, as run_imh and run_nuts take it
+        for label, low in (("steps", 1), ("samples", 1), ("starts", 1), ("warmup", 0), ("chains", 1)):
             v = getattr(args, label)
-            if label == "warmup" and v is not None and v < 0:  # 0 as run_imh and run_nuts take it
-                raise UsageError(f"--warmup must be a non-negative integer, got {v}")
-            if label != "warmup" and v is not None and v < 1:
-                raise UsageError(f"--{label} must be a positive integer, got {v}")
+            if v is not None and v < low:
+                raise UsageError(f"--{label} must be a {'positive' if low else 'non-negative'} integer, got {v}")
         import jaxcell
 
         model = getattr(jaxcell, args.model)(thermal=args.thermal)
