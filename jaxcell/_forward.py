@@ -23,14 +23,15 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
+from ._scan import ScanAdjoint
 from .solvers import Rodas4
 
 
 def solver_for_adjoint(solver, adjoint):
     """`solver` as `adjoint` can use it: Rodas4's reverse-mode rule for its stages is a
     custom_vjp, which has no forward mode (diffrax.ForwardMode, and DirectAdjoint under jax.jvp),
-    so any adjoint but the checkpointed one gets Rodas4 without it."""
-    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(solver, Rodas4) and solver.reverse_rule:
+    so any adjoint but the checkpointed one and `ScanAdjoint` gets Rodas4 without it."""
+    if not isinstance(adjoint, (diffrax.RecursiveCheckpointAdjoint, ScanAdjoint)) and isinstance(solver, Rodas4) and solver.reverse_rule:
         return dataclasses.replace(solver, reverse_rule=False)
     return solver
 

@@ -13,6 +13,7 @@ import optimistix as optx
 
 from ._forward import in_forward_mode, solver_for_adjoint
 from ._roots import frozen, implicit_root, nonzero
+from ._scan import ScanAdjoint, scan_solve
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
 from .parameters import ParameterSet
@@ -334,25 +335,31 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start = model.output_start
     save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
-    sol = diffrax.diffeqsolve(
-        term, opts.solver, t0, t1, FIRST_STEP, (y0, q0), saveat=saveat,
-        stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
-        adjoint=opts.adjoint,
-    )
-    outs, (y_end, q_end) = sol.ys[0], sol.ys[1]
+    if isinstance(opts.adjoint, ScanAdjoint):
+        (saved_ts, outs), t_end, (y_end, q_end), result = scan_solve(
+            term, opts.solver, controller, t0, t1, FIRST_STEP, (y0, q0), jnp.clip(ts, t0, t1), save_fn,
+            lambda t, y: event_fn(t, y, None), min(opts.max_steps, opts.adjoint.max_steps),
+        )
+    else:
+        sol = diffrax.diffeqsolve(
+            term, opts.solver, t0, t1, FIRST_STEP, (y0, q0), saveat=saveat,
+            stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
+            adjoint=opts.adjoint,
+        )
+        saved_ts, outs, result = sol.ts[0], sol.ys[0], sol.result
+        y_end, q_end, t_end = sol.ys[1][0][-1], sol.ys[1][1][-1], sol.ts[1][-1]
     if not opts.outputs_in_loop:
-        outs = _outputs_at(out_fn, sol.ts[0], *outs, t0, y0, start)
-    y_end, q_end, t_end = y_end[-1], q_end[-1], sol.ts[1][-1]
+        outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     final = out_fn(t_end, (y_end, q_end), None)
 
     # which condition fired: the one at zero at the end
     fired = jnp.argmin(first_crossing(t_end, (y_end, q_end)))
-    event_fired = sol.result == diffrax.RESULTS.event_occurred
+    event_fired = result == diffrax.RESULTS.event_occurred
     end = jnp.where(jnp.isfinite(row.duration), StepEnd.DURATION, StepEnd.MAX_DURATION)
     end = jnp.where(event_fired, jnp.where(is_step_cond[fired], step_codes[fired], StepEnd.STOPPED), end)
     status = jnp.where(event_fired & ~is_step_cond[fired], stop_codes[fired], Status.COMPLETED)
-    failed = (~event_fired & (sol.result != diffrax.RESULTS.successful)) | ~jnp.all(jnp.isfinite(final))
-    fail_code = jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
+    failed = (~event_fired & (result != diffrax.RESULTS.successful)) | ~jnp.all(jnp.isfinite(final))
+    fail_code = jnp.where(result == diffrax.RESULTS.max_steps_reached, Status.MAX_STEPS, Status.SOLVER_FAILURE)
     status = jnp.where(failed, fail_code, status)
     end = jnp.where(failed, StepEnd.STOPPED, end)
     # a power, voltage or resistance that no current realises any more at the step's end: the step ran on
@@ -534,6 +541,14 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
     _check_step_limits(experiment, v_lo, v_hi)
     solver = solver if solver is not None else default_solver(model)
     adjoint = adjoint if adjoint is not None else default_adjoint()
+    if isinstance(adjoint, ScanAdjoint) and not isinstance(solver, Rodas4):
+        raise ValueError(f"ScanAdjoint steps with Rodas4 (the default solver), got solver {type(solver).__name__}.")
+    if isinstance(adjoint, ScanAdjoint) and MODES["drive"] in experiment.modes:
+        raise ValueError(
+            "ScanAdjoint does not take drive cycles: reverse mode through a drive cycle that starts at a time with a "
+            "derivative (after a step that ended on an event) is numerically unreliable (docs/dfn.md). Leave `adjoint` "
+            "unset: simulate then differentiates drive cycles in forward mode."
+        )
     solver = solver_for_adjoint(solver, adjoint)
     opts = Options(
         rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, adjoint=adjoint, outputs_in_loop=outputs_in_loop,
@@ -597,7 +612,10 @@ def simulate(
     Works under `jax.jit`, `jax.vmap` over a batched `ParameterSet` (one status per cell) and
     `jax.grad` (reverse mode with checkpointing, diffrax's `RecursiveCheckpointAdjoint` with
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
-    number of solver steps). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
+    number of solver steps). `adjoint=jaxcell.ScanAdjoint(max_steps)` solves each step of the
+    experiment as a `lax.scan` of at most `max_steps` solver attempts instead (the same steps and
+    gradient, no recomputation on the way back, a shorter compile; exact through drive cycles;
+    `jaxcell._scan`). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
     ``adjoint=diffrax.ForwardMode()``; second derivatives are forward over forward with it,
     ``jax.jacfwd(jax.jacfwd(f))`` (`jax.hessian`, forward over reverse, fails in diffrax's
     reverse pass). Through a drive cycle, unless `adjoint` is given, every

@@ -1,0 +1,80 @@
+"""`ScanAdjoint`: the adaptive solve as a scan, against diffrax's loop (solution) and forward mode (gradient)."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import FAST_XLA, GRAD_PARAMS
+
+import jaxcell
+from jaxcell.solution import Status
+
+TC = np.linspace(0.0, 180.0, 19)
+# every kind of end: a voltage limit, a duration, a held voltage's current limit
+PROTOCOL = ["Discharge at 1C until 3.6 V", "Rest for 5 minutes", "Hold at 3.9 V until 1 A"]
+T_EVAL = np.linspace(0.0, 4000.0, 81)
+KW = dict(t_eval=T_EVAL, rtol=1e-8, atol=1e-10)
+
+
+def _loss(sol):
+    """Voltages at fixed times (some in the hold, whose end moves), every step's end time and the energy."""
+    v = jnp.where(jnp.isfinite(sol.voltage), sol.voltage, 0.0)
+    return jnp.sum(v**2) + jnp.sum(sol.step_end_time) / 3600.0 + sol.energy, sol
+
+
+def test_same_solution_and_gradient_as_forward_mode(spm, chen):
+    """Through a protocol with every kind of step end (voltage limit, duration, current limit of
+    a held voltage), `ScanAdjoint` gives diffrax's loop's solution (same steps;
+    only the events' roots differ: diffrax's root find stops within 1e-9 of the condition, a
+    microsecond at a slowly moving voltage, the scan's bisection at the last bit. End times to
+    1e-6 s, outputs to 1e-8 V, measured 1.5e-9 V)
+    and a gradient equal to forward mode's (exact for the discrete solution), relative 1e-7."""
+    theta = {k: jnp.asarray(chen[k]) for k in GRAD_PARAMS}
+
+    def loss(values, adjoint):
+        return _loss(jaxcell.simulate(spm, chen.update(values), PROTOCOL, adjoint=adjoint, **KW))
+
+    scan = jax.jit(jax.value_and_grad(lambda v: loss(v, jaxcell.ScanAdjoint()), has_aux=True),
+                   compiler_options=FAST_XLA)
+    (value, sol), grad = scan(theta)
+    ref = jaxcell.simulate(spm, chen, PROTOCOL, **KW)
+    assert ref.status == sol.status == Status.COMPLETED
+    np.testing.assert_array_equal(sol.step_end, ref.step_end)
+    np.testing.assert_allclose(sol.step_end_time, ref.step_end_time, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sol.voltage, ref.voltage, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(sol.capacity, ref.capacity, rtol=1e-10)
+    assert np.isnan(ref.voltage[-1]) and np.isfinite(ref.voltage[0])  # the hold ends before the last output time
+
+    forward = jax.jit(jax.jacfwd(lambda v: loss(v, diffrax.ForwardMode())[0]), compiler_options=FAST_XLA)(theta)
+    moved = 0
+    for k in GRAD_PARAMS:
+        a, b = float(grad[k]), float(forward[k])
+        assert np.isfinite(a) and abs(a - b) <= 1e-7 * abs(b), (k, a, b)
+        moved += b != 0.0
+    assert moved >= 4  # (the positive porosity does not enter the SPM's voltage)
+
+
+def test_too_few_steps_is_a_status_with_a_finite_gradient(spm, chen):
+    """A step that needs more attempts than `max_steps` ends as diffrax's loop does at its own
+    bound: Status.MAX_STEPS, outputs up to where it stopped, and a finite gradient."""
+    theta = {k: jnp.asarray(chen[k]) for k in GRAD_PARAMS}
+
+    def loss(values):
+        return _loss(jaxcell.simulate(spm, chen.update(values), "Discharge at 1C until 3.0 V", t_eval=T_EVAL,
+                                      adjoint=jaxcell.ScanAdjoint(max_steps=6)))
+
+    (_, sol), grad = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=FAST_XLA)(theta)
+    assert sol.status == Status.MAX_STEPS
+    reached = np.isfinite(np.asarray(sol.voltage))
+    assert reached[0] and not reached[-1]
+    assert all(np.isfinite(float(g)) for g in grad.values())
+
+
+def test_bad_settings_are_refused(spm, chen):
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        jaxcell.ScanAdjoint(max_steps=0)
+    with pytest.raises(ValueError, match="ScanAdjoint steps with Rodas4"):
+        jaxcell.simulate(spm, chen, "Rest for 1 minute", solver=diffrax.Kvaerno5(), adjoint=jaxcell.ScanAdjoint())
+    with pytest.raises(ValueError, match="does not take drive cycles"):
+        jaxcell.simulate(spm, chen, jaxcell.DriveCycle(TC, np.ones(TC.size)), adjoint=jaxcell.ScanAdjoint())
