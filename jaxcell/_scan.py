@@ -62,13 +62,15 @@ class ScanAdjoint(eqx.Module):
             raise ValueError(f"ScanAdjoint's max_steps must be a positive integer, got {self.max_steps!r}.")
 
 
-def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, save_fn, event_fn, max_steps):
-    """The adaptive solve of `term` from (t0, y0) to t1 or to the event (`event_fn(t, y)`, a
-    scalar that ends the solve where it goes from positive to at most zero; None: no event), as
-    a scan of `max_steps` attempts. Returns (saved, t_end, y_end, result): `saved` is (ts', ys),
-    `save_fn(t, y)` at the times `ts` (in [t0, t1]) with ts' inf where the solve did not reach
-    them (then `save_fn` at the end instead, finite), as diffrax's `SaveAt(ts=...)`; `result` a
-    `diffrax.RESULTS` (successful, event_occurred or max_steps_reached)."""
+def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, start, event_fn, max_steps):
+    """The adaptive solve of `term` from (t0, y0) = (t0, (y, q)) to t1 or to the event
+    (`event_fn(t, state)`, a scalar that ends the solve where it goes from positive to at most
+    zero; None: no event), as a scan of `max_steps` attempts. Returns (saved, t_end, state_end,
+    result): `saved` is (ts', (y[start:], q)) at the times `ts` (in [t0, t1]), the part of the
+    state `simulate`'s outputs read (only it is interpolated: for the DFN a fifth of the state),
+    with ts' inf where the solve did not reach them (their states finite but meaningless), as
+    diffrax's `SaveAt(ts=...)`; `result` a `diffrax.RESULTS` (successful, event_occurred or
+    max_steps_reached)."""
     order = solver.error_order(term)
     floor = t1
     for _ in range(100):  # diffrax rounds a step that ends within 100 ULP of t1 to t1
@@ -76,7 +78,8 @@ def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, save_fn, e
     tnext, cstate = controller.init(term, t0, t1, y0, dt0, None, solver.func, order)
     tnext = jnp.minimum(tnext, t1)
     f0 = solver.init(term, t0, tnext, y0, None)
-    g = (lambda t, y: jnp.asarray(1.0)) if event_fn is None else (lambda t, y: _sg(event_fn(t, y)))
+    # the event's value at each accepted step, only to see where it changes sign: no derivative
+    g = (lambda t, y: jnp.asarray(1.0)) if event_fn is None else (lambda t, y: event_fn(_sg(t), _sg(y)))
 
     def attempt(carry):
         tprev, tnext, y, f, cstate, g_prev, _, n = carry
@@ -150,14 +153,16 @@ def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, save_fn, e
     # then the end state: nothing from a rejected attempt's dense output enters the arithmetic
     last_kept = jnp.where(jnp.any(kept), slots - 1 - jnp.argmax(kept[::-1]), 0)
 
-    def save_one(t, k_, ok, reached_):
-        k_ = jnp.where(ok, k_, last_kept)
-        step = RodasInterpolation(a0[k_], a1[k_], **_tree(lambda d: d[k_], dense))
-        y = _tree(lambda a, b: jnp.where(ok, a, b), step.evaluate(jnp.where(ok, t, a1[k_])), y_end)
-        return save_fn(jnp.where(reached_, t, t_end), y, None)
+    part = lambda state: (state[0][..., start:], state[1])  # noqa: E731
+    dense_part = {key: part(v) for key, v in dense.items()}
+    end_part = part(y_end)
 
-    ys = jax.vmap(save_one)(ts, k, inside, reached)
-    return (jnp.where(reached, ts, jnp.inf), ys), t_end, y_end, result
+    def save_one(t, k_, ok):
+        k_ = jnp.where(ok, k_, last_kept)
+        step = RodasInterpolation(a0[k_], a1[k_], **_tree(lambda d: d[k_], dense_part))
+        return _tree(lambda a, b: jnp.where(ok, a, b), step.evaluate(jnp.where(ok, t, a1[k_])), end_part)
+
+    return (jnp.where(reached, ts, jnp.inf), jax.vmap(save_one)(ts, k, inside)), t_end, y_end, result
 
 
 # bisection steps for an event's time: the bracket (one solver step) shrinks by 2**-64

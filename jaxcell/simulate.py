@@ -337,19 +337,20 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
     if isinstance(opts.adjoint, ScanAdjoint):
         (saved_ts, outs), t_end, (y_end, q_end), result = scan_solve(
-            term, opts.solver, controller, t0, t1, FIRST_STEP, (y0, q0), jnp.clip(ts, t0, t1), save_fn,
+            term, opts.solver, controller, t0, t1, FIRST_STEP, (y0, q0), jnp.clip(ts, t0, t1), start,
             lambda t, y: event_fn(t, y, None), min(opts.max_steps, opts.adjoint.max_steps),
         )
+        outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     else:
         sol = diffrax.diffeqsolve(
             term, opts.solver, t0, t1, FIRST_STEP, (y0, q0), saveat=saveat,
             stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
             adjoint=opts.adjoint,
         )
-        saved_ts, outs, result = sol.ts[0], sol.ys[0], sol.result
+        outs, result = sol.ys[0], sol.result
         y_end, q_end, t_end = sol.ys[1][0][-1], sol.ys[1][1][-1], sol.ts[1][-1]
-    if not opts.outputs_in_loop:
-        outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
+        if not opts.outputs_in_loop:
+            outs = _outputs_at(out_fn, sol.ts[0], *outs, t0, y0, start)
     final = out_fn(t_end, (y_end, q_end), None)
 
     # which condition fired: the one at zero at the end
