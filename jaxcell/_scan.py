@@ -55,7 +55,7 @@ class ScanAdjoint(eqx.Module):
     `Status.MAX_STEPS`. Reverse mode only (`jax.grad`, `jax.vjp`); for forward mode use
     ``diffrax.ForwardMode()``."""
 
-    max_steps: int = eqx.field(static=True, default=512)
+    max_steps: int = eqx.field(static=True, default=256)
 
     def __check_init__(self):
         if not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1:
