@@ -10,21 +10,22 @@ controller's `init` and `adapt_step_size`, diffrax's clipping of the last step t
 (100 ULP) and its event rule (the condition's sign goes from positive to at most zero at an
 accepted step's end). So the steps and the solution are the same, and JAX's reverse mode of
 the scan is the same gradient (diffrax holds the step sizes fixed too), but it keeps each
-attempt's residuals instead of running it again. On the gradient benchmark's loss that is about
-4.5 forward solves against diffrax's 5.8-6.3, and a build 35-60 % shorter
-(benchmarks/README.md, "Gradients without diffrax's checkpointed loop").
+attempt's residuals instead of running it again. On the gradient benchmark's loss to the 2.5 V
+cut-off that is about 4.6 forward solves against the default's 6.0-6.1, and a first call a fifth
+shorter (benchmarks/README.md, "`ScanAdjoint` in the library").
 
 The event's time: bisection on the crossing step's dense output, without derivative; its
 derivative by the implicit function theorem, as diffrax's root find has it (`_crossing`).
 
-Replayed steps retrace the solve by construction, so reverse mode is exact through a drive
-cycle's breakpoints too, where the checkpointed loop's recomputed steps do not retrace the
-clipped steps (`jaxcell._forward`).
+Drive cycles are refused (`simulate._prepare`): after a step that ended on an event, the step's
+start time carries a derivative into a field that reads time, and reverse mode's derivative
+there was dominated by rounding (docs/dfn.md, "Gradients").
 
 The price: a static bound. Every attempt's residuals are kept (memory grows with
-`max_steps`, used or not), and under `vmap` the `cond` becomes a `select`, so every cell pays
-every attempt. A step of an experiment that needs more attempts ends as diffrax's loop does at
-its `max_steps` (`Status.MAX_STEPS`)."""
+`max_steps`, used or not: attempts run in chunks of `CHUNK`, a chunk after the end skipped by
+one `cond`, but its slots are still written), and under `vmap` the `cond` becomes a `select`,
+so every cell pays every attempt. A step of an experiment that needs more attempts ends as
+diffrax's loop does at its `max_steps` (`Status.MAX_STEPS`)."""
 
 from __future__ import annotations
 

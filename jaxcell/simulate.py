@@ -615,7 +615,7 @@ def simulate(
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
     number of solver steps). `adjoint=jaxcell.ScanAdjoint(max_steps)` solves each step of the
     experiment as a `lax.scan` of at most `max_steps` solver attempts instead (the same steps and
-    gradient, no recomputation on the way back, a shorter compile; exact through drive cycles;
+    gradient, no recomputation on the way back, a shorter compile; not through drive cycles;
     `jaxcell._scan`). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
     ``adjoint=diffrax.ForwardMode()``; second derivatives are forward over forward with it,
     ``jax.jacfwd(jax.jacfwd(f))`` (`jax.hessian`, forward over reverse, fails in diffrax's
