@@ -17,9 +17,10 @@ shorter (benchmarks/README.md, "`ScanAdjoint` in the library").
 The event's time: bisection on the crossing step's dense output, without derivative; its
 derivative by the implicit function theorem, as diffrax's root find has it (`_crossing`).
 
-Drive cycles are refused (`simulate._prepare`): after a step that ended on an event, the step's
-start time carries a derivative into a field that reads time, and reverse mode's derivative
-there was dominated by rounding (docs/dfn.md, "Gradients").
+Each step is solved in time held without derivative, its start's derivative added back to its
+times (`shift`): with the start's derivative inside, a field that reads time (a drive cycle
+after a step that ended on an event) got the step sizes' derivatives, exact zeros, as large
+opposite cotangents whose sum was rounding (docs/dfn.md, "Gradients").
 
 The price: a static bound. Every attempt's residuals are kept (memory grows with
 `max_steps`, used or not: attempts run in chunks of `CHUNK`, a chunk after the end skipped by
@@ -63,7 +64,7 @@ class ScanAdjoint(eqx.Module):
             raise ValueError(f"ScanAdjoint's max_steps must be a positive integer, got {self.max_steps!r}.")
 
 
-def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, start, event_fn, max_steps):
+def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, start, event_fn, max_steps, shift=0.0):
     """The adaptive solve of `term` from (t0, y0) = (t0, (y, q)) to t1 or to the event
     (`event_fn(t, state)`, a scalar that ends the solve where it goes from positive to at most
     zero; None: no event), as a scan of `max_steps` attempts. Returns (saved, t_end, state_end,
@@ -71,7 +72,8 @@ def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, start, eve
     state `simulate`'s outputs read (only it is interpolated: for the DFN a fifth of the state),
     with ts' inf where the solve did not reach them (their states finite but meaningless), as
     diffrax's `SaveAt(ts=...)`; `result` a `diffrax.RESULTS` (successful, event_occurred or
-    max_steps_reached)."""
+    max_steps_reached). `shift` (value 0) carries the derivative of the solve's start when t0
+    and t1 are given without it: added to the steps' times for the outputs and to t_end."""
     order = solver.error_order(term)
     floor = t1
     for _ in range(100):  # diffrax rounds a step that ends within 100 ULP of t1 to t1
@@ -141,6 +143,7 @@ def scan_solve(term, solver: Rodas4, controller, t0, t1, dt0, y0, ts, start, eve
     # (a `cond`, not both and a `where`: without an event the crossing's arithmetic on a step
     # that did not cross gave NaN derivatives in programs compiled at XLA's lowest optimisation)
     t_end, y_end = (t_last, y_last) if event_fn is None else jax.lax.cond(event, at_event, lambda: (t_last, y_last))
+    a0, a1, t_end = a0 + shift, a1 + shift, t_end + shift
 
     # saved times: each in the accepted step that ends first at or after it (cumulative maximum
     # of the accepted steps' ends: non-decreasing, so a binary search finds it)

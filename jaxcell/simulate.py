@@ -257,7 +257,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # sign, and the solver stepped over the dip (a hold "until 1 mA" ran on for 6000 s more)
     i_sign = jnp.where(current(t0, y0) < 0, -1.0, 1.0)
 
-    def conditions(t, state):
+    def conditions(t, state, current=current):
         """Every end condition, oriented to cross from positive to negative; disabled ones BIG.
         Order: step voltage, step current, lower cut-off, upper cut-off, stoichiometry,
         electrolyte (models whose electrolyte must not run out)."""
@@ -285,8 +285,8 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     # margin, STO_LIMIT.)
     slack = jnp.array([0.0, 0.0, 1e-6, 1e-6, 0.0, 0.0])
 
-    def first_crossing(t, state):
-        return conditions(t, state) + slack
+    def first_crossing(t, state, current=current):
+        return conditions(t, state, current) + slack
 
     c0 = first_crossing(t0, (y0, q0))
     bad_start = ~jnp.all(jnp.isfinite(c0))
@@ -308,16 +308,20 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     t1 = t0 + jnp.where(skip, 0.0, _max_duration(row, p))
 
 
-    controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
-    if MODES["drive"] in modes:
+    def controller_from(t_start):
+        controller = diffrax.PIDController(rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4)
+        if MODES["drive"] not in modes:
+            return controller
         # Drive cycles: steps land on the cycle's breakpoints. The current is interpolated
         # linearly, so the field is continuous there: `step_ts`, not `jump_ts`. Jumps
         # (a step to just before the breakpoint, the next from just after it) made reverse mode
         # further off: the checkpointed adjoint's recomputed steps did not retrace the forward
         # solve's around them. Fewer such errors remain, not none (docs/inference.md, "Several
         # records of one cell").
-        breakpoints = jnp.where(row.mode == MODES["drive"], t0 + row.drive_time, 1e15)
-        controller = diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
+        breakpoints = jnp.where(row.mode == MODES["drive"], t_start + row.drive_time, 1e15)
+        return diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
+
+    controller = controller_from(t0)
     # the minimum of the conditions crosses zero at the first of them: one continuous function,
     # located by bisection on the solver's dense output
     term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
@@ -336,10 +340,22 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
     if isinstance(opts.adjoint, ScanAdjoint):
+        # The step solved in time that carries no derivative (its start held), the start's
+        # derivative added back to its times (`scan_solve`'s shift): a later start moves the whole
+        # solution, and the step sizes' derivatives stay exact zeros. With the start's derivative
+        # inside, a field that reads time (a drive cycle) got the step sizes' derivatives as large
+        # opposite cotangents whose sum was rounding (docs/dfn.md, "Gradients").
+        t0_held = jax.lax.stop_gradient(t0)
+        current_held = _control(model, row, p, t0_held, modes)[0]
         (saved_ts, outs), t_end, (y_end, q_end), result = scan_solve(
-            term, opts.solver, controller, t0, t1, FIRST_STEP, (y0, q0), jnp.clip(ts, t0, t1), start,
-            lambda t, y: event_fn(t, y, None), min(opts.max_steps, opts.adjoint.max_steps),
+            diffrax.ODETerm(CellField(model, p, current_held, state_dependent, time_dependent)), opts.solver,
+            controller_from(t0_held), t0_held, jax.lax.stop_gradient(t1), FIRST_STEP, (y0, q0),
+            jnp.clip(ts, t0, t1), start, lambda t, y: jnp.min(first_crossing(t, y, current_held)),
+            min(opts.max_steps, opts.adjoint.max_steps), shift=t0 - t0_held,
         )
+        # a step that ran to its end ends there with that end's own derivative (a duration's is
+        # the start's; a maximum duration's also the parameters', which the end state lacks)
+        t_end = jnp.where(result == diffrax.RESULTS.successful, t1, t_end)
         outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     else:
         sol = diffrax.diffeqsolve(
@@ -544,12 +560,6 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
     adjoint = adjoint if adjoint is not None else default_adjoint()
     if isinstance(adjoint, ScanAdjoint) and not isinstance(solver, Rodas4):
         raise ValueError(f"ScanAdjoint steps with Rodas4 (the default solver), got solver {type(solver).__name__}.")
-    if isinstance(adjoint, ScanAdjoint) and MODES["drive"] in experiment.modes:
-        raise ValueError(
-            "ScanAdjoint does not take drive cycles: reverse mode through a drive cycle that starts at a time with a "
-            "derivative (after a step that ended on an event) is numerically unreliable (docs/dfn.md). Leave `adjoint` "
-            "unset: simulate then differentiates drive cycles in forward mode."
-        )
     solver = solver_for_adjoint(solver, adjoint)
     opts = Options(
         rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, adjoint=adjoint, outputs_in_loop=outputs_in_loop,
@@ -615,7 +625,7 @@ def simulate(
     `CHECKPOINTS` = 128 saved states per step of the experiment: memory does not grow with the
     number of solver steps). `adjoint=jaxcell.ScanAdjoint(max_steps)` solves each step of the
     experiment as a `lax.scan` of at most `max_steps` solver attempts instead (the same steps and
-    gradient, no recomputation on the way back, a shorter compile; not through drive cycles;
+    gradient, no recomputation on the way back, a shorter compile, drive cycles included;
     `jaxcell._scan`). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
     ``adjoint=diffrax.ForwardMode()``; second derivatives are forward over forward with it,
     ``jax.jacfwd(jax.jacfwd(f))`` (`jax.hessian`, forward over reverse, fails in diffrax's
