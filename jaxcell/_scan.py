@@ -11,8 +11,8 @@ controller's `init` and `adapt_step_size`, diffrax's clipping of the last step t
 accepted step's end). So the steps and the solution are the same, and JAX's reverse mode of
 the scan is the same gradient (diffrax holds the step sizes fixed too), but it keeps each
 attempt's residuals instead of running it again. On the gradient benchmark's loss to the 2.5 V
-cut-off that is about 4.6 forward solves against the default's 6.0-6.1, and a first call a fifth
-shorter (benchmarks/README.md, "`ScanAdjoint` in the library").
+cut-off that is about 4.4-4.6 forward solves against the default's 6.3-6.4, and a first call
+a third shorter (benchmarks/README.md, "`ScanAdjoint` in the library").
 
 The event's time: bisection on the crossing step's dense output, without derivative; its
 derivative by the implicit function theorem, as diffrax's root find has it (`_crossing`).
