@@ -18,6 +18,7 @@ computation, ``jax.devices()``, or ``import pybamm`` (this module imports PyBaMM
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import platform
@@ -415,3 +416,11 @@ def batch_agreement(ts, sols, pb_batch, t_min=None):
         "cells_without_points": int(sum(e["n_points"] == 0 for e in errs)),
         "pybamm_t_end_range_s": [float(min(t[-1] for t, _, _ in pb_batch)), float(max(t[-1] for t, _, _ in pb_batch))],
     }
+
+
+def write_results(out: dict, path) -> None:
+    """Write a benchmark's results `out` (with the load average at the end added) as JSON to `path`."""
+    out = {**out, "load_avg_at_end": list(os.getloadavg())}
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}")

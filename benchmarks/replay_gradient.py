@@ -39,7 +39,6 @@ adaptive scan's attempts (static).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import _common as C
@@ -250,12 +249,8 @@ def main():
     out = {"machine": info, "model": args.model, "states": int(model.initial_state(jaxcell.load_parameters(C.SET)).size),
            "rtol": RTOL, "atol": ATOL, "experiment": STEP, "accepted_steps": n_steps, "max_steps": args.max_steps,
            "output_times": n_fit, "parameters": GRAD_PARAMS, "first_calls": first, "median_s": med,
-           "over_simulate_forward": ratio, "times_s": times, "gradient_max_rel_diff": rel,
-           "load_avg_at_end": list(__import__("os").getloadavg())}
-    path = args.out or C.RESULTS / f"replay_gradient_{args.model.lower()}.json"
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {path}")
+           "over_simulate_forward": ratio, "times_s": times, "gradient_max_rel_diff": rel}
+    C.write_results(out, args.out or C.RESULTS / f"replay_gradient_{args.model.lower()}.json")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ forward solve; the gradients' largest relative difference says whether they are 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import _common as C
@@ -77,11 +75,8 @@ def main():
     out = {"machine": C.machine_info(), "model": args.model, "rtol": RTOL, "atol": C.ATOL, "experiment": C.EXPERIMENT,
            "output_times": int(t_fit.size), "parameters": GRAD_PARAMS, "max_steps": args.max_steps,
            "first_call_s": first, "median_s": med, "over_forward": ratio, "times_s": times,
-           "gradient_max_rel_diff": rel, "load_avg_at_end": list(os.getloadavg())}
-    path = args.out or C.RESULTS / f"scan_adjoint_{args.model.lower()}.json"
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {path}")
+           "gradient_max_rel_diff": rel}
+    C.write_results(out, args.out or C.RESULTS / f"scan_adjoint_{args.model.lower()}.json")
 
 
 if __name__ == "__main__":

@@ -321,24 +321,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         breakpoints = jnp.where(row.mode == MODES["drive"], t_start + row.drive_time, 1e15)
         return diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
 
-    controller = controller_from(t0)
-    # the minimum of the conditions crosses zero at the first of them: one continuous function,
-    # located by bisection on the solver's dense output
-    term = diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent))
-    forward_mode = isinstance(opts.adjoint, diffrax.ForwardMode)  # `_finite_tangent` is for it alone
-
-    def event_fn(t, y, args, **kwargs):
-        g = jnp.min(first_crossing(t, y))
-        return _finite_tangent(g) if forward_mode else g
-
-    event = diffrax.Event(
-        event_fn,
-        root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True),
-        direction=False,
-    )
     start = model.output_start
-    save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn), diffrax.SubSaveAt(t1=True)])
     if isinstance(opts.adjoint, ScanAdjoint):
         # The step solved in time that carries no derivative (its start held), the start's
         # derivative added back to its times (`scan_solve`'s shift): a later start moves the whole
@@ -358,9 +341,22 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         t_end = jnp.where(result == diffrax.RESULTS.successful, t1, t_end)
         outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     else:
+        # the minimum of the conditions crosses zero at the first of them: one continuous function,
+        # located by bisection on the solver's dense output
+        forward_mode = isinstance(opts.adjoint, diffrax.ForwardMode)  # `_finite_tangent` is for it alone
+
+        def event_fn(t, y, args, **kwargs):
+            g = jnp.min(first_crossing(t, y))
+            return _finite_tangent(g) if forward_mode else g
+
+        event = diffrax.Event(event_fn, root_finder=optx.Bisection(rtol=1e-14, atol=1e-9, flip=True), direction=False)
+        save_fn = out_fn if opts.outputs_in_loop else (lambda t, state, args: (state[0][start:], state[1]))
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=save_fn),
+                                      diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            term, opts.solver, t0, t1, FIRST_STEP, (y0, q0), saveat=saveat,
-            stepsize_controller=controller, event=event, max_steps=opts.max_steps, throw=False,
+            diffrax.ODETerm(CellField(model, p, current, state_dependent, time_dependent)), opts.solver, t0, t1,
+            FIRST_STEP, (y0, q0), saveat=saveat,
+            stepsize_controller=controller_from(t0), event=event, max_steps=opts.max_steps, throw=False,
             adjoint=opts.adjoint,
         )
         outs, result = sol.ys[0], sol.result
