@@ -24,6 +24,7 @@ from .parameters import (  # noqa: E402
     load_parameters as load_parameters,
     stack as stack,
 )
+from ._modal import ModalSolve as ModalSolve  # noqa: E402
 from ._scan import ScanAdjoint as ScanAdjoint  # noqa: E402
 from .simulate import simulate as simulate  # noqa: E402
 from .soc import (  # noqa: E402

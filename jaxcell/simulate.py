@@ -13,6 +13,8 @@ import optimistix as optx
 
 from ._forward import in_forward_mode, solver_for_adjoint
 from ._roots import frozen, implicit_root, nonzero
+from ._modal import ModalSolve, modal_solve
+from ._modal import why_not as modal_why_not
 from ._scan import ScanAdjoint, scan_solve
 from .experiment import MODES, Experiment
 from .models._base import AbstractCellModel
@@ -322,7 +324,15 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         return diffrax.ClipStepSizeController(controller, step_ts=breakpoints)
 
     start = model.output_start
-    if isinstance(opts.adjoint, ScanAdjoint):
+    if isinstance(opts.solver, ModalSolve):
+        # exact in time (`_modal`): no solver loop, and no adjoint to choose
+        I = current(t0, y0)
+        (saved_ts, outs), t_end, (y_end, q_end), result = modal_solve(
+            model, p, I, t0, t1, (y0, q0), jnp.clip(ts, t0, t1), start,
+            lambda t, state: jnp.min(first_crossing(t, state)), lambda y: model_voltage(model, p, y, I),
+        )
+        outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
+    elif isinstance(opts.adjoint, ScanAdjoint):
         # The step solved in time that carries no derivative (its start held), the start's
         # derivative added back to its times (`scan_solve`'s shift): a later start moves the whole
         # solution, and the step sizes' derivatives stay exact zeros. With the start's derivative
@@ -552,9 +562,13 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
                 f"'Lower voltage cut-off [V]' ({lo[at]:g}) must be below 'Upper voltage cut-off [V]' ({hi[at]:g}){where}."
             )
     _check_step_limits(experiment, v_lo, v_hi)
-    solver = solver if solver is not None else default_solver(model)
+    if solver is None:
+        # the exact solve where it applies (the isothermal SPM at constant currents), else Rodas4
+        solver = ModalSolve() if modal_why_not(model, params, experiment.modes) is None else default_solver(model)
+    elif isinstance(solver, ModalSolve) and (reason := modal_why_not(model, params, experiment.modes)):
+        raise ValueError(f"ModalSolve does not apply here: {reason}. Leave solver=None to let simulate choose.")
     adjoint = adjoint if adjoint is not None else default_adjoint()
-    if isinstance(adjoint, ScanAdjoint) and not isinstance(solver, Rodas4):
+    if isinstance(adjoint, ScanAdjoint) and not isinstance(solver, (Rodas4, ModalSolve)):
         raise ValueError(f"ScanAdjoint steps with Rodas4 (the default solver), got solver {type(solver).__name__}.")
     solver = solver_for_adjoint(solver, adjoint)
     opts = Options(

@@ -76,7 +76,9 @@ def test_too_few_steps_is_a_status_with_a_finite_gradient(spm, chen):
     theta = {k: jnp.asarray(chen[k]) for k in GRAD_PARAMS}
 
     def loss(values):
+        # (Rodas4 named: for this constant-current SPM `simulate` would take the exact `ModalSolve`)
         return _loss(jaxcell.simulate(spm, chen.update(values), "Discharge at 1C until 3.0 V", t_eval=T_EVAL,
+                                      solver=Rodas4(BandedSolve(spm.jacobian_pattern)),
                                       adjoint=jaxcell.ScanAdjoint(max_steps=6)))
 
     (_, sol), grad = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=FAST_XLA)(theta)

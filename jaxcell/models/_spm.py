@@ -34,14 +34,20 @@ def particle_rhs(domain, c, j, T, p, edges=None):
     particle diffusion activation energy [J.mol-1]" (PyBaMM's name; Chen2020 has none), D is
     multiplied by the Arrhenius factor exp(E / R (1 / T_ref - 1 / T)) at the set's reference
     temperature; a diffusivity given as a function (Marquis2019's) applies its own."""
-    D = domain.capitalize()
     c_max = p[f"Maximum concentration in {domain} electrode [mol.m-3]"]
+    diffusivity = particle_diffusivity(domain, c / c_max, T, p)
+    return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{domain.capitalize()} particle radius [m]"], edges)
+
+
+def particle_diffusivity(domain, sto, T, p):
+    """The particles' diffusivity D(sto, T) [m2.s-1] of one electrode (`particle_rhs`)."""
+    D = domain.capitalize()
     name = f"{D} particle diffusivity [m2.s-1]"
-    diffusivity = p.evaluate(name, c / c_max, T)
+    diffusivity = p.evaluate(name, sto, T)
     activation = f"{D} particle diffusion activation energy [J.mol-1]"
     if activation in p and name in p.values:
         diffusivity = diffusivity * arrhenius(p[activation], T, p["Reference temperature [K]"])
-    return mesh.spherical_diffusion(c, diffusivity, j / F, p[f"{D} particle radius [m]"], edges)
+    return diffusivity
 
 
 def _solid_charge(domain, mean_concentration, p):
