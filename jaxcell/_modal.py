@@ -53,9 +53,9 @@ _sg = jax.lax.stop_gradient
 
 # The event's search: the end conditions on a grid of the step (32 equal intervals, the first cut
 # geometrically towards the start, 2^-16 .. 2^-6 of the step), the first interval where they cross
-# refined `REFINE` times on 32 equal parts, then `NEWTON` Newton steps kept inside the last one
+# refined `REFINE` times on 32 equal parts, then `NEWTON` steps of Newton's method kept inside it
 _GRID = np.unique(np.concatenate([np.linspace(0.0, 1.0, 33), 2.0 ** -np.arange(6.0, 17.0)]))
-REFINE, NEWTON = 3, 3
+REFINE, NEWTON = 1, 8
 # The energy's quadrature: 8 Gauss-Legendre nodes on each of the 14 inner sixteenths of the step
 # (the open-circuit potentials' stages), 4 on each of the outer sixteenths' panels, cut
 # geometrically towards the ends (2^-12 .. 2^-4 of the step: the fast modes' decay after the
@@ -152,50 +152,60 @@ def _surface_row(edges: tuple) -> np.ndarray:
         return np.asarray(jax.jacfwd(lambda c: mesh.surface_value(c, np.asarray(edges)))(np.zeros(len(edges) - 1)))
 
 
-def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn, voltage):
+def _trajectory(model, p, I, y0):
+    """(tau -> the state tau after a start at y0 under current I, tau -> the state whose particles
+    are uniform at that state's surface values). The SPM's voltage and end conditions read the
+    particles only at their surfaces (`mesh.surface_value`), so they take the same values on the
+    second as on the first (tests/test_modal.py), for a twentieth of the arithmetic: the event's
+    search and the energy's quadrature evaluate them there."""
+    c_n0, c_p0, T = model.split(y0)
+    n_at, n_surface = _particle(p, "negative", c_n0, model.edges[0], T, I)
+    p_at, p_surface = _particle(p, "positive", c_p0, model.edges[1], T, I)
+    T = jnp.reshape(T, (1,))
+
+    def y_at(tau):
+        return jnp.concatenate([n_at(tau), p_at(tau), T])
+
+    def surface_y_at(tau):
+        return jnp.concatenate([jnp.full(c_n0.shape, n_surface(tau)), jnp.full(c_p0.shape, p_surface(tau)), T])
+
+    return y_at, surface_y_at
+
+
+def modal_energy(model, p, I, t0, t_end, y0):
+    """The energy [W.h] delivered (I > 0) or taken in (I < 0) by a step from (t0, y0) to t_end under
+    the constant current I: |I| V integrated by Gauss-Legendre quadrature (`_QUAD_T`), as
+    (discharge, charge). Apart from `modal_solve`, so that a program that reads no energy does not
+    compute it (`simulate` adds it to the totals after the experiment's loop)."""
+    from .solvers import model_voltage, totals_rate
+
+    surface_y_at = _trajectory(model, p, I, y0)[1]
+    length = t_end - t0
+    V = jax.vmap(lambda s: model_voltage(model, p, surface_y_at(s * length), I))(jnp.asarray(_QUAD_T))
+    return totals_rate(I, jnp.sum(jnp.asarray(_QUAD_W) * V))[2:] * length
+
+
+def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn):
     """The step from (t0, state0) = (t0, (y, q)) to t1 or to the event (`event_fn(t, state)`, a
     scalar that ends the step where it goes from positive to at most zero) under the constant
-    current I, exactly (module docstring); `voltage(y)` the terminal voltage. Returns what `_scan.scan_solve` returns: (saved,
-    t_end, state_end, result), `saved` = (ts', (y[start:], q)) at `ts` (in [t0, t1]), inf where
-    the step did not reach them."""
+    current I, exactly (module docstring). Returns what `_scan.scan_solve` returns: (saved, t_end,
+    state_end, result), `saved` = (ts', (y[start:], q)) at `ts` (in [t0, t1]), inf where the step
+    did not reach them. The totals' charges are exact; their energies are left at the step's
+    start (`modal_energy` computes them; the outputs and conditions read the charges only)."""
     import diffrax
 
     from .solvers import totals_rate
 
     y0, q0 = state0
-    c_n0, c_p0, T = model.split(y0)
-    n_at, n_surface = _particle(p, "negative", c_n0, model.edges[0], T, I)
-    p_at, p_surface = _particle(p, "positive", c_p0, model.edges[1], T, I)
-    rate = totals_rate(I, 0.0)  # the charges' rates (the energies' need the voltage)
-    T = jnp.reshape(T, (1,))
-
-    def totals_at(tau):
-        """The totals' charges exact; their energies left at the step's start (the outputs read
-        the charges only; the energies at the end are the quadrature's)."""
-        return q0 + rate * tau
+    y_at, surface_y_at = _trajectory(model, p, I, y0)
+    rate = totals_rate(I, 0.0)  # the charges' rates (the energies' are `modal_energy`'s)
 
     def state_at(t):
-        tau = t - t0
-        return jnp.concatenate([n_at(tau), p_at(tau), T]), totals_at(tau)
+        return y_at(t - t0), q0 + rate * (t - t0)
 
-    def surface_state_at(t):
-        """A state whose particles are uniform at their surface values at t. The SPM's voltage and
-        end conditions read the particles only there (`mesh.surface_value`), so they take the same
-        values on it as on the state itself (tests/test_modal.py), for a twentieth of the
-        arithmetic: the event's search and the energy's quadrature evaluate them here."""
-        tau = t - t0
-        y = jnp.concatenate([jnp.full(c_n0.shape, n_surface(tau)), jnp.full(c_p0.shape, p_surface(tau)), T])
-        return y, totals_at(tau)
-
-    event, t_event = _first_crossing(lambda t: event_fn(t, surface_state_at(t)), t0, t1)
+    event, t_event = _first_crossing(lambda t: event_fn(t, (surface_y_at(t - t0), q0 + rate * (t - t0))), t0, t1)
     t_end = jnp.where(event, t_event, t1)
-
-    # the energies: I V integrated over the step by graded Gauss-Legendre quadrature
-    length = t_end - t0
-    V = jax.vmap(lambda s: voltage(surface_state_at(t0 + s * length)[0]))(jnp.asarray(_QUAD_T))
-    mean_V = jnp.sum(jnp.asarray(_QUAD_W) * V)
     y_end, q_end = state_at(t_end)
-    q_end = q_end + jnp.where(jnp.arange(q0.size) >= 2, totals_rate(I, mean_V) * length, 0.0)
 
     reached = ts <= t_end
     ys, qs = jax.vmap(state_at)(jnp.where(reached, ts, t_end))
@@ -222,10 +232,16 @@ def _first_crossing(G, t0, t1):
             s = lo + (hi - lo) * jnp.linspace(0.0, 1.0, 33)
             j = jnp.clip(jnp.argmax(Gs(s) <= 0), 1, 32)
             lo, hi = s[j - 1], s[j]
-        t = hi
-        for _ in range(NEWTON):
-            value, slope = jax.jvp(G, (t,), (jnp.ones_like(t),))
-            t = jnp.clip(t - _sg(value) / _sg(nonzero(slope)), lo, hi)
+
+        def newton(_, bracket):  # Newton's method kept inside the bracket, halving where it leaves it
+            lo, hi, t = bracket
+            value, slope = jax.jvp(lambda t_: _sg(G(t_)), (t,), (jnp.ones_like(t),))
+            past = value <= 0
+            lo, hi = jnp.where(past, lo, t), jnp.where(past, t, hi)
+            t_new = t - value / nonzero(slope)
+            return lo, hi, jnp.where((t_new > lo) & (t_new < hi), t_new, 0.5 * (lo + hi))
+
+        t = jax.lax.fori_loop(0, NEWTON, newton, (lo, hi, 0.5 * (lo + hi)))[2]
         # two more Newton steps from the root, now with derivatives: they move its value by rounding
         # only, and (Newton's map having zero slope at a root) give its first and second
         # derivatives exactly (one step would give the first only)

@@ -13,7 +13,7 @@ import optimistix as optx
 
 from ._forward import in_forward_mode, solver_for_adjoint
 from ._roots import frozen, implicit_root, nonzero
-from ._modal import ModalSolve, modal_solve
+from ._modal import ModalSolve, modal_energy, modal_solve
 from ._modal import why_not as modal_why_not
 from ._scan import ScanAdjoint, scan_solve
 from .experiment import MODES, Experiment
@@ -328,8 +328,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
         # exact in time (`_modal`): no solver loop, and no adjoint to choose
         I = current(t0, y0)
         (saved_ts, outs), t_end, (y_end, q_end), result = modal_solve(
-            model, p, I, t0, t1, (y0, q0), jnp.clip(ts, t0, t1), start,
-            lambda t, state: jnp.min(first_crossing(t, state)), lambda y: model_voltage(model, p, y, I),
+            model, p, I, t0, t1, (y0, q0), jnp.clip(ts, t0, t1), start, lambda t, state: jnp.min(first_crossing(t, state)),
         )
         outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     elif isinstance(opts.adjoint, ScanAdjoint):
@@ -434,7 +433,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new, q_new - q)
+        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new, q_new - q, (t, y))
 
     y0 = model.initial_state(params)
     at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
@@ -443,9 +442,15 @@ def _simulate(model, params, table, modes, t_eval, opts):
         jnp.asarray(Status.COMPLETED), jnp.full((n_eval, 4), jnp.nan), jnp.full(n_eval, -1, jnp.int32), at_rest,
     )
     n_steps = table.mode.shape[0]
-    (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times, step_totals) = jax.lax.scan(
+    (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times, step_totals, starts) = jax.lax.scan(
         one_step, init, (table, jnp.arange(n_steps, dtype=jnp.int32))
     )
+    if isinstance(opts.solver, ModalSolve):
+        # the steps' energies, outside the loop: a program that reads none leaves them out
+        energy = jax.vmap(lambda row, t0, y0, t1: modal_energy(model, params, _amps(row.value, row.c_rate, params), t0,
+                                                               t1, y0))(table, *starts, end_times)
+        step_totals = step_totals.at[:, 2:].add(energy)
+        totals = totals.at[2:].add(jnp.sum(energy, axis=0))
     status = _check_conservation(model, params, y0, y, totals, status)
     if t_eval is None:
         t_out, out, step_of = per_step[0].reshape(-1), per_step[1].reshape(-1, 4), per_step[2].reshape(-1)
