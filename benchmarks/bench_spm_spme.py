@@ -236,7 +236,7 @@ def main():
     info["load_avg_at_end"] = list(os.getloadavg())
 
     print("\nSettings: Chen2020, '" + EXPERIMENT + f"', PyBaMM IDAKLUSolver(rtol={RTOL}, atol={ATOL}) vs jaxcell "
-          f"simulate(rtol={RTOL}, atol={ATOL}, Rodas4); {args.n_out} output times on [0, {T_END:.0f}] s; "
+          f"simulate(rtol={RTOL}, atol={ATOL}; the SPM solved exactly by ModalSolve, the SPMe by Rodas4); {args.n_out} output times on [0, {T_END:.0f}] s; "
           f"batch: {L_N} and {R_P} uniform within +-{SPREAD*100:.0f} %.")
     print(f"Machine: {info['cpu_model']}, {info['cpu_count']} CPUs, jax {info['jax']} "
           f"{info['jax_devices']}, pybamm {info['pybamm']}; load average (1/5/15 min) at start "
@@ -252,7 +252,7 @@ def main():
             "ref_rtol": RTOL_REF, "ref_atol": ATOL_REF, "n_batch": args.n_batch, "repeats": args.repeats,
             "batch_repeats": args.batch_repeats, "n_out": args.n_out, "t_end_grid_s": T_END,
             "batch_spread": SPREAD, "batch_parameters": [L_N, R_P], "seed": args.seed,
-            "pybamm_threads": args.pybamm_threads,
+            "pybamm_threads": args.pybamm_threads, "jaxcell_solver": {"SPM": "ModalSolve", "SPMe": "Rodas4"},
         },
         "results": results,
         "total_s": total,
