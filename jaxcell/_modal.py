@@ -190,8 +190,10 @@ def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn):
     scalar that ends the step where it goes from positive to at most zero) under the constant
     current I, exactly (module docstring). Returns what `_scan.scan_solve` returns: (saved, t_end,
     state_end, result), `saved` = (ts', (y[start:], q)) at `ts` (in [t0, t1]), inf where the step
-    did not reach them. The totals' charges are exact; their energies are left at the step's
-    start (`modal_energy` computes them; the outputs and conditions read the charges only)."""
+    did not reach them, its states those whose particles are uniform at their surface values
+    (`_trajectory`; what the outputs read of them is exact). The totals' charges are exact;
+    their energies are left at the step's start (`modal_energy` computes them; the outputs and
+    conditions read the charges only)."""
     import diffrax
 
     from .solvers import totals_rate
@@ -200,15 +202,16 @@ def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn):
     y_at, surface_y_at = _trajectory(model, p, I, y0)
     rate = totals_rate(I, 0.0)  # the charges' rates (the energies' are `modal_energy`'s)
 
-    def state_at(t):
-        return y_at(t - t0), q0 + rate * (t - t0)
+    def surface_state_at(t):
+        return surface_y_at(t - t0), q0 + rate * (t - t0)
 
-    event, t_event = _first_crossing(lambda t: event_fn(t, (surface_y_at(t - t0), q0 + rate * (t - t0))), t0, t1)
+    event, t_event = _first_crossing(lambda t: event_fn(t, surface_state_at(t)), t0, t1)
     t_end = jnp.where(event, t_event, t1)
-    y_end, q_end = state_at(t_end)
+    y_end, q_end = y_at(t_end - t0), q0 + rate * (t_end - t0)
 
+    # the outputs read the voltage, current, charge and temperature: the surface state serves
     reached = ts <= t_end
-    ys, qs = jax.vmap(state_at)(jnp.where(reached, ts, t_end))
+    ys, qs = jax.vmap(surface_state_at)(jnp.where(reached, ts, t_end))
     R = diffrax.RESULTS
     result = R.where(event, R.event_occurred, R.successful)
     return (jnp.where(reached, ts, jnp.inf), (ys[:, start:], qs)), t_end, (y_end, q_end), result

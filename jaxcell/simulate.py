@@ -652,6 +652,11 @@ def simulate(
     whole set or the cycle's currents. The solve is compiled once per (model, experiment
     structure, options); new parameter values reuse it.
 
+    `solver=None` chooses: the isothermal SPM with constant particle diffusivities under current,
+    C-rate and rest steps is solved exactly in time (`jaxcell.ModalSolve`: no time steps, so
+    `rtol`, `atol`, `max_steps` and `adjoint` do not apply, and every kind of derivative is
+    JAX's own); everything else with Rodas4 (`default_solver`). Name a solver to have it.
+
     Example:
         >>> p = jaxcell.load_parameters("Chen2020")
         >>> sol = jaxcell.simulate(jaxcell.SPMe(), p, "Discharge at 1C until 2.5 V")
