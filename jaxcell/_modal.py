@@ -27,13 +27,13 @@ experiment of current, C-rate and rest steps only. Anything else goes to Rodas4,
 solve given an explicit `solver`; the `adjoint` has nothing to do here.
 
 Events (`_first_crossing`): the end conditions on a grid of the step, the first interval where
-they cross refined on finer grids, then Newton's method on the closed form; the time's first
-and second derivatives by two Newton steps at the root. Under a constant current the
+they cross refined on a finer grid, then bisection on the closed form to the last bit; the
+time's first and second derivatives by two Newton steps at the root. Under a constant current the
 conditions (voltage, stoichiometries) move monotonically, so the grid finds the first
 crossing; a condition that dipped below zero and back inside one grid interval would be
 missed, as the adaptive solver's event, checked at each step's end, could miss it inside a step.
 The search and the quadrature read the SPM's voltage on a state whose particles are uniform at
-their surface values (`surface_state_at`): the same voltage, for a twentieth of the arithmetic.
+their surface values (`_trajectory`): the same voltage, for a twentieth of the arithmetic.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ _sg = jax.lax.stop_gradient
 
 # The event's search: the end conditions on a grid of the step (32 equal intervals, the first cut
 # geometrically towards the start, 2^-16 .. 2^-6 of the step), the first interval where they cross
-# refined `REFINE` times on 32 equal parts, then `NEWTON` steps of Newton's method kept inside it
+# refined `REFINE` times on 32 equal parts, then halved `BISECTIONS` times (to the last bit of t)
 _GRID = np.unique(np.concatenate([np.linspace(0.0, 1.0, 33), 2.0 ** -np.arange(6.0, 17.0)]))
-REFINE, NEWTON = 1, 8
+REFINE, BISECTIONS = 1, 48
 # The energy's quadrature: 8 Gauss-Legendre nodes on each of the 14 inner sixteenths of the step
 # (the open-circuit potentials' stages), 4 on each of the outer sixteenths' panels, cut
 # geometrically towards the ends (2^-12 .. 2^-4 of the step: the fast modes' decay after the
@@ -219,10 +219,13 @@ def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn):
 
 def _first_crossing(G, t0, t1):
     """(whether, where) G, positive at t0, first goes to at most zero in (t0, t1]: on `_GRID`,
-    refined, then Newton (`REFINE`, `NEWTON`), all without derivative; then two Newton steps
-    with derivatives, whose result has the root's first and second derivatives with respect to
-    whatever G closes over (the implicit function theorem's, as diffrax's root find gives them).
-    `t` enters G held (stopped), so nothing is differentiated through the search."""
+    refined, then bisection (`REFINE`, `BISECTIONS`), all without derivative; then the
+    root's first and second derivatives with respect to whatever G closes over (the implicit
+    function theorem's, as diffrax's root find gives them) from two Newton steps. Bisection,
+    not Newton's method (nor regula falsi, even with the Illinois rule, which stalled at the
+    same kink): where the surface stoichiometry reaches its clip the voltage falls 100 times
+    faster within milliseconds of the cut-off, and Newton's steps across that kink landed
+    0.2-0.5 s off (tests/test_modal.py)."""
     Gs = jax.vmap(lambda t: _sg(G(t)))
     t0_, span = _sg(t0), _sg(t1 - t0)
     ts = t0_ + jnp.asarray(_GRID) * span
@@ -236,21 +239,20 @@ def _first_crossing(G, t0, t1):
             j = jnp.clip(jnp.argmax(Gs(s) <= 0), 1, 32)
             lo, hi = s[j - 1], s[j]
 
-        def newton(_, bracket):  # Newton's method kept inside the bracket, halving where it leaves it
-            lo, hi, t = bracket
-            value, slope = jax.jvp(lambda t_: _sg(G(t_)), (t,), (jnp.ones_like(t),))
-            past = value <= 0
-            lo, hi = jnp.where(past, lo, t), jnp.where(past, t, hi)
-            t_new = t - value / nonzero(slope)
-            return lo, hi, jnp.where((t_new > lo) & (t_new < hi), t_new, 0.5 * (lo + hi))
+        def halve(_, bracket):
+            lo, hi = bracket
+            mid = 0.5 * (lo + hi)
+            past = _sg(G(mid)) <= 0
+            return jnp.where(past, lo, mid), jnp.where(past, mid, hi)
 
-        t = jax.lax.fori_loop(0, NEWTON, newton, (lo, hi, 0.5 * (lo + hi)))[2]
-        # two more Newton steps from the root, now with derivatives: they move its value by rounding
-        # only, and (Newton's map having zero slope at a root) give its first and second
-        # derivatives exactly (one step would give the first only)
+        t = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, hi))[1]
+        # its derivatives: two Newton steps from the root, each adding its step's derivative but not
+        # its value (the bisection's root stays, to the last bit, whatever G's shape there). Newton's
+        # map has zero slope at a root, so two steps give its first and second derivatives exactly
         for _ in range(2):
             value, slope = jax.jvp(G, (t,), (jnp.ones_like(t),))
-            t = t - value / nonzero(slope)
+            step = value / nonzero(slope)
+            t = t - (step - _sg(step))
         return t
 
     return event, jax.lax.cond(event, locate, lambda: jnp.asarray(t1, ts.dtype))

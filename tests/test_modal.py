@@ -45,6 +45,20 @@ def test_same_solution_as_rodas4_at_tight_tolerance(spm, chen):
     np.testing.assert_allclose(modal.final_state, ref.final_state, rtol=1e-9)
 
 
+def test_a_cut_off_at_a_kink_of_the_voltage(spm, chen):
+    """At 3C (from full) and 5C (from half full) the voltage collapses just past the cut-off, where
+    the surface stoichiometry reaches its clip (its slope 15-100 times steeper within 0.1 s): the
+    event's time is still Rodas4's, to 1e-5 s. Newton's method in the search ended 0.53 s (3C,
+    its steps carrying no slope) and 0.17 s (5C) late there."""
+    for p, exp in ((chen, "Discharge at 3C until 2.5 V or 20 minutes"),
+                   (jaxcell.with_initial_soc(chen, 0.5), "Discharge at 5C until 2.5 V or 20 minutes")):
+        modal = jaxcell.simulate(spm, p, exp, t_eval=T_EVAL[:9])
+        ref = jaxcell.simulate(spm, p, exp, t_eval=T_EVAL[:9], solver=_rodas(spm), rtol=1e-10, atol=1e-12)
+        assert int(modal.step_end[0]) == int(ref.step_end[0]) == StepEnd.VOLTAGE
+        np.testing.assert_allclose(modal.step_end_time, ref.step_end_time, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(modal.energy, ref.energy, rtol=1e-8)
+
+
 def test_lithium_is_conserved_exactly(spm, chen):
     """The particles' lithium changes by exactly the charge passed (conservation of the finite
     volumes, kept by the modal solution to round-off): after 1C for 30 minutes the negative
