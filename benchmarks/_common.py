@@ -121,6 +121,16 @@ def compile_seconds() -> float:
 
 
 # -- timing -----------------------------------------------------------------------------------------
+def interleaved_medians(fns, arg, rounds, repeats):
+    """Each of `fns` (name -> jitted function of `arg`) timed in `rounds` alternating rounds of
+    `repeats` calls: (every call's seconds, median seconds), by name."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += median_time(lambda fn=fn: jax.block_until_ready(fn(arg)), repeats)[1]
+    return times, {name: float(statistics.median(t)) for name, t in times.items()}
+
+
 def median_time(fn, repeats):
     times = []
     for _ in range(repeats):

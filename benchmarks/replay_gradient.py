@@ -226,11 +226,7 @@ def main():
         first[name] = {"first_call_s": time.perf_counter() - t0, "compile_s": C.compile_seconds() - s0}
         f = first[name]
         print(f"{name:18s} first call {f['first_call_s']:6.1f} s ({f['compile_s']:.1f} s tracing and compiling)", flush=True)
-    times = {name: [] for name in fns}
-    for _ in range(args.rounds):
-        for name, fn in fns.items():
-            times[name] += C.median_time(lambda fn=fn: jax.block_until_ready(fn(theta0)), args.repeats)[1]
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    times, med = C.interleaved_medians(fns, theta0, args.rounds, args.repeats)
     g_sim = values["simulate gradient"]
     rel = {name: max(abs(float(values[name][k] - g_sim[k])) / abs(float(g_sim[k])) for k in GRAD_PARAMS)
            for name in ("replay gradient", "adaptive scan gradient")}

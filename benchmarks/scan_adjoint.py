@@ -60,11 +60,7 @@ def main():
         values[name] = jax.block_until_ready(fn(theta))
         first[name] = time.perf_counter() - t0
         print(f"{name:22s} first call {first[name]:6.1f} s", flush=True)
-    times = {name: [] for name in fns}
-    for _ in range(args.rounds):
-        for name, fn in fns.items():
-            times[name] += C.median_time(lambda fn=fn: jax.block_until_ready(fn(theta)), args.repeats)[1]
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    times, med = C.interleaved_medians(fns, theta, args.rounds, args.repeats)
     ratio = {name: med[name] / med["forward"] for name in fns}
     for name in fns:
         print(f"{name:22s} median {med[name] * 1e3:8.2f} ms = {ratio[name]:5.2f} x the forward solve", flush=True)

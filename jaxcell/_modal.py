@@ -40,14 +40,20 @@ from __future__ import annotations
 
 import functools
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import mesh
-from ._roots import nonzero
+from ._roots import bisect, nonzero
 from .experiment import MODES
+from .models import SPM
+from .models._spm import particle_diffusivity, uniform_interfacial_current
+from .physics import cell
+from .physics.constants import F
+from .solvers import model_voltage, totals_rate
 
 _sg = jax.lax.stop_gradient
 
@@ -80,8 +86,6 @@ class ModalSolve(eqx.Module):
 
 def why_not(model, params, modes) -> str | None:
     """Why `ModalSolve` does not apply to (model, params, experiment modes), or None if it does."""
-    from .models import SPM
-
     if type(model) is not SPM:
         return f"it solves the SPM, got {type(model).__name__}"
     if model.thermal != "isothermal":
@@ -124,17 +128,12 @@ def _phi1(x):
 def _particle(p, domain, c0, edges, T, I):
     """(tau -> the particle's concentrations, tau -> its surface value) tau after a start at c0
     under current I."""
-    from .models._spm import particle_diffusivity, uniform_interfacial_current
-    from .physics import cell
-    from .physics.constants import F
-
     D_ = domain.capitalize()
     to_modes, from_modes, rates, inp = _modes(tuple(edges))
     surface = _surface_row(tuple(edges)) @ from_modes
     R = p[f"{D_} particle radius [m]"]
     c_max = p[f"Maximum concentration in {domain} electrode [mol.m-3]"]
-    k = particle_diffusivity(domain, c0 / c_max, T, p) / R**2
-    k = jnp.mean(jnp.broadcast_to(k, c0.shape))  # a constant (`why_not`), broadcast like c
+    k = particle_diffusivity(domain, c0 / c_max, T, p) / R**2  # a constant (`why_not`)
     flux = uniform_interfacial_current(domain, cell.current_density(I, p), p) / F
     z0, b = to_modes @ c0, inp * (flux / R)
 
@@ -177,8 +176,6 @@ def modal_energy(model, p, I, t0, t_end, y0):
     the constant current I: |I| V integrated by Gauss-Legendre quadrature (`_QUAD_T`), as
     (discharge, charge). Apart from `modal_solve`, so that a program that reads no energy does not
     compute it (`simulate` adds it to the totals after the experiment's loop)."""
-    from .solvers import model_voltage, totals_rate
-
     surface_y_at = _trajectory(model, p, I, y0)[1]
     length = t_end - t0
     V = jax.vmap(lambda s: model_voltage(model, p, surface_y_at(s * length), I))(jnp.asarray(_QUAD_T))
@@ -194,10 +191,6 @@ def modal_solve(model, p, I, t0, t1, state0, ts, start, event_fn):
     (`_trajectory`; what the outputs read of them is exact). The totals' charges are exact;
     their energies are left at the step's start (`modal_energy` computes them; the outputs and
     conditions read the charges only)."""
-    import diffrax
-
-    from .solvers import totals_rate
-
     y0, q0 = state0
     y_at, surface_y_at = _trajectory(model, p, I, y0)
     rate = totals_rate(I, 0.0)  # the charges' rates (the energies' are `modal_energy`'s)
@@ -239,13 +232,7 @@ def _first_crossing(G, t0, t1):
             j = jnp.clip(jnp.argmax(Gs(s) <= 0), 1, 32)
             lo, hi = s[j - 1], s[j]
 
-        def halve(_, bracket):
-            lo, hi = bracket
-            mid = 0.5 * (lo + hi)
-            past = _sg(G(mid)) <= 0
-            return jnp.where(past, lo, mid), jnp.where(past, mid, hi)
-
-        t = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, hi))[1]
+        t = bisect(lambda m: _sg(G(m)) <= 0, lo, hi, BISECTIONS)[1]
         # its derivatives: two Newton steps from the root, each adding its step's derivative but not
         # its value (the bisection's root stays, to the last bit, whatever G's shape there). Newton's
         # map has zero slope at a root, so two steps give its first and second derivatives exactly

@@ -1,6 +1,7 @@
 """Roots of scalar functions found by any fixed iteration, differentiated by the implicit
 function theorem: a voltage or power step's current (`simulate._solve_current`, Newton) and
-the state of charge's root finds (`soc._bisect`, bisection).
+the state of charge's root finds (`soc._bisect`, bisection; `bisect` is the loop, shared with
+the events of `_scan` and `_modal`).
 
 `frozen(fn, x)` closure-converts fn(x) into g(x, *consts) and gives the consts without their
 derivatives, for the iteration; `implicit_root(g, root, *consts)` then attaches the derivative
@@ -40,6 +41,19 @@ def _implicit_root_jvp(g, primals, tangents):
     dg = jax.jvp(lambda *c: g(x, *c), consts, dconsts)[1]
     slope = jax.jvp(lambda x_: g(x_, *consts), (x,), (jnp.ones_like(x),))[1]
     return x, -dg / nonzero(slope)
+
+
+def bisect(past, lo, hi, steps):
+    """The bracket (a, b) after `steps` halvings of [lo, hi], with past(b) True and past(a) False
+    where they were at the ends: the first x at which the boolean `past` turns True, to
+    (hi - lo) 2^-steps. No derivative (the ends are held); the callers attach their own."""
+    def halve(_, ab):
+        a, b = ab
+        m = 0.5 * (a + b)
+        now = past(m)
+        return jnp.where(now, a, m), jnp.where(now, m, b)
+
+    return jax.lax.fori_loop(0, steps, halve, (jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)))
 
 
 def nonzero(d):

@@ -36,7 +36,7 @@ import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 
-from ._roots import nonzero
+from ._roots import bisect, nonzero
 from .solvers import Rodas4, RodasInterpolation
 
 _tree = jax.tree.map
@@ -180,13 +180,7 @@ def _crossing(G, lo, hi):
     to whatever G closes over (the step's dense output, the parameters). Written out rather than
     through `_roots.implicit_root`, whose custom rule cannot close over the step's integer and
     boolean values (the control's mode); reverse mode needs only this first derivative."""
-    def halve(_, ab):
-        a, b = ab
-        m = 0.5 * (a + b)
-        past = _sg(G(m)) <= 0
-        return jnp.where(past, a, m), jnp.where(past, m, b)
-
-    a, b = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (_sg(lo), _sg(hi)))
+    a, b = bisect(lambda m: _sg(G(m)) <= 0, lo, hi, BISECTION_STEPS)
     t = 0.5 * (a + b)
     value, slope = jax.jvp(G, (t,), (jnp.ones_like(t),))
     return t - (value - _sg(value)) / _sg(nonzero(slope))

@@ -399,6 +399,7 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
 
 def _simulate(model, params, table, modes, t_eval, opts):
     n_eval = opts.n_out_per_step if t_eval is None else t_eval.shape[0]
+    modal = isinstance(opts.solver, ModalSolve)
     # `_prepare` refuses a bad concrete t_eval; a traced one (under jit) gets a status and NaN
     # outputs, cell by cell, instead of a run-time error: no host callback in the compiled solve
     # (which would also keep it out of JAX's persistent compilation cache)
@@ -433,7 +434,8 @@ def _simulate(model, params, table, modes, t_eval, opts):
             per_step = ()
         status = jnp.where(stopped, status, st)
         stopped = stopped | (st != Status.COMPLETED)
-        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new, q_new - q, (t, y))
+        starts = (t, y) if modal else ()  # each step's start, for `modal_energy`
+        return (t_new, y_new, q_new, stopped, status, out, step_of, final), (per_step, end, t_new, q_new - q, starts)
 
     y0 = model.initial_state(params)
     at_rest = jnp.stack([model.voltage(y0, 0.0, params), 0.0, 0.0, model.temperature(y0)])
@@ -445,7 +447,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
     (_, y, totals, _, status, out, step_of, _), (per_step, ends, end_times, step_totals, starts) = jax.lax.scan(
         one_step, init, (table, jnp.arange(n_steps, dtype=jnp.int32))
     )
-    if isinstance(opts.solver, ModalSolve):
+    if modal:
         # the steps' energies, outside the loop: a program that reads none leaves them out
         energy = jax.vmap(lambda row, t0, y0, t1: modal_energy(model, params, _amps(row.value, row.c_rate, params), t0,
                                                                t1, y0))(table, *starts, end_times)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._roots import frozen, implicit_root
+from ._roots import bisect, frozen, implicit_root
 from .parameters import ParameterSet
 from .physics import cell
 
@@ -69,14 +69,7 @@ def _bisect(fn, lo, hi):
     to compile under `vmap` over cells inside reverse mode through a solve (jax 0.10,
     "Incompatible types for broadcasting"), which fits of many cells need."""
     g, consts, fixed = frozen(fn, lo)
-
-    def step(_, bracket):
-        a, b = bracket
-        m = 0.5 * (a + b)
-        up = g(m, *fixed) > 0
-        return jnp.where(up, a, m), jnp.where(up, m, b)
-
-    a, b = jax.lax.fori_loop(0, BISECTION_STEPS, step, (jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)))
+    a, b = bisect(lambda m: g(m, *fixed) > 0, lo, hi, BISECTION_STEPS)
     return implicit_root(g, 0.5 * (a + b), *consts)
 
 

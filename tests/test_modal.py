@@ -10,8 +10,8 @@ from conftest import FAST_XLA
 import jaxcell
 from jaxcell import mesh
 from jaxcell._modal import _modes
+from jaxcell.simulate import default_solver
 from jaxcell.solution import Status, StepEnd
-from jaxcell.solvers import BandedSolve, Rodas4
 
 # a voltage limit on discharge and on charge, a rest, a duration, and a cut-off that ends it all
 PROTOCOL = ["Discharge at 1C until 3.5 V", "Rest for 10 minutes", "Charge at 0.5C until 4.1 V",
@@ -22,17 +22,13 @@ PARAMS = ["Negative particle radius [m]", "Positive particle diffusivity [m2.s-1
           "Positive electrode reaction rate constant [A.m-2.(m3.mol-1)1.5]", "Nominal cell capacity [A.h]"]
 
 
-def _rodas(spm):
-    return Rodas4(BandedSolve(spm.jacobian_pattern))
-
-
 def test_same_solution_as_rodas4_at_tight_tolerance(spm, chen):
     """The exact solve is the same discrete solution that Rodas4 converges to: through a protocol
     of voltage limits, a rest, durations and a stop at the lower cut-off, with Rodas4 at rtol
     1e-10 the voltages agree to 1e-8 V, the step ends to 1e-5 s, and the charge and energy totals
     (the energy the modal solve's quadrature) to 1e-8 relative; the same steps end the same way."""
     modal = jaxcell.simulate(spm, chen, PROTOCOL, t_eval=T_EVAL)
-    ref = jaxcell.simulate(spm, chen, PROTOCOL, t_eval=T_EVAL, solver=_rodas(spm), rtol=1e-10, atol=1e-12)
+    ref = jaxcell.simulate(spm, chen, PROTOCOL, t_eval=T_EVAL, solver=default_solver(spm), rtol=1e-10, atol=1e-12)
     assert modal.status == ref.status == Status.LOWER_CUTOFF
     np.testing.assert_array_equal(modal.step_end, ref.step_end)
     assert list(np.asarray(modal.step_end)[:3]) == [StepEnd.VOLTAGE, StepEnd.DURATION, StepEnd.VOLTAGE]
@@ -53,7 +49,7 @@ def test_a_cut_off_at_a_kink_of_the_voltage(spm, chen):
     for p, exp in ((chen, "Discharge at 3C until 2.5 V or 20 minutes"),
                    (jaxcell.with_initial_soc(chen, 0.5), "Discharge at 5C until 2.5 V or 20 minutes")):
         modal = jaxcell.simulate(spm, p, exp, t_eval=T_EVAL[:9])
-        ref = jaxcell.simulate(spm, p, exp, t_eval=T_EVAL[:9], solver=_rodas(spm), rtol=1e-10, atol=1e-12)
+        ref = jaxcell.simulate(spm, p, exp, t_eval=T_EVAL[:9], solver=default_solver(spm), rtol=1e-10, atol=1e-12)
         assert int(modal.step_end[0]) == int(ref.step_end[0]) == StepEnd.VOLTAGE
         np.testing.assert_allclose(modal.step_end_time, ref.step_end_time, rtol=0, atol=1e-5)
         np.testing.assert_allclose(modal.energy, ref.energy, rtol=1e-8)
