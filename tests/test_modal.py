@@ -43,7 +43,7 @@ def test_same_solution_as_rodas4_at_tight_tolerance(spm, chen):
 
 def test_a_cut_off_at_a_kink_of_the_voltage(spm, chen):
     """At 3C (from full) and 5C (from half full) the voltage collapses just past the cut-off, where
-    the surface stoichiometry reaches its clip (its slope 15-100 times steeper within 0.1 s): the
+    the surface stoichiometry reaches its clip (its slope 15-80 times steeper within 0.1 s): the
     event's time is still Rodas4's, to 1e-5 s. Newton's method in the search ended 0.53 s (3C,
     its steps carrying no slope) and 0.17 s (5C) late there."""
     for p, exp in ((chen, "Discharge at 3C until 2.5 V or 20 minutes"),
