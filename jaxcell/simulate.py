@@ -13,7 +13,7 @@ import optimistix as optx
 
 from ._forward import in_forward_mode, solver_for_adjoint
 from ._roots import frozen, implicit_root, nonzero
-from ._modal import ModalSolve, modal_energy, modal_solve
+from ._modal import ModalSolve, Segments, modal_energy, modal_solve
 from ._modal import why_not as modal_why_not
 from ._scan import ScanAdjoint, scan_solve
 from .experiment import MODES, Experiment
@@ -160,6 +160,23 @@ def _control(model, row, p, t0, modes):
         index = sum((row.mode > m).astype(jnp.int32) for m in modes[:-1])  # position of the mode in `modes`
         both = lambda t, y: jax.lax.switch(index, branches, t, y)  # noqa: E731
     return (lambda t, y: both(t, y)[0]), (lambda t, y: both(t, y)[1]), state_dependent, time_dependent
+
+
+def _segments(row, p, span, modes):
+    """The current of a step of duration `span` (a row of the StepTable; current, C-rate, rest
+    or drive-cycle control) as `_modal.Segments`: one constant segment, or, where the
+    experiment has drive cycles (`modes`, static), the cycle's intervals, cut at `span`, with
+    the slopes of the cycle's linear interpolation (`_control`'s)."""
+    I = _amps(row.value, row.c_rate, p)
+    if MODES["drive"] not in modes:
+        return Segments(jnp.zeros(1), jnp.reshape(span, (1,)), jnp.reshape(I, (1,)))
+    drive = row.mode == MODES["drive"]
+    n = row.drive_time.shape[0] - 1
+    ends = jnp.where(drive, row.drive_time, jnp.where(jnp.arange(n + 1) == 0, 0.0, jnp.inf))
+    ends = jnp.minimum(ends, span)
+    slopes = jnp.diff(row.drive_current) / jnp.diff(row.drive_time)  # the times increase strictly
+    return Segments(ends[:-1], jnp.diff(ends), jnp.where(drive, row.drive_current[:-1], I),
+                    jnp.where(drive, slopes, 0.0))
 
 
 def _max_duration(row, p):
@@ -326,9 +343,9 @@ def _run_step(model, row, p, t0, y0, q0, stopped, ts, opts: Options, modes: tupl
     start = model.output_start
     if isinstance(opts.solver, ModalSolve):
         # exact in time (`_modal`): no solver loop, and no adjoint to choose
-        I = current(t0, y0)
         (saved_ts, outs), t_end, (y_end, q_end), result = modal_solve(
-            model, p, I, t0, t1, (y0, q0), jnp.clip(ts, t0, t1), start, lambda t, state: jnp.min(first_crossing(t, state)),
+            model, p, _segments(row, p, t1 - t0, modes), t0, t1, (y0, q0), jnp.clip(ts, t0, t1), start,
+            lambda t, state: jnp.min(first_crossing(t, state)),
         )
         outs = _outputs_at(out_fn, saved_ts, *outs, t0, y0, start)
     elif isinstance(opts.adjoint, ScanAdjoint):
@@ -449,7 +466,7 @@ def _simulate(model, params, table, modes, t_eval, opts):
     )
     if modal:
         # the steps' energies, outside the loop: a program that reads none leaves them out
-        energy = jax.vmap(lambda row, t0, y0, t1: modal_energy(model, params, _amps(row.value, row.c_rate, params), t0,
+        energy = jax.vmap(lambda row, t0, y0, t1: modal_energy(model, params, _segments(row, params, t1 - t0, modes), t0,
                                                                t1, y0))(table, *starts, end_times)
         step_totals = step_totals.at[:, 2:].add(energy)
         totals = totals.at[2:].add(jnp.sum(energy, axis=0))
@@ -570,7 +587,7 @@ def _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, a
             )
     _check_step_limits(experiment, v_lo, v_hi)
     if solver is None:
-        # the exact solve where it applies (the isothermal SPM at constant currents), else Rodas4
+        # the exact solve where it applies (the isothermal SPM under current or a drive cycle), else Rodas4
         solver = ModalSolve() if modal_why_not(model, params, experiment.modes) is None else default_solver(model)
     elif isinstance(solver, ModalSolve) and (reason := modal_why_not(model, params, experiment.modes)):
         raise ValueError(f"ModalSolve does not apply here: {reason}. Leave solver=None to let simulate choose.")
@@ -646,7 +663,7 @@ def simulate(
     `jaxcell._scan`). For forward mode (`jax.jvp`, `jax.jacfwd`) pass
     ``adjoint=diffrax.ForwardMode()``; second derivatives are forward over forward with it,
     ``jax.jacfwd(jax.jacfwd(f))`` (`jax.hessian`, forward over reverse, fails in diffrax's
-    reverse pass). Through a drive cycle, unless `adjoint` is given, every
+    reverse pass). Through a drive cycle solved by Rodas4, unless `adjoint` is given, every
     derivative (`jax.grad` included) is taken in forward mode for the values that carry a
     tangent: reverse mode's recomputed steps do not retrace steps clipped to the cycle's
     breakpoints, and its gradient was percents off. That costs about one solve's tangent per
@@ -655,7 +672,7 @@ def simulate(
     structure, options); new parameter values reuse it.
 
     `solver=None` chooses: the isothermal SPM with constant particle diffusivities under current,
-    C-rate and rest steps is solved exactly in time (`jaxcell.ModalSolve`: no time steps, so
+    C-rate, rest and drive-cycle steps is solved exactly in time (`jaxcell.ModalSolve`: no time steps, so
     `rtol`, `atol`, `max_steps` and `adjoint` do not apply, and every kind of derivative is
     JAX's own); everything else with Rodas4 (`default_solver`). Name a solver to have it.
 
@@ -673,7 +690,7 @@ def simulate(
         )
     args = _prepare(model, params, experiment, t_eval, rtol, atol, max_steps, solver, adjoint, outputs_in_loop,
                     initial_soc)
-    if adjoint is None and MODES["drive"] in args[3]:
+    if adjoint is None and MODES["drive"] in args[3] and not isinstance(args[5].solver, ModalSolve):
         sol = _drive_cycle_solve(*args)
     else:
         sol = _simulate_jit(*args)
