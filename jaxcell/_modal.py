@@ -73,6 +73,8 @@ _GRID = np.unique(np.concatenate([np.linspace(0.0, 1.0, 33), 2.0 ** -np.arange(6
 # cycle, vmapped: 97 ms, against 237 ms with 13 intervals graded towards the start
 _SEGMENT_GRID = np.linspace(0.0, 1.0, 5)
 REFINE, BISECTIONS = 1, 48
+# A drive cycle's segments and output times are evaluated this many at a time (`jax.lax.map`)
+_CHUNK = 64
 # The energy's quadrature: 8 Gauss-Legendre nodes on each of the 14 inner sixteenths of the step
 # (the open-circuit potentials' stages), 4 on each of the outer sixteenths' panels, cut
 # geometrically towards the ends (2^-12 .. 2^-4 of the step: the fast modes' decay after the
@@ -279,8 +281,8 @@ def modal_energy(model, p, seg: Segments, t0, t_end, y0):
     flat = seg.slopes == 0
     zero = jnp.where(flat, 0.0, -seg.amps / jnp.where(flat, 1.0, seg.slopes))
     cut = jnp.where((zero > 0) & (zero < lengths), zero, lengths)
-    i = jnp.arange(seg.starts.shape[0])
-    return jnp.sum(jax.vmap(piece)(i, jnp.zeros_like(cut), cut) + jax.vmap(piece)(i, cut, lengths), axis=0)
+    both = lambda a: piece(a[0], 0.0, a[1]) + piece(*a)
+    return jnp.sum(jax.lax.map(both, (jnp.arange(seg.starts.shape[0]), cut, lengths), batch_size=_CHUNK), axis=0)
 
 
 def modal_solve(model, p, seg: Segments, t0, t1, state0, ts, start, event_fn):
@@ -308,7 +310,9 @@ def modal_solve(model, p, seg: Segments, t0, t1, state0, ts, start, event_fn):
 
     # the outputs read the voltage, current, charge and temperature: the surface state serves
     reached = ts <= t_end
-    ys, qs = jax.vmap(lambda t: state_at(surface_y_at, t))(jnp.where(reached, ts, t_end))
+    at = lambda t: state_at(surface_y_at, t)
+    ys, qs = (jax.vmap(at) if seg.slopes is None else functools.partial(jax.lax.map, at, batch_size=_CHUNK))(
+        jnp.where(reached, ts, t_end))
     R = diffrax.RESULTS
     result = R.where(event, R.event_occurred, R.successful)
     return (jnp.where(reached, ts, jnp.inf), (ys[:, start:], qs)), t_end, (y_end, q_end), result
@@ -324,13 +328,18 @@ def _first_crossing(G, t0, t1, seg: Segments):
     surface stoichiometry reaches its clip the voltage's slope grows 15-80 times within 0.01-0.1 s
     of the cut-off, and Newton's steps across that kink landed 0.2-0.5 s off (tests/test_modal.py)."""
     grid = _GRID if seg.slopes is None else _SEGMENT_GRID
-    n = grid.size
+    n, n_seg = grid.size, seg.starts.shape[0]
     Gs = jax.vmap(lambda t, i: _sg(G(t, i)))
     t0_, span = _sg(t0), _sg(t1 - t0)
     lengths = jnp.clip(span - _sg(seg.starts), 0.0, _sg(seg.lengths))
-    ts = (t0_ + _sg(seg.starts)[:, None] + jnp.asarray(grid) * lengths[:, None]).ravel()
-    segment = jnp.repeat(jnp.arange(seg.starts.shape[0]), n)
-    past = (Gs(ts, segment) <= 0) & (jnp.arange(ts.size) > 0) & (span > 0)
+    ts = t0_ + _sg(seg.starts)[:, None] + jnp.asarray(grid) * lengths[:, None]
+    segment = jnp.arange(n_seg)
+    # a drive cycle's segments a chunk at a time: all at once, a vmapped batch of cells held every
+    # grid point's modal coordinates (cells x segments x points x modes)
+    values = Gs(ts[0], jnp.zeros(n, jnp.int32))[None] if n_seg == 1 else jax.lax.map(
+        lambda a: Gs(a[0], jnp.full(n, a[1])), (ts, segment), batch_size=_CHUNK)
+    ts, segment = ts.ravel(), jnp.repeat(segment, n)
+    past = (values.ravel() <= 0) & (jnp.arange(ts.size) > 0) & (span > 0)
     event, k = jnp.any(past), jnp.maximum(jnp.argmax(past), 1)
     i = segment[k]
 
